@@ -1,0 +1,450 @@
+//! What policyc proves about a checked policy: rules no request can reach, rules that
+//! overlap an earlier rule routing elsewhere, and data-class leaks.
+//!
+//! All three reduce to one question over the finite request space of [`Space`]: is a box
+//! covered by the union of other boxes, and if not, which point is left over? The search
+//! splits the target box on a field where some other box cuts it, exploring the part
+//! outside that box first (where a witness is likeliest). It is exact: "covered" is a
+//! proof and every witness is a real request. Each search has a node budget, and all
+//! searches share a total; when one runs out the answer is "could not prove", reported as
+//! such — never a guess. For the data-class check "could not prove" is an error, because
+//! that check guards data.
+
+use switchyard_table::Field;
+
+use crate::diag::{Code, Diagnostic};
+use crate::ir::{Policy, Rule, Target};
+use crate::space::{BitSet, RuleBox, Space};
+
+/// Nodes one search may visit.
+const SEARCH_BUDGET: u64 = 20_000;
+/// Nodes all searches of one policy may visit together.
+const TOTAL_BUDGET: u64 = 4_000_000;
+
+type Point = [usize; Field::COUNT];
+type Target6 = [BitSet; Field::COUNT];
+
+/// The answer to "is this box covered?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cover {
+    Covered,
+    Witness(Point),
+    Exhausted,
+}
+
+/// Per-field columns: for each class, the set of rules whose box accepts it.
+#[derive(Debug)]
+pub struct Columns {
+    pub by_field: [Vec<BitSet>; Field::COUNT],
+    pub rules: usize,
+}
+
+impl Columns {
+    /// Transposes rule boxes into class columns.
+    #[must_use]
+    pub fn of(space: &Space) -> Self {
+        let rules = space.boxes.len();
+        let by_field = Field::ALL.map(|f| {
+            let n = space.field(f).len();
+            let mut unconstrained = BitSet::empty(rules);
+            for (r, b) in space.boxes.iter().enumerate() {
+                if b.sets.get(f.index()).is_some_and(Option::is_none) {
+                    unconstrained.insert(r);
+                }
+            }
+            let mut cols = vec![unconstrained; n];
+            for (r, b) in space.boxes.iter().enumerate() {
+                if let Some(Some(set)) = b.sets.get(f.index()) {
+                    for c in set.iter() {
+                        if let Some(col) = cols.get_mut(c) {
+                            col.insert(r);
+                        }
+                    }
+                }
+            }
+            cols
+        });
+        Self { by_field, rules }
+    }
+
+    /// A superset of the rules below `limit` whose boxes meet `t` (exact on every field
+    /// where `t` is small; fields where `t` spans most classes are not used to filter,
+    /// which keeps this cheap for `!=` and `not in` conditions).
+    fn candidates(&self, t: &Target6, limit: usize) -> Vec<usize> {
+        let mut acc = BitSet::full(self.rules);
+        acc.truncate(limit);
+        for (f, set) in t.iter().enumerate() {
+            let Some(cols) = self.by_field.get(f) else { continue };
+            if set.count() * 2 > cols.len() {
+                continue;
+            }
+            let mut any = BitSet::empty(self.rules);
+            for c in set.iter() {
+                if let Some(col) = cols.get(c) {
+                    any.or_with(col);
+                }
+            }
+            acc.and_with(&any);
+        }
+        acc.iter().collect()
+    }
+}
+
+/// The search engine with its shared budget.
+pub struct Prover<'a> {
+    pub space: &'a Space,
+    pub columns: Columns,
+    total: u64,
+}
+
+impl std::fmt::Debug for Prover<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prover").field("total", &self.total).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Prover<'a> {
+    #[must_use]
+    pub fn new(space: &'a Space) -> Self {
+        Self {
+            space,
+            columns: Columns::of(space),
+            total: TOTAL_BUDGET,
+        }
+    }
+
+    /// A box cut to the classes that hold values.
+    #[must_use]
+    pub fn materialize(&self, b: &RuleBox) -> Target6 {
+        Field::ALL.map(|f| {
+            let mut s = self.space.field(f).universe.clone();
+            if let Some(Some(set)) = b.sets.get(f.index()) {
+                s.and_with(set);
+            }
+            s
+        })
+    }
+
+    fn meets(t: &Target6, o: &RuleBox) -> bool {
+        t.iter().zip(&o.sets).all(|(ts, os)| match os {
+            None => !ts.is_empty(),
+            Some(s) => ts.intersects(s),
+        })
+    }
+
+    fn contains(o: &RuleBox, t: &Target6) -> bool {
+        t.iter().zip(&o.sets).all(|(ts, os)| os.as_ref().is_none_or(|s| ts.is_subset(s)))
+    }
+
+    /// Whether the rules `others` (indices into the space's boxes) cover `t`.
+    pub fn cover(&mut self, t: Target6, others: &[usize]) -> Cover {
+        let boxes = &self.space.boxes;
+        let mut budget = SEARCH_BUDGET.min(self.total);
+        let mut stack: Vec<(Target6, Vec<usize>)> = vec![(t, others.to_vec())];
+        let mut result = Cover::Covered;
+        while let Some((t, cands)) = stack.pop() {
+            if budget == 0 {
+                result = Cover::Exhausted;
+                break;
+            }
+            budget -= 1;
+            if t.iter().any(BitSet::is_empty) {
+                continue;
+            }
+            let live: Vec<usize> = cands
+                .into_iter()
+                .filter(|&i| boxes.get(i).is_some_and(|o| Self::meets(&t, o)))
+                .collect();
+            if live.is_empty() {
+                let point = t.clone().map(|s| s.first().unwrap_or_default());
+                result = Cover::Witness(point);
+                break;
+            }
+            if live.iter().any(|&i| boxes.get(i).is_some_and(|o| Self::contains(o, &t))) {
+                continue;
+            }
+            let Some(o) = live.first().and_then(|&i| boxes.get(i)) else {
+                continue;
+            };
+            // `o` meets `t` but does not contain it: some field of `t` sticks out.
+            let Some((f, s)) = t
+                .iter()
+                .zip(&o.sets)
+                .enumerate()
+                .find_map(|(f, (ts, os))| os.as_ref().filter(|s| !ts.is_subset(s)).map(|s| (f, s)))
+            else {
+                continue;
+            };
+            let mut inside = t.clone();
+            let mut outside = t;
+            if let (Some(i), Some(o)) = (inside.get_mut(f), outside.get_mut(f)) {
+                i.and_with(s);
+                o.and_not_with(s);
+            }
+            stack.push((inside, live.clone()));
+            stack.push((outside, live));
+        }
+        self.total -= SEARCH_BUDGET.min(self.total) - budget;
+        result
+    }
+
+    /// Rules below `limit` that meet `t`, exactly.
+    #[must_use]
+    pub fn meeting(&self, t: &Target6, limit: usize) -> Vec<usize> {
+        self.columns
+            .candidates(t, limit)
+            .into_iter()
+            .filter(|&i| self.space.boxes.get(i).is_some_and(|o| Self::meets(t, o)))
+            .collect()
+    }
+
+    /// A smallest-effort subset of `cover_set` that still covers `t` (greedy; used only
+    /// to name fewer rules in a message).
+    fn minimize(&mut self, t: &Target6, cover_set: Vec<usize>) -> Vec<usize> {
+        if cover_set.len() > 12 {
+            return cover_set;
+        }
+        let mut keep = cover_set;
+        let mut i = keep.len();
+        while i > 0 {
+            i -= 1;
+            let mut trial = keep.clone();
+            trial.remove(i);
+            if self.cover(t.clone(), &trial) == Cover::Covered {
+                keep = trial;
+            }
+        }
+        keep
+    }
+}
+
+/// "rule 0 `a`", "rule 0 `a` and rule 2", "rule 0, rule 1 and 3 more".
+fn rule_list(policy: &Policy, rules: &[usize]) -> String {
+    let mut shown: Vec<String> = rules
+        .iter()
+        .take(4)
+        .filter_map(|&i| policy.rules.get(i).map(|r| r.label(i)))
+        .collect();
+    let more = rules.len().saturating_sub(shown.len());
+    if more > 0 {
+        shown.push(format!("{more} more"));
+    }
+    match shown.split_last() {
+        Some((last, init)) if !init.is_empty() => format!("{} and {last}", init.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => String::new(),
+    }
+}
+
+fn same_destination(a: &Target, b: &Target) -> bool {
+    match (a, b) {
+        (Target::Deny { .. }, Target::Deny { .. }) => true,
+        (Target::Route { .. }, Target::Route { .. }) => a.endpoints() == b.endpoints(),
+        _ => false,
+    }
+}
+
+fn destination(policy: &Policy, t: &Target) -> String {
+    match t {
+        Target::Deny { .. } => "deny".to_owned(),
+        Target::Route { .. } => t
+            .endpoints()
+            .iter()
+            .filter_map(|&e| policy.endpoints.get(e).map(|e| format!("`{}`", e.spec.id)))
+            .collect::<Vec<_>>()
+            .join(" → "),
+    }
+}
+
+/// Runs every analysis and returns its diagnostics.
+#[must_use]
+pub fn analyze(policy: &Policy, prover: &mut Prover<'_>) -> Vec<Diagnostic> {
+    let mut diags = Vec::new();
+    reachability(policy, prover, &mut diags);
+    leaks(policy, prover, &mut diags);
+    diags
+}
+
+fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagnostic>) {
+    let mut unreachable = vec![false; policy.rules.len()];
+    for (r, rule) in policy.rules.iter().enumerate() {
+        let Some(b) = prover.space.boxes.get(r) else { continue };
+        let t = prover.materialize(b);
+        let head = rule_head(rule);
+        if t.iter().any(BitSet::is_empty) {
+            if let Some(u) = unreachable.get_mut(r) {
+                *u = true;
+            }
+            diags.push(
+                Diagnostic::warning(Code::UnreachableRule, format!("{} can never match", rule.label(r)))
+                    .label(head, "no request satisfies all of its conditions at once")
+                    .help("check the conditions of this rule"),
+            );
+            continue;
+        }
+        let earlier = prover.meeting(&t, r);
+        match prover.cover(t.clone(), &earlier) {
+            Cover::Covered => {
+                if let Some(u) = unreachable.get_mut(r) {
+                    *u = true;
+                }
+                let covering = prover.minimize(&t, earlier);
+                let mut d = Diagnostic::warning(
+                    Code::UnreachableRule,
+                    format!(
+                        "{} is unreachable: {} {} every request it matches",
+                        rule.label(r),
+                        rule_list(policy, &covering),
+                        if covering.len() == 1 { "covers" } else { "cover" }
+                    ),
+                )
+                .label(head, "no request can reach this rule");
+                for &i in covering.iter().take(4) {
+                    if let Some(e) = policy.rules.get(i) {
+                        d = d.secondary(rule_head(e), format!("{} matches first", e.label(i)));
+                    }
+                }
+                diags.push(d.help("remove the rule, or move it above the rules that cover it"));
+            }
+            Cover::Exhausted => diags.push(
+                Diagnostic::warning(
+                    Code::ReachabilityUnknown,
+                    format!("could not prove whether {} is reachable", rule.label(r)),
+                )
+                .label(head, "the search budget ran out")
+                .note(format!("{} earlier rules overlap it", earlier.len()))
+                .help("this is not a finding; simplify overlapping rules to get a definite answer"),
+            ),
+            Cover::Witness(_) => {
+                let clash: Vec<usize> = earlier
+                    .iter()
+                    .copied()
+                    .filter(|&i| !unreachable.get(i).copied().unwrap_or(false))
+                    .filter(|&i| policy.rules.get(i).is_some_and(|e| !same_destination(&e.target, &rule.target)))
+                    .collect();
+                let Some(&first) = clash.first() else { continue };
+                let Some(other) = policy.rules.get(first) else { continue };
+                let mut both = t.clone();
+                if let Some(o) = prover.space.boxes.get(first) {
+                    for (s, os) in both.iter_mut().zip(&o.sets) {
+                        if let Some(os) = os {
+                            s.and_with(os);
+                        }
+                    }
+                }
+                let point = both.map(|s| s.first().unwrap_or_default());
+                diags.push(
+                    Diagnostic::warning(
+                        Code::OverlappingRoute,
+                        format!(
+                            "{} overlaps {}, which {} elsewhere",
+                            rule.label(r),
+                            rule_list(policy, &clash),
+                            if clash.len() == 1 { "routes" } else { "route" }
+                        ),
+                    )
+                    .label(head, format!("routes to {}", destination(policy, &rule.target)))
+                    .secondary(rule_head(other), format!("routes to {} and wins where both match", destination(policy, &other.target)))
+                    .note(format!("for example, {} goes to {}", prover.space.describe_point(&point), destination(policy, &other.target)))
+                    .help("if that is intended, nothing to do; otherwise narrow one of the rules or reorder them"),
+                );
+            }
+        }
+    }
+}
+
+fn rule_head(rule: &Rule) -> crate::source::Span {
+    rule.head
+}
+
+fn leaks(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagnostic>) {
+    let dc_space = prover.space.field(Field::DataClass);
+    let switchyard_table::Partition::Str(dc_partition) = &dc_space.partition else {
+        return;
+    };
+    for dc in policy.data_classes.iter().filter(|d| d.spec.stays_private) {
+        let Some(class) = dc_partition.literal_class(&dc.spec.id) else { continue };
+        let mut only = BitSet::empty(dc_space.len());
+        only.insert(class as usize);
+        let restrict = |mut t: Target6| {
+            if let Some(s) = t.get_mut(Field::DataClass.index()) {
+                s.and_with(&only);
+            }
+            t
+        };
+        let rules = policy.rules.iter().enumerate().map(|(i, r)| (Some(i), r));
+        for (index, rule) in rules.chain(std::iter::once((None, &policy.default))) {
+            let public = public_targets(policy, &rule.target);
+            if public.is_empty() {
+                continue;
+            }
+            let (t, limit) = match index {
+                Some(i) => match prover.space.boxes.get(i) {
+                    Some(b) => (restrict(prover.materialize(b)), i),
+                    None => continue,
+                },
+                None => (restrict(prover.materialize(&RuleBox::any())), policy.rules.len()),
+            };
+            if t.iter().any(BitSet::is_empty) {
+                continue;
+            }
+            let earlier = prover.meeting(&t, limit);
+            let via = match index {
+                Some(i) => rule.label(i),
+                None => "the default".to_owned(),
+            };
+            let outcome = prover.cover(t, &earlier);
+            let (point, code) = match outcome {
+                Cover::Covered => continue,
+                Cover::Witness(p) => (Some(p), Code::PrivateDataLeak),
+                Cover::Exhausted => (None, Code::LeakUnproven),
+            };
+            for (endpoint, span, role) in public {
+                let message = match code {
+                    Code::PrivateDataLeak => format!(
+                        "data class `{}` must stay private but can reach public endpoint `{endpoint}` through {via}",
+                        dc.spec.id
+                    ),
+                    _ => format!(
+                        "could not prove that data class `{}` never reaches public endpoint `{endpoint}` through {via}",
+                        dc.spec.id
+                    ),
+                };
+                let mut d = Diagnostic::error(code, message)
+                    .label(span, format!("{role} is public"))
+                    .secondary(dc.span, "declared `stays_private: true` here");
+                if let Some(p) = point {
+                    d = d.note(format!("for example, {} is sent here", prover.space.describe_point(&p)));
+                }
+                diags.push(d.help(format!(
+                    "route `{}` to a private endpoint in an earlier rule (e.g. `match: {{ data_class: {} }}`), or give this endpoint a private `transport`",
+                    dc.spec.id, dc.spec.id
+                )));
+            }
+        }
+    }
+}
+
+/// Public endpoints a target can send to, with the span and role of each mention.
+fn public_targets(policy: &Policy, t: &Target) -> Vec<(String, crate::source::Span, &'static str)> {
+    let Target::Route {
+        endpoint,
+        fallback,
+        endpoint_span,
+        fallback_spans,
+    } = t
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mentions = std::iter::once((*endpoint, *endpoint_span, "this route"))
+        .chain(fallback.iter().copied().zip(fallback_spans.iter().copied()).map(|(e, s)| (e, s, "this fallback")));
+    for (e, span, role) in mentions {
+        if let Some(ep) = policy.endpoints.get(e)
+            && ep.spec.transport.is_public()
+        {
+            out.push((ep.spec.id.clone(), span, role));
+        }
+    }
+    out
+}
