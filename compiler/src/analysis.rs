@@ -333,6 +333,12 @@ fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagno
                     }
                 }
                 let point = both.map(|s| s.first().unwrap_or_default());
+                // Where that request really goes: the first rule whose box holds it (an
+                // earlier rule with the same destination as `r` may catch it first).
+                let winner = (0..r)
+                    .find(|&i| prover.space.boxes.get(i).is_some_and(|b| holds(b, &point)))
+                    .and_then(|i| policy.rules.get(i))
+                    .unwrap_or(other);
                 diags.push(
                     Diagnostic::warning(
                         Code::OverlappingRoute,
@@ -345,12 +351,18 @@ fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagno
                     )
                     .label(head, format!("routes to {}", destination(policy, &rule.target)))
                     .secondary(rule_head(other), format!("routes to {} and wins where both match", destination(policy, &other.target)))
-                    .note(format!("for example, {} goes to {}", prover.space.describe_point(&point), destination(policy, &other.target)))
+                    .note(format!("for example, {} goes to {}", prover.space.describe_point(&point), destination(policy, &winner.target)))
                     .help("if that is intended, nothing to do; otherwise narrow one of the rules or reorder them"),
                 );
             }
         }
     }
+}
+
+/// Whether a box holds a point.
+#[must_use]
+pub fn holds(b: &RuleBox, point: &Point) -> bool {
+    b.sets.iter().zip(point).all(|(s, &c)| s.as_ref().is_none_or(|s| s.contains(c)))
 }
 
 fn rule_head(rule: &Rule) -> crate::source::Span {

@@ -104,6 +104,8 @@ struct RawRule {
 struct Checker<'s> {
     sources: &'s Sources,
     diags: Vec<Diagnostic>,
+    /// Ids of endpoints declared with errors: references to them are not reported again.
+    broken_endpoints: Vec<String>,
 }
 
 /// Checks a policy file and an optional endpoint catalogue file.
@@ -112,6 +114,7 @@ pub fn check(sources: &Sources, policy: FileId, catalogue: Option<FileId>) -> Ch
     let mut c = Checker {
         sources,
         diags: Vec::new(),
+        broken_endpoints: Vec::new(),
     };
     let policy_policy = c.run(policy, catalogue);
     let has_errors = c.diags.iter().any(|d| d.severity() == Severity::Error);
@@ -494,8 +497,13 @@ impl Checker<'_> {
             return;
         };
         for item in items {
-            if let Some(e) = self.endpoint(item, in_policy) {
-                out.push(e);
+            match self.endpoint(item, in_policy) {
+                Some(e) => out.push(e),
+                None => {
+                    if let Some(id) = item.get("id").and_then(Node::as_scalar) {
+                        self.broken_endpoints.push(id.to_owned());
+                    }
+                }
             }
         }
     }
@@ -980,6 +988,9 @@ impl Checker<'_> {
             }
             return Some(i);
         }
+        if self.broken_endpoints.contains(&r.id) {
+            return None;
+        }
         if let Some(spec) = builtin_endpoint(&r.id) {
             if catalogue_given {
                 self.push(
@@ -1297,7 +1308,9 @@ impl Checker<'_> {
             match parsed {
                 Ok(v) => Some(v),
                 Err(msg) => {
-                    let help = if kind == FieldKind::Integer {
+                    let help = if l.text.contains("..") {
+                        "ranges need both ends, `100..400`; for an open range write `>=100` or `<=400`".to_owned()
+                    } else if kind == FieldKind::Integer {
                         format!("`{key}` is a whole number of milliseconds, e.g. `<400`")
                     } else {
                         format!("`{key}` is USD per 1,000 tokens with at most 6 decimals, e.g. `<0.002`")
@@ -1391,7 +1404,7 @@ impl Checker<'_> {
         if ranges.is_empty() {
             self.push(
                 Diagnostic::error(Code::EmptyCondition, format!("condition on `{key}` can never hold"))
-                    .label(node.span, format!("no {type_name} satisfies this"))
+                    .label(node.span, "no value satisfies this")
                     .help(format!("`{key}` is never negative; check the comparator and the bound")),
             );
             return None;

@@ -208,9 +208,10 @@ fn build(body: Pair<'_, Rule>) -> Ast {
             }
         }
         Rule::range => {
-            let mut inner = body.into_inner();
-            let lo = inner.next().map(|p| lit(&p)).unwrap_or_else(|| empty_lit(span.start()));
-            let hi = inner.next().map(|p| lit(&p)).unwrap_or_else(|| empty_lit(span.end()));
+            let inner = body.into_inner();
+            let mut bounds = inner.filter(|p| p.as_rule() == Rule::bound);
+            let lo = bounds.next().map(|p| lit(&p)).unwrap_or_else(|| empty_lit(span.start()));
+            let hi = bounds.next().map(|p| lit(&p)).unwrap_or_else(|| empty_lit(span.end()));
             Ast::Range { lo, hi }
         }
         Rule::in_set | Rule::not_in => {
@@ -220,7 +221,11 @@ fn build(body: Pair<'_, Rule>) -> Ast {
             for p in body.into_inner() {
                 match p.as_rule() {
                     Rule::kw_not | Rule::kw_in => kw_end = p.as_span().end(),
-                    Rule::set => items.extend(p.into_inner().map(|i| item(&i))),
+                    Rule::set => items.extend(
+                        p.into_inner()
+                            .filter(|i| matches!(i.as_rule(), Rule::glob | Rule::number | Rule::quoted | Rule::word))
+                            .map(|i| item(&i)),
+                    ),
                     _ => {}
                 }
             }
@@ -246,7 +251,10 @@ fn empty_lit(at: usize) -> Lit {
 
 fn describe(rule: Rule) -> &'static str {
     match rule {
-        Rule::set => "`[`",
+        Rule::set | Rule::open => "`[`",
+        Rule::comma => "`,`",
+        Rule::close => "`]`",
+        Rule::dots => "`..`",
         Rule::glob => "a glob such as `acme-*`",
         Rule::number | Rule::bound => "a number",
         Rule::quoted | Rule::word => "a value",
@@ -283,6 +291,7 @@ fn syntax_error(input: &str, e: &pest::error::Error<Rule>) -> SyntaxError {
         None => "unexpected end of condition".to_owned(),
     };
     let help = match found {
+        None if expected.contains("`]`") => "close the set with `]`: `in [a, b]`",
         Some('=') => "use `==` for equality, or write the value alone",
         Some('*') => "a glob is a literal prefix followed by one trailing `*`, e.g. `acme-*`",
         Some('.') => "ranges are written `100..400` (both ends included)",
@@ -400,8 +409,8 @@ mod tests {
         let e = parse("=400").unwrap_err();
         assert_eq!(e.start, 0);
         assert!(e.help.contains("=="), "{e:?}");
-        let e = parse("100..").unwrap_err();
-        assert_eq!(e.start, 3);
+        // An open range is a word to the grammar; the checker's number check explains it.
+        assert!(matches!(parse("100.."), Ok(Ast::Value(Lit { kind: LitKind::Word, .. }))));
         assert!(parse("").is_err());
         assert!(parse(&"a".repeat(MAX_LEN + 1)).is_err());
     }

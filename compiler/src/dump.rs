@@ -132,6 +132,8 @@ pub fn dump(t: &Table<'_>) -> String {
                 let rules: Vec<String> = v.rules_accepting(l.class).map(|r| r.to_string()).collect();
                 let _ = writeln!(o, "      = {:<24} rules [{}]", l.text, rules.join(","));
             }
+            let other: Vec<String> = v.rules_accepting(switchyard_table::OTHER).map(|r| r.to_string()).collect();
+            let _ = writeln!(o, "      {:<26} rules [{}]", "(any other value)", other.join(","));
             for g in v.globs() {
                 let rules: Vec<String> = v.rules_accepting(g.class).map(|r| r.to_string()).collect();
                 let _ = writeln!(o, "      {:<26} rules [{}]", format!("{}*", g.prefix), rules.join(","));

@@ -208,14 +208,15 @@ pub fn parse(file_id: FileId, file: &SourceFile) -> (Option<Node>, Vec<Diagnosti
             }
             Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
                 Some(Frame::Seq(items, start)) => {
-                    let span = items.last().map_or(start, |n| start.to(n.span));
+                    // An empty collection ends where its closing token does.
+                    let span = items.last().map_or(start.to(span), |n| start.to(n.span));
                     Node {
                         value: Value::Seq(items),
                         span,
                     }
                 }
                 Some(Frame::Map(entries, _, start)) => {
-                    let span = entries.last().map_or(start, |(k, v)| start.to(k.span).to(v.span));
+                    let span = entries.last().map_or(start.to(span), |(k, v)| start.to(k.span).to(v.span));
                     Node {
                         value: Value::Map(entries),
                         span,
@@ -283,7 +284,7 @@ fn scan_error(file_id: FileId, file: &SourceFile, e: &ScanError, offset: usize) 
     } else if info.contains("tab") {
         d = d.help("YAML indents with spaces, not tabs");
     } else {
-        d = d.help("check the indentation and the quoting around this point");
+        d = d.help("check the indentation, quoting and brackets up to this point");
     }
     d
 }
