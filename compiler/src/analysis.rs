@@ -16,10 +16,10 @@ use crate::diag::{Code, Diagnostic};
 use crate::ir::{Policy, Rule, Target};
 use crate::space::{BitSet, RuleBox, Space};
 
-/// Nodes one search may visit.
-const SEARCH_BUDGET: u64 = 20_000;
-/// Nodes all searches of one policy may visit together.
-const TOTAL_BUDGET: u64 = 4_000_000;
+/// Work (box and class visits) one search may do.
+const SEARCH_BUDGET: u64 = 1_000_000;
+/// Work all searches of one policy may do together.
+const TOTAL_BUDGET: u64 = 25_000_000;
 
 type Point = [usize; Field::COUNT];
 type Target6 = [BitSet; Field::COUNT];
@@ -74,7 +74,9 @@ impl Columns {
         let mut acc = BitSet::full(self.rules);
         acc.truncate(limit);
         for (f, set) in t.iter().enumerate() {
-            let Some(cols) = self.by_field.get(f) else { continue };
+            let Some(cols) = self.by_field.get(f) else {
+                continue;
+            };
             if set.count() * 2 > cols.len() {
                 continue;
             }
@@ -99,7 +101,9 @@ pub struct Prover<'a> {
 
 impl std::fmt::Debug for Prover<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Prover").field("total", &self.total).finish_non_exhaustive()
+        f.debug_struct("Prover")
+            .field("total", &self.total)
+            .finish_non_exhaustive()
     }
 }
 
@@ -132,59 +136,140 @@ impl<'a> Prover<'a> {
         })
     }
 
-    fn contains(o: &RuleBox, t: &Target6) -> bool {
-        t.iter().zip(&o.sets).all(|(ts, os)| os.as_ref().is_none_or(|s| ts.is_subset(s)))
+    /// How box `o` relates to `t`: `None` if they do not meet, else the mask of fields
+    /// on which `o` does not contain `t` (0 means `o` contains `t`).
+    fn relate(t: &Target6, o: &RuleBox) -> Option<u8> {
+        let mut mask = 0u8;
+        for (f, (ts, os)) in t.iter().zip(&o.sets).enumerate() {
+            match os {
+                None if ts.is_empty() => return None,
+                None => {}
+                Some(s) => {
+                    if !ts.intersects(s) {
+                        return None;
+                    }
+                    if !ts.is_subset(s) {
+                        mask |= 1 << f;
+                    }
+                }
+            }
+        }
+        Some(mask)
     }
 
     /// Whether the rules `others` (indices into the space's boxes) cover `t`.
+    ///
+    /// Partition refinement: each box carries the mask of fields on which it cuts the
+    /// current target. A step picks the field most boxes cut and splits the target's
+    /// classes on it into groups contained by the same boxes; each group is a child
+    /// target whose candidates are those boxes plus the boxes that did not cut that
+    /// field, all of which still meet the child and no longer cut it. So no node re-tests
+    /// boxes, the field mask only shrinks (depth ≤ 6), a box with an empty mask proves the
+    /// node covered, and a node with no boxes is a witness. The budget counts box and
+    /// class visits, so the worst case is bounded whatever the policy.
     pub fn cover(&mut self, t: Target6, others: &[usize]) -> Cover {
         let boxes = &self.space.boxes;
         let mut budget = SEARCH_BUDGET.min(self.total);
-        let mut stack: Vec<(Target6, Vec<usize>)> = vec![(t, others.to_vec())];
-        let mut result = Cover::Covered;
-        while let Some((t, cands)) = stack.pop() {
-            if budget == 0 {
-                result = Cover::Exhausted;
-                break;
-            }
-            budget -= 1;
+        let start = budget;
+        let result = 'search: {
             if t.iter().any(BitSet::is_empty) {
-                continue;
+                break 'search Cover::Covered;
             }
-            let live: Vec<usize> = cands
-                .into_iter()
-                .filter(|&i| boxes.get(i).is_some_and(|o| Self::meets(&t, o)))
-                .collect();
-            if live.is_empty() {
-                let point = t.clone().map(|s| s.first().unwrap_or_default());
-                result = Cover::Witness(point);
-                break;
+            let root_cost = others.len() as u64;
+            if budget < root_cost {
+                break 'search Cover::Exhausted;
             }
-            if live.iter().any(|&i| boxes.get(i).is_some_and(|o| Self::contains(o, &t))) {
-                continue;
-            }
-            let Some(o) = live.first().and_then(|&i| boxes.get(i)) else {
-                continue;
-            };
-            // `o` meets `t` but does not contain it: some field of `t` sticks out.
-            let Some((f, s)) = t
+            budget -= root_cost;
+            let live: Vec<(usize, u8)> = others
                 .iter()
-                .zip(&o.sets)
-                .enumerate()
-                .find_map(|(f, (ts, os))| os.as_ref().filter(|s| !ts.is_subset(s)).map(|s| (f, s)))
-            else {
-                continue;
-            };
-            let mut inside = t.clone();
-            let mut outside = t;
-            if let (Some(i), Some(o)) = (inside.get_mut(f), outside.get_mut(f)) {
-                i.and_with(s);
-                o.and_not_with(s);
+                .filter_map(|&i| {
+                    boxes
+                        .get(i)
+                        .and_then(|o| Self::relate(&t, o))
+                        .map(|m| (i, m))
+                })
+                .collect();
+            let mut stack: Vec<(Target6, Vec<(usize, u8)>)> = vec![(t, live)];
+            while let Some((t, live)) = stack.pop() {
+                let cost = live.len() as u64 + 1;
+                if budget < cost {
+                    break 'search Cover::Exhausted;
+                }
+                budget -= cost;
+                if live.is_empty() {
+                    break 'search Cover::Witness(t.map(|s| s.first().unwrap_or_default()));
+                }
+                if live.iter().any(|&(_, m)| m == 0) {
+                    continue;
+                }
+                // Split on the field the most boxes cut: the most progress per step.
+                let Some(f) = (0..Field::COUNT).max_by_key(|&f| {
+                    (
+                        live.iter().filter(|&&(_, m)| m >> f & 1 == 1).count(),
+                        std::cmp::Reverse(f),
+                    )
+                }) else {
+                    continue;
+                };
+                let Some(tf) = t.get(f) else { continue };
+                let bit = 1u8 << f;
+                let mut always: Vec<(usize, u8)> = Vec::new();
+                let mut by_class: std::collections::BTreeMap<usize, Vec<(usize, u8)>> =
+                    std::collections::BTreeMap::new();
+                for &(i, m) in &live {
+                    if m & bit == 0 {
+                        always.push((i, m));
+                        continue;
+                    }
+                    let Some(Some(s)) = boxes.get(i).and_then(|o| o.sets.get(f)) else {
+                        continue;
+                    };
+                    let mut inside = tf.clone();
+                    inside.and_with(s);
+                    let visits = inside.words().len() as u64 + inside.count() as u64;
+                    if budget < visits {
+                        break 'search Cover::Exhausted;
+                    }
+                    budget -= visits;
+                    for c in inside.iter() {
+                        by_class.entry(c).or_default().push((i, m & !bit));
+                    }
+                }
+                // Classes grouped by the cutting boxes that contain them; classes none
+                // contains form the group with an empty signature.
+                let n = tf.words().len() * 64;
+                let mut groups: std::collections::HashMap<Vec<(usize, u8)>, BitSet> =
+                    std::collections::HashMap::new();
+                let mut rest = tf.clone();
+                for (c, sig) in by_class {
+                    rest.remove(c);
+                    groups
+                        .entry(sig)
+                        .or_insert_with(|| BitSet::empty(n))
+                        .insert(c);
+                }
+                if !rest.is_empty() {
+                    groups.insert(Vec::new(), rest);
+                }
+                let mut children: Vec<(Vec<(usize, u8)>, BitSet)> = groups.into_iter().collect();
+                // Children with the fewest boxes are explored first (a witness is likeliest
+                // there), lowest classes breaking ties so the order is deterministic. The
+                // stack pops the last pushed, hence the reversed sort.
+                children
+                    .sort_by_key(|(sig, classes)| std::cmp::Reverse((sig.len(), classes.first())));
+                for (sig, classes) in children {
+                    let mut child = t.clone();
+                    if let Some(cf) = child.get_mut(f) {
+                        *cf = classes;
+                    }
+                    let mut cands = always.clone();
+                    cands.extend(sig);
+                    stack.push((child, cands));
+                }
             }
-            stack.push((inside, live.clone()));
-            stack.push((outside, live));
-        }
-        self.total -= SEARCH_BUDGET.min(self.total) - budget;
+            Cover::Covered
+        };
+        self.total -= start - budget;
         result
     }
 
@@ -256,11 +341,15 @@ fn destination(policy: &Policy, t: &Target) -> String {
     }
 }
 
-/// Runs every analysis and returns its diagnostics.
+/// Runs every analysis and returns its diagnostics. Reachability and the data-class
+/// check have separate total budgets, so hard reachability questions (warnings) can never
+/// starve the safety check.
 #[must_use]
 pub fn analyze(policy: &Policy, prover: &mut Prover<'_>) -> Vec<Diagnostic> {
     let mut diags = Vec::new();
+    prover.total = TOTAL_BUDGET;
     reachability(policy, prover, &mut diags);
+    prover.total = TOTAL_BUDGET;
     leaks(policy, prover, &mut diags);
     diags
 }
@@ -268,7 +357,9 @@ pub fn analyze(policy: &Policy, prover: &mut Prover<'_>) -> Vec<Diagnostic> {
 fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagnostic>) {
     let mut unreachable = vec![false; policy.rules.len()];
     for (r, rule) in policy.rules.iter().enumerate() {
-        let Some(b) = prover.space.boxes.get(r) else { continue };
+        let Some(b) = prover.space.boxes.get(r) else {
+            continue;
+        };
         let t = prover.materialize(b);
         let head = rule_head(rule);
         if t.iter().any(BitSet::is_empty) {
@@ -276,9 +367,12 @@ fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagno
                 *u = true;
             }
             diags.push(
-                Diagnostic::warning(Code::UnreachableRule, format!("{} can never match", rule.label(r)))
-                    .label(head, "no request satisfies all of its conditions at once")
-                    .help("check the conditions of this rule"),
+                Diagnostic::warning(
+                    Code::UnreachableRule,
+                    format!("{} can never match", rule.label(r)),
+                )
+                .label(head, "no request satisfies all of its conditions at once")
+                .help("check the conditions of this rule"),
             );
             continue;
         }
@@ -295,7 +389,11 @@ fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagno
                         "{} is unreachable: {} {} every request it matches",
                         rule.label(r),
                         rule_list(policy, &covering),
-                        if covering.len() == 1 { "covers" } else { "cover" }
+                        if covering.len() == 1 {
+                            "covers"
+                        } else {
+                            "cover"
+                        }
                     ),
                 )
                 .label(head, "no request can reach this rule");
@@ -320,10 +418,19 @@ fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagno
                     .iter()
                     .copied()
                     .filter(|&i| !unreachable.get(i).copied().unwrap_or(false))
-                    .filter(|&i| policy.rules.get(i).is_some_and(|e| !same_destination(&e.target, &rule.target)))
+                    .filter(|&i| {
+                        policy
+                            .rules
+                            .get(i)
+                            .is_some_and(|e| !same_destination(&e.target, &rule.target))
+                    })
                     .collect();
-                let Some(&first) = clash.first() else { continue };
-                let Some(other) = policy.rules.get(first) else { continue };
+                let Some(&first) = clash.first() else {
+                    continue;
+                };
+                let Some(other) = policy.rules.get(first) else {
+                    continue;
+                };
                 let mut both = t.clone();
                 if let Some(o) = prover.space.boxes.get(first) {
                     for (s, os) in both.iter_mut().zip(&o.sets) {
@@ -362,7 +469,10 @@ fn reachability(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagno
 /// Whether a box holds a point.
 #[must_use]
 pub fn holds(b: &RuleBox, point: &Point) -> bool {
-    b.sets.iter().zip(point).all(|(s, &c)| s.as_ref().is_none_or(|s| s.contains(c)))
+    b.sets
+        .iter()
+        .zip(point)
+        .all(|(s, &c)| s.as_ref().is_none_or(|s| s.contains(c)))
 }
 
 fn rule_head(rule: &Rule) -> crate::source::Span {
@@ -375,7 +485,9 @@ fn leaks(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagnostic>) 
         return;
     };
     for dc in policy.data_classes.iter().filter(|d| d.spec.stays_private) {
-        let Some(class) = dc_partition.literal_class(&dc.spec.id) else { continue };
+        let Some(class) = dc_partition.literal_class(&dc.spec.id) else {
+            continue;
+        };
         let mut only = BitSet::empty(dc_space.len());
         only.insert(class as usize);
         let restrict = |mut t: Target6| {
@@ -395,7 +507,10 @@ fn leaks(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagnostic>) 
                     Some(b) => (restrict(prover.materialize(b)), i),
                     None => continue,
                 },
-                None => (restrict(prover.materialize(&RuleBox::any())), policy.rules.len()),
+                None => (
+                    restrict(prover.materialize(&RuleBox::any())),
+                    policy.rules.len(),
+                ),
             };
             if t.iter().any(BitSet::is_empty) {
                 continue;
@@ -426,7 +541,10 @@ fn leaks(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagnostic>) 
                     .label(span, format!("{role} is public"))
                     .secondary(dc.span, "declared `stays_private: true` here");
                 if let Some(p) = point {
-                    d = d.note(format!("for example, {} is sent here", prover.space.describe_point(&p)));
+                    d = d.note(format!(
+                        "for example, {} is sent here",
+                        prover.space.describe_point(&p)
+                    ));
                 }
                 diags.push(d.help(format!(
                     "route `{}` to a private endpoint in an earlier rule (e.g. `match: {{ data_class: {} }}`), or give this endpoint a private `transport`",
@@ -449,8 +567,13 @@ fn public_targets(policy: &Policy, t: &Target) -> Vec<(String, crate::source::Sp
         return Vec::new();
     };
     let mut out = Vec::new();
-    let mentions = std::iter::once((*endpoint, *endpoint_span, "this route"))
-        .chain(fallback.iter().copied().zip(fallback_spans.iter().copied()).map(|(e, s)| (e, s, "this fallback")));
+    let mentions = std::iter::once((*endpoint, *endpoint_span, "this route")).chain(
+        fallback
+            .iter()
+            .copied()
+            .zip(fallback_spans.iter().copied())
+            .map(|(e, s)| (e, s, "this fallback")),
+    );
     for (e, span, role) in mentions {
         if let Some(ep) = policy.endpoints.get(e)
             && ep.spec.transport.is_public()

@@ -26,7 +26,14 @@ use crate::source::{FileId, Sources};
 use crate::yaml::{self, Node, Value};
 
 const CASE_KEYS: &[&str] = &["name", "request", "expect"];
-const EXPECT_KEYS: &[&str] = &["endpoint", "rule", "rule_index", "rule_name", "fallback", "deny"];
+const EXPECT_KEYS: &[&str] = &[
+    "endpoint",
+    "rule",
+    "rule_index",
+    "rule_name",
+    "fallback",
+    "deny",
+];
 
 /// A rule named by index or by name.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -73,12 +80,18 @@ struct Reader<'a> {
 impl Reader<'_> {
     fn err(&mut self, code: Code, node: &Node, message: String, help: &str) {
         let d = Diagnostic::error(code, message).label(node.span, "here");
-        self.diags.push(if help.is_empty() { d } else { d.help(help) });
+        self.diags
+            .push(if help.is_empty() { d } else { d.help(help) });
     }
 
     fn keys(&mut self, node: &Node, allowed: &[&str], what: &str) -> bool {
         let Some(entries) = node.as_map() else {
-            self.err(Code::WrongType, node, format!("{what} must be a mapping, found {}", node.kind_name()), "");
+            self.err(
+                Code::WrongType,
+                node,
+                format!("{what} must be a mapping, found {}", node.kind_name()),
+                "",
+            );
             return false;
         };
         let mut ok = true;
@@ -90,7 +103,12 @@ impl Reader<'_> {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => format!("expected one of {}", allowed.join(", ")),
                 };
-                self.err(Code::UnknownKey, k, format!("unknown key `{key}` in {what}"), &help);
+                self.err(
+                    Code::UnknownKey,
+                    k,
+                    format!("unknown key `{key}` in {what}"),
+                    &help,
+                );
             }
         }
         ok
@@ -99,7 +117,15 @@ impl Reader<'_> {
     fn scalar<'n>(&mut self, node: &'n Node, what: &str) -> Option<&'n str> {
         let s = node.as_scalar();
         if s.is_none() {
-            self.err(Code::WrongType, node, format!("`{what}` must be a single value, found {}", node.kind_name()), "");
+            self.err(
+                Code::WrongType,
+                node,
+                format!(
+                    "`{what}` must be a single value, found {}",
+                    node.kind_name()
+                ),
+                "",
+            );
         }
         s
     }
@@ -111,11 +137,15 @@ impl Reader<'_> {
             return attrs;
         }
         for (k, v) in node.as_map().unwrap_or_default() {
-            let Some(field) = k.as_scalar().and_then(Field::from_key) else { continue };
+            let Some(field) = k.as_scalar().and_then(Field::from_key) else {
+                continue;
+            };
             if v.value == Value::Null {
                 continue;
             }
-            let Some(text) = self.scalar(v, field.key()) else { continue };
+            let Some(text) = self.scalar(v, field.key()) else {
+                continue;
+            };
             match field {
                 Field::Tenant => attrs.tenant = Some(text.to_owned()),
                 Field::DataClass => attrs.data_class = Some(text.to_owned()),
@@ -132,7 +162,12 @@ impl Reader<'_> {
                 },
                 Field::CostCapPer1k => match Micros::parse(text) {
                     Ok(m) => attrs.cost_cap_per_1k = Some(m),
-                    Err(e) => self.err(Code::BadNumber, v, format!("`cost_cap_per_1k` `{text}`: {e}"), ""),
+                    Err(e) => self.err(
+                        Code::BadNumber,
+                        v,
+                        format!("`cost_cap_per_1k` `{text}`: {e}"),
+                        "",
+                    ),
                 },
             }
         }
@@ -145,27 +180,44 @@ impl Reader<'_> {
             return e;
         }
         if node.as_map().is_some_and(<[_]>::is_empty) {
-            self.err(Code::MissingKey, node, "`expect` is empty".into(), "expect at least one of endpoint, rule, fallback, deny");
+            self.err(
+                Code::MissingKey,
+                node,
+                "`expect` is empty".into(),
+                "expect at least one of endpoint, rule, fallback, deny",
+            );
         }
         if let Some(v) = node.get("endpoint") {
             e.endpoint = self.scalar(v, "endpoint").map(str::to_owned);
         }
         for key in ["rule", "rule_index", "rule_name"] {
             let Some(v) = node.get(key) else { continue };
-            let Some(text) = self.scalar(v, key) else { continue };
+            let Some(text) = self.scalar(v, key) else {
+                continue;
+            };
             let as_index = text.parse::<u32>().ok();
             e.rule = match (key, as_index) {
                 ("rule_name", _) | ("rule", None) => Some(RuleRef::Name(text.to_owned())),
                 (_, Some(i)) => Some(RuleRef::Index(i)),
                 (_, None) => {
-                    self.err(Code::BadNumber, v, format!("`rule_index` must be a number, found `{text}`"), "");
+                    self.err(
+                        Code::BadNumber,
+                        v,
+                        format!("`rule_index` must be a number, found `{text}`"),
+                        "",
+                    );
                     None
                 }
             };
         }
         if let Some(v) = node.get("fallback") {
             e.fallback = match &v.value {
-                Value::Seq(items) => Some(items.iter().filter_map(|i| self.scalar(i, "fallback").map(str::to_owned)).collect()),
+                Value::Seq(items) => Some(
+                    items
+                        .iter()
+                        .filter_map(|i| self.scalar(i, "fallback").map(str::to_owned))
+                        .collect(),
+                ),
                 Value::Scalar { text, .. } => Some(vec![text.clone()]),
                 _ => Some(Vec::new()),
             };
@@ -174,7 +226,12 @@ impl Reader<'_> {
             match self.scalar(v, "deny") {
                 Some("true") => e.deny = Some(true),
                 Some("false") => e.deny = Some(false),
-                Some(other) => self.err(Code::WrongType, v, format!("`deny` must be true or false, found `{other}`"), ""),
+                Some(other) => self.err(
+                    Code::WrongType,
+                    v,
+                    format!("`deny` must be true or false, found `{other}`"),
+                    "",
+                ),
                 None => {}
             }
         }
@@ -190,23 +247,44 @@ pub fn parse(sources: &Sources, file: FileId) -> Result<Vec<Case>, Vec<Diagnosti
     let (root, diags) = yaml::parse(file, source);
     let mut r = Reader { sources, diags };
     let items: &[Node] = match &root {
-        Some(Node { value: Value::Seq(items), .. }) => items,
-        Some(root @ Node { value: Value::Map(_), .. }) => {
+        Some(Node {
+            value: Value::Seq(items),
+            ..
+        }) => items,
+        Some(
+            root @ Node {
+                value: Value::Map(_),
+                ..
+            },
+        ) => {
             r.keys(root, &["cases"], "a cases file");
             match root.get("cases") {
-                Some(Node { value: Value::Seq(items), .. }) => items,
+                Some(Node {
+                    value: Value::Seq(items),
+                    ..
+                }) => items,
                 Some(other) => {
                     r.err(Code::WrongType, other, "`cases` must be a list".into(), "");
                     &[]
                 }
                 None => {
-                    r.err(Code::MissingKey, root, "a cases file needs `cases:`".into(), "");
+                    r.err(
+                        Code::MissingKey,
+                        root,
+                        "a cases file needs `cases:`".into(),
+                        "",
+                    );
                     &[]
                 }
             }
         }
         Some(other) => {
-            r.err(Code::WrongType, other, "a cases file is a list of cases or `cases:`".into(), "");
+            r.err(
+                Code::WrongType,
+                other,
+                "a cases file is a list of cases or `cases:`".into(),
+                "",
+            );
             &[]
         }
         None => &[],
@@ -216,7 +294,10 @@ pub fn parse(sources: &Sources, file: FileId) -> Result<Vec<Case>, Vec<Diagnosti
         if !r.keys(item, CASE_KEYS, "a case") {
             continue;
         }
-        let line = r.sources.file(file).map_or(0, |f| f.line_col(item.span.start as usize).0);
+        let line = r
+            .sources
+            .file(file)
+            .map_or(0, |f| f.line_col(item.span.start as usize).0);
         let name = item
             .get("name")
             .and_then(Node::as_scalar)
@@ -228,13 +309,27 @@ pub fn parse(sources: &Sources, file: FileId) -> Result<Vec<Case>, Vec<Diagnosti
         let expect = match item.get("expect") {
             Some(n) => r.expect(n),
             None => {
-                r.err(Code::MissingKey, item, "case has no `expect`".into(), "add `expect: { endpoint: ... }`");
+                r.err(
+                    Code::MissingKey,
+                    item,
+                    "case has no `expect`".into(),
+                    "add `expect: { endpoint: ... }`",
+                );
                 Expect::default()
             }
         };
-        cases.push(Case { name, line, attrs, expect });
+        cases.push(Case {
+            name,
+            line,
+            attrs,
+            expect,
+        });
     }
-    if r.diags.is_empty() { Ok(cases) } else { Err(r.diags) }
+    if r.diags.is_empty() {
+        Ok(cases)
+    } else {
+        Err(r.diags)
+    }
 }
 
 /// Runs cases against a table, and against the policy's interpreter when given.

@@ -186,8 +186,14 @@ impl Checker<'_> {
             catalogue_given = true;
             self.catalogue(&cat, &mut endpoints, &mut tenants, &mut data_classes);
         }
-        self.duplicate_ids(endpoints.iter().map(|e| (e.spec.id.as_str(), e.span)), "endpoint");
-        self.duplicate_ids(tenants.iter().map(|t| (t.spec.id.as_str(), t.span)), "tenant");
+        self.duplicate_ids(
+            endpoints.iter().map(|e| (e.spec.id.as_str(), e.span)),
+            "endpoint",
+        );
+        self.duplicate_ids(
+            tenants.iter().map(|t| (t.spec.id.as_str(), t.span)),
+            "tenant",
+        );
         self.duplicate_ids(
             data_classes.iter().map(|d| (d.spec.id.as_str(), d.span)),
             "data class",
@@ -305,8 +311,11 @@ impl Checker<'_> {
             if allowed.contains(&key) {
                 continue;
             }
-            let mut d = Diagnostic::error(Code::UnknownKey, format!("unknown key `{key}` in {context}"))
-                .label(k.span, "not a known key");
+            let mut d = Diagnostic::error(
+                Code::UnknownKey,
+                format!("unknown key `{key}` in {context}"),
+            )
+            .label(k.span, "not a known key");
             d = match suggest(key, allowed.iter().copied()) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!("expected one of {}", backticked(allowed))),
@@ -322,7 +331,10 @@ impl Checker<'_> {
                 self.push(
                     Diagnostic::error(
                         Code::WrongType,
-                        format!("`{what}` must be a single value, found {}", node.kind_name()),
+                        format!(
+                            "`{what}` must be a single value, found {}",
+                            node.kind_name()
+                        ),
                     )
                     .label(node.span, "expected a value here"),
                 );
@@ -335,9 +347,12 @@ impl Checker<'_> {
         let text = self.scalar(node, what)?;
         if text.trim().is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
             self.push(
-                Diagnostic::error(Code::InvalidValue, format!("`{what}` must be a non-empty word without spaces"))
-                    .label(node.span, "invalid id")
-                    .help("ids use letters, digits, `-`, `_`, `.`, `:` or `/`"),
+                Diagnostic::error(
+                    Code::InvalidValue,
+                    format!("`{what}` must be a non-empty word without spaces"),
+                )
+                .label(node.span, "invalid id")
+                .help("ids use letters, digits, `-`, `_`, `.`, `:` or `/`"),
             );
             return None;
         }
@@ -375,9 +390,12 @@ impl Checker<'_> {
             Ok(m) => Some(m),
             Err(e) => {
                 self.push(
-                    Diagnostic::error(Code::BadNumber, format!("`{what}` is not a valid USD amount: {e}"))
-                        .label(node.span, format!("`{text}`"))
-                        .help("amounts are plain decimals with at most 6 places, e.g. `0.002`"),
+                    Diagnostic::error(
+                        Code::BadNumber,
+                        format!("`{what}` is not a valid USD amount: {e}"),
+                    )
+                    .label(node.span, format!("`{text}`"))
+                    .help("amounts are plain decimals with at most 6 places, e.g. `0.002`"),
                 );
                 None
             }
@@ -390,8 +408,11 @@ impl Checker<'_> {
             "false" | "False" | "FALSE" => Some(false),
             other => {
                 self.push(
-                    Diagnostic::error(Code::WrongType, format!("`{what}` must be `true` or `false`, found `{other}`"))
-                        .label(node.span, "not a boolean"),
+                    Diagnostic::error(
+                        Code::WrongType,
+                        format!("`{what}` must be `true` or `false`, found `{other}`"),
+                    )
+                    .label(node.span, "not a boolean"),
                 );
                 None
             }
@@ -425,7 +446,10 @@ impl Checker<'_> {
         let mut d = Diagnostic::error(Code::InvalidValue, format!("unknown {what} `{text}`"))
             .label(node.span, format!("not a known {what}"));
         d = match suggest(text, words.iter().copied()) {
-            Some(s) => d.help(format!("did you mean `{s}`? expected one of {}", backticked(words))),
+            Some(s) => d.help(format!(
+                "did you mean `{s}`? expected one of {}",
+                backticked(words)
+            )),
             None => d.help(format!("expected one of {}", backticked(words))),
         };
         self.push(d);
@@ -438,9 +462,12 @@ impl Checker<'_> {
         };
         if text != "v1" {
             self.push(
-                Diagnostic::error(Code::UnsupportedVersion, format!("unsupported policy version `{text}`"))
-                    .label(node.span, "this policyc understands `v1` only")
-                    .help("write `version: v1`"),
+                Diagnostic::error(
+                    Code::UnsupportedVersion,
+                    format!("unsupported policy version `{text}`"),
+                )
+                .label(node.span, "this policyc understands `v1` only")
+                .help("write `version: v1`"),
             );
         }
     }
@@ -450,10 +477,15 @@ impl Checker<'_> {
         for (id, span) in ids {
             if let Some(first) = seen.get(id) {
                 self.push(
-                    Diagnostic::error(Code::DuplicateId, format!("{what} `{id}` is declared twice"))
-                        .label(span, "declared again here")
-                        .secondary(*first, "first declared here")
-                        .help(format!("each {what} id must be unique; rename or remove one")),
+                    Diagnostic::error(
+                        Code::DuplicateId,
+                        format!("{what} `{id}` is declared twice"),
+                    )
+                    .label(span, "declared again here")
+                    .secondary(*first, "first declared here")
+                    .help(format!(
+                        "each {what} id must be unique; rename or remove one"
+                    )),
                 );
             } else {
                 seen.insert(id, span);
@@ -546,18 +578,31 @@ impl Checker<'_> {
         };
         let id = self.id(id_node, "id");
         let kind = match node.get("type") {
-            Some(n) => self.enum_word(n, "endpoint type", EndpointKind::parse, &words(EndpointKind::ALL, EndpointKind::as_str)),
+            Some(n) => self.enum_word(
+                n,
+                "endpoint type",
+                EndpointKind::parse,
+                &words(EndpointKind::ALL, EndpointKind::as_str),
+            ),
             None => {
                 self.push(
                     Diagnostic::error(Code::MissingKey, "endpoint has no `type`")
                         .label(id_node.span, "this endpoint")
-                        .help(format!("add `type:`, one of {}", backticked(&words(EndpointKind::ALL, EndpointKind::as_str)))),
+                        .help(format!(
+                            "add `type:`, one of {}",
+                            backticked(&words(EndpointKind::ALL, EndpointKind::as_str))
+                        )),
                 );
                 None
             }
         };
         let transport = match node.get("transport") {
-            Some(n) => self.enum_word(n, "transport", Transport::parse, &words(Transport::ALL, Transport::as_str)),
+            Some(n) => self.enum_word(
+                n,
+                "transport",
+                Transport::parse,
+                &words(Transport::ALL, Transport::as_str),
+            ),
             None => Some(Transport::Public),
         };
         let url = match node.get("url") {
@@ -585,7 +630,9 @@ impl Checker<'_> {
             }
         };
         let models = match node.get("models") {
-            Some(n) => self.word_list(n, "models").map(|v| v.into_iter().map(|(s, _)| s).collect()),
+            Some(n) => self
+                .word_list(n, "models")
+                .map(|v| v.into_iter().map(|(s, _)| s).collect()),
             None => Some(Vec::new()),
         };
         let default_model = match node.get("default_model") {
@@ -596,9 +643,12 @@ impl Checker<'_> {
                     && !models.contains(m)
                 {
                     self.push(
-                        Diagnostic::error(Code::InvalidValue, format!("default model `{m}` is not in `models`"))
-                            .label(n.span, "not served by this endpoint")
-                            .help("add it to `models` or pick one of them"),
+                        Diagnostic::error(
+                            Code::InvalidValue,
+                            format!("default model `{m}` is not in `models`"),
+                        )
+                        .label(n.span, "not served by this endpoint")
+                        .help("add it to `models` or pick one of them"),
                     );
                     ok = false;
                 }
@@ -607,7 +657,9 @@ impl Checker<'_> {
             None => Some(String::new()),
         };
         let opt_u32 = |c: &mut Self, key: &str| match node.get(key) {
-            Some(n) => c.uint(n, key, u64::from(u32::MAX)).map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+            Some(n) => c
+                .uint(n, key, u64::from(u32::MAX))
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
             None => Some(0),
         };
         let health = opt_u32(self, "health_check_interval_ms");
@@ -632,7 +684,15 @@ impl Checker<'_> {
         if let Some(desc) = node.get("description") {
             ok &= self.text(desc, "description").is_some();
         }
-        let [api_key_env, api_key_file, region, api_version, deployment, project, location] = &mut texts;
+        let [
+            api_key_env,
+            api_key_file,
+            region,
+            api_version,
+            deployment,
+            project,
+            location,
+        ] = &mut texts;
         let spec = EndpointSpec {
             id: id?,
             kind: kind?,
@@ -662,7 +722,9 @@ impl Checker<'_> {
 
     fn url(&mut self, node: &Node) -> Option<String> {
         let text = self.scalar(node, "url")?;
-        let rest = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+        let rest = text
+            .strip_prefix("https://")
+            .or_else(|| text.strip_prefix("http://"));
         let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
         let valid = host.is_some_and(|h| !h.is_empty() && !h.contains(char::is_whitespace))
             && !text.contains(char::is_whitespace);
@@ -711,7 +773,9 @@ impl Checker<'_> {
             };
             let id = self.id(id_node, "id");
             let allowlist = match item.get("model_allowlist") {
-                Some(n) => self.word_list(n, "model_allowlist").map(|v| Some(v.into_iter().map(|(s, _)| s).collect())),
+                Some(n) => self
+                    .word_list(n, "model_allowlist")
+                    .map(|v| Some(v.into_iter().map(|(s, _)| s).collect())),
                 None => Some(None),
             };
             let rpm = match item.get("rate_limit_rpm") {
@@ -791,14 +855,17 @@ impl Checker<'_> {
 
     // ---- rules -----------------------------------------------------------------------
 
-    #[expect(clippy::type_complexity, reason = "a private pair of the parsed rules and default")]
+    #[expect(
+        clippy::type_complexity,
+        reason = "a private pair of the parsed rules and default"
+    )]
     fn rules(&mut self, node: &Node) -> Option<(Vec<RawRule>, Option<(Span, RawTarget)>)> {
         let items = self.seq(node, "rules", "`- match: { tenant: acme }`")?;
         let mut rules = Vec::new();
         let mut default: Option<(Span, RawTarget)> = None;
         let mut default_span: Option<Span> = None;
         let mut default_missing_ok = false;
-        let mut names: Vec<(String, Span)> = Vec::new();
+        let mut names: std::collections::HashMap<String, Span> = std::collections::HashMap::new();
         for item in items {
             let Some(entries) = self.map(item, "a rule") else {
                 continue;
@@ -811,7 +878,10 @@ impl Checker<'_> {
                 };
                 self.push(
                     Diagnostic::error(Code::RuleAfterDefault, what.to_owned())
-                        .label(entries.first().map_or(item.span, |(k, _)| k.span), "never evaluated")
+                        .label(
+                            entries.first().map_or(item.span, |(k, _)| k.span),
+                            "never evaluated",
+                        )
                         .secondary(first, "the default ends the rule list here")
                         .help("move this rule above the default, or remove it"),
                 );
@@ -821,7 +891,10 @@ impl Checker<'_> {
                 let target = self.default_target(item, d);
                 if default_span.is_none() {
                     default_span = Some(item.get("default").map_or(item.span, |_| {
-                        entries.iter().find(|(k, _)| k.as_scalar() == Some("default")).map_or(item.span, |(k, _)| k.span)
+                        entries
+                            .iter()
+                            .find(|(k, _)| k.as_scalar() == Some("default"))
+                            .map_or(item.span, |(k, _)| k.span)
                     }));
                     match target {
                         Some(t) => default = Some((item.span, t)),
@@ -853,9 +926,14 @@ impl Checker<'_> {
                 for key in ["route_to", "fallback"] {
                     if let Some(n) = item.get(key) {
                         self.push(
-                            Diagnostic::error(Code::InvalidValue, format!("`default: deny` cannot have `{key}`"))
-                                .label(n.span, "a denied request goes nowhere")
-                                .help(format!("remove `{key}`, or write `default: {{ route_to: ... }}`")),
+                            Diagnostic::error(
+                                Code::InvalidValue,
+                                format!("`default: deny` cannot have `{key}`"),
+                            )
+                            .label(n.span, "a denied request goes nowhere")
+                            .help(format!(
+                                "remove `{key}`, or write `default: {{ route_to: ... }}`"
+                            )),
                         );
                     }
                 }
@@ -877,8 +955,11 @@ impl Checker<'_> {
             Value::Null => self.route(item, d.span),
             Value::Seq(_) => {
                 self.push(
-                    Diagnostic::error(Code::WrongType, "`default` must be `deny`, an endpoint or a mapping with `route_to`")
-                        .label(d.span, format!("found {}", d.kind_name())),
+                    Diagnostic::error(
+                        Code::WrongType,
+                        "`default` must be `deny`, an endpoint or a mapping with `route_to`",
+                    )
+                    .label(d.span, format!("found {}", d.kind_name())),
                 );
                 None
             }
@@ -897,7 +978,10 @@ impl Checker<'_> {
         let id = self.id(to, "route_to");
         let fallback = self.fallback(node.get("fallback"));
         Some(RawTarget::Route {
-            to: EndpointRef { id: id?, span: to.span },
+            to: EndpointRef {
+                id: id?,
+                span: to.span,
+            },
             fallback: fallback?,
         })
     }
@@ -920,11 +1004,16 @@ impl Checker<'_> {
         )
     }
 
-    fn rule(&mut self, item: &Node, index: usize, names: &mut Vec<(String, Span)>) -> RawRule {
+    fn rule(
+        &mut self,
+        item: &Node,
+        index: usize,
+        names: &mut std::collections::HashMap<String, Span>,
+    ) -> RawRule {
         let before = self.diags.len();
         let name = item.get("name").and_then(|n| {
             let name = self.text(n, "name")?;
-            if let Some((_, first)) = names.iter().find(|(s, _)| *s == name) {
+            if let Some(first) = names.get(&name) {
                 self.push(
                     Diagnostic::error(Code::DuplicateId, format!("rule name `{name}` is used twice"))
                         .label(n.span, "used again here")
@@ -932,7 +1021,7 @@ impl Checker<'_> {
                         .help("rule names identify rules in audit records and `policyc test`: make them unique"),
                 );
             } else {
-                names.push((name.clone(), n.span));
+                names.insert(name.clone(), n.span);
             }
             Some((name, n.span))
         });
@@ -964,7 +1053,9 @@ impl Checker<'_> {
             }
         }
         let target = self.route(item, item.span);
-        let ok = self.diags[before..].iter().all(|d| d.severity() != Severity::Error);
+        let ok = self.diags[before..]
+            .iter()
+            .all(|d| d.severity() != Severity::Error);
         RawRule {
             name,
             span: item.span,
@@ -996,10 +1087,16 @@ impl Checker<'_> {
                 self.push(
                     Diagnostic::warning(
                         Code::UndeclaredEndpoint,
-                        format!("endpoint `{}` is not declared; using the built-in public `{}` API", r.id, r.id),
+                        format!(
+                            "endpoint `{}` is not declared; using the built-in public `{}` API",
+                            r.id, r.id
+                        ),
                     )
                     .label(r.span, "not in `endpoints` or the catalogue")
-                    .help(format!("declare `{}` under `endpoints:` to set its URL, transport, models and key", r.id)),
+                    .help(format!(
+                        "declare `{}` under `endpoints:` to set its URL, transport, models and key",
+                        r.id
+                    )),
                 );
             }
             endpoints.push(Endpoint {
@@ -1015,8 +1112,11 @@ impl Checker<'_> {
             .map(|e| e.spec.id.as_str())
             .chain(BUILTIN_ENDPOINTS.iter().copied())
             .collect();
-        let mut d = Diagnostic::error(Code::UnknownEndpoint, format!("unknown endpoint `{}`", r.id))
-            .label(r.span, "no endpoint has this id");
+        let mut d = Diagnostic::error(
+            Code::UnknownEndpoint,
+            format!("unknown endpoint `{}`", r.id),
+        )
+        .label(r.span, "no endpoint has this id");
         d = match suggest(&r.id, known.iter().copied()) {
             Some(s) => d.help(format!("did you mean `{s}`?")),
             None if endpoints.iter().any(|e| !e.spec.builtin) => d.help(format!(
@@ -1051,7 +1151,10 @@ impl Checker<'_> {
                                 self.push(
                                     Diagnostic::warning(
                                         Code::RedundantFallback,
-                                        format!("fallback `{}` is already tried before this point", f.id),
+                                        format!(
+                                            "fallback `{}` is already tried before this point",
+                                            f.id
+                                        ),
                                     )
                                     .label(f.span, "redundant")
                                     .help("remove it: an endpoint is tried once per request"),
@@ -1080,24 +1183,45 @@ impl Checker<'_> {
         let class_ids: Vec<&str> = classes.iter().map(|d| d.spec.id.as_str()).collect();
         for rule in rules {
             for (field, declared, code, what, section) in [
-                (Field::Tenant, &tenant_ids, Code::UndeclaredTenant, "tenant", "tenants"),
-                (Field::DataClass, &class_ids, Code::UndeclaredDataClass, "data class", "data_classes"),
+                (
+                    Field::Tenant,
+                    &tenant_ids,
+                    Code::UndeclaredTenant,
+                    "tenant",
+                    "tenants",
+                ),
+                (
+                    Field::DataClass,
+                    &class_ids,
+                    Code::UndeclaredDataClass,
+                    "data class",
+                    "data_classes",
+                ),
             ] {
                 if declared.is_empty() {
                     continue;
                 }
-                let Some(c) = rule.condition(field) else { continue };
-                let Pred::Str { patterns, .. } = &c.pred else { continue };
+                let Some(c) = rule.condition(field) else {
+                    continue;
+                };
+                let Pred::Str { patterns, .. } = &c.pred else {
+                    continue;
+                };
                 for p in patterns {
                     let StrPattern::Exact(v) = p else { continue };
                     if declared.contains(&v.as_str()) {
                         continue;
                     }
-                    let mut d = Diagnostic::warning(code, format!("{what} `{v}` is not declared in `{section}`"))
-                        .label(c.span, "referenced here");
+                    let mut d = Diagnostic::warning(
+                        code,
+                        format!("{what} `{v}` is not declared in `{section}`"),
+                    )
+                    .label(c.span, "referenced here");
                     d = match suggest(v, declared.iter().copied()) {
                         Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None => d.help(format!("declare it under `{section}:` or check the spelling")),
+                        None => d.help(format!(
+                            "declare it under `{section}:` or check the spelling"
+                        )),
                     };
                     self.push(d);
                 }
@@ -1111,17 +1235,31 @@ impl Checker<'_> {
         match &node.value {
             Value::Null => {
                 self.push(
-                    Diagnostic::error(Code::WrongType, format!("`{}` has no condition", field.key()))
-                        .label(node.span, "expected a value, a list or a condition string")
-                        .help(format!("e.g. `{}: {}`, or remove the key to match any value", field.key(), example(field))),
+                    Diagnostic::error(
+                        Code::WrongType,
+                        format!("`{}` has no condition", field.key()),
+                    )
+                    .label(node.span, "expected a value, a list or a condition string")
+                    .help(format!(
+                        "e.g. `{}: {}`, or remove the key to match any value",
+                        field.key(),
+                        example(field)
+                    )),
                 );
                 None
             }
             Value::Map(_) => {
                 self.push(
-                    Diagnostic::error(Code::WrongType, format!("`{}` cannot be a mapping", field.key()))
-                        .label(node.span, "expected a value, a list or a condition string")
-                        .help(format!("e.g. `{}: \"{}\"`", field.key(), example(field))),
+                    Diagnostic::error(
+                        Code::WrongType,
+                        format!("`{}` cannot be a mapping", field.key()),
+                    )
+                    .label(node.span, "expected a value, a list or a condition string")
+                    .help(format!(
+                        "e.g. `{}: \"{}\"`",
+                        field.key(),
+                        example(field)
+                    )),
                 );
                 None
             }
@@ -1148,9 +1286,12 @@ impl Checker<'_> {
             Value::Seq(items) => {
                 if items.is_empty() {
                     self.push(
-                        Diagnostic::error(Code::EmptyCondition, format!("empty list for `{}`: no value can match", field.key()))
-                            .label(node.span, "empty")
-                            .help("list at least one value, or remove the key to match any value"),
+                        Diagnostic::error(
+                            Code::EmptyCondition,
+                            format!("empty list for `{}`: no value can match", field.key()),
+                        )
+                        .label(node.span, "empty")
+                        .help("list at least one value, or remove the key to match any value"),
                     );
                     return None;
                 }
@@ -1177,7 +1318,11 @@ impl Checker<'_> {
                         Err(e) => {
                             ok = false;
                             let span = self.sub_span(item, e.start, e.end);
-                            self.push(Diagnostic::error(Code::ConditionSyntax, e.message).label(span, "here").help(e.help));
+                            self.push(
+                                Diagnostic::error(Code::ConditionSyntax, e.message)
+                                    .label(span, "here")
+                                    .help(e.help),
+                            );
                         }
                     }
                 }
@@ -1229,7 +1374,13 @@ impl Checker<'_> {
         self.typed_with(field, node, ast, false)
     }
 
-    fn typed_with(&mut self, field: Field, node: &Node, ast: &Ast, from_list: bool) -> Option<Pred> {
+    fn typed_with(
+        &mut self,
+        field: Field,
+        node: &Node,
+        ast: &Ast,
+        from_list: bool,
+    ) -> Option<Pred> {
         let kind = field.kind();
         let key = field.key();
         let type_name = match kind {
@@ -1242,7 +1393,12 @@ impl Checker<'_> {
             let (negated, patterns) = match ast {
                 Ast::Value(l) => (false, vec![StrPattern::Exact(l.text.clone())]),
                 Ast::Glob(l) => (false, vec![StrPattern::Prefix(l.text.clone())]),
-                Ast::Compare { op, op_start, op_end, value } => {
+                Ast::Compare {
+                    op,
+                    op_start,
+                    op_end,
+                    value,
+                } => {
                     if op.is_ordering() {
                         let span = self.sub_span(node, *op_start, *op_end);
                         self.push(
@@ -1260,19 +1416,32 @@ impl Checker<'_> {
                 Ast::Range { lo, hi } => {
                     let span = self.sub_span(node, lo.start, hi.end);
                     self.push(
-                        Diagnostic::error(Code::ComparatorType, format!("a range does not apply to `{key}`, which is {type_name}"))
-                            .label(span, "ranges need numbers")
-                            .help("list the values instead: `in [a, b]`, or use a glob such as `acme-*`"),
+                        Diagnostic::error(
+                            Code::ComparatorType,
+                            format!("a range does not apply to `{key}`, which is {type_name}"),
+                        )
+                        .label(span, "ranges need numbers")
+                        .help(
+                            "list the values instead: `in [a, b]`, or use a glob such as `acme-*`",
+                        ),
                     );
                     return None;
                 }
-                Ast::Set { negated, items, kw_start, kw_end } => {
+                Ast::Set {
+                    negated,
+                    items,
+                    kw_start,
+                    kw_end,
+                } => {
                     if items.is_empty() && !negated {
                         let span = self.sub_span(node, *kw_start, *kw_end);
                         self.push(
-                            Diagnostic::error(Code::EmptyCondition, format!("`in []` is empty: no `{key}` can match"))
-                                .label(span, "empty set")
-                                .help("list at least one value, or remove the key to match any value"),
+                            Diagnostic::error(
+                                Code::EmptyCondition,
+                                format!("`in []` is empty: no `{key}` can match"),
+                            )
+                            .label(span, "empty set")
+                            .help("list at least one value, or remove the key to match any value"),
                         );
                         return None;
                     }
@@ -1293,15 +1462,22 @@ impl Checker<'_> {
         let number = |c: &mut Self, l: &Lit| -> Option<u64> {
             let span = c.lit_span(node, l, from_list);
             let numeric = l.kind == LitKind::Number
-                || l.text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+'));
+                || l.text
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+'));
             let parsed = if !numeric {
                 Err(format!("expected {type_name}, found `{}`", l.text))
             } else if kind == FieldKind::Integer {
                 parse_int(&l.text)
             } else {
                 Micros::parse(&l.text).map(|m| m.0).map_err(|e| match e {
-                    MoneyError::TooPrecise => format!("`{}` has more than 6 decimal places; `{key}` is exact to the micro-dollar", l.text),
-                    MoneyError::Negative => format!("`{key}` cannot be negative, found `{}`", l.text),
+                    MoneyError::TooPrecise => format!(
+                        "`{}` has more than 6 decimal places; `{key}` is exact to the micro-dollar",
+                        l.text
+                    ),
+                    MoneyError::Negative => {
+                        format!("`{key}` cannot be negative, found `{}`", l.text)
+                    }
                     other => format!("`{}` is not a valid amount: {other}", l.text),
                 })
             };
@@ -1313,9 +1489,15 @@ impl Checker<'_> {
                     } else if kind == FieldKind::Integer {
                         format!("`{key}` is a whole number of milliseconds, e.g. `<400`")
                     } else {
-                        format!("`{key}` is USD per 1,000 tokens with at most 6 decimals, e.g. `<0.002`")
+                        format!(
+                            "`{key}` is USD per 1,000 tokens with at most 6 decimals, e.g. `<0.002`"
+                        )
                     };
-                    c.push(Diagnostic::error(Code::BadNumber, msg).label(span, "here").help(help));
+                    c.push(
+                        Diagnostic::error(Code::BadNumber, msg)
+                            .label(span, "here")
+                            .help(help),
+                    );
                     None
                 }
             }
@@ -1328,9 +1510,12 @@ impl Checker<'_> {
             Ast::Glob(l) => {
                 let span = self.lit_span(node, l, from_list);
                 self.push(
-                    Diagnostic::error(Code::ComparatorType, format!("a glob does not apply to `{key}`, which is {type_name}"))
-                        .label(span, "globs match id prefixes")
-                        .help("use a comparison such as `<400` or a range such as `100..400`"),
+                    Diagnostic::error(
+                        Code::ComparatorType,
+                        format!("a glob does not apply to `{key}`, which is {type_name}"),
+                    )
+                    .label(span, "globs match id prefixes")
+                    .help("use a comparison such as `<400` or a range such as `100..400`"),
                 );
                 return None;
             }
@@ -1355,16 +1540,27 @@ impl Checker<'_> {
                     self.push(
                         Diagnostic::error(
                             Code::EmptyCondition,
-                            format!("empty range `{}..{}`: it starts after it ends", lo.text, hi.text),
+                            format!(
+                                "empty range `{}..{}`: it starts after it ends",
+                                lo.text, hi.text
+                            ),
                         )
                         .label(span, "no value lies in this range")
-                        .help(format!("write the smaller bound first: `{}..{}`", hi.text, lo.text)),
+                        .help(format!(
+                            "write the smaller bound first: `{}..{}`",
+                            hi.text, lo.text
+                        )),
                     );
                     return None;
                 }
                 vec![(a, b)]
             }
-            Ast::Set { negated, items, kw_start, kw_end } => {
+            Ast::Set {
+                negated,
+                items,
+                kw_start,
+                kw_end,
+            } => {
                 let mut ranges = Vec::with_capacity(items.len());
                 let mut ok = true;
                 for i in items {
@@ -1377,9 +1573,14 @@ impl Checker<'_> {
                             ok = false;
                             let span = self.lit_span(node, l, from_list);
                             self.push(
-                                Diagnostic::error(Code::ComparatorType, format!("a glob does not apply to `{key}`, which is {type_name}"))
-                                    .label(span, "globs match id prefixes")
-                                    .help("list numbers, or use a range such as `100..400`"),
+                                Diagnostic::error(
+                                    Code::ComparatorType,
+                                    format!(
+                                        "a glob does not apply to `{key}`, which is {type_name}"
+                                    ),
+                                )
+                                .label(span, "globs match id prefixes")
+                                .help("list numbers, or use a range such as `100..400`"),
                             );
                         }
                     }
@@ -1390,22 +1591,34 @@ impl Checker<'_> {
                 if items.is_empty() && !negated {
                     let span = self.sub_span(node, *kw_start, *kw_end);
                     self.push(
-                        Diagnostic::error(Code::EmptyCondition, format!("`in []` is empty: no `{key}` can match"))
-                            .label(span, "empty set")
-                            .help("list at least one value, or remove the key to match any value"),
+                        Diagnostic::error(
+                            Code::EmptyCondition,
+                            format!("`in []` is empty: no `{key}` can match"),
+                        )
+                        .label(span, "empty set")
+                        .help("list at least one value, or remove the key to match any value"),
                     );
                     return None;
                 }
                 let ranges = ir::normalize_ranges(ranges);
-                if *negated { ir::complement_ranges(&ranges) } else { ranges }
+                if *negated {
+                    ir::complement_ranges(&ranges)
+                } else {
+                    ranges
+                }
             }
         };
         let ranges = ir::normalize_ranges(ranges);
         if ranges.is_empty() {
             self.push(
-                Diagnostic::error(Code::EmptyCondition, format!("condition on `{key}` can never hold"))
-                    .label(node.span, "no value satisfies this")
-                    .help(format!("`{key}` is never negative; check the comparator and the bound")),
+                Diagnostic::error(
+                    Code::EmptyCondition,
+                    format!("condition on `{key}` can never hold"),
+                )
+                .label(node.span, "no value satisfies this")
+                .help(format!(
+                    "`{key}` is never negative; check the comparator and the bound"
+                )),
             );
             return None;
         }
@@ -1424,12 +1637,17 @@ fn head_span(item: &Node) -> Span {
 
 fn parse_int(text: &str) -> Result<u64, String> {
     if text.starts_with('-') {
-        return Err(format!("`latency_budget_ms` cannot be negative, found `{text}`"));
+        return Err(format!(
+            "`latency_budget_ms` cannot be negative, found `{text}`"
+        ));
     }
     if text.contains('.') {
-        return Err(format!("expected a whole number of milliseconds, found `{text}`"));
+        return Err(format!(
+            "expected a whole number of milliseconds, found `{text}`"
+        ));
     }
-    text.parse::<u64>().map_err(|_| format!("`{text}` is too large"))
+    text.parse::<u64>()
+        .map_err(|_| format!("`{text}` is too large"))
 }
 
 fn example(field: Field) -> &'static str {
@@ -1444,7 +1662,11 @@ fn example(field: Field) -> &'static str {
 }
 
 fn backticked(words: &[&str]) -> String {
-    words.iter().map(|w| format!("`{w}`")).collect::<Vec<_>>().join(", ")
+    words
+        .iter()
+        .map(|w| format!("`{w}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn words<T: Copy>(all: &[T], word: fn(T) -> &'static str) -> Vec<&'static str> {
@@ -1456,9 +1678,17 @@ fn words<T: Copy>(all: &[T], word: fn(T) -> &'static str) -> Vec<&'static str> {
 #[must_use]
 pub fn builtin_endpoint(id: &str) -> Option<EndpointSpec> {
     let (kind, key_env, default_model) = match id {
-        "anthropic" => (EndpointKind::Anthropic, "ANTHROPIC_API_KEY", "claude-3-5-haiku-latest"),
+        "anthropic" => (
+            EndpointKind::Anthropic,
+            "ANTHROPIC_API_KEY",
+            "claude-3-5-haiku-latest",
+        ),
         "openai" => (EndpointKind::OpenAi, "OPENAI_API_KEY", "gpt-4o-mini"),
-        "bedrock" => (EndpointKind::Bedrock, "", "anthropic.claude-3-5-haiku-20241022-v1:0"),
+        "bedrock" => (
+            EndpointKind::Bedrock,
+            "",
+            "anthropic.claude-3-5-haiku-20241022-v1:0",
+        ),
         "vertex" => (EndpointKind::Vertex, "", "gemini-1.5-flash"),
         _ => return None,
     };

@@ -117,7 +117,10 @@ pub fn parse(input: &str) -> Result<Ast, SyntaxError> {
         return Err(SyntaxError {
             start: 0,
             end: input.len(),
-            message: format!("condition is {} bytes long; the limit is {MAX_LEN}", input.len()),
+            message: format!(
+                "condition is {} bytes long; the limit is {MAX_LEN}",
+                input.len()
+            ),
             help: "split a long set into several rules, or use a glob".into(),
         });
     }
@@ -130,7 +133,8 @@ pub fn parse(input: &str) -> Result<Ast, SyntaxError> {
         });
     }
     pest::set_call_limit(NonZeroUsize::new(CALL_LIMIT));
-    let mut pairs = ConditionParser::parse(Rule::condition, input).map_err(|e| syntax_error(input, &e))?;
+    let mut pairs =
+        ConditionParser::parse(Rule::condition, input).map_err(|e| syntax_error(input, &e))?;
     let body = pairs
         .next()
         .and_then(|c| c.into_inner().next())
@@ -149,7 +153,9 @@ fn lit(pair: &Pair<'_, Rule>) -> Lit {
     let (text, kind) = match pair.as_rule() {
         Rule::number | Rule::bound => (raw.to_owned(), LitKind::Number),
         Rule::quoted => (
-            raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default().to_owned(),
+            raw.get(1..raw.len().saturating_sub(1))
+                .unwrap_or_default()
+                .to_owned(),
             LitKind::Quoted,
         ),
         _ => (raw.to_owned(), LitKind::Word),
@@ -188,18 +194,22 @@ fn build(body: Pair<'_, Rule>) -> Ast {
         Rule::comparison => {
             let mut inner = body.into_inner();
             let op_pair = inner.next();
-            let value = inner.next().map(|p| lit(&p)).unwrap_or_else(|| empty_lit(span.end()));
-            let (op, op_start, op_end) = op_pair.map_or((Op::Eq, span.start(), span.start()), |p| {
-                let op = match p.as_str() {
-                    "<" => Op::Lt,
-                    "<=" => Op::Le,
-                    ">" => Op::Gt,
-                    ">=" => Op::Ge,
-                    "!=" => Op::Ne,
-                    _ => Op::Eq,
-                };
-                (op, p.as_span().start(), p.as_span().end())
-            });
+            let value = inner
+                .next()
+                .map(|p| lit(&p))
+                .unwrap_or_else(|| empty_lit(span.end()));
+            let (op, op_start, op_end) =
+                op_pair.map_or((Op::Eq, span.start(), span.start()), |p| {
+                    let op = match p.as_str() {
+                        "<" => Op::Lt,
+                        "<=" => Op::Le,
+                        ">" => Op::Gt,
+                        ">=" => Op::Ge,
+                        "!=" => Op::Ne,
+                        _ => Op::Eq,
+                    };
+                    (op, p.as_span().start(), p.as_span().end())
+                });
             Ast::Compare {
                 op,
                 op_start,
@@ -210,8 +220,14 @@ fn build(body: Pair<'_, Rule>) -> Ast {
         Rule::range => {
             let inner = body.into_inner();
             let mut bounds = inner.filter(|p| p.as_rule() == Rule::bound);
-            let lo = bounds.next().map(|p| lit(&p)).unwrap_or_else(|| empty_lit(span.start()));
-            let hi = bounds.next().map(|p| lit(&p)).unwrap_or_else(|| empty_lit(span.end()));
+            let lo = bounds
+                .next()
+                .map(|p| lit(&p))
+                .unwrap_or_else(|| empty_lit(span.start()));
+            let hi = bounds
+                .next()
+                .map(|p| lit(&p))
+                .unwrap_or_else(|| empty_lit(span.end()));
             Ast::Range { lo, hi }
         }
         Rule::in_set | Rule::not_in => {
@@ -223,7 +239,12 @@ fn build(body: Pair<'_, Rule>) -> Ast {
                     Rule::kw_not | Rule::kw_in => kw_end = p.as_span().end(),
                     Rule::set => items.extend(
                         p.into_inner()
-                            .filter(|i| matches!(i.as_rule(), Rule::glob | Rule::number | Rule::quoted | Rule::word))
+                            .filter(|i| {
+                                matches!(
+                                    i.as_rule(),
+                                    Rule::glob | Rule::number | Rule::quoted | Rule::word
+                                )
+                            })
                             .map(|i| item(&i)),
                     ),
                     _ => {}
@@ -275,7 +296,9 @@ fn syntax_error(input: &str, e: &pest::error::Error<Rule>) -> SyntaxError {
     let found = input.get(start..).and_then(|s| s.chars().next());
     let end = found.map_or(start, |c| start + c.len_utf8());
     let mut expected: Vec<&str> = match &e.variant {
-        ErrorVariant::ParsingError { positives, .. } => positives.iter().map(|r| describe(*r)).collect(),
+        ErrorVariant::ParsingError { positives, .. } => {
+            positives.iter().map(|r| describe(*r)).collect()
+        }
         ErrorVariant::CustomError { .. } => Vec::new(),
     };
     expected.dedup();
@@ -302,7 +325,9 @@ fn syntax_error(input: &str, e: &pest::error::Error<Rule>) -> SyntaxError {
         Some(c) if c.is_whitespace() || input[..start].trim_end().len() < start => {
             "a value cannot contain spaces unless quoted inside a set: `in [\"a b\"]`"
         }
-        _ => "conditions are a value, `<400`, `>= 0.002`, `!= x`, `100..400`, `in [a, b]`, `not in [a]` or `prefix-*`",
+        _ => {
+            "conditions are a value, `<400`, `>= 0.002`, `!= x`, `100..400`, `in [a, b]`, `not in [a]` or `prefix-*`"
+        }
     };
     SyntaxError {
         start,
@@ -382,7 +407,10 @@ mod tests {
                 kw_end: 2
             })
         );
-        assert!(matches!(parse("not in [x, \"y z\"]"), Ok(Ast::Set { negated: true, .. })));
+        assert!(matches!(
+            parse("not in [x, \"y z\"]"),
+            Ok(Ast::Set { negated: true, .. })
+        ));
         assert!(matches!(parse("in []"), Ok(Ast::Set { ref items, .. }) if items.is_empty()));
         assert!(matches!(parse("acme-*"), Ok(Ast::Glob(ref g)) if g.text == "acme-"));
         assert!(matches!(parse("*"), Ok(Ast::Glob(ref g)) if g.text.is_empty()));
@@ -390,11 +418,21 @@ mod tests {
             parse("enterprise-acme"),
             Ok(Ast::Value(value("enterprise-acme", LitKind::Word, 0)))
         );
-        assert_eq!(parse("100abc"), Ok(Ast::Value(value("100abc", LitKind::Word, 0))));
-        assert_eq!(parse("internal"), Ok(Ast::Value(value("internal", LitKind::Word, 0))));
+        assert_eq!(
+            parse("100abc"),
+            Ok(Ast::Value(value("100abc", LitKind::Word, 0)))
+        );
+        assert_eq!(
+            parse("internal"),
+            Ok(Ast::Value(value("internal", LitKind::Word, 0)))
+        );
         assert_eq!(
             parse("meta.llama3-70b-instruct-v1:0"),
-            Ok(Ast::Value(value("meta.llama3-70b-instruct-v1:0", LitKind::Word, 0)))
+            Ok(Ast::Value(value(
+                "meta.llama3-70b-instruct-v1:0",
+                LitKind::Word,
+                0
+            )))
         );
     }
 
@@ -410,7 +448,13 @@ mod tests {
         assert_eq!(e.start, 0);
         assert!(e.help.contains("=="), "{e:?}");
         // An open range is a word to the grammar; the checker's number check explains it.
-        assert!(matches!(parse("100.."), Ok(Ast::Value(Lit { kind: LitKind::Word, .. }))));
+        assert!(matches!(
+            parse("100.."),
+            Ok(Ast::Value(Lit {
+                kind: LitKind::Word,
+                ..
+            }))
+        ));
         assert!(parse("").is_err());
         assert!(parse(&"a".repeat(MAX_LEN + 1)).is_err());
     }

@@ -203,7 +203,10 @@ pub fn render_human(sources: &Sources, diags: &[Diagnostic]) -> String {
         render_one(&mut out, sources, d);
         out.push('\n');
     }
-    let errors = diags.iter().filter(|d| d.severity() == Severity::Error).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity() == Severity::Error)
+        .count();
     let warnings = diags.len() - errors;
     let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
     match (errors, warnings) {
@@ -260,7 +263,9 @@ fn render_one(out: &mut String, sources: &Sources, d: &Diagnostic) {
     }
     // The primary label's file first, then every label in source order, as rustc does.
     let primary_file = d.primary_span().map(|s| s.file);
-    located.sort_by_key(|(l, line, col, ..)| (Some(l.span.file) != primary_file, l.span.file, *line, *col));
+    located.sort_by_key(|(l, line, col, ..)| {
+        (Some(l.span.file) != primary_file, l.span.file, *line, *col)
+    });
     let mut last: Option<(&str, usize)> = None;
     for (label, line, col, width, file) in &located {
         let new_file = last.is_none_or(|(f, _)| f != file.name);
@@ -300,13 +305,20 @@ fn render_one(out: &mut String, sources: &Sources, d: &Diagnostic) {
 }
 
 /// A source line with redacted ranges replaced by `*`.
-fn redacted_line(file: &crate::source::SourceFile, line: usize, id: crate::source::FileId, redactions: &[Span]) -> String {
+fn redacted_line(
+    file: &crate::source::SourceFile,
+    line: usize,
+    id: crate::source::FileId,
+    redactions: &[Span],
+) -> String {
     let start = file.offset_of(line, 0);
     file.line(line)
         .char_indices()
         .map(|(i, c)| {
             let at = u32::try_from(start + i).unwrap_or(u32::MAX);
-            let hidden = redactions.iter().any(|r| r.file == id && r.start <= at && at < r.end);
+            let hidden = redactions
+                .iter()
+                .any(|r| r.file == id && r.start <= at && at < r.end);
             if hidden { '*' } else { c }
         })
         .collect()
@@ -388,7 +400,10 @@ pub fn render_json(sources: &Sources, diags: &[Diagnostic]) -> String {
             }
         })
         .collect();
-    let errors = diags.iter().filter(|d| d.severity() == Severity::Error).count();
+    let errors = diags
+        .iter()
+        .filter(|d| d.severity() == Severity::Error)
+        .count();
     let report = JsonReport {
         errors,
         warnings: diags.len() - errors,
@@ -405,7 +420,9 @@ pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) ->
     candidates
         .into_iter()
         .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, c)| *d <= limit || (c.len() > 2 && (c.starts_with(word) || word.starts_with(c))))
+        .filter(|(d, c)| {
+            *d <= limit || (c.len() > 2 && (c.starts_with(word) || word.starts_with(c)))
+        })
         .min_by_key(|(d, c)| (*d, c.len()))
         .map(|(_, c)| c)
 }

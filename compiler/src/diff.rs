@@ -45,7 +45,9 @@ pub struct Report {
 }
 
 fn destination(t: &Table<'_>, index: u32) -> String {
-    let Some(r) = t.rule(index) else { return String::new() };
+    let Some(r) = t.rule(index) else {
+        return String::new();
+    };
     if r.action() == Action::Deny {
         return "deny".to_owned();
     }
@@ -61,7 +63,10 @@ fn side(t: &Table<'_>, index: u32) -> Side {
     let r = t.rule(index);
     Side {
         rule_index: index,
-        rule_name: r.map(|r| r.name()).filter(|n| !n.is_empty()).map(str::to_owned),
+        rule_name: r
+            .map(|r| r.name())
+            .filter(|n| !n.is_empty())
+            .map(str::to_owned),
         is_default: r.is_some_and(|r| r.is_default()),
         destination: destination(t, index),
     }
@@ -113,14 +118,25 @@ fn joint_field(f: Field, old: &Table<'_>, new: &Table<'_>) -> FieldSpace {
 
 fn endpoint_changes(old: &Table<'_>, new: &Table<'_>) -> Vec<String> {
     let describe = |e: &switchyard_table::EndpointView<'_>| {
-        format!("type={} url={} transport={} models=[{}]", e.kind(), e.url(), e.transport(), e.models().collect::<Vec<_>>().join(", "))
+        format!(
+            "type={} url={} transport={} models=[{}]",
+            e.kind(),
+            e.url(),
+            e.transport(),
+            e.models().collect::<Vec<_>>().join(", ")
+        )
     };
     let mut out = Vec::new();
     for e in old.endpoints() {
         match new.endpoint_by_id(e.id()) {
             None => out.push(format!("endpoint `{}` removed", e.id())),
             Some(n) if describe(&n) != describe(&e) => {
-                out.push(format!("endpoint `{}` changed: {} → {}", e.id(), describe(&e), describe(&n)));
+                out.push(format!(
+                    "endpoint `{}` changed: {} → {}",
+                    e.id(),
+                    describe(&e),
+                    describe(&n)
+                ));
             }
             Some(_) => {}
         }
@@ -149,7 +165,11 @@ pub fn diff(old: &Table<'_>, new: &Table<'_>) -> Report {
     let any = RuleBox::any();
     let mut regions = Vec::new();
     for i in 0..=n_old {
-        let old_box = if i == n_old { &any } else { space.boxes.get(i).unwrap_or(&any) };
+        let old_box = if i == n_old {
+            &any
+        } else {
+            space.boxes.get(i).unwrap_or(&any)
+        };
         let t_old = prover.materialize(old_box);
         if t_old.iter().any(BitSet::is_empty) {
             continue;
@@ -237,16 +257,31 @@ pub fn render_human(r: &Report) -> String {
         return out;
     }
     let n = r.regions.len();
-    let _ = writeln!(out, "{n} region{} of the request space change route:", if n == 1 { "" } else { "s" });
+    let _ = writeln!(
+        out,
+        "{n} region{} of the request space change route:",
+        if n == 1 { "" } else { "s" }
+    );
     for (k, region) in r.regions.iter().enumerate() {
-        let example: Vec<String> = region.example.iter().map(|(f, v)| format!("{f}={v}")).collect();
-        let example = if example.is_empty() { "a request with no routing attributes".to_owned() } else { example.join(" ") };
+        let example: Vec<String> = region
+            .example
+            .iter()
+            .map(|(f, v)| format!("{f}={v}"))
+            .collect();
+        let example = if example.is_empty() {
+            "a request with no routing attributes".to_owned()
+        } else {
+            example.join(" ")
+        };
         let _ = writeln!(out, "  [{}] old: {}", k + 1, side_text(&region.old));
         let _ = writeln!(out, "      new: {}", side_text(&region.new));
         if region.proven {
             let _ = writeln!(out, "      e.g. {example}");
         } else {
-            let _ = writeln!(out, "      could not prove this region is non-empty (search budget ran out); candidate: {example}");
+            let _ = writeln!(
+                out,
+                "      could not prove this region is non-empty (search budget ran out); candidate: {example}"
+            );
         }
     }
     out

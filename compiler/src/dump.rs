@@ -22,9 +22,26 @@ pub fn dump(t: &Table<'_>) -> String {
     let _ = writeln!(o, "  revision       {}", t.revision());
     let _ = writeln!(o, "  source sha256  {}", hex(t.source_digest()));
     let _ = writeln!(o, "  size           {} bytes", t.bytes().len());
-    let reads: Vec<&str> = Field::ALL.into_iter().filter(|f| t.reads(*f)).map(Field::key).collect();
-    let _ = writeln!(o, "  rules          {} (+ default), {} word(s) per column", t.rule_count(), t.words_per_column());
-    let _ = writeln!(o, "  reads          {}", if reads.is_empty() { "nothing".to_owned() } else { reads.join(", ") });
+    let reads: Vec<&str> = Field::ALL
+        .into_iter()
+        .filter(|f| t.reads(*f))
+        .map(Field::key)
+        .collect();
+    let _ = writeln!(
+        o,
+        "  rules          {} (+ default), {} word(s) per column",
+        t.rule_count(),
+        t.words_per_column()
+    );
+    let _ = writeln!(
+        o,
+        "  reads          {}",
+        if reads.is_empty() {
+            "nothing".to_owned()
+        } else {
+            reads.join(", ")
+        }
+    );
 
     let _ = writeln!(o, "\nendpoints ({}):", t.endpoint_count());
     for e in t.endpoints() {
@@ -69,9 +86,9 @@ pub fn dump(t: &Table<'_>) -> String {
 
     let _ = writeln!(o, "\ntenants ({}):", t.tenant_count());
     for tn in t.tenants() {
-        let allow = tn
-            .model_allowlist()
-            .map_or("any".to_owned(), |l| format!("[{}]", l.collect::<Vec<_>>().join(", ")));
+        let allow = tn.model_allowlist().map_or("any".to_owned(), |l| {
+            format!("[{}]", l.collect::<Vec<_>>().join(", "))
+        });
         let _ = writeln!(
             o,
             "  {}  models={allow} rpm={} tpm={} daily_budget_usd={} audit_bucket={}",
@@ -85,7 +102,16 @@ pub fn dump(t: &Table<'_>) -> String {
 
     let _ = writeln!(o, "\ndata classes ({}):", t.data_class_count());
     for d in t.data_classes() {
-        let _ = writeln!(o, "  {}{}", d.id(), if d.stays_private() { "  stays_private" } else { "" });
+        let _ = writeln!(
+            o,
+            "  {}{}",
+            d.id(),
+            if d.stays_private() {
+                "  stays_private"
+            } else {
+                ""
+            }
+        );
     }
 
     let _ = writeln!(o, "\nrules:");
@@ -124,19 +150,40 @@ pub fn dump(t: &Table<'_>) -> String {
             let _ = writeln!(o, "  {}: not read", f.key());
             continue;
         }
-        let _ = writeln!(o, "  {}: {} classes, {} distinct columns", f.key(), v.class_count(), v.column_count());
+        let _ = writeln!(
+            o,
+            "  {}: {} classes, {} distinct columns",
+            f.key(),
+            v.class_count(),
+            v.column_count()
+        );
         if f.kind().is_string() {
             let mut lits: Vec<_> = v.literals().collect();
             lits.sort_by_key(|l| l.class);
             for l in lits {
-                let rules: Vec<String> = v.rules_accepting(l.class).map(|r| r.to_string()).collect();
+                let rules: Vec<String> =
+                    v.rules_accepting(l.class).map(|r| r.to_string()).collect();
                 let _ = writeln!(o, "      = {:<24} rules [{}]", l.text, rules.join(","));
             }
-            let other: Vec<String> = v.rules_accepting(switchyard_table::OTHER).map(|r| r.to_string()).collect();
-            let _ = writeln!(o, "      {:<26} rules [{}]", "(any other value)", other.join(","));
+            let other: Vec<String> = v
+                .rules_accepting(switchyard_table::OTHER)
+                .map(|r| r.to_string())
+                .collect();
+            let _ = writeln!(
+                o,
+                "      {:<26} rules [{}]",
+                "(any other value)",
+                other.join(",")
+            );
             for g in v.globs() {
-                let rules: Vec<String> = v.rules_accepting(g.class).map(|r| r.to_string()).collect();
-                let _ = writeln!(o, "      {:<26} rules [{}]", format!("{}*", g.prefix), rules.join(","));
+                let rules: Vec<String> =
+                    v.rules_accepting(g.class).map(|r| r.to_string()).collect();
+                let _ = writeln!(
+                    o,
+                    "      {:<26} rules [{}]",
+                    format!("{}*", g.prefix),
+                    rules.join(",")
+                );
             }
         } else {
             let bounds: Vec<u64> = v.bounds().collect();
@@ -145,7 +192,11 @@ pub fn dump(t: &Table<'_>) -> String {
                 let class = u32::try_from(k + 1).unwrap_or(u32::MAX);
                 let rules: Vec<String> = v.rules_accepting(class).map(|r| r.to_string()).collect();
                 let show = |x: u64| {
-                    if f == Field::CostCapPer1k { switchyard_table::Micros(x).to_string() } else { x.to_string() }
+                    if f == Field::CostCapPer1k {
+                        switchyard_table::Micros(x).to_string()
+                    } else {
+                        x.to_string()
+                    }
                 };
                 let range = match hi {
                     Some(h) => format!("{}..{}", show(lo), show(h - 1)),

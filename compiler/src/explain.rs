@@ -65,7 +65,9 @@ fn trace(table: &Table<'_>, rule: &RuleView<'_>, attrs: &Attrs) -> RuleTrace {
     let mut failed = Vec::new();
     let mut held = Vec::new();
     for f in Field::ALL {
-        let Some(cond) = rule.condition(f) else { continue };
+        let Some(cond) = rule.condition(f) else {
+            continue;
+        };
         let holds = table.field_accepts(f, rule.index(), &req);
         let r = CondResult {
             field: f.key(),
@@ -137,40 +139,74 @@ pub fn render_human(e: &Explanation) -> String {
     let _ = writeln!(
         out,
         "request: {}",
-        if request.is_empty() { "(no routing attributes)".to_owned() } else { request.join(" ") }
+        if request.is_empty() {
+            "(no routing attributes)".to_owned()
+        } else {
+            request.join(" ")
+        }
     );
     let last = e.trace.len().saturating_sub(1);
     for (i, t) in e.trace.iter().enumerate() {
         let is_decider = i == last;
         let title = rule_title(t, is_decider && e.is_default);
-        let line = if t.line > 0 { format!(" (line {})", t.line) } else { String::new() };
+        let line = if t.line > 0 {
+            format!(" (line {})", t.line)
+        } else {
+            String::new()
+        };
         if !is_decider {
             let _ = writeln!(out, "  {title}{line}: no match");
             for c in &t.failed {
-                let _ = writeln!(out, "      ✗ {}: {}  ({})", c.field, c.condition, show_value(c));
+                let _ = writeln!(
+                    out,
+                    "      ✗ {}: {}  ({})",
+                    c.field,
+                    c.condition,
+                    show_value(c)
+                );
             }
             continue;
         }
         let _ = writeln!(out, "  {title}{line}: MATCH");
         for c in &t.held {
-            let _ = writeln!(out, "      ✓ {}: {}  ({})", c.field, c.condition, show_value(c));
+            let _ = writeln!(
+                out,
+                "      ✓ {}: {}  ({})",
+                c.field,
+                c.condition,
+                show_value(c)
+            );
         }
     }
     if e.denied {
-        let by = e.trace.last().map(|t| rule_title(t, e.is_default)).unwrap_or_default();
+        let by = e
+            .trace
+            .last()
+            .map(|t| rule_title(t, e.is_default))
+            .unwrap_or_default();
         let _ = writeln!(out, "decision: deny (by {by})");
     } else {
         let fallback = if e.fallback.is_empty() {
             String::new()
         } else {
-            format!(", fallback {}", e.fallback.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(" → "))
+            format!(
+                ", fallback {}",
+                e.fallback
+                    .iter()
+                    .map(|f| format!("`{f}`"))
+                    .collect::<Vec<_>>()
+                    .join(" → ")
+            )
         };
         let _ = writeln!(
             out,
             "decision: route to `{}`{fallback} (rule {}{})",
             e.endpoint.as_deref().unwrap_or("?"),
             e.rule_index,
-            e.rule_name.as_ref().map(|n| format!(" `{n}`")).unwrap_or_default()
+            e.rule_name
+                .as_ref()
+                .map(|n| format!(" `{n}`"))
+                .unwrap_or_default()
         );
     }
     out

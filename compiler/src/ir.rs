@@ -67,7 +67,9 @@ impl Target {
         match self {
             Target::Route {
                 endpoint, fallback, ..
-            } => std::iter::once(*endpoint).chain(fallback.iter().copied()).collect(),
+            } => std::iter::once(*endpoint)
+                .chain(fallback.iter().copied())
+                .collect(),
             Target::Deny { .. } => Vec::new(),
         }
     }
@@ -160,7 +162,9 @@ impl Pred {
     #[must_use]
     pub fn accepts_str(&self, value: &str) -> bool {
         match self {
-            Pred::Str { negated, patterns } => patterns.iter().any(|p| p.matches(value)) != *negated,
+            Pred::Str { negated, patterns } => {
+                patterns.iter().any(|p| p.matches(value)) != *negated
+            }
             Pred::Num { .. } => false,
         }
     }
@@ -215,7 +219,10 @@ mod tests {
 
     #[test]
     fn ranges_normalize_and_complement() {
-        assert_eq!(normalize_ranges(vec![(5, 9), (0, 4), (20, 10)]), vec![(0, 9)]);
+        assert_eq!(
+            normalize_ranges(vec![(5, 9), (0, 4), (20, 10)]),
+            vec![(0, 9)]
+        );
         assert_eq!(complement_ranges(&[(0, 9)]), vec![(10, u64::MAX)]);
         assert_eq!(complement_ranges(&[(5, 5)]), vec![(0, 4), (6, u64::MAX)]);
         assert_eq!(complement_ranges(&[(0, u64::MAX)]), vec![]);

@@ -42,7 +42,10 @@ pub fn lower(
         }
         let mut index: HashMap<&BitSet, u32> = HashMap::new();
         let mut distinct: Vec<Vec<u64>> = Vec::new();
-        let cols = columns.by_field.get(f.index()).map_or(&[][..], Vec::as_slice);
+        let cols = columns
+            .by_field
+            .get(f.index())
+            .map_or(&[][..], Vec::as_slice);
         let class_columns = cols
             .iter()
             .map(|col| {
@@ -87,7 +90,11 @@ fn rule_spec(sources: &Sources, rule: &Rule) -> RuleSpec {
     };
     RuleSpec {
         name: rule.name.clone().unwrap_or_default(),
-        conditions: Field::ALL.map(|f| rule.condition(f).map(|c| c.text.clone()).unwrap_or_default()),
+        conditions: Field::ALL.map(|f| {
+            rule.condition(f)
+                .map(|c| c.text.clone())
+                .unwrap_or_default()
+        }),
         action,
         endpoint,
         fallback,

@@ -199,7 +199,10 @@ fn load_table_bytes(
     let (_, compiled, _) = compile_policy(path, endpoints, 0, Format::Human, true)?;
     match compiled {
         Some(c) => Ok((c.table, Some(c.policy))),
-        None => Err(Fail(EXIT_DIAGNOSTICS, format!("`{}` has errors; nothing to do", path.display()))),
+        None => Err(Fail(
+            EXIT_DIAGNOSTICS,
+            format!("`{}` has errors; nothing to do", path.display()),
+        )),
     }
 }
 
@@ -227,7 +230,11 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             format,
         } => {
             let (_, compiled, _) = compile_policy(&policy, endpoints.as_deref(), 0, format, false)?;
-            Ok(if compiled.is_some() { EXIT_OK } else { EXIT_DIAGNOSTICS })
+            Ok(if compiled.is_some() {
+                EXIT_OK
+            } else {
+                EXIT_DIAGNOSTICS
+            })
         }
         Command::Compile {
             policy,
@@ -236,7 +243,8 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             revision,
             format,
         } => {
-            let (_, compiled, _) = compile_policy(&policy, endpoints.as_deref(), revision, format, true)?;
+            let (_, compiled, _) =
+                compile_policy(&policy, endpoints.as_deref(), revision, format, true)?;
             let Some(compiled) = compiled else {
                 return Ok(EXIT_DIAGNOSTICS);
             };
@@ -299,7 +307,10 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             let file = load_text(&mut sources, &cases_path)?;
             let parsed = cases::parse(&sources, file).map_err(|diags| {
                 err(&diag::render_human(&sources, &diags));
-                Fail(EXIT_USAGE, format!("`{}` is not a valid cases file", cases_path.display()))
+                Fail(
+                    EXIT_USAGE,
+                    format!("`{}` is not a valid cases file", cases_path.display()),
+                )
             })?;
             let results = cases::run(&t, ir.as_ref(), &parsed);
             let failed = results.iter().filter(|r| !r.passed).count();
@@ -315,7 +326,12 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                         if r.passed {
                             text.push_str(&format!("ok    {}\n", r.name));
                         } else {
-                            text.push_str(&format!("FAIL  {} ({}:{})\n", r.name, cases_path.display(), r.line));
+                            text.push_str(&format!(
+                                "FAIL  {} ({}:{})\n",
+                                r.name,
+                                cases_path.display(),
+                                r.line
+                            ));
                             for f in &r.failures {
                                 text.push_str(&format!("        {f}\n"));
                             }
@@ -324,11 +340,18 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                             }
                         }
                     }
-                    text.push_str(&format!("\n{} passed, {failed} failed\n", results.len() - failed));
+                    text.push_str(&format!(
+                        "\n{} passed, {failed} failed\n",
+                        results.len() - failed
+                    ));
                     out(&text);
                 }
             }
-            Ok(if failed == 0 { EXIT_OK } else { EXIT_TESTS_FAILED })
+            Ok(if failed == 0 {
+                EXIT_OK
+            } else {
+                EXIT_TESTS_FAILED
+            })
         }
         Command::Diff {
             old,

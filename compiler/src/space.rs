@@ -29,10 +29,10 @@ impl BitSet {
     /// The full set `0..len`.
     #[must_use]
     pub fn full(len: usize) -> Self {
-        let mut s = Self::empty(len);
-        for i in 0..len {
-            s.insert(i);
-        }
+        let mut s = Self {
+            words: vec![!0; len.div_ceil(64)],
+        };
+        s.truncate(len);
         s
     }
 
@@ -50,7 +50,9 @@ impl BitSet {
 
     #[must_use]
     pub fn contains(&self, i: usize) -> bool {
-        self.words.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1)
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w >> (i % 64) & 1 == 1)
     }
 
     #[must_use]
@@ -112,7 +114,10 @@ impl BitSet {
 
     #[must_use]
     pub fn is_subset(&self, other: &BitSet) -> bool {
-        self.words.iter().zip(&other.words).all(|(a, b)| a & !b == 0)
+        self.words
+            .iter()
+            .zip(&other.words)
+            .all(|(a, b)| a & !b == 0)
     }
 
     /// Keeps only members below `len`.
@@ -170,7 +175,9 @@ impl FieldSpace {
             Partition::Num(NumPartition::new(bounds))
         };
         let n = partition.class_count() as usize;
-        let reps: Vec<Option<Rep>> = (0..n).map(|c| representative(&partition, class_u32(c))).collect();
+        let reps: Vec<Option<Rep>> = (0..n)
+            .map(|c| representative(&partition, class_u32(c)))
+            .collect();
         let mut universe = BitSet::empty(n);
         for (c, r) in reps.iter().enumerate() {
             if r.is_some() {
@@ -243,7 +250,9 @@ impl FieldSpace {
         match self.reps.get(class).cloned().flatten() {
             Some(Rep::Absent) | None => "(absent)".to_owned(),
             Some(Rep::Str(s)) => s,
-            Some(Rep::Num(v)) if self.field == Field::CostCapPer1k => switchyard_table::Micros(v).to_string(),
+            Some(Rep::Num(v)) if self.field == Field::CostCapPer1k => {
+                switchyard_table::Micros(v).to_string()
+            }
             Some(Rep::Num(v)) => v.to_string(),
         }
     }
@@ -272,11 +281,23 @@ fn representative(partition: &Partition, class: u32) -> Option<Rep> {
                 None if class == OTHER => String::new(),
                 None => return None,
             };
-            let firsts: &[&str] = if class == OTHER { &["other", "unknown", "x"] } else { &["x", "1", "z"] };
+            let firsts: &[&str] = if class == OTHER {
+                &["other", "unknown", "x"]
+            } else {
+                &["x", "1", "z"]
+            };
             let candidates = firsts.iter().map(|s| (*s).to_owned()).chain(
                 "xyzabcdefghijklmnopqrstuvw0123456789_-.~"
                     .chars()
-                    .flat_map(|c| (0..50).map(move |n| if n == 0 { c.to_string() } else { format!("{c}{n}") })),
+                    .flat_map(|c| {
+                        (0..50).map(move |n| {
+                            if n == 0 {
+                                c.to_string()
+                            } else {
+                                format!("{c}{n}")
+                            }
+                        })
+                    }),
             );
             candidates
                 .map(|suffix| format!("{base}{suffix}"))
@@ -344,7 +365,12 @@ impl Space {
             }
         }
         if let Some(a) = atoms.get_mut(Field::DataClass.index()) {
-            a.extend(policy.data_classes.iter().map(|d| Atom::Literal(d.spec.id.clone())));
+            a.extend(
+                policy
+                    .data_classes
+                    .iter()
+                    .map(|d| Atom::Literal(d.spec.id.clone())),
+            );
         }
         let [a0, a1, a2, a3, a4, a5] = atoms;
         let [b0, b1, b2, b3, b4, b5] = bounds;

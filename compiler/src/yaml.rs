@@ -33,7 +33,10 @@ pub struct Node {
 pub enum Value {
     /// `~`, `null`, or nothing at all.
     Null,
-    Scalar { text: String, style: Style },
+    Scalar {
+        text: String,
+        style: Style,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -216,7 +219,9 @@ pub fn parse(file_id: FileId, file: &SourceFile) -> (Option<Node>, Vec<Diagnosti
                     }
                 }
                 Some(Frame::Map(entries, _, start)) => {
-                    let span = entries.last().map_or(start.to(span), |(k, v)| start.to(k.span).to(v.span));
+                    let span = entries
+                        .last()
+                        .map_or(start.to(span), |(k, v)| start.to(k.span).to(v.span));
                     Node {
                         value: Value::Map(entries),
                         span,
@@ -234,7 +239,10 @@ pub fn parse(file_id: FileId, file: &SourceFile) -> (Option<Node>, Vec<Diagnosti
                         diags.push(
                             Diagnostic::error(
                                 Code::WrongType,
-                                format!("mapping keys must be plain words, found {}", node.kind_name()),
+                                format!(
+                                    "mapping keys must be plain words, found {}",
+                                    node.kind_name()
+                                ),
                             )
                             .label(node.span, "this key"),
                         );
@@ -257,7 +265,8 @@ pub fn parse(file_id: FileId, file: &SourceFile) -> (Option<Node>, Vec<Diagnosti
                         );
                     } else {
                         // A `key:` with no value: point "null" diagnostics at the key.
-                        let node = if node.value == Value::Null && node.span.start == node.span.end {
+                        let node = if node.value == Value::Null && node.span.start == node.span.end
+                        {
                             Node {
                                 value: Value::Null,
                                 span: key.span,
@@ -275,7 +284,11 @@ pub fn parse(file_id: FileId, file: &SourceFile) -> (Option<Node>, Vec<Diagnosti
 }
 
 fn scan_error(file_id: FileId, file: &SourceFile, e: &ScanError, offset: usize) -> Diagnostic {
-    let end = file.text.get(offset..).and_then(|s| s.chars().next()).map_or(offset, |c| offset + c.len_utf8());
+    let end = file
+        .text
+        .get(offset..)
+        .and_then(|s| s.chars().next())
+        .map_or(offset, |c| offset + c.len_utf8());
     let info = e.info();
     let mut d = Diagnostic::error(Code::YamlSyntax, format!("invalid YAML: {info}"))
         .label(Span::new(file_id, offset, end), "here");

@@ -9,7 +9,13 @@
 //! Run with `BLESS=1` to rewrite the `.stderr` snapshots after an intended change, then
 //! review the diff.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test harness"
+)]
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +33,9 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.ends_with(".yaml") && !name.ends_with(".cases.yaml") && !name.ends_with(".catalogue.yaml")
+            name.ends_with(".yaml")
+                && !name.ends_with(".cases.yaml")
+                && !name.ends_with(".catalogue.yaml")
         })
         .collect();
     files.sort();
@@ -44,9 +52,12 @@ fn compile(path: &Path) -> (Sources, policyc::Output) {
     let mut sources = Sources::new();
     let policy = sources.add(rel(path), std::fs::read_to_string(path).unwrap());
     let catalogue_path = path.with_extension("catalogue.yaml");
-    let catalogue = catalogue_path
-        .exists()
-        .then(|| sources.add(rel(&catalogue_path), std::fs::read_to_string(&catalogue_path).unwrap()));
+    let catalogue = catalogue_path.exists().then(|| {
+        sources.add(
+            rel(&catalogue_path),
+            std::fs::read_to_string(&catalogue_path).unwrap(),
+        )
+    });
     let out = policyc::compile_sources(&sources, policy, catalogue, 0).unwrap();
     (sources, out)
 }
@@ -77,9 +88,16 @@ fn bad_policies_render_their_diagnostics() {
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         if let Some(code) = name.get(..5).filter(|c| c.starts_with('P')) {
             let found = out.diagnostics.iter().any(|d| d.code.as_str() == code);
-            assert!(found, "{name}: expected a {code} diagnostic, got:\n{rendered}");
+            assert!(
+                found,
+                "{name}: expected a {code} diagnostic, got:\n{rendered}"
+            );
             let is_error = code.starts_with("P0");
-            assert_eq!(out.has_errors(), is_error, "{name}: error/warning expectation\n{rendered}");
+            assert_eq!(
+                out.has_errors(),
+                is_error,
+                "{name}: error/warning expectation\n{rendered}"
+            );
         }
         if let Some(f) = snapshot(&path, &rendered) {
             failures.push(f);
@@ -120,13 +138,21 @@ fn good_policies_compile_and_pass_their_cases() {
             continue;
         }
         let mut case_sources = Sources::new();
-        let file = case_sources.add(rel(&cases_path), std::fs::read_to_string(&cases_path).unwrap());
+        let file = case_sources.add(
+            rel(&cases_path),
+            std::fs::read_to_string(&cases_path).unwrap(),
+        );
         let cases = policyc::cases::parse(&case_sources, file)
             .unwrap_or_else(|d| panic!("{}", diag::render_human(&case_sources, &d)));
         assert!(!cases.is_empty());
         for result in policyc::cases::run(&table, Some(&compiled.policy), &cases) {
             if !result.passed {
-                failures.push(format!("{}: {}: {:?}", rel(&cases_path), result.name, result.failures));
+                failures.push(format!(
+                    "{}: {}: {:?}",
+                    rel(&cases_path),
+                    result.name,
+                    result.failures
+                ));
             }
         }
     }
@@ -138,6 +164,11 @@ fn compilation_is_deterministic() {
     for path in yaml_files("testdata/policies/good") {
         let (_, a) = compile(&path);
         let (_, b) = compile(&path);
-        assert_eq!(a.compiled.unwrap().table, b.compiled.unwrap().table, "{}", rel(&path));
+        assert_eq!(
+            a.compiled.unwrap().table,
+            b.compiled.unwrap().table,
+            "{}",
+            rel(&path)
+        );
     }
 }

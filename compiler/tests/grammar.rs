@@ -1,6 +1,12 @@
 //! Token tests for the condition grammar, from `testdata/grammar/conditions.txt`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test harness"
+)]
 
 use policyc::condition::{self, Ast, Item, Lit, LitKind};
 
@@ -28,14 +34,21 @@ fn canonical(input: &str) -> String {
                     Item::Glob(l) => format!("glob({})", l.text),
                 })
                 .collect();
-            format!("{}[{}]", if negated { "not in" } else { "in" }, items.join(", "))
+            format!(
+                "{}[{}]",
+                if negated { "not in" } else { "in" },
+                items.join(", ")
+            )
         }
     }
 }
 
 #[test]
 fn condition_tokens() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata/grammar/conditions.txt");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../testdata/grammar/conditions.txt"
+    );
     let text = std::fs::read_to_string(path).unwrap();
     let mut failures = Vec::new();
     let mut count = 0;
@@ -43,12 +56,17 @@ fn condition_tokens() {
         if line.starts_with('#') || line.trim().is_empty() {
             continue;
         }
-        let (input, expected) = line.split_once("=>").unwrap_or_else(|| panic!("line {}: no `=>`", n + 1));
+        let (input, expected) = line
+            .split_once("=>")
+            .unwrap_or_else(|| panic!("line {}: no `=>`", n + 1));
         let (input, expected) = (input.trim_end(), expected.trim());
         count += 1;
         let got = canonical(input);
         if got != expected {
-            failures.push(format!("line {}: `{input}`: expected {expected}, got {got}", n + 1));
+            failures.push(format!(
+                "line {}: `{input}`: expected {expected}, got {got}",
+                n + 1
+            ));
         }
     }
     assert!(count > 30);

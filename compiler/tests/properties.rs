@@ -8,7 +8,13 @@
 //!   and complete on the sampled requests (every observed route change lies in a reported
 //!   region).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test harness"
+)]
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -18,7 +24,16 @@ use policyc::interp::{self, Attrs};
 use proptest::prelude::*;
 use switchyard_table::{Field, Micros, Table};
 
-const IDS: &[&str] = &["acme", "acme-eu", "acme-eu-1", "acme-us", "beta", "b", "gpt-4o", "x"];
+const IDS: &[&str] = &[
+    "acme",
+    "acme-eu",
+    "acme-eu-1",
+    "acme-us",
+    "beta",
+    "b",
+    "gpt-4o",
+    "x",
+];
 const GLOBS: &[&str] = &["", "a", "acme-", "acme-eu", "b", "gpt-"];
 const NUMS: &[u64] = &[0, 1, 99, 100, 101, 250, 399, 400, 1000];
 const MONEY: &[&str] = &["0", "0.000001", "0.001", "0.0015", "0.002", "1", "1.5"];
@@ -43,8 +58,13 @@ fn string_condition() -> impl Strategy<Value = String> {
         id().prop_map(|v| format!("\"== {v}\"")),
         prop::collection::vec(item(), 1..4).prop_map(|v| format!("\"in [{}]\"", v.join(", "))),
         prop::collection::vec(item(), 0..4).prop_map(|v| format!("\"not in [{}]\"", v.join(", "))),
-        prop::collection::vec(item(), 1..4)
-            .prop_map(|v| format!("[{}]", v.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", "))),
+        prop::collection::vec(item(), 1..4).prop_map(|v| format!(
+            "[{}]",
+            v.iter()
+                .map(|x| format!("{x:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     ]
 }
 
@@ -72,8 +92,10 @@ fn rule() -> impl Strategy<Value = (Vec<(Field, String)>, usize)> {
         string_condition().prop_map(|c| (Field::DataClass, c)),
         string_condition().prop_map(|c| (Field::UserRole, c)),
         string_condition().prop_map(|c| (Field::Model, c)),
-        number_condition(NUMS.iter().map(u64::to_string).collect(), false).prop_map(|c| (Field::LatencyBudgetMs, c)),
-        number_condition(MONEY.iter().map(|s| (*s).to_owned()).collect(), false).prop_map(|c| (Field::CostCapPer1k, c)),
+        number_condition(NUMS.iter().map(u64::to_string).collect(), false)
+            .prop_map(|c| (Field::LatencyBudgetMs, c)),
+        number_condition(MONEY.iter().map(|s| (*s).to_owned()).collect(), false)
+            .prop_map(|c| (Field::CostCapPer1k, c)),
     ];
     (prop::collection::vec(cond, 0..4), 0..3usize)
 }
@@ -92,7 +114,10 @@ fn fix_range(c: &str) -> String {
 fn policy_yaml(rules: &[(Vec<(Field, String)>, usize)], deny_default: bool) -> String {
     let mut y = String::from("version: v1\nendpoints:\n");
     for e in ["e0", "e1", "e2"] {
-        let _ = writeln!(y, "  - {{ id: {e}, type: mock, url: \"http://127.0.0.1:9/{e}\", transport: privatelink }}");
+        let _ = writeln!(
+            y,
+            "  - {{ id: {e}, type: mock, url: \"http://127.0.0.1:9/{e}\", transport: privatelink }}"
+        );
     }
     y.push_str("rules:\n");
     for (i, (conds, target)) in rules.iter().enumerate() {
@@ -117,31 +142,53 @@ fn policy_yaml(rules: &[(Vec<(Field, String)>, usize)], deny_default: bool) -> S
 }
 
 fn attrs() -> impl Strategy<Value = Attrs> {
-    let s = || prop::option::of(prop_oneof![id(), Just("acme-eu-9".to_owned()), Just("zzz".to_owned()), Just(String::new())]);
-    let n = prop::option::of(prop_oneof![prop::sample::select(NUMS).prop_map(|v| v), 0..2000u64, Just(u64::MAX)]);
+    let s = || {
+        prop::option::of(prop_oneof![
+            id(),
+            Just("acme-eu-9".to_owned()),
+            Just("zzz".to_owned()),
+            Just(String::new())
+        ])
+    };
+    let n = prop::option::of(prop_oneof![
+        prop::sample::select(NUMS).prop_map(|v| v),
+        0..2000u64,
+        Just(u64::MAX)
+    ]);
     let m = prop::option::of(prop_oneof![
         prop::sample::select(MONEY).prop_map(|s| Micros::parse(s).unwrap()),
         (0..3_000_000u64).prop_map(Micros)
     ]);
-    (s(), s(), s(), s(), n, m).prop_map(|(tenant, data_class, user_role, model, latency_budget_ms, cost_cap_per_1k)| Attrs {
-        tenant,
-        data_class,
-        user_role,
-        model,
-        latency_budget_ms,
-        cost_cap_per_1k,
-    })
+    (s(), s(), s(), s(), n, m).prop_map(
+        |(tenant, data_class, user_role, model, latency_budget_ms, cost_cap_per_1k)| Attrs {
+            tenant,
+            data_class,
+            user_role,
+            model,
+            latency_budget_ms,
+            cost_cap_per_1k,
+        },
+    )
 }
 
 fn compile(yaml: &str) -> policyc::Output {
     let (sources, out) = policyc::compile_str("random.yaml", yaml).unwrap();
-    assert!(!out.has_errors(), "{yaml}\n{}", policyc::diag::render_human(&sources, &out.diagnostics));
+    assert!(
+        !out.has_errors(),
+        "{yaml}\n{}",
+        policyc::diag::render_human(&sources, &out.diagnostics)
+    );
     out
 }
 
 /// Index of the rule a diagnostic is about ("rule N ..." messages).
 fn rule_of(message: &str) -> usize {
-    message.strip_prefix("rule ").and_then(|m| m.split([' ', '`']).next()).unwrap().parse().unwrap()
+    message
+        .strip_prefix("rule ")
+        .and_then(|m| m.split([' ', '`']).next())
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 proptest! {

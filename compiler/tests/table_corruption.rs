@@ -2,7 +2,13 @@
 //! single-bit flip, and structural damage with the checksums recomputed (so the checks
 //! behind the CRCs are exercised too).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test harness"
+)]
 
 use switchyard_table::{Request, Table, TableError, reseal};
 
@@ -58,7 +64,10 @@ fn every_bit_flip_is_refused() {
                 // and change nothing that is read.
                 Ok(t) => {
                     use_all(&t);
-                    assert_eq!(t.rule_count(), Table::from_bytes(&bytes).unwrap().rule_count());
+                    assert_eq!(
+                        t.rule_count(),
+                        Table::from_bytes(&bytes).unwrap().rule_count()
+                    );
                 }
             }
         }
@@ -89,7 +98,10 @@ fn resealed_damage_never_panics() {
             Err(_) => refused += 1,
         }
     }
-    assert!(refused > 1000, "structural checks should refuse much of this ({refused})");
+    assert!(
+        refused > 1000,
+        "structural checks should refuse much of this ({refused})"
+    );
 }
 
 #[test]
@@ -100,5 +112,8 @@ fn wrong_magic_and_version_are_named() {
     let mut b = table();
     b[8] = 2;
     reseal(&mut b);
-    assert!(matches!(Table::from_bytes(&b).unwrap_err(), TableError::UnsupportedVersion { major: 2, .. }));
+    assert!(matches!(
+        Table::from_bytes(&b).unwrap_err(),
+        TableError::UnsupportedVersion { major: 2, .. }
+    ));
 }

@@ -18,7 +18,9 @@ pub enum TableError {
         minor: u16,
         supported: u16,
     },
-    #[error("header says the file is {declared} bytes but it is {actual} bytes (truncated or padded)")]
+    #[error(
+        "header says the file is {declared} bytes but it is {actual} bytes (truncated or padded)"
+    )]
     LengthMismatch { declared: u64, actual: usize },
     #[error("header checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
     HeaderChecksum { stored: u32, computed: u32 },
@@ -30,7 +32,9 @@ pub enum TableError {
     DuplicateSection { kind: SectionKind },
     #[error("section {kind:?} lies outside the file or is misaligned")]
     SectionBounds { kind: SectionKind },
-    #[error("section {kind:?} checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    #[error(
+        "section {kind:?} checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
     SectionChecksum {
         kind: SectionKind,
         stored: u32,
@@ -45,7 +49,10 @@ pub enum TableError {
     #[error("invalid {what} code {code}")]
     BadCode { what: &'static str, code: u8 },
     #[error("field {field} is inconsistent: {what}")]
-    Field { field: &'static str, what: &'static str },
+    Field {
+        field: &'static str,
+        what: &'static str,
+    },
     #[error("rule {rule} is inconsistent: {what}")]
     Rule { rule: u32, what: &'static str },
 }

@@ -185,11 +185,7 @@ impl NumPartition {
     #[must_use]
     pub fn interval(&self, class: u32) -> Option<(u64, u64)> {
         let i = usize::try_from(class.checked_sub(1)?).ok()?;
-        let lo = if i == 0 {
-            0
-        } else {
-            *self.bounds.get(i - 1)?
-        };
+        let lo = if i == 0 { 0 } else { *self.bounds.get(i - 1)? };
         let hi = match self.bounds.get(i) {
             Some(&next) => next - 1,
             None if i <= self.bounds.len() => u64::MAX,

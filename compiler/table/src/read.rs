@@ -13,9 +13,9 @@
 
 use crate::error::TableError;
 use crate::layout::{
-    self, DIR_ENTRY_LEN, FORMAT_MAJOR, HEADER_LEN, MAGIC, MAX_SECTIONS, NONE, SectionKind,
-    StrRef, data_class, endpoint, field, glob, header, ix, literal, ref_at, rule, tenant, u8_at,
-    u16_at, u32_at, u64_at,
+    self, DIR_ENTRY_LEN, FORMAT_MAJOR, HEADER_LEN, MAGIC, MAX_SECTIONS, NONE, SectionKind, StrRef,
+    data_class, endpoint, field, glob, header, ix, literal, ref_at, rule, tenant, u8_at, u16_at,
+    u32_at, u64_at,
 };
 use crate::partition::{ABSENT, OTHER, fnv1a};
 use crate::{Action, EndpointKind, Field, FieldKind, Micros, Request, Transport};
@@ -163,7 +163,9 @@ impl<'a> Table<'a> {
         }
         let dir_end = HEADER_LEN + count * DIR_ENTRY_LEN;
         if dir_end > bytes.len() {
-            return Err(TableError::Directory("directory runs past the end of the file"));
+            return Err(TableError::Directory(
+                "directory runs past the end of the file",
+            ));
         }
         let stored = u32_at(bytes, header::CRC);
         let computed = crate::write::header_crc(bytes, count);
@@ -218,7 +220,9 @@ impl<'a> Table<'a> {
         let rule_count = u32_at(bytes, header::RULE_COUNT);
         let words = u32_at(bytes, header::WORDS);
         if u64::from(words) != u64::from(rule_count).div_ceil(64) {
-            return Err(TableError::Directory("words per column does not fit the rule count"));
+            return Err(TableError::Directory(
+                "words per column does not fit the rule count",
+            ));
         }
         let mut table = Table {
             bytes,
@@ -279,7 +283,9 @@ impl<'a> Table<'a> {
                 self.check_str(ref_at(rec, off), "endpoint text")?;
             }
             if ref_at(rec, endpoint::ID).len == 0 {
-                return Err(TableError::OutOfRange { what: "endpoint id" });
+                return Err(TableError::OutOfRange {
+                    what: "endpoint id",
+                });
             }
             let kind = u8_at(rec, endpoint::KIND);
             EndpointKind::from_code(kind).ok_or(TableError::BadCode {
@@ -357,7 +363,9 @@ impl<'a> Table<'a> {
 
     fn load_fields(&mut self, fields: &'a [u8]) -> Result<(), TableError> {
         if fields.len() != Field::COUNT * field::LEN {
-            return Err(TableError::Directory("field section must hold one descriptor per field"));
+            return Err(TableError::Directory(
+                "field section must hold one descriptor per field",
+            ));
         }
         let mut attrs = 0u32;
         for f in Field::ALL {
@@ -391,7 +399,13 @@ impl<'a> Table<'a> {
             if d.class_count < 2 {
                 return Err(bad("fewer than two classes"));
             }
-            check_range(self.class_cols, d.classcol_start, d.class_count, 4, "class map")?;
+            check_range(
+                self.class_cols,
+                d.classcol_start,
+                d.class_count,
+                4,
+                "class map",
+            )?;
             let col_bytes = ix(self.words) * 8;
             if col_bytes > 0 {
                 check_range(self.columns, d.col_start, d.col_count, col_bytes, "columns")?;
@@ -434,7 +448,9 @@ impl<'a> Table<'a> {
             }
         }
         if attrs != self.attrs {
-            return Err(TableError::Directory("attribute mask disagrees with the fields"));
+            return Err(TableError::Directory(
+                "attribute mask disagrees with the fields",
+            ));
         }
         for f in Field::ALL {
             if self.attrs & f.bit() != 0 {
@@ -474,7 +490,8 @@ impl<'a> Table<'a> {
                 return Err("literal class out of range");
             }
             let r = ref_at(self.literals, off + literal::TEXT);
-            self.check_str(r, "literal").map_err(|_| "literal text out of range")?;
+            self.check_str(r, "literal")
+                .map_err(|_| "literal text out of range")?;
             let text = self.str_bytes(r);
             if u32_at(self.literals, off + literal::HASH) != fnv1a(text) {
                 return Err("literal hash mismatch");
@@ -490,7 +507,8 @@ impl<'a> Table<'a> {
         for g in 0..d.glob_count {
             let off = ix(d.glob_start + g) * 16;
             let r = ref_at(self.globs, off + glob::PREFIX);
-            self.check_str(r, "glob").map_err(|_| "glob text out of range")?;
+            self.check_str(r, "glob")
+                .map_err(|_| "glob text out of range")?;
             let text = self.str_bytes(r);
             if prev.is_some_and(|p| p >= text) {
                 return Err("globs are not sorted");
@@ -648,8 +666,15 @@ impl<'a> Table<'a> {
         let mut cols: [&[u8]; Field::COUNT] = [&[]; Field::COUNT];
         let n = usize::from(self.used_count).min(Field::COUNT);
         for (slot, &fi) in cols.iter_mut().zip(&self.used[..n]) {
-            let f = Field::ALL.get(usize::from(fi)).copied().unwrap_or(Field::Tenant);
-            let d = self.fields.get(usize::from(fi)).copied().unwrap_or_default();
+            let f = Field::ALL
+                .get(usize::from(fi))
+                .copied()
+                .unwrap_or(Field::Tenant);
+            let d = self
+                .fields
+                .get(usize::from(fi))
+                .copied()
+                .unwrap_or_default();
             *slot = self.column(&d, self.class_of(f, &d, req));
         }
         let cols = &cols[..n];
@@ -1046,8 +1071,10 @@ impl<'t> TenantView<'t> {
     pub fn model_allowlist(&self) -> Option<impl Iterator<Item = &'t str> + use<'t>> {
         let rec = self.rec();
         (u32_at(rec, tenant::FLAGS) & tenant::FLAG_ALLOWLIST != 0).then(|| {
-            self.t
-                .str_list(u32_at(rec, tenant::ALLOW_START), u32_at(rec, tenant::ALLOW_COUNT))
+            self.t.str_list(
+                u32_at(rec, tenant::ALLOW_START),
+                u32_at(rec, tenant::ALLOW_COUNT),
+            )
         })
     }
     /// Whether the tenant may use `model`.
@@ -1199,7 +1226,11 @@ impl<'t> FieldView<'t> {
     }
     /// The rules (indices) that accept values of `class`, in order.
     pub fn rules_accepting(&self, class: u32) -> impl Iterator<Item = u32> + use<'t> {
-        let col = if class < self.d.class_count { self.t.column(&self.d, class) } else { &[] };
+        let col = if class < self.d.class_count {
+            self.t.column(&self.d, class)
+        } else {
+            &[]
+        };
         col.chunks_exact(8).enumerate().flat_map(|(w, bytes)| {
             let mut word = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
             std::iter::from_fn(move || {

@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use crate::layout::{
-    self, DIR_ENTRY_LEN, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, NONE, SectionKind,
-    StrRef, data_class, endpoint, field, glob, header, literal, rule, tenant,
+    self, DIR_ENTRY_LEN, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, NONE, SectionKind, StrRef,
+    data_class, endpoint, field, glob, header, literal, rule, tenant,
 };
 use crate::partition::{Atom, Partition, fnv1a, to_u32};
 use crate::{Action, EndpointKind, Field, Micros, Transport};
@@ -302,11 +302,19 @@ impl Sections {
         set_u8(&mut rec, field::KIND, layout::field_kind_code(f.kind()));
         set_u8(&mut rec, field::USED, u8::from(spec.used));
         set_u32(&mut rec, field::CLASS_COUNT, spec.partition.class_count());
-        set_u32(&mut rec, field::CLASSCOL_START, to_u32(self.class_cols.len() / 4));
+        set_u32(
+            &mut rec,
+            field::CLASSCOL_START,
+            to_u32(self.class_cols.len() / 4),
+        );
         for &c in &spec.class_columns {
             put_u32(&mut self.class_cols, c);
         }
-        set_u32(&mut rec, field::COL_START, to_u32(self.columns.len() / (8 * words.max(1))));
+        set_u32(
+            &mut rec,
+            field::COL_START,
+            to_u32(self.columns.len() / (8 * words.max(1))),
+        );
         set_u32(&mut rec, field::COL_COUNT, to_u32(spec.columns.len()));
         if words > 0 {
             for col in &spec.columns {
