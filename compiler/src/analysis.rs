@@ -583,3 +583,57 @@ fn public_targets(policy: &Policy, t: &Target) -> Vec<(String, crate::source::Sp
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn analyze_with_budget(yaml: &str, budget: u64) -> Vec<Diagnostic> {
+        let (_, out) = crate::compile_str("t.yaml", yaml).unwrap();
+        let policy = out.compiled.map(|c| c.policy).unwrap_or_else(|| {
+            let mut s = crate::source::Sources::new();
+            let id = s.add("t.yaml", yaml);
+            crate::check::check(&s, id, None).policy.unwrap()
+        });
+        let space = Space::of_policy(&policy);
+        let mut prover = Prover::new(&space);
+        let mut diags = Vec::new();
+        prover.total = budget;
+        reachability(&policy, &mut prover, &mut diags);
+        prover.total = budget;
+        leaks(&policy, &mut prover, &mut diags);
+        diags
+    }
+
+    const COVERED: &str = "
+version: v1
+endpoints:
+  - { id: gpu, type: vllm, url: \"https://gpu.example.com\", transport: privatelink }
+  - { id: cloud, type: openai, transport: public }
+data_classes:
+  - { id: pii, stays_private: true }
+rules:
+  - { name: pii, match: { data_class: pii }, route_to: gpu }
+  - { name: a, match: { latency_budget_ms: \"<300\" }, route_to: cloud }
+  - { name: b, match: { latency_budget_ms: \">=200\" }, route_to: cloud }
+  - { name: c, match: { latency_budget_ms: \"100..400\", tenant: acme }, route_to: cloud }
+  - default: { route_to: cloud }
+";
+
+    #[test]
+    fn joint_cover_is_proven_with_enough_budget() {
+        let diags = analyze_with_budget(COVERED, TOTAL_BUDGET);
+        assert!(diags.iter().any(|d| d.code == Code::UnreachableRule && d.message.starts_with("rule 3")));
+        assert!(!diags.iter().any(|d| matches!(d.code, Code::ReachabilityUnknown | Code::LeakUnproven)));
+    }
+
+    #[test]
+    fn an_exhausted_budget_says_could_not_prove_and_never_guesses() {
+        let diags = analyze_with_budget(COVERED, 1);
+        assert!(diags.iter().any(|d| d.code == Code::ReachabilityUnknown));
+        assert!(!diags.iter().any(|d| d.code == Code::UnreachableRule));
+        // The data-class check treats "could not prove" as an error: it guards data.
+        let leak = diags.iter().find(|d| d.code == Code::LeakUnproven).unwrap();
+        assert!(leak.message.contains("could not prove"), "{}", leak.message);
+    }
+}
