@@ -1,8 +1,16 @@
 //! Evaluation never allocates: a counting global allocator watches 100,000 decisions on
 //! tables of 10 to 10,000 rules.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test harness")]
-#![allow(unsafe_code, reason = "a GlobalAlloc implementation is unsafe by definition")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness"
+)]
+#![allow(
+    unsafe_code,
+    reason = "a GlobalAlloc implementation is unsafe by definition"
+)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,11 +57,18 @@ fn evaluation_never_allocates() {
             for r in &requests {
                 let d = table.evaluate(r);
                 checksum = checksum.wrapping_add(u64::from(d.rule_index()));
-                checksum = checksum.wrapping_add(u64::from(table.decided(d).endpoint().map_or(0, |e| e.index())));
+                checksum = checksum.wrapping_add(u64::from(
+                    table.decided(d).endpoint().map_or(0, |e| e.index()),
+                ));
             }
         }
         let after = ALLOCATIONS.load(Ordering::SeqCst);
-        assert_eq!(after - before, 0, "{n} rules: {} allocations in 100,000 evaluations", after - before);
+        assert_eq!(
+            after - before,
+            0,
+            "{n} rules: {} allocations in 100,000 evaluations",
+            after - before
+        );
         assert_ne!(checksum, 0);
     }
 }

@@ -623,8 +623,16 @@ rules:
     #[test]
     fn joint_cover_is_proven_with_enough_budget() {
         let diags = analyze_with_budget(COVERED, TOTAL_BUDGET);
-        assert!(diags.iter().any(|d| d.code == Code::UnreachableRule && d.message.starts_with("rule 3")));
-        assert!(!diags.iter().any(|d| matches!(d.code, Code::ReachabilityUnknown | Code::LeakUnproven)));
+        assert!(
+            diags
+                .iter()
+                .any(|d| d.code == Code::UnreachableRule && d.message.starts_with("rule 3"))
+        );
+        assert!(
+            !diags
+                .iter()
+                .any(|d| matches!(d.code, Code::ReachabilityUnknown | Code::LeakUnproven))
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ mod write;
 
 pub use error::TableError;
 pub use money::{Micros, MoneyError};
-pub use partition::{ABSENT, Atom, NumPartition, OTHER, Partition, StrPartition, fnv1a};
+pub use partition::{ABSENT, Atom, NumPartition, OTHER, Partition, StrPartition, literal_hash};
 pub use read::{
     DataClassView, Decision, EndpointView, FieldView, GlobView, LiteralView, RuleView, Table,
     TenantView,

@@ -213,16 +213,38 @@ impl Partition {
     }
 }
 
-/// 32-bit FNV-1a, the hash of the table's literal lookup. Chosen because it is tiny,
-/// fixed (tables must be byte-identical across builds) and fast on short ids.
+/// The hash of the table's literal lookup, fixed forever for format 1 so tables are
+/// byte-identical across builds and hosts. Chunks of eight bytes are folded with
+/// rotate-xor (no multiply on the dependency chain) and mixed once at the end: ids are
+/// short and a half-empty open-addressing table only needs a fair spread; a collision
+/// costs a probe, never a wrong answer.
 #[must_use]
-pub fn fnv1a(bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for &b in bytes {
-        h ^= u32::from(b);
-        h = h.wrapping_mul(0x0100_0193);
+pub fn literal_hash(bytes: &[u8]) -> u32 {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let word = |b: &[u8], at: usize| {
+        b.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let len = bytes.len();
+    let mut h = len as u64;
+    let mut at = 0;
+    while at + 8 < len {
+        h = h.rotate_left(23) ^ word(bytes, at);
+        at += 8;
     }
-    h
+    // The last 1..=8 bytes: one overlapping 8-byte read when the value is that long (no
+    // byte-by-byte copy, which would stall store-to-load forwarding), else assembled.
+    let tail = if len >= 8 {
+        word(bytes, len - 8)
+    } else {
+        bytes
+            .iter()
+            .enumerate()
+            .fold(0u64, |w, (i, &b)| w | u64::from(b) << (8 * i))
+    };
+    h = (h.rotate_left(23) ^ tail).wrapping_mul(K);
+    u32::try_from((h >> 32) ^ (h & u64::from(u32::MAX))).unwrap_or_default()
 }
 
 /// Converts a count that the format bounds to `u32`. Tables are capped far below

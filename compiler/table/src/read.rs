@@ -17,7 +17,7 @@ use crate::layout::{
     data_class, endpoint, field, glob, header, ix, literal, ref_at, rule, tenant, u8_at, u16_at,
     u32_at, u64_at,
 };
-use crate::partition::{ABSENT, OTHER, fnv1a};
+use crate::partition::{ABSENT, OTHER, literal_hash};
 use crate::{Action, EndpointKind, Field, FieldKind, Micros, Request, Transport};
 
 /// Per-field descriptor, decoded and validated at load.
@@ -35,6 +35,60 @@ struct FieldDesc {
     glob_count: u32,
     bound_start: u32,
     bound_count: u32,
+}
+
+/// Per-field slices, cut at load (see [`Table::runtime`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct FieldRt<'a> {
+    lits: &'a [u8],
+    mask: u32,
+    globs: &'a [u8],
+    bounds: &'a [u8],
+    class_cols: &'a [u8],
+    cols: &'a [u8],
+    col_bytes: usize,
+}
+
+/// A 16-byte record; past the end, all ones (an empty literal slot, a glob without
+/// parent), which only a corrupt table could reach and validation has excluded.
+#[inline]
+fn rec16(section: &[u8], i: usize) -> [u8; 16] {
+    section
+        .get(i * 16..i * 16 + 16)
+        .and_then(|b| <[u8; 16]>::try_from(b).ok())
+        .unwrap_or([0xff; 16])
+}
+
+/// Byte equality without a `memcmp` call for ids up to 32 bytes (the common case): four
+/// overlapping 8-byte reads per side cover every byte. Longer values fall back to the
+/// library compare.
+#[inline]
+fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    match len {
+        0 => true,
+        1..=7 => a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0,
+        8..=32 => {
+            let mid = (len / 2).saturating_sub(4).min(len - 8);
+            let at = [0, mid.min(8), len.saturating_sub(16).max(mid), len - 8];
+            at.iter().all(|&i| word(a, i) == word(b, i))
+        }
+        _ => a == b,
+    }
+}
+
+#[inline]
+fn le32(r: &[u8; 16], at: usize) -> u32 {
+    let b = r.get(at..at + 4).unwrap_or(&[0xff; 4]);
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
 }
 
 /// A validated decision table borrowing its bytes.
@@ -60,6 +114,7 @@ pub struct Table<'a> {
     class_cols: &'a [u8],
     columns: &'a [u8],
     fields: [FieldDesc; Field::COUNT],
+    rt: [FieldRt<'a>; Field::COUNT],
     /// Indices of used fields, first `used_count` entries valid.
     used: [u8; Field::COUNT],
     used_count: u8,
@@ -245,6 +300,7 @@ impl<'a> Table<'a> {
             class_cols: section_body(bytes, &found, SectionKind::ClassCols)?,
             columns: section_body(bytes, &found, SectionKind::Columns)?,
             fields: [FieldDesc::default(); Field::COUNT],
+            rt: [FieldRt::default(); Field::COUNT],
             used: [0; Field::COUNT],
             used_count: 0,
         };
@@ -446,6 +502,10 @@ impl<'a> Table<'a> {
             if let Some(slot) = self.fields.get_mut(f.index()) {
                 *slot = d;
             }
+            let rt = self.runtime(&d);
+            if let Some(slot) = self.rt.get_mut(f.index()) {
+                *slot = rt;
+            }
         }
         if attrs != self.attrs {
             return Err(TableError::Directory(
@@ -493,10 +553,10 @@ impl<'a> Table<'a> {
             self.check_str(r, "literal")
                 .map_err(|_| "literal text out of range")?;
             let text = self.str_bytes(r);
-            if u32_at(self.literals, off + literal::HASH) != fnv1a(text) {
+            if u32_at(self.literals, off + literal::HASH) != literal_hash(text) {
                 return Err("literal hash mismatch");
             }
-            if self.lookup_literal(d, text) != Some(class) {
+            if self.lookup_literal(&self.runtime(d), text) != Some(class) {
                 return Err("literal is not reachable by its hash probe");
             }
         }
@@ -558,105 +618,135 @@ impl<'a> Table<'a> {
         std::str::from_utf8(self.str_bytes(r)).unwrap_or_default()
     }
 
-    #[inline]
-    fn lookup_literal(&self, d: &FieldDesc, value: &[u8]) -> Option<u32> {
-        if d.lit_slots == 0 {
-            return None;
+    /// The slices of one field's classifier, cut once at load so lookups do no offset
+    /// arithmetic.
+    fn runtime(&self, d: &FieldDesc) -> FieldRt<'a> {
+        let cut = |section: &'a [u8], start: u32, count: u32, len: usize| {
+            let a = ix(start) * len;
+            section.get(a..a + ix(count) * len).unwrap_or_default()
+        };
+        let col_bytes = ix(self.words) * 8;
+        FieldRt {
+            lits: cut(self.literals, d.lit_start, d.lit_slots, 16),
+            mask: d.lit_slots.saturating_sub(1),
+            globs: cut(self.globs, d.glob_start, d.glob_count, 16),
+            bounds: cut(self.bounds, d.bound_start, d.bound_count, 8),
+            class_cols: cut(self.class_cols, d.classcol_start, d.class_count, 4),
+            cols: cut(self.columns, d.col_start, d.col_count, col_bytes),
+            col_bytes,
         }
-        let mask = d.lit_slots - 1;
-        let hash = fnv1a(value);
-        let mut slot = hash & mask;
-        // Bounded by the slot count: terminates even on a table with no empty slot.
-        for _ in 0..d.lit_slots {
-            let off = ix(d.lit_start + slot) * 16;
-            let class = u32_at(self.literals, off + literal::CLASS);
-            if class == NONE {
-                return None;
-            }
-            if u32_at(self.literals, off + literal::HASH) == hash
-                && self.str_bytes(ref_at(self.literals, off + literal::TEXT)) == value
-            {
-                return Some(class);
-            }
-            slot = (slot + 1) & mask;
-        }
-        None
     }
 
     #[inline]
-    fn glob_prefix(&self, d: &FieldDesc, g: u32) -> &'a [u8] {
-        self.str_bytes(ref_at(self.globs, ix(d.glob_start + g) * 16 + glob::PREFIX))
+    fn str_at(&self, offset: u32, len: u32) -> &'a [u8] {
+        let start = ix(offset);
+        self.strings
+            .get(start..start.saturating_add(ix(len)))
+            .unwrap_or_default()
+    }
+
+    #[inline]
+    fn lookup_literal(&self, rt: &FieldRt<'a>, value: &[u8]) -> Option<u32> {
+        if rt.lits.is_empty() {
+            return None;
+        }
+        let hash = literal_hash(value);
+        let mut slot = hash & rt.mask;
+        // Bounded by the slot count: terminates even on a table with no empty slot.
+        for _ in 0..=rt.mask {
+            let r = rec16(rt.lits, ix(slot));
+            let class = le32(&r, literal::CLASS);
+            if class == NONE {
+                return None;
+            }
+            if le32(&r, literal::HASH) == hash
+                && bytes_eq(
+                    self.str_at(le32(&r, literal::TEXT), le32(&r, literal::TEXT + 4)),
+                    value,
+                )
+            {
+                return Some(class);
+            }
+            slot = (slot + 1) & rt.mask;
+        }
+        None
     }
 
     /// Longest glob prefix of `value`. The last glob sorting at or before `value` shares
     /// with it every glob that is a prefix of `value`; walking its parent chain down to
     /// their common prefix length finds the longest (see `partition.rs`).
     #[inline]
-    fn lookup_glob(&self, d: &FieldDesc, value: &[u8]) -> Option<u32> {
-        let (mut lo, mut hi) = (0u32, d.glob_count);
+    fn lookup_glob(&self, rt: &FieldRt<'a>, value: &[u8]) -> Option<u32> {
+        let prefix = |r: &[u8; 16]| self.str_at(le32(r, glob::PREFIX), le32(r, glob::PREFIX + 4));
+        let (mut lo, mut hi) = (0usize, rt.globs.len() / 16);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.glob_prefix(d, mid) <= value {
+            if prefix(&rec16(rt.globs, mid)) <= value {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
         let mut g = lo.checked_sub(1)?;
-        let candidate = self.glob_prefix(d, g);
-        let common = candidate
+        let mut r = rec16(rt.globs, g);
+        let common = prefix(&r)
             .iter()
             .zip(value)
             .take_while(|(a, b)| a == b)
             .count();
         loop {
-            let off = ix(d.glob_start + g) * 16;
-            if self.glob_prefix(d, g).len() <= common {
-                return Some(u32_at(self.globs, off + glob::CLASS));
+            if prefix(&r).len() <= common {
+                return Some(le32(&r, glob::CLASS));
             }
-            let parent = u32_at(self.globs, off + glob::PARENT);
-            if parent == NONE || parent >= g {
+            let parent = ix(le32(&r, glob::PARENT));
+            if parent >= g {
                 return None;
             }
             g = parent;
+            r = rec16(rt.globs, g);
         }
     }
 
     #[inline]
-    fn class_of(&self, f: Field, d: &FieldDesc, req: &Request<'_>) -> u32 {
+    fn class_of(&self, f: Field, rt: &FieldRt<'a>, req: &Request<'_>) -> u32 {
         if f.kind().is_string() {
             match req.str_value(f) {
                 None => ABSENT,
                 Some(v) => self
-                    .lookup_literal(d, v)
-                    .or_else(|| self.lookup_glob(d, v))
+                    .lookup_literal(rt, v)
+                    .or_else(|| self.lookup_glob(rt, v))
                     .unwrap_or(OTHER),
             }
         } else {
             match req.num_value(f) {
                 None => ABSENT,
                 Some(v) => {
-                    let (mut lo, mut hi) = (0u32, d.bound_count);
-                    while lo < hi {
-                        let mid = lo + (hi - lo) / 2;
-                        if u64_at(self.bounds, ix(d.bound_start + mid) * 8) <= v {
-                            lo = mid + 1;
+                    // Branchless lower bound (the compiler emits conditional moves):
+                    // request values are unpredictable, so a branchy search mispredicts.
+                    let bound = |i: usize| u64_at(rt.bounds, i * 8);
+                    let mut len = rt.bounds.len() / 8;
+                    let mut base = 0usize;
+                    while len > 1 {
+                        let half = len / 2;
+                        base = if bound(base + half - 1) <= v {
+                            base + half
                         } else {
-                            hi = mid;
-                        }
+                            base
+                        };
+                        len -= half;
                     }
-                    1 + lo
+                    let below = base + usize::from(len == 1 && bound(base) <= v);
+                    1 + crate::partition::to_u32(below)
                 }
             }
         }
     }
 
     #[inline]
-    fn column(&self, d: &FieldDesc, class: u32) -> &'a [u8] {
-        let col = u32_at(self.class_cols, ix(d.classcol_start + class) * 4);
-        let len = ix(self.words) * 8;
-        let start = ix(d.col_start + col) * len;
-        self.columns.get(start..start + len).unwrap_or_default()
+    fn column(&self, rt: &FieldRt<'a>, class: u32) -> &'a [u8] {
+        let col = ix(u32_at(rt.class_cols, ix(class) * 4));
+        let start = col * rt.col_bytes;
+        rt.cols.get(start..start + rt.col_bytes).unwrap_or_default()
     }
 
     /// Picks the first rule that accepts `req`, or the default. Never fails, never
@@ -670,46 +760,56 @@ impl<'a> Table<'a> {
                 .get(usize::from(fi))
                 .copied()
                 .unwrap_or(Field::Tenant);
-            let d = self
-                .fields
-                .get(usize::from(fi))
-                .copied()
-                .unwrap_or_default();
-            *slot = self.column(&d, self.class_of(f, &d, req));
+            if let Some(rt) = self.rt.get(usize::from(fi)) {
+                *slot = self.column(rt, self.class_of(f, rt, req));
+            }
         }
         let cols = &cols[..n];
-        let len = ix(self.words) * 8;
-        // Four words per step: one bounds check per column per step, and a block the
-        // compiler can keep in vector registers.
-        const BLOCK: usize = 32;
-        let mut base = 0;
-        while base < len {
-            let end = (base + BLOCK).min(len);
-            let mut acc = [0u64; 4];
-            for (j, a) in acc.iter_mut().enumerate() {
-                if base + j * 8 < end {
-                    *a = !0;
-                }
-            }
+        let words = ix(self.words);
+        let word = |c: &[u8], w: usize| {
+            c.get(w * 8..w * 8 + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                .map_or(0, u64::from_le_bytes)
+        };
+        let found = |w: usize, a: u64| Decision {
+            index: crate::partition::to_u32(w * 64 + a.trailing_zeros() as usize),
+            is_default: false,
+        };
+        // Four words per step, accumulators in registers: one bounds check per column
+        // per step. The scan stops at the first block with a surviving rule.
+        let mut w = 0;
+        while w + 4 <= words {
+            let (mut a0, mut a1, mut a2, mut a3) = (!0u64, !0u64, !0u64, !0u64);
             for col in cols {
-                let chunk = col.get(base..end).unwrap_or_default();
-                if chunk.len() != end - base {
-                    acc = [0; 4];
-                }
-                for (a, w) in acc.iter_mut().zip(chunk.chunks_exact(8)) {
-                    *a &= u64::from_le_bytes(w.try_into().unwrap_or_default());
+                let Some(block) = col
+                    .get(w * 8..w * 8 + 32)
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                else {
+                    a0 = 0;
+                    a1 = 0;
+                    a2 = 0;
+                    a3 = 0;
+                    continue;
+                };
+                let [b0, b1, b2, b3] = [0, 8, 16, 24].map(|o| word(&block, o / 8));
+                a0 &= b0;
+                a1 &= b1;
+                a2 &= b2;
+                a3 &= b3;
+            }
+            for (k, a) in [a0, a1, a2, a3].into_iter().enumerate() {
+                if a != 0 {
+                    return found(w + k, a);
                 }
             }
-            for (j, a) in acc.iter().enumerate() {
-                if *a != 0 {
-                    let index = (base / 8 + j) * 64 + a.trailing_zeros() as usize;
-                    return Decision {
-                        index: crate::partition::to_u32(index),
-                        is_default: false,
-                    };
-                }
+            w += 4;
+        }
+        while w < words {
+            let a = cols.iter().fold(!0u64, |a, col| a & word(col, w));
+            if a != 0 {
+                return found(w, a);
             }
-            base = end;
+            w += 1;
         }
         Decision {
             index: self.rule_count,
@@ -726,7 +826,8 @@ impl<'a> Table<'a> {
         if !d.used {
             return true;
         }
-        let col = self.column(&d, self.class_of(field, &d, req));
+        let rt = self.rt.get(field.index()).copied().unwrap_or_default();
+        let col = self.column(&rt, self.class_of(field, &rt, req));
         let off = ix(rule / 64) * 8;
         u64_at(col, off) >> (rule % 64) & 1 == 1
     }
@@ -1202,7 +1303,7 @@ impl<'t> FieldView<'t> {
             Field::Model => req.model = value,
             Field::LatencyBudgetMs | Field::CostCapPer1k => return ABSENT,
         }
-        self.t.class_of(self.f, &self.d, &req)
+        self.t.class_of(self.f, &self.t.runtime(&self.d), &req)
     }
     /// The class of a numeric value (`None` = absent). String fields give "absent".
     #[must_use]
@@ -1213,7 +1314,7 @@ impl<'t> FieldView<'t> {
             Field::CostCapPer1k => req.cost_cap_per_1k = value.map(Micros),
             Field::Tenant | Field::DataClass | Field::UserRole | Field::Model => return ABSENT,
         }
-        self.t.class_of(self.f, &self.d, &req)
+        self.t.class_of(self.f, &self.t.runtime(&self.d), &req)
     }
     /// Whether `rule` accepts values of `class` on this field.
     #[must_use]
@@ -1221,13 +1322,13 @@ impl<'t> FieldView<'t> {
         if class >= self.d.class_count || rule >= self.t.rule_count {
             return false;
         }
-        let col = self.t.column(&self.d, class);
+        let col = self.t.column(&self.t.runtime(&self.d), class);
         u64_at(col, ix(rule / 64) * 8) >> (rule % 64) & 1 == 1
     }
     /// The rules (indices) that accept values of `class`, in order.
     pub fn rules_accepting(&self, class: u32) -> impl Iterator<Item = u32> + use<'t> {
         let col = if class < self.d.class_count {
-            self.t.column(&self.d, class)
+            self.t.column(&self.t.runtime(&self.d), class)
         } else {
             &[]
         };
@@ -1252,5 +1353,24 @@ impl<'t> FieldView<'t> {
     #[must_use]
     pub fn kind(&self) -> FieldKind {
         self.f.kind()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bytes_eq;
+
+    #[test]
+    fn inline_equality_covers_every_byte() {
+        for len in 0..48usize {
+            let a: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            assert!(bytes_eq(&a, &a.clone()));
+            for i in 0..len {
+                let mut b = a.clone();
+                b[i] ^= 1;
+                assert!(!bytes_eq(&a, &b), "len {len}, byte {i}");
+            }
+            assert!(!bytes_eq(&a, &a[..len.saturating_sub(1)]) || len == 0);
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::layout::{
     self, DIR_ENTRY_LEN, FORMAT_MAJOR, FORMAT_MINOR, HEADER_LEN, MAGIC, NONE, SectionKind, StrRef,
     data_class, endpoint, field, glob, header, literal, rule, tenant,
 };
-use crate::partition::{Atom, Partition, fnv1a, to_u32};
+use crate::partition::{Atom, Partition, literal_hash, to_u32};
 use crate::{Action, EndpointKind, Field, Micros, Transport};
 
 /// An endpoint as the table stores it. Secrets are never here: only the name of the
@@ -362,7 +362,7 @@ impl Sections {
         };
         let mut table: Vec<Option<(usize, &str, u32)>> = vec![None; slots];
         for &(i, text) in &literals {
-            let hash = fnv1a(text.as_bytes());
+            let hash = literal_hash(text.as_bytes());
             let mut slot = layout::ix(hash) & (slots - 1);
             while table.get(slot).is_some_and(Option::is_some) {
                 slot = (slot + 1) & (slots - 1);
