@@ -1363,7 +1363,7 @@ mod tests {
     #[test]
     fn inline_equality_covers_every_byte() {
         for len in 0..48usize {
-            let a: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+            let a: Vec<u8> = (0..len).map(|i| u8::try_from(i).unwrap() ^ 0x5a).collect();
             assert!(bytes_eq(&a, &a.clone()));
             for i in 0..len {
                 let mut b = a.clone();
