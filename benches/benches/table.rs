@@ -18,14 +18,18 @@ use switchyard_table::{Request, Table};
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
 
+/// One request's values as spans into [`Arena::bytes`]: four string fields, then the
+/// numbers.
+type Spans = (
+    [Option<(usize, usize)>; 4],
+    Option<u64>,
+    Option<switchyard_table::Micros>,
+);
+
 /// Request attribute values copied into one buffer, with the spans of each request.
 struct Arena {
     bytes: Vec<u8>,
-    spans: Vec<(
-        [Option<(usize, usize)>; 4],
-        Option<u64>,
-        Option<switchyard_table::Micros>,
-    )>,
+    spans: Vec<Spans>,
 }
 
 impl Arena {
