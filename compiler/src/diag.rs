@@ -278,7 +278,8 @@ fn render_one(out: &mut String, sources: &Sources, d: &Diagnostic) {
             let _ = writeln!(out, "{pad}...");
         }
         last = Some((&file.name, *line));
-        let text = redacted_line(file, *line, label.span.file, &d.redactions);
+        let full = redacted_line(file, *line, label.span.file, &d.redactions);
+        let (text, col, width) = clip(&full, *col, *width);
         let _ = writeln!(out, "{line:>gutter$} | {text}");
         let lead: String = text
             .chars()
@@ -286,7 +287,7 @@ fn render_one(out: &mut String, sources: &Sources, d: &Diagnostic) {
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         let mark = if label.primary { "^" } else { "-" };
-        let _ = write!(out, "{pad} | {lead}{}", mark.repeat(*width));
+        let _ = write!(out, "{pad} | {lead}{}", mark.repeat(width));
         if label.message.is_empty() {
             out.push('\n');
         } else {
@@ -302,6 +303,31 @@ fn render_one(out: &mut String, sources: &Sources, d: &Diagnostic) {
     if let Some(help) = &d.help {
         let _ = writeln!(out, "{pad} = help: {help}");
     }
+}
+
+/// Longest source line printed whole; longer lines are cut to a window around the label.
+const MAX_LINE: usize = 160;
+
+/// Cuts a long line to a window around columns `col..col+width` (1-based, in chars),
+/// marking the cuts with `…`; returns the text and the label's position in it.
+fn clip(line: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    if chars.len() <= MAX_LINE {
+        return (line.to_owned(), col, width);
+    }
+    let width = width.min(MAX_LINE / 2);
+    let start = col.saturating_sub(1).saturating_sub(MAX_LINE / 4);
+    let end = (start + MAX_LINE).min(chars.len());
+    let mut text: String = chars.get(start..end).unwrap_or_default().iter().collect();
+    let mut col = col - start;
+    if start > 0 {
+        text.insert(0, '…');
+        col += 1;
+    }
+    if end < chars.len() {
+        text.push('…');
+    }
+    (text, col, width)
 }
 
 /// A source line with redacted ranges replaced by `*`.
@@ -470,6 +496,16 @@ mod tests {
         assert_eq!(suggest("mtach", keys), Some("match"));
         assert_eq!(suggest("zzzzzz", keys), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
+
+    #[test]
+    fn long_lines_are_clipped_around_the_label() {
+        let line = format!("{}X{}", "a".repeat(1000), "b".repeat(1000));
+        let (text, col, width) = clip(&line, 1001, 1);
+        assert!(text.chars().count() <= MAX_LINE + 2);
+        assert_eq!(text.chars().nth(col - 1), Some('X'));
+        assert_eq!(width, 1);
+        assert_eq!(clip("short", 2, 3), ("short".to_owned(), 2, 3));
     }
 
     #[test]
