@@ -170,6 +170,26 @@ impl Checker<'_> {
             FieldKind::Integer => "an integer",
             FieldKind::Money => "a USD amount",
         };
+        // `in []` matches nothing whatever the field; `not in []` matches any present value.
+        if let Ast::Set {
+            negated: false,
+            items,
+            kw_start,
+            kw_end,
+        } = ast
+            && items.is_empty()
+        {
+            let span = self.sub_span(node, *kw_start, *kw_end);
+            self.push(
+                Diagnostic::error(
+                    Code::EmptyCondition,
+                    format!("`in []` is empty: no `{key}` can match"),
+                )
+                .label(span, "empty set")
+                .help("list at least one value, or remove the key to match any value"),
+            );
+            return None;
+        }
         if kind.is_string() {
             let (negated, patterns) = match ast {
                 Ast::Value(l) => (false, vec![StrPattern::Exact(l.text.clone())]),
@@ -208,24 +228,7 @@ impl Checker<'_> {
                     );
                     return None;
                 }
-                Ast::Set {
-                    negated,
-                    items,
-                    kw_start,
-                    kw_end,
-                } => {
-                    if items.is_empty() && !negated {
-                        let span = self.sub_span(node, *kw_start, *kw_end);
-                        self.push(
-                            Diagnostic::error(
-                                Code::EmptyCondition,
-                                format!("`in []` is empty: no `{key}` can match"),
-                            )
-                            .label(span, "empty set")
-                            .help("list at least one value, or remove the key to match any value"),
-                        );
-                        return None;
-                    }
+                Ast::Set { negated, items, .. } => {
                     let patterns = items
                         .iter()
                         .map(|i| match i {
@@ -336,12 +339,7 @@ impl Checker<'_> {
                 }
                 vec![(a, b)]
             }
-            Ast::Set {
-                negated,
-                items,
-                kw_start,
-                kw_end,
-            } => {
+            Ast::Set { negated, items, .. } => {
                 let mut ranges = Vec::with_capacity(items.len());
                 let mut ok = true;
                 for i in items {
@@ -367,18 +365,6 @@ impl Checker<'_> {
                     }
                 }
                 if !ok {
-                    return None;
-                }
-                if items.is_empty() && !negated {
-                    let span = self.sub_span(node, *kw_start, *kw_end);
-                    self.push(
-                        Diagnostic::error(
-                            Code::EmptyCondition,
-                            format!("`in []` is empty: no `{key}` can match"),
-                        )
-                        .label(span, "empty set")
-                        .help("list at least one value, or remove the key to match any value"),
-                    );
                     return None;
                 }
                 let ranges = ir::normalize_ranges(ranges);

@@ -752,25 +752,38 @@ impl Checker<'_> {
         Some((input?, output?))
     }
 
+    /// The common start of a declaration list item: a mapping with known keys and an
+    /// `id`. Returns the `id` node and its value (`None` if invalid, already reported).
+    fn declaration<'n>(
+        &mut self,
+        item: &'n Node,
+        what: &str,
+        keys: &[&str],
+        id_help: &str,
+    ) -> Option<(&'n Node, Option<String>)> {
+        let entries = self.map(item, &format!("a {what}"))?;
+        self.known_keys(entries, keys, &format!("a {what}"));
+        let Some(id_node) = item.get("id") else {
+            self.push(
+                Diagnostic::error(Code::MissingKey, format!("{what} has no `id`"))
+                    .label(item.span, format!("this {what}"))
+                    .help(id_help.to_owned()),
+            );
+            return None;
+        };
+        Some((id_node, self.id(id_node, "id")))
+    }
+
     fn tenants(&mut self, node: &Node, out: &mut Vec<Tenant>) {
         let Some(items) = self.seq(node, "tenants", "`- id: enterprise-acme`") else {
             return;
         };
         for item in items {
-            let Some(entries) = self.map(item, "a tenant") else {
-                continue;
-            };
             let before = self.diags.len();
-            self.known_keys(entries, TENANT_KEYS, "a tenant");
-            let Some(id_node) = item.get("id") else {
-                self.push(
-                    Diagnostic::error(Code::MissingKey, "tenant has no `id`")
-                        .label(item.span, "this tenant")
-                        .help("add `id: <tenant>`, the value clients send in `X-Tenant`"),
-                );
+            let help = "add `id: <tenant>`, the value clients send in `X-Tenant`";
+            let Some((id_node, id)) = self.declaration(item, "tenant", TENANT_KEYS, help) else {
                 continue;
             };
-            let id = self.id(id_node, "id");
             let allowlist = match item.get("model_allowlist") {
                 Some(n) => self
                     .word_list(n, "model_allowlist")
@@ -820,20 +833,12 @@ impl Checker<'_> {
             return;
         };
         for item in items {
-            let Some(entries) = self.map(item, "a data class") else {
-                continue;
-            };
             let before = self.diags.len();
-            self.known_keys(entries, DATA_CLASS_KEYS, "a data class");
-            let Some(id_node) = item.get("id") else {
-                self.push(
-                    Diagnostic::error(Code::MissingKey, "data class has no `id`")
-                        .label(item.span, "this data class")
-                        .help("add `id: <label>`, the value clients send in `X-Data-Class`"),
-                );
+            let help = "add `id: <label>`, the value clients send in `X-Data-Class`";
+            let Some((id_node, id)) = self.declaration(item, "data class", DATA_CLASS_KEYS, help)
+            else {
                 continue;
             };
-            let id = self.id(id_node, "id");
             let stays_private = match item.get("stays_private") {
                 Some(n) => self.boolean(n, "stays_private"),
                 None => Some(false),
