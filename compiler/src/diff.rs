@@ -121,7 +121,7 @@ fn endpoint_changes(old: &Table<'_>, new: &Table<'_>) -> Vec<String> {
         format!(
             "type={} url={} transport={} models=[{}]",
             e.kind(),
-            e.url(),
+            if e.url().is_empty() { "-" } else { e.url() },
             e.transport(),
             e.models().collect::<Vec<_>>().join(", ")
         )
@@ -259,8 +259,9 @@ pub fn render_human(r: &Report) -> String {
     let n = r.regions.len();
     let _ = writeln!(
         out,
-        "{n} region{} of the request space change route:",
-        if n == 1 { "" } else { "s" }
+        "{n} {} of the request space {} route:",
+        if n == 1 { "region" } else { "regions" },
+        if n == 1 { "changes" } else { "change" }
     );
     for (k, region) in r.regions.iter().enumerate() {
         let example: Vec<String> = region
