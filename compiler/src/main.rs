@@ -50,6 +50,10 @@ enum Command {
         /// `data_classes:`) for policies that reference endpoints declared elsewhere.
         #[arg(long, value_name = "FILE")]
         endpoints: Option<PathBuf>,
+        /// Silence a warning code (e.g. `--allow P1003`); repeatable. Errors cannot be
+        /// silenced.
+        #[arg(long, value_name = "CODE", value_parser = parse_allow)]
+        allow: Vec<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -64,6 +68,9 @@ enum Command {
         /// Policy revision stamped into the table; routers refuse to load an older one.
         #[arg(long, value_name = "N", default_value_t = 0)]
         revision: u64,
+        /// Silence a warning code; repeatable.
+        #[arg(long, value_name = "CODE", value_parser = parse_allow)]
+        allow: Vec<String>,
         #[arg(long, value_enum, default_value_t)]
         format: Format,
     },
@@ -113,6 +120,16 @@ enum Command {
     },
     /// Print a table in readable form.
     Dump { table: PathBuf },
+}
+
+fn parse_allow(s: &str) -> Result<String, String> {
+    match policyc::diag::Code::ALL.iter().find(|c| c.as_str() == s) {
+        Some(c) if c.severity() == policyc::diag::Severity::Warning => Ok(s.to_owned()),
+        Some(_) => Err(format!("{s} is an error; errors cannot be silenced")),
+        None => Err(format!(
+            "unknown diagnostic code `{s}` (warnings are P1001..P1105)"
+        )),
+    }
 }
 
 fn parse_money(s: &str) -> Result<Micros, String> {
@@ -170,11 +187,15 @@ fn compile_policy(
     revision: u64,
     format: Format,
     quiet_ok: bool,
+    allow: &[String],
 ) -> Result<(Sources, Option<Compiled>, Vec<Diagnostic>), Fail> {
     let mut sources = Sources::new();
     let policy = load_text(&mut sources, path)?;
     let catalogue = endpoints.map(|p| load_text(&mut sources, p)).transpose()?;
-    let output = policyc::compile_sources(&sources, policy, catalogue, revision)?;
+    let mut output = policyc::compile_sources(&sources, policy, catalogue, revision)?;
+    output
+        .diagnostics
+        .retain(|d| !allow.iter().any(|a| a == d.code.as_str()));
     match format {
         Format::Human => err(&diag::render_human(&sources, &output.diagnostics)),
         Format::Json if !quiet_ok || output.has_errors() => {
@@ -196,7 +217,7 @@ fn load_table_bytes(
     if policyc::is_table(&bytes) {
         return Ok((bytes, None));
     }
-    let (_, compiled, _) = compile_policy(path, endpoints, 0, Format::Human, true)?;
+    let (_, compiled, _) = compile_policy(path, endpoints, 0, Format::Human, true, &[])?;
     match compiled {
         Some(c) => Ok((c.table, Some(c.policy))),
         None => Err(Fail(
@@ -227,9 +248,11 @@ fn run(cli: Cli) -> Result<u8, Fail> {
         Command::Check {
             policy,
             endpoints,
+            allow,
             format,
         } => {
-            let (_, compiled, _) = compile_policy(&policy, endpoints.as_deref(), 0, format, false)?;
+            let (_, compiled, _) =
+                compile_policy(&policy, endpoints.as_deref(), 0, format, false, &allow)?;
             Ok(if compiled.is_some() {
                 EXIT_OK
             } else {
@@ -241,10 +264,17 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             endpoints,
             output,
             revision,
+            allow,
             format,
         } => {
-            let (_, compiled, _) =
-                compile_policy(&policy, endpoints.as_deref(), revision, format, true)?;
+            let (_, compiled, _) = compile_policy(
+                &policy,
+                endpoints.as_deref(),
+                revision,
+                format,
+                true,
+                &allow,
+            )?;
             let Some(compiled) = compiled else {
                 return Ok(EXIT_DIAGNOSTICS);
             };

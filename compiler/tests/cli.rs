@@ -278,3 +278,21 @@ fn diff_lists_changed_regions_with_examples() {
     let same = policyc(&["diff", DESIGN, DESIGN]);
     assert!(text(&same.stdout).contains("no request changes route"));
 }
+
+#[test]
+fn warnings_can_be_allowed_but_errors_cannot() {
+    let o = policyc(&["check", DESIGN, "--allow", "P1003", "--allow", "P1102"]);
+    assert_eq!(code(&o), 0);
+    assert_eq!(
+        text(&o.stderr),
+        "",
+        "every warning of the example was allowed"
+    );
+    let o = policyc(&["check", DESIGN, "--allow", "P1003"]);
+    assert!(text(&o.stderr).contains("warning[P1102]"));
+    assert!(!text(&o.stderr).contains("warning[P1003]"));
+    let o = policyc(&["check", DESIGN, "--allow", "P0301"]);
+    assert_eq!(code(&o), 2);
+    assert!(text(&o.stderr).contains("errors cannot be silenced"));
+    assert_eq!(code(&policyc(&["check", DESIGN, "--allow", "P9999"])), 2);
+}
