@@ -74,6 +74,7 @@ pub fn dump(t: &Table<'_>) -> String {
             ("deployment", e.deployment()),
             ("project", e.project()),
             ("location", e.location()),
+            ("ca_file", e.ca_file()),
         ]
         .into_iter()
         .filter(|(_, v)| !v.is_empty())

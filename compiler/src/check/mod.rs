@@ -37,6 +37,7 @@ const ENDPOINT_KEYS: &[&str] = &[
     "deployment",
     "project",
     "location",
+    "ca_file",
     "description",
 ];
 const PRICING_KEYS: &[&str] = &["input_per_1k", "output_per_1k"];
@@ -614,6 +615,7 @@ impl Checker<'_> {
                             | EndpointKind::OpenAi
                             | EndpointKind::Bedrock
                             | EndpointKind::Vertex
+                            | EndpointKind::Mock
                     )
                 });
                 if needs_url {
@@ -675,6 +677,7 @@ impl Checker<'_> {
             "deployment",
             "project",
             "location",
+            "ca_file",
         ]
         .map(|key| match node.get(key) {
             Some(n) => self.id(n, key),
@@ -691,6 +694,7 @@ impl Checker<'_> {
             deployment,
             project,
             location,
+            ca_file,
         ] = &mut texts;
         let spec = EndpointSpec {
             id: id?,
@@ -710,6 +714,7 @@ impl Checker<'_> {
             deployment: deployment.take()?,
             project: project.take()?,
             location: location.take()?,
+            ca_file: ca_file.take()?,
             builtin: false,
         };
         ok.then_some(Endpoint {
@@ -1292,6 +1297,7 @@ pub fn builtin_endpoint(id: &str) -> Option<EndpointSpec> {
         deployment: String::new(),
         project: String::new(),
         location: String::new(),
+        ca_file: String::new(),
         builtin: true,
     })
 }

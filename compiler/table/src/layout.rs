@@ -131,7 +131,7 @@ pub struct StrRef {
 }
 
 pub(crate) mod endpoint {
-    pub(crate) const LEN: usize = 120;
+    pub(crate) const LEN: usize = 128;
     pub(crate) const ID: usize = 0;
     pub(crate) const URL: usize = 8;
     pub(crate) const DEFAULT_MODEL: usize = 16;
@@ -142,7 +142,9 @@ pub(crate) mod endpoint {
     pub(crate) const DEPLOYMENT: usize = 56;
     pub(crate) const PROJECT: usize = 64;
     pub(crate) const LOCATION: usize = 72;
-    pub(crate) const TEXT_FIELDS: [usize; 10] = [
+    /// PEM file of extra trust anchors for an `https://` upstream (private CA).
+    pub(crate) const CA_FILE: usize = 120;
+    pub(crate) const TEXT_FIELDS: [usize; 11] = [
         ID,
         URL,
         DEFAULT_MODEL,
@@ -153,6 +155,7 @@ pub(crate) mod endpoint {
         DEPLOYMENT,
         PROJECT,
         LOCATION,
+        CA_FILE,
     ];
     pub(crate) const MODELS_START: usize = 80;
     pub(crate) const MODELS_COUNT: usize = 84;

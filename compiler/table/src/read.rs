@@ -1145,6 +1145,12 @@ impl<'t> EndpointView<'t> {
     pub fn location(&self) -> &'t str {
         self.text(endpoint::LOCATION)
     }
+
+    /// PEM file of extra CA certificates trusted for this endpoint; empty if none.
+    #[must_use]
+    pub fn ca_file(&self) -> &'t str {
+        self.text(endpoint::CA_FILE)
+    }
     /// Whether the policy did not declare it (a managed provider's built-in endpoint).
     #[must_use]
     pub fn is_builtin(&self) -> bool {

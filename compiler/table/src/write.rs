@@ -39,6 +39,8 @@ pub struct EndpointSpec {
     pub deployment: String,
     pub project: String,
     pub location: String,
+    /// PEM file of extra CA certificates trusted for this endpoint; empty if none.
+    pub ca_file: String,
     /// Not declared by the policy: a managed provider's built-in endpoint.
     pub builtin: bool,
 }
@@ -222,6 +224,7 @@ impl Sections {
             &e.deployment,
             &e.project,
             &e.location,
+            &e.ca_file,
         ];
         for (off, text) in endpoint::TEXT_FIELDS.into_iter().zip(texts) {
             let r = self.strings.add(text);

@@ -1,0 +1,236 @@
+//! The public API: which handler answers which method and path.
+//!
+//! | path | method | handler |
+//! | --- | --- | --- |
+//! | `/v1/chat/completions`, `/v1/route` | POST | [`crate::proxy::chat`] |
+//! | `/v1/models` | GET | models of the endpoints in the table |
+//! | `/healthz` | GET | liveness and the table revision |
+//! | `/metrics` | GET | Prometheus counters |
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use crate::conn::{Client, Next, Request};
+use crate::error::{Error, ErrorKind};
+use crate::http::request::Method;
+use crate::respond::{self, RequestId, RouteReport};
+use crate::route::MAX_REQUEST_ID;
+use crate::server::Core;
+
+/// Answers one request.
+pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> Next {
+    let path = req.head.path(req.buf);
+    let method = req.head.method;
+    let get = matches!(method, Method::Get | Method::Head);
+    let next = match path {
+        b"/v1/chat/completions" | b"/v1/route" if method == Method::Post => {
+            return crate::proxy::chat(core, req, client).await;
+        }
+        b"/healthz" if get => {
+            let loaded = core.table();
+            let t = loaded.table();
+            let body = serde_json::json!({
+                "status": if core.shutting_down() { "draining" } else { "ok" },
+                "table": loaded.origin.to_string(),
+                "revision": t.revision(),
+                "rules": t.rule_count(),
+            });
+            let status = if core.shutting_down() { 503 } else { 200 };
+            json(core, req, client, status, &body)
+        }
+        b"/v1/models" if get => {
+            let body = models(core);
+            json(core, req, client, 200, &body)
+        }
+        b"/metrics" if get => {
+            let text = metrics(core);
+            simple(core, req, client, 200, "text/plain; version=0.0.4", text.as_bytes())
+        }
+        b"/v1/chat/completions" | b"/v1/route" | b"/healthz" | b"/v1/models" | b"/metrics" => {
+            let err = Error::new(
+                ErrorKind::MethodNotAllowed,
+                format!(
+                    "method not allowed on `{}`",
+                    String::from_utf8_lossy(path)
+                ),
+            );
+            error(core, req, client, &err)
+        }
+        _ => {
+            let err = Error::new(
+                ErrorKind::NotFound,
+                format!(
+                    "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, GET /v1/models, GET /healthz, GET /metrics",
+                    String::from_utf8_lossy(path)
+                ),
+            );
+            error(core, req, client, &err)
+        }
+    };
+    if client.flush().await.is_err() {
+        return Next::Close;
+    }
+    next
+}
+
+/// The request's id: the client's `X-Request-Id` when usable, else a generated one.
+pub fn request_id<'b>(core: &Core, req: &Request<'b>) -> RequestId<'b> {
+    match req.header(b"x-request-id") {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID
+                && id.iter().all(u8::is_ascii_graphic) =>
+        {
+            RequestId::Given(id)
+        }
+        _ => RequestId::generate(core.next_request_number()),
+    }
+}
+
+fn json(
+    core: &Core,
+    req: &Request<'_>,
+    client: &mut Client<'_>,
+    status: u16,
+    body: &serde_json::Value,
+) -> Next {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    simple(core, req, client, status, "application/json", &bytes)
+}
+
+fn simple(
+    core: &Core,
+    req: &Request<'_>,
+    client: &mut Client<'_>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+) -> Next {
+    core.shared.metrics.count_status(status);
+    let id = request_id(core, req);
+    let body = if req.head.method == Method::Head {
+        &[][..]
+    } else {
+        body
+    };
+    respond::full(
+        client.out,
+        status,
+        content_type,
+        body,
+        &id,
+        &RouteReport::none(req.started),
+        client.must_close,
+        &[],
+    );
+    Next::KeepAlive
+}
+
+/// Writes an error response (not flushed).
+pub fn error(core: &Core, req: &Request<'_>, client: &mut Client<'_>, err: &Error) -> Next {
+    error_routed(core, req, client, err, &RouteReport::none(req.started))
+}
+
+/// Writes an error response with a routing report (not flushed).
+pub fn error_routed(
+    core: &Core,
+    req: &Request<'_>,
+    client: &mut Client<'_>,
+    err: &Error,
+    route: &RouteReport<'_>,
+) -> Next {
+    core.shared.metrics.count_status(err.kind.status());
+    let id = request_id(core, req);
+    tracing::debug!(
+        request_id = id.as_str(),
+        status = err.kind.status(),
+        code = err.kind.code(),
+        error = %err,
+        "request failed"
+    );
+    respond::error(client.out, err, &id, route, client.must_close);
+    Next::KeepAlive
+}
+
+/// `GET /v1/models`: every model an endpoint of the table lists (or resolves `auto` to).
+fn models(core: &Core) -> serde_json::Value {
+    let loaded = core.table();
+    let t = loaded.table();
+    let mut seen = std::collections::BTreeMap::new();
+    for e in t.endpoints() {
+        for m in e.models().chain(e.default_model()) {
+            seen.entry(m.to_owned()).or_insert_with(|| e.id().to_owned());
+        }
+    }
+    let data: Vec<serde_json::Value> = seen
+        .into_iter()
+        .map(|(id, owner)| {
+            serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": owner })
+        })
+        .collect();
+    serde_json::json!({ "object": "list", "data": data })
+}
+
+fn metrics(core: &Core) -> String {
+    let m = &core.shared.metrics;
+    let loaded = core.table();
+    let mut s = String::new();
+    let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    counter(
+        "switchyard_requests_total",
+        "Requests whose head was read.",
+        "counter",
+        m.requests.load(Ordering::Relaxed),
+    );
+    let _ = writeln!(
+        s,
+        "# HELP switchyard_responses_total Responses by status class.\n# TYPE switchyard_responses_total counter"
+    );
+    for (class, v) in [
+        ("2xx", &m.responses_2xx),
+        ("4xx", &m.responses_4xx),
+        ("5xx", &m.responses_5xx),
+    ] {
+        let _ = writeln!(
+            s,
+            "switchyard_responses_total{{class=\"{class}\"}} {}",
+            v.load(Ordering::Relaxed)
+        );
+    }
+    let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
+        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+    };
+    counter(
+        "switchyard_upstream_errors_total",
+        "Upstream connect, reset, timeout and protocol errors.",
+        "counter",
+        m.upstream_errors.load(Ordering::Relaxed),
+    );
+    counter(
+        "switchyard_connections",
+        "Open client connections.",
+        "gauge",
+        m.connections.load(Ordering::Relaxed),
+    );
+    counter(
+        "switchyard_connections_refused_total",
+        "Connections refused over the per-core limit.",
+        "counter",
+        m.connections_refused.load(Ordering::Relaxed),
+    );
+    counter(
+        "switchyard_panics_total",
+        "Connection tasks that panicked (each dropped its connection only).",
+        "counter",
+        m.panics.load(Ordering::Relaxed),
+    );
+    counter(
+        "switchyard_table_revision",
+        "Revision of the table being served.",
+        "gauge",
+        loaded.table().revision(),
+    );
+    s
+}

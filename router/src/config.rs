@@ -1,0 +1,184 @@
+//! Command-line flags (each also an environment variable) and the checked configuration the
+//! server runs on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::http::request::{Limits, MAX_HEADERS_CEILING};
+
+/// switchyard: routes LLM API requests by a compiled decision table.
+///
+/// With no `--table` it serves an embedded demo policy whose endpoints answer in-process,
+/// so it runs with no upstream and no keys.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about, long_about = None)]
+pub struct Args {
+    /// Decision table compiled by `policyc compile`. Reloaded when the file is replaced
+    /// or on SIGHUP.
+    #[arg(long, env = "SWITCHYARD_TABLE", value_name = "FILE")]
+    pub table: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port (logged at start).
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Executors (one thread and listener per core). Default: every CPU this process may use.
+    #[arg(long, env = "SWITCHYARD_CORES")]
+    pub cores: Option<usize>,
+    /// Directory for the router's state (audit shards, admin data).
+    #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
+    pub data_dir: PathBuf,
+
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, env = "SWITCHYARD_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most header fields in a request.
+    #[arg(long, env = "SWITCHYARD_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+    /// Longest request target (path and query), in bytes.
+    #[arg(long, env = "SWITCHYARD_MAX_URI_BYTES", default_value_t = 8 * 1024)]
+    pub max_uri_bytes: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// Most open client connections per core; more are answered 503 and closed.
+    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS_PER_CORE", default_value_t = 10_000)]
+    pub max_connections_per_core: usize,
+
+    /// Time allowed to receive a request head, from its first byte (slowloris guard), ms.
+    #[arg(long, env = "SWITCHYARD_HEAD_TIMEOUT_MS", default_value_t = 10_000)]
+    pub head_timeout_ms: u64,
+    /// Time allowed to receive a request body, ms.
+    #[arg(long, env = "SWITCHYARD_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+    /// How long an idle keep-alive connection is kept open, ms.
+    #[arg(long, env = "SWITCHYARD_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+    /// Time allowed to write to a client before it is dropped, ms.
+    #[arg(long, env = "SWITCHYARD_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub write_timeout_ms: u64,
+
+    /// Upstream deadline (connect, response head, and each body read) for endpoints without
+    /// `timeout_ms`, ms.
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_TIMEOUT_MS", default_value_t = 120_000)]
+    pub upstream_timeout_ms: u64,
+    /// Upstream TCP connect timeout, ms.
+    #[arg(long, env = "SWITCHYARD_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub connect_timeout_ms: u64,
+    /// Idle upstream connections kept per endpoint and core.
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_IDLE_PER_ENDPOINT", default_value_t = 64)]
+    pub upstream_idle_per_endpoint: usize,
+
+    /// How often the table file is checked for a new version, ms.
+    #[arg(long, env = "SWITCHYARD_RELOAD_INTERVAL_MS", default_value_t = 1_000)]
+    pub reload_interval_ms: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests may take to finish, ms.
+    #[arg(long, env = "SWITCHYARD_SHUTDOWN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub shutdown_timeout_ms: u64,
+
+    /// Log format: `json` (one object per line) or `text`.
+    #[arg(long, env = "SWITCHYARD_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
+    pub log_format: String,
+    /// Log filter (`info`, `debug`, `switchyard=debug`, ...); `RUST_LOG` also works.
+    #[arg(long, env = "SWITCHYARD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub table: Option<PathBuf>,
+    pub listen: SocketAddr,
+    pub cores: usize,
+    pub data_dir: PathBuf,
+    pub limits: Limits,
+    pub max_connections_per_core: usize,
+    pub head_timeout: Duration,
+    pub body_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub write_timeout: Duration,
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub upstream_idle_per_endpoint: usize,
+    pub reload_interval: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// A flag value out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid `--{flag}`: {why}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub why: String,
+}
+
+impl Args {
+    /// Checks ranges and fills defaults.
+    pub fn check(&self) -> Result<Config, ConfigError> {
+        let available = std::thread::available_parallelism().map_or(1, usize::from);
+        let cores = self.cores.unwrap_or(available);
+        if cores == 0 || cores > 1024 {
+            return Err(ConfigError {
+                flag: "cores",
+                why: format!("must be from 1 to 1024, found {cores}"),
+            });
+        }
+        if self.max_headers == 0 || self.max_headers > MAX_HEADERS_CEILING {
+            return Err(ConfigError {
+                flag: "max-headers",
+                why: format!("must be from 1 to {MAX_HEADERS_CEILING}"),
+            });
+        }
+        if self.max_header_bytes < 256 {
+            return Err(ConfigError {
+                flag: "max-header-bytes",
+                why: "must be at least 256".into(),
+            });
+        }
+        if self.max_uri_bytes < 16 || self.max_uri_bytes > self.max_header_bytes {
+            return Err(ConfigError {
+                flag: "max-uri-bytes",
+                why: "must be at least 16 and at most --max-header-bytes".into(),
+            });
+        }
+        if self.max_connections_per_core == 0 {
+            return Err(ConfigError {
+                flag: "max-connections-per-core",
+                why: "must be at least 1".into(),
+            });
+        }
+        let ms = |flag: &'static str, v: u64| {
+            if v == 0 {
+                Err(ConfigError {
+                    flag,
+                    why: "must be at least 1 ms".into(),
+                })
+            } else {
+                Ok(Duration::from_millis(v))
+            }
+        };
+        Ok(Config {
+            table: self.table.clone(),
+            listen: self.listen,
+            cores,
+            data_dir: self.data_dir.clone(),
+            limits: Limits {
+                max_head_bytes: self.max_header_bytes,
+                max_headers: self.max_headers,
+                max_uri_bytes: self.max_uri_bytes,
+                max_body_bytes: self.max_body_bytes,
+            },
+            max_connections_per_core: self.max_connections_per_core,
+            head_timeout: ms("head-timeout-ms", self.head_timeout_ms)?,
+            body_timeout: ms("body-timeout-ms", self.body_timeout_ms)?,
+            idle_timeout: ms("idle-timeout-ms", self.idle_timeout_ms)?,
+            write_timeout: ms("write-timeout-ms", self.write_timeout_ms)?,
+            upstream_timeout: ms("upstream-timeout-ms", self.upstream_timeout_ms)?,
+            connect_timeout: ms("connect-timeout-ms", self.connect_timeout_ms)?,
+            upstream_idle_per_endpoint: self.upstream_idle_per_endpoint,
+            reload_interval: ms("reload-interval-ms", self.reload_interval_ms)?,
+            shutdown_timeout: ms("shutdown-timeout-ms", self.shutdown_timeout_ms)?,
+        })
+    }
+}

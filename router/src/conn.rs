@@ -1,0 +1,392 @@
+//! One client connection: read a request head and body into the connection buffer under the
+//! configured deadlines and caps, hand the request to [`crate::api`], repeat while keep-alive
+//! holds. Pipelined requests already in the buffer are served in order.
+//!
+//! Timeouts: `idle` while waiting for the first byte of a request, `head` from that first
+//! byte until the head is complete (so a slowloris client trickling bytes is cut off at the
+//! deadline, not reset by every byte), `body` for the body. A refused request is answered
+//! with its status and the connection is closed gracefully (write side shut, input drained
+//! briefly) so the client reads the answer instead of a reset.
+
+use std::io::ErrorKind as IoKind;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
+use glommio::net::TcpStream;
+
+use crate::error::{Error, ErrorKind};
+use crate::http::chunked::{Decoder, decode_into};
+use crate::http::request::{Framing, Head, HeadError, parse_head};
+use crate::http::HeaderIdx;
+use crate::respond::{self, RequestId, RouteReport};
+use crate::server::Core;
+
+/// Initial connection buffer; grows up to the head limit, or to hold a body.
+const INITIAL_BUFFER: usize = 16 * 1024;
+/// While idle, wake this often to notice shutdown.
+const IDLE_SLICE: Duration = Duration::from_millis(250);
+
+/// A request as the handlers see it: head and headers borrowed from the connection buffer.
+#[derive(Debug)]
+pub struct Request<'b> {
+    /// The connection buffer through the end of the head (header ranges index it).
+    pub buf: &'b [u8],
+    pub head: &'b Head,
+    pub headers: &'b [HeaderIdx],
+    pub body: &'b [u8],
+    /// When the head was complete.
+    pub started: Instant,
+}
+
+impl<'b> Request<'b> {
+    /// The value of the first header called `name` (case-insensitive).
+    #[must_use]
+    pub fn header(&self, name: &[u8]) -> Option<&'b [u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name(self.buf).eq_ignore_ascii_case(name))
+            .map(|h| h.value(self.buf))
+    }
+}
+
+/// Whether the connection may serve another request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    KeepAlive,
+    Close,
+}
+
+/// The client side of the connection, for handlers to write to.
+#[derive(Debug)]
+pub struct Client<'c> {
+    pub stream: &'c mut TcpStream,
+    /// Reusable output buffer.
+    pub out: &'c mut Vec<u8>,
+    /// HTTP/1.`minor` of the request being answered.
+    pub minor: u8,
+    /// The request asked to close, or the server is draining.
+    pub must_close: bool,
+}
+
+impl Client<'_> {
+    /// Writes and clears the output buffer.
+    pub async fn flush(&mut self) -> std::io::Result<()> {
+        let r = self.stream.write_all(self.out).await;
+        self.out.clear();
+        r
+    }
+}
+
+/// Answers a connection over the per-core limit with 503 and closes it.
+pub async fn refuse(stream: TcpStream) {
+    let mut out = Vec::new();
+    let err = Error::new(
+        ErrorKind::TooManyConnections,
+        "this server has too many open connections; retry shortly",
+    );
+    let id = RequestId::generate(0);
+    respond::error(
+        &mut out,
+        &err,
+        &id,
+        &RouteReport::none(Instant::now()),
+        true,
+    );
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+    let mut stream = stream;
+    let _ = stream.write_all(&out).await;
+    let _ = stream.shutdown(Shutdown::Write).await;
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    filled: usize,
+    headers: Vec<HeaderIdx>,
+    body: Vec<u8>,
+    out: Vec<u8>,
+}
+
+/// What reading a request produced.
+enum Read {
+    Request(Head),
+    /// The peer closed, went idle past the limit, or the server is draining.
+    Gone,
+    Refuse(Error),
+}
+
+/// Serves one connection until it closes.
+pub async fn serve(stream: TcpStream, core: &Core) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(core.config().write_timeout));
+    let mut c = Conn {
+        stream,
+        buf: vec![0; INITIAL_BUFFER],
+        filled: 0,
+        headers: Vec::new(),
+        body: Vec::new(),
+        out: Vec::with_capacity(4096),
+    };
+    loop {
+        let head = match c.read_head(core).await {
+            Read::Request(h) => h,
+            Read::Gone => return,
+            Read::Refuse(err) => return c.refuse(core, &err).await,
+        };
+        core.shared
+            .metrics
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let consumed = match c.read_body(core, &head).await {
+            Ok(Some(n)) => n,
+            Ok(None) => return,
+            Err(err) => return c.refuse(core, &err).await,
+        };
+        let started = Instant::now();
+        let Conn {
+            stream,
+            buf,
+            headers,
+            body,
+            out,
+            ..
+        } = &mut c;
+        let body_bytes: &[u8] = match head.framing {
+            Framing::Chunked => body,
+            Framing::Length(n) => buf
+                .get(head.len..head.len + usize::try_from(n).unwrap_or(usize::MAX))
+                .unwrap_or_default(),
+            Framing::Empty => &[],
+        };
+        let req = Request {
+            buf: buf.get(..head.len).unwrap_or_default(),
+            head: &head,
+            headers,
+            body: body_bytes,
+            started,
+        };
+        let mut client = Client {
+            stream,
+            out,
+            minor: head.minor,
+            must_close: !head.keep_alive || core.shutting_down(),
+        };
+        let next = crate::api::handle(core, &req, &mut client).await;
+        if next == Next::Close || !head.keep_alive || core.shutting_down() {
+            let _ = c.stream.shutdown(Shutdown::Write).await;
+            return;
+        }
+        // Keep what follows this request (a pipelined one) at the front of the buffer.
+        c.buf.copy_within(consumed..c.filled, 0);
+        c.filled -= consumed;
+        c.body.clear();
+        if c.buf.len() > 4 * INITIAL_BUFFER && c.filled <= INITIAL_BUFFER {
+            c.buf.truncate(INITIAL_BUFFER);
+            c.buf.shrink_to(INITIAL_BUFFER);
+        }
+    }
+}
+
+impl Conn {
+    async fn read_head(&mut self, core: &Core) -> Read {
+        let cfg = core.config();
+        let limits = &cfg.limits;
+        let idle_deadline = Instant::now() + cfg.idle_timeout;
+        let mut head_deadline = (self.filled > 0).then(|| Instant::now() + cfg.head_timeout);
+        loop {
+            if self.filled > 0 {
+                match parse_head(
+                    self.buf.get(..self.filled).unwrap_or_default(),
+                    limits,
+                    &mut self.headers,
+                ) {
+                    Ok(Some(head)) => return Read::Request(head),
+                    Ok(None) => {}
+                    Err(e) => return Read::Refuse(head_error(e)),
+                }
+            }
+            if self.filled == self.buf.len() {
+                let cap = (limits.max_head_bytes + 1).max(self.buf.len());
+                if self.buf.len() >= cap {
+                    return Read::Refuse(head_error(HeadError::HeadTooLarge(
+                        limits.max_head_bytes,
+                    )));
+                }
+                self.buf.resize((self.buf.len() * 2).min(cap), 0);
+            }
+            let now = Instant::now();
+            let wait = match head_deadline {
+                Some(d) => {
+                    if now >= d {
+                        return Read::Refuse(Error::new(
+                            ErrorKind::RequestTimeout,
+                            format!(
+                                "request head not received within {} ms",
+                                cfg.head_timeout.as_millis()
+                            ),
+                        ));
+                    }
+                    d - now
+                }
+                None => {
+                    if now >= idle_deadline || core.shutting_down() {
+                        return Read::Gone;
+                    }
+                    (idle_deadline - now).min(IDLE_SLICE)
+                }
+            };
+            let _ = self.stream.set_read_timeout(Some(wait));
+            let spare = self.buf.get_mut(self.filled..).unwrap_or_default();
+            match self.stream.read(spare).await {
+                Ok(0) => return Read::Gone,
+                Ok(n) => {
+                    if self.filled == 0 {
+                        head_deadline = Some(Instant::now() + cfg.head_timeout);
+                    }
+                    self.filled += n;
+                }
+                Err(e) if e.kind() == IoKind::TimedOut => {}
+                Err(_) => return Read::Gone,
+            }
+        }
+    }
+
+    /// Reads the body; returns how many buffer bytes the request used (head and raw body),
+    /// or `None` if the client went away.
+    async fn read_body(&mut self, core: &Core, head: &Head) -> Result<Option<usize>, Error> {
+        let cfg = core.config();
+        let deadline = Instant::now() + cfg.body_timeout;
+        match head.framing {
+            Framing::Empty => Ok(Some(head.len)),
+            Framing::Length(n) => {
+                let need = head.len + usize::try_from(n).unwrap_or(usize::MAX);
+                if need > self.buf.len() {
+                    self.buf.resize(need, 0);
+                }
+                if head.expect_continue && self.filled < need {
+                    let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                }
+                while self.filled < need {
+                    if !self.read_more(deadline, cfg.body_timeout).await? {
+                        return Ok(None);
+                    }
+                }
+                Ok(Some(need))
+            }
+            Framing::Chunked => {
+                if head.expect_continue && self.filled == head.len {
+                    let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                }
+                let mut decoder = Decoder::new();
+                self.body.clear();
+                let mut raw = head.len;
+                loop {
+                    let input = self.buf.get(raw..self.filled).unwrap_or_default();
+                    let (done, used) = decode_into(&mut decoder, input, &mut self.body)
+                        .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?;
+                    raw += used;
+                    if self.body.len() as u64 > cfg.limits.max_body_bytes {
+                        return Err(Error::new(
+                            ErrorKind::PayloadTooLarge,
+                            format!(
+                                "request body is larger than the limit of {} bytes",
+                                cfg.limits.max_body_bytes
+                            ),
+                        ));
+                    }
+                    if done {
+                        return Ok(Some(raw));
+                    }
+                    // Decoded bytes are in `self.body`; drop their raw form, keep the head.
+                    self.buf.copy_within(raw..self.filled, head.len);
+                    self.filled -= raw - head.len;
+                    raw = head.len;
+                    if self.filled == self.buf.len() {
+                        self.buf.resize(self.buf.len() * 2, 0);
+                    }
+                    if !self.read_more(deadline, cfg.body_timeout).await? {
+                        return Ok(None);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads once into the buffer's spare room; `false` if the peer closed.
+    async fn read_more(&mut self, deadline: Instant, limit: Duration) -> Result<bool, Error> {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(body_timeout(limit));
+        }
+        let _ = self.stream.set_read_timeout(Some(deadline - now));
+        let spare = self.buf.get_mut(self.filled..).unwrap_or_default();
+        match self.stream.read(spare).await {
+            Ok(0) => Ok(false),
+            Ok(n) => {
+                self.filled += n;
+                Ok(true)
+            }
+            Err(e) if e.kind() == IoKind::TimedOut => Err(body_timeout(limit)),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Answers a refused request and closes the connection gracefully.
+    async fn refuse(mut self, core: &Core, err: &Error) {
+        core.shared.metrics.count_status(err.kind.status());
+        tracing::debug!(status = err.kind.status(), error = %err, "request refused");
+        let id = RequestId::generate(core.next_request_number());
+        self.out.clear();
+        respond::error(
+            &mut self.out,
+            err,
+            &id,
+            &RouteReport::none(Instant::now()),
+            true,
+        );
+        if self.stream.write_all(&self.out).await.is_err() {
+            return;
+        }
+        let _ = self.stream.shutdown(Shutdown::Write).await;
+        // Lingering close: read (and drop) what the client is still sending for a moment,
+        // so closing with unread data does not turn into a reset that eats the answer.
+        let until = Instant::now() + Duration::from_secs(1);
+        let mut sink = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 1 << 20 {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            let _ = self.stream.set_read_timeout(Some(until - now));
+            match self.stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    }
+}
+
+fn body_timeout(limit: Duration) -> Error {
+    Error::new(
+        ErrorKind::RequestTimeout,
+        format!(
+            "request body not received within {} ms",
+            limit.as_millis()
+        ),
+    )
+}
+
+fn head_error(e: HeadError) -> Error {
+    let kind = match e {
+        HeadError::Malformed(_) => ErrorKind::BadRequest,
+        HeadError::UriTooLong(_) => ErrorKind::UriTooLong,
+        HeadError::HeadTooLarge(_) | HeadError::TooManyHeaders(_) => ErrorKind::HeadersTooLarge,
+        HeadError::UnsupportedTransferCoding => ErrorKind::NotImplemented,
+        HeadError::Version => ErrorKind::VersionNotSupported,
+        HeadError::LengthRequired => ErrorKind::LengthRequired,
+        HeadError::BodyTooLarge(..) => ErrorKind::PayloadTooLarge,
+    };
+    Error::new(kind, e.to_string())
+}

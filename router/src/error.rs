@@ -1,0 +1,214 @@
+//! The router's error taxonomy: what went wrong, on which side, whether a retry is safe, and
+//! the one place each kind maps to an HTTP status and an OpenAI-format error body
+//! (`{"error": {"message", "type", "param", "code"}}`).
+
+use std::borrow::Cow;
+
+use crate::json::write_json_string;
+
+/// Who caused an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The request was bad; retrying it unchanged fails again.
+    Client,
+    /// The upstream endpoint failed or misbehaved.
+    Upstream,
+    /// The router itself (its configuration or state).
+    Internal,
+}
+
+/// Every way a request can fail, as the router reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    BadRequest,
+    InvalidBody,
+    MissingMessages,
+    BadHeader,
+    ModelNotServed,
+    PolicyDenied,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    LengthRequired,
+    PayloadTooLarge,
+    UriTooLong,
+    HeadersTooLarge,
+    NotImplemented,
+    VersionNotSupported,
+    TooManyConnections,
+    ShuttingDown,
+    UpstreamUnavailable,
+    UpstreamCredentials,
+    UpstreamBadResponse,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status for this kind.
+    #[must_use]
+    pub fn status(self) -> u16 {
+        match self {
+            Self::BadRequest
+            | Self::InvalidBody
+            | Self::MissingMessages
+            | Self::BadHeader
+            | Self::ModelNotServed => 400,
+            Self::PolicyDenied => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
+            Self::LengthRequired => 411,
+            Self::PayloadTooLarge => 413,
+            Self::UriTooLong => 414,
+            Self::HeadersTooLarge => 431,
+            Self::Internal => 500,
+            Self::NotImplemented => 501,
+            Self::UpstreamBadResponse => 502,
+            Self::TooManyConnections
+            | Self::ShuttingDown
+            | Self::UpstreamUnavailable
+            | Self::UpstreamCredentials => 503,
+            Self::UpstreamTimeout => 504,
+            Self::VersionNotSupported => 505,
+        }
+    }
+
+    /// The error body's `type`.
+    #[must_use]
+    pub fn error_type(self) -> &'static str {
+        match self.side() {
+            Side::Client if self == Self::PolicyDenied => "access_denied",
+            Side::Client if self == Self::NotImplemented => "not_implemented_error",
+            Side::Client => "invalid_request_error",
+            Side::Upstream => "provider_error",
+            Side::Internal => "server_error",
+        }
+    }
+
+    /// The error body's `code`: stable, machine-readable.
+    #[must_use]
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::InvalidBody => "invalid_json",
+            Self::MissingMessages => "missing_messages",
+            Self::BadHeader => "invalid_header",
+            Self::ModelNotServed => "model_not_found",
+            Self::PolicyDenied => "policy_denied",
+            Self::NotFound => "unknown_url",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RequestTimeout => "request_timeout",
+            Self::LengthRequired => "length_required",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UriTooLong => "uri_too_long",
+            Self::HeadersTooLarge => "headers_too_large",
+            Self::NotImplemented => "not_implemented",
+            Self::VersionNotSupported => "http_version_not_supported",
+            Self::TooManyConnections => "too_many_connections",
+            Self::ShuttingDown => "shutting_down",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamCredentials => "upstream_credentials_missing",
+            Self::UpstreamBadResponse => "upstream_bad_response",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal => "internal_error",
+        }
+    }
+
+    /// Who is at fault.
+    #[must_use]
+    pub fn side(self) -> Side {
+        match self {
+            Self::UpstreamUnavailable | Self::UpstreamBadResponse | Self::UpstreamTimeout => {
+                Side::Upstream
+            }
+            Self::TooManyConnections
+            | Self::ShuttingDown
+            | Self::UpstreamCredentials
+            | Self::Internal => Side::Internal,
+            _ => Side::Client,
+        }
+    }
+
+    /// Whether the request may be sent to another endpoint (nothing reached the upstream
+    /// in a way that could have had an effect).
+    #[must_use]
+    pub fn retry_safe(self) -> bool {
+        matches!(self, Self::UpstreamUnavailable | Self::UpstreamCredentials)
+    }
+}
+
+/// A failed request: its kind, a message naming the problem, and the parameter it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: Cow<'static, str>,
+    pub param: Option<&'static str>,
+}
+
+impl Error {
+    #[must_use]
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    /// Appends the OpenAI-format JSON body to `out`.
+    pub fn write_body(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"error\":{\"message\":");
+        write_json_string(out, &self.message);
+        out.extend_from_slice(b",\"type\":\"");
+        out.extend_from_slice(self.kind.error_type().as_bytes());
+        out.extend_from_slice(b"\",\"param\":");
+        match self.param {
+            Some(p) => write_json_string(out, p),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"code\":\"");
+        out.extend_from_slice(self.kind.code().as_bytes());
+        out.extend_from_slice(b"\"}}");
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    #[test]
+    fn body_is_openai_format_json() {
+        let e = Error::new(ErrorKind::ModelNotServed, "model `x\"y` is not served")
+            .with_param("model");
+        let mut out = Vec::new();
+        e.write_body(&mut out);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["error"]["message"], "model `x\"y` is not served");
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["param"], "model");
+        assert_eq!(v["error"]["code"], "model_not_found");
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(ErrorKind::UpstreamTimeout.status(), 504);
+        assert_eq!(ErrorKind::UpstreamBadResponse.status(), 502);
+        assert_eq!(ErrorKind::UpstreamUnavailable.status(), 503);
+        assert_eq!(ErrorKind::PolicyDenied.error_type(), "access_denied");
+        assert_eq!(ErrorKind::UpstreamUnavailable.error_type(), "provider_error");
+    }
+}

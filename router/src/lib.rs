@@ -1,0 +1,23 @@
+//! `switchyard`, the router: a thread-per-core HTTP/1.1 gateway that routes each LLM API
+//! request by a compiled decision table and relays the answer as it arrives.
+//!
+//! Code map (request order): [`server`] (executors, listeners, lifecycle) → [`conn`]
+//! (connection loop, limits, timeouts) → [`http`] (sans-IO parsing) → [`api`] (paths) →
+//! [`proxy`] (request phases) → [`route`] (decision) → [`mock`] or [`upstream`] (pools,
+//! forwarding, relay) with [`usage`] capture. [`table`] holds and reloads the decision table;
+//! [`error`] is the one map from failures to statuses and OpenAI-format bodies.
+
+pub mod api;
+pub mod config;
+pub mod conn;
+pub mod error;
+pub mod http;
+pub mod json;
+pub mod mock;
+pub mod proxy;
+pub mod respond;
+pub mod route;
+pub mod server;
+pub mod table;
+pub mod upstream;
+pub mod usage;

@@ -1,0 +1,123 @@
+//! The `mock` endpoint type: a canned OpenAI chat completion (or stream) answered in-process,
+//! for demos and load tests that need no upstream and no keys.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::conn::{Client, Next};
+use crate::json::write_json_string;
+use crate::proxy::Exchange;
+use crate::respond::{self, push_hex, push_u64};
+use crate::route::BYTES_PER_TOKEN;
+
+const WORDS: [&str; 12] = [
+    "This ", "is ", "a ", "mock ", "completion ", "from ", "switchyard: ", "the ", "policy ",
+    "routed ", "this ", "request.",
+];
+
+/// Writes the mock answer to `client.out`.
+pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> Next {
+    let prompt_tokens = (x.body.len() as u64).div_ceil(BYTES_PER_TOKEN);
+    let completion_tokens = WORDS.len() as u64;
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    x.core.shared.metrics.count_status(200);
+    let report = x.report();
+    let out = &mut *client.out;
+    let mut body = Vec::with_capacity(1024);
+    if x.stream {
+        respond::status_line(out, 200);
+        respond::ids(out, &x.id, &report);
+        out.extend_from_slice(
+            b"content-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n",
+        );
+        if client.must_close {
+            out.extend_from_slice(b"connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        let event = |body: &mut Vec<u8>, delta: &str, finish: Option<&str>| {
+            body.extend_from_slice(b"data: ");
+            prefix(body, x, created, "chat.completion.chunk");
+            body.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+            body.extend_from_slice(delta.as_bytes());
+            body.extend_from_slice(b",\"finish_reason\":");
+            match finish {
+                Some(f) => write_json_string(body, f),
+                None => body.extend_from_slice(b"null"),
+            }
+            body.extend_from_slice(b"}]}\n\n");
+        };
+        event(&mut body, r#"{"role":"assistant","content":""}"#, None);
+        for word in WORDS {
+            let mut delta = Vec::with_capacity(32);
+            delta.extend_from_slice(b"{\"content\":");
+            write_json_string(&mut delta, word);
+            delta.push(b'}');
+            event(&mut body, std::str::from_utf8(&delta).unwrap_or("{}"), None);
+        }
+        event(&mut body, "{}", Some("stop"));
+        body.extend_from_slice(b"data: ");
+        prefix(&mut body, x, created, "chat.completion.chunk");
+        body.extend_from_slice(b",\"choices\":[],");
+        usage(&mut body, prompt_tokens, completion_tokens);
+        body.extend_from_slice(b"}\n\ndata: [DONE]\n\n");
+        push_hex(out, body.len());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&body);
+        out.extend_from_slice(b"\r\n0\r\n\r\n");
+    } else {
+        prefix(&mut body, x, created, "chat.completion");
+        body.extend_from_slice(
+            b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
+        );
+        write_json_string(&mut body, &WORDS.concat());
+        body.extend_from_slice(b"},\"finish_reason\":\"stop\"}],");
+        usage(&mut body, prompt_tokens, completion_tokens);
+        body.push(b'}');
+        respond::full(
+            out,
+            200,
+            "application/json",
+            &body,
+            &x.id,
+            &report,
+            client.must_close,
+            &[],
+        );
+    }
+    tracing::debug!(
+        request_id = x.id.as_str(),
+        endpoint = x.endpoint,
+        rule = x.rule,
+        model = x.model,
+        stream = x.stream,
+        "answered by mock endpoint"
+    );
+    if client.must_close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}
+
+fn prefix(body: &mut Vec<u8>, x: &Exchange<'_>, created: u64, object: &str) {
+    body.extend_from_slice(b"{\"id\":");
+    write_json_string(body, &format!("chatcmpl-{}", x.id.as_str()));
+    body.extend_from_slice(b",\"object\":\"");
+    body.extend_from_slice(object.as_bytes());
+    body.extend_from_slice(b"\",\"created\":");
+    push_u64(body, created);
+    body.extend_from_slice(b",\"model\":");
+    write_json_string(body, x.model);
+    body.extend_from_slice(b",\"system_fingerprint\":\"switchyard-mock\"");
+}
+
+fn usage(body: &mut Vec<u8>, prompt: u64, completion: u64) {
+    body.extend_from_slice(b"\"usage\":{\"prompt_tokens\":");
+    push_u64(body, prompt);
+    body.extend_from_slice(b",\"completion_tokens\":");
+    push_u64(body, completion);
+    body.extend_from_slice(b",\"total_tokens\":");
+    push_u64(body, prompt + completion);
+    body.push(b'}');
+}

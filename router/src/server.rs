@@ -1,0 +1,372 @@
+//! Process lifecycle: load the table, start one glommio executor per core (each with its own
+//! `SO_REUSEPORT` listener), the table watcher and the signal thread; on SIGTERM/SIGINT stop
+//! accepting, let in-flight requests finish up to the shutdown deadline, then exit.
+//!
+//! Architecture invariant: nothing on the request path is shared between cores except the
+//! immutable table (behind [`TableCell`]) and the counters in [`Metrics`].
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_lite::FutureExt as _;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::Config;
+use crate::table::{Loaded, Plan, PlanSettings, TableCell, WatchEvent, Watcher};
+use crate::upstream::Pool;
+
+/// Counters shared by all cores, reported on `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub requests: AtomicU64,
+    pub responses_2xx: AtomicU64,
+    pub responses_4xx: AtomicU64,
+    pub responses_5xx: AtomicU64,
+    pub upstream_errors: AtomicU64,
+    pub connections: AtomicU64,
+    pub connections_refused: AtomicU64,
+    pub panics: AtomicU64,
+}
+
+impl Metrics {
+    pub fn count_status(&self, status: u16) {
+        let slot = match status {
+            200..=399 => &self.responses_2xx,
+            400..=499 => &self.responses_4xx,
+            _ => &self.responses_5xx,
+        };
+        slot.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// State every core reads.
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Config,
+    pub tables: Arc<TableCell>,
+    pub shutdown: AtomicBool,
+    pub metrics: Metrics,
+}
+
+/// One core's state: owned by its executor thread, never shared.
+#[derive(Debug)]
+pub struct Core {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    table: RefCell<(u64, Rc<Arc<Loaded>>)>,
+    pub pool: Pool,
+    pub connections: Cell<usize>,
+    next_id: Cell<u64>,
+}
+
+impl Core {
+    fn new(id: usize, shared: Arc<Shared>) -> Self {
+        let (generation, table) = shared.tables.load();
+        let seed = SystemTimeSeed::now() ^ ((id as u64) << 56);
+        Self {
+            id,
+            pool: Pool::new(&shared.config),
+            shared,
+            table: RefCell::new((generation, Rc::new(table))),
+            connections: Cell::new(0),
+            next_id: Cell::new(seed),
+        }
+    }
+
+    /// The current table. One atomic load when nothing changed; the returned handle keeps
+    /// this table alive for the whole request even if a reload swaps it meanwhile.
+    pub fn table(&self) -> Rc<Arc<Loaded>> {
+        let generation = self.shared.tables.generation();
+        let mut slot = self.table.borrow_mut();
+        if slot.0 != generation {
+            let (g, t) = self.shared.tables.load();
+            *slot = (g, Rc::new(t));
+        }
+        Rc::clone(&slot.1)
+    }
+
+    /// A fresh request id number (unique per process run with high probability: a
+    /// time-seeded counter per core, core id in the top bits).
+    pub fn next_request_number(&self) -> u64 {
+        let n = self.next_id.get().wrapping_add(1);
+        self.next_id.set(n);
+        n
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shared.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+}
+
+struct SystemTimeSeed;
+
+impl SystemTimeSeed {
+    fn now() -> u64 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        // Keep the low bits (they change fastest) in the counter's range; the top byte is
+        // the core id.
+        (nanos as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 8
+    }
+}
+
+/// Loads the table, starts everything and blocks until shutdown completes.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let settings = PlanSettings {
+        default_timeout: config.upstream_timeout,
+    };
+    let first = match &config.table {
+        Some(path) => Loaded::from_file(path, &settings)?,
+        None => Loaded::demo(&settings)?,
+    };
+    log_table(&first);
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory `{}`",
+            config.data_dir.display()
+        )
+    })?;
+    let tables = Arc::new(TableCell::new(first));
+    let shared = Arc::new(Shared {
+        config: config.clone(),
+        tables: Arc::clone(&tables),
+        shutdown: AtomicBool::new(false),
+        metrics: Metrics::default(),
+    });
+
+    let (watch_tx, watch_rx) = mpsc::channel();
+    let watcher = match &config.table {
+        Some(path) => {
+            let w = Watcher {
+                path: path.clone(),
+                cell: Arc::clone(&tables),
+                settings,
+                interval: config.reload_interval,
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("table-watcher".into())
+                    .spawn(move || w.run(&watch_rx))?,
+            )
+        }
+        None => None,
+    };
+    spawn_signal_thread(Arc::clone(&shared), watch_tx.clone(), config.table.is_some())?;
+
+    // Core 0 binds first so that port 0 resolves to one port every core then shares.
+    let mut handles = Vec::with_capacity(config.cores);
+    let (first_handle, addr) = spawn_core(0, &shared, config.listen)?;
+    handles.push(first_handle);
+    for id in 1..config.cores {
+        let (h, _) = spawn_core(id, &shared, addr)?;
+        handles.push(h);
+    }
+    tracing::info!(
+        addr = %addr,
+        cores = config.cores,
+        "switchyard listening on http://{addr}"
+    );
+
+    // Wait for shutdown, then give the cores the drain deadline.
+    while !shared.shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if handles.iter().all(std::thread::JoinHandle::is_finished) {
+            break;
+        }
+    }
+    let deadline = Instant::now() + config.shutdown_timeout;
+    while Instant::now() < deadline && !handles.iter().all(std::thread::JoinHandle::is_finished)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = watch_tx.send(WatchEvent::Stop);
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
+    let unfinished = handles.iter().filter(|h| !h.is_finished()).count();
+    if unfinished > 0 {
+        tracing::warn!(
+            cores = unfinished,
+            "shutdown deadline passed with requests still in flight; exiting"
+        );
+        return Ok(());
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    tracing::info!("switchyard stopped");
+    Ok(())
+}
+
+fn log_table(loaded: &Loaded) {
+    let t = loaded.table();
+    tracing::info!(
+        table = %loaded.origin,
+        revision = t.revision(),
+        rules = t.rule_count(),
+        endpoints = t.endpoint_count(),
+        "table loaded"
+    );
+    for (e, plan) in t.endpoints().zip(&loaded.plans) {
+        match plan {
+            Plan::Broken(why) => tracing::warn!(endpoint = e.id(), "{why}"),
+            Plan::Unsupported(kind) => tracing::warn!(
+                endpoint = e.id(),
+                kind = *kind,
+                "endpoint type not served yet; requests routed to it get 501"
+            ),
+            Plan::Mock | Plan::Forward(_) => {}
+        }
+    }
+}
+
+fn spawn_signal_thread(
+    shared: Arc<Shared>,
+    watch: mpsc::Sender<WatchEvent>,
+    has_file: bool,
+) -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                match sig {
+                    SIGHUP if has_file => {
+                        tracing::info!("SIGHUP: reloading the table");
+                        let _ = watch.send(WatchEvent::Reload);
+                    }
+                    SIGHUP => tracing::info!("SIGHUP ignored: serving the embedded demo table"),
+                    _ => {
+                        if shared.shutdown.swap(true, Ordering::SeqCst) {
+                            tracing::warn!("second stop signal: exiting now");
+                            std::process::exit(130);
+                        }
+                        tracing::info!(
+                            deadline_ms =
+                                u64::try_from(shared.config.shutdown_timeout.as_millis())
+                                    .unwrap_or(u64::MAX),
+                            "shutting down: no new connections, draining in-flight requests"
+                        );
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// Starts core `id` listening on `addr`; returns its thread and the bound address.
+fn spawn_core(
+    id: usize,
+    shared: &Arc<Shared>,
+    addr: SocketAddr,
+) -> anyhow::Result<(std::thread::JoinHandle<()>, SocketAddr)> {
+    let (tx, rx) = mpsc::channel();
+    let shared = Arc::clone(shared);
+    let builder = LocalExecutorBuilder::new(Placement::Unbound)
+        .name(&format!("core-{id}"))
+        .blocking_thread_pool_placement(PoolPlacement::Unbound(1));
+    let handle = builder
+        .spawn(move || async move {
+            let listener = match TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = tx.send(listener.local_addr().map_err(|e| e.to_string()));
+            let core = Rc::new(Core::new(id, shared));
+            accept_loop(&core, listener).await;
+        })
+        .map_err(|e| anyhow::anyhow!("cannot start executor {id}: {e}"))?;
+    let bound = rx
+        .recv()
+        .context("executor exited before binding")?
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let thread = std::thread::spawn(move || {
+        if let Err(e) = handle.join() {
+            tracing::error!(core = id, error = ?e, "executor thread failed");
+        }
+    });
+    Ok((thread, bound))
+}
+
+/// Resolves when shutdown starts (checked every 100 ms: stopping is not latency-critical).
+pub async fn shutdown_signal(core: &Core) {
+    while !core.shutting_down() {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
+    let max = core.config().max_connections_per_core;
+    loop {
+        let accepted = async { Some(listener.accept().await) }
+            .or(async {
+                shutdown_signal(core).await;
+                None
+            })
+            .await;
+        let stream = match accepted {
+            None => break,
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(core = core.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let metrics = &core.shared.metrics;
+        if core.connections.get() >= max {
+            metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
+            glommio::spawn_local(crate::conn::refuse(stream)).detach();
+            continue;
+        }
+        core.connections.set(core.connections.get() + 1);
+        metrics.connections.fetch_add(1, Ordering::Relaxed);
+        let task_core = Rc::clone(core);
+        glommio::spawn_local(async move {
+            let served = AssertUnwindSafe(crate::conn::serve(stream, &task_core))
+                .catch_unwind()
+                .await;
+            if served.is_err() {
+                task_core
+                    .shared
+                    .metrics
+                    .panics
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    core = task_core.id,
+                    "connection task panicked; connection dropped, core keeps serving"
+                );
+            }
+            task_core.connections.set(task_core.connections.get() - 1);
+            task_core
+                .shared
+                .metrics
+                .connections
+                .fetch_sub(1, Ordering::Relaxed);
+        })
+        .detach();
+    }
+    drop(listener);
+    while core.connections.get() > 0 {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -1,0 +1,622 @@
+//! The decision table as the router holds it: loaded and validated once, prepared (endpoint
+//! URLs parsed, secrets read, TLS configured) off the request executors, and swapped
+//! atomically on reload.
+//!
+//! Architecture invariant: a [`Loaded`] is immutable. Cores read the current one through
+//! [`TableCell`] (one atomic load per request to notice a new generation); a request keeps the
+//! table it started with until it ends, so a reload never changes a request mid-flight.
+//!
+//! The table file is read into memory rather than mapped: tables are small (a 10,000-rule
+//! table is 5.8 MB), and a mapped file that someone truncates or rewrites in place turns into
+//! SIGBUS on the request path, which no amount of validation at load can prevent.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use switchyard_table::{EndpointKind, Table, TableError};
+
+/// The demo policy compiled at build time (see `build.rs`).
+pub static DEMO_TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.swt"));
+
+/// Why a table could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read table `{path}`: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not a valid decision table: {source}")]
+    Invalid { path: String, source: TableError },
+    #[error(
+        "`{path}` has revision {found}, older than the loaded revision {current}; refusing to roll back"
+    )]
+    Older {
+        path: String,
+        found: u64,
+        current: u64,
+    },
+}
+
+/// Where a table came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Demo,
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Demo => f.write_str("embedded demo policy"),
+            Self::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// How the router answers for one endpoint of the table.
+#[derive(Debug)]
+pub enum Plan {
+    /// Answer in-process with a canned completion.
+    Mock,
+    /// Forward over HTTP(S).
+    Forward(Upstream),
+    /// A dialect the router does not speak yet; the payload is the endpoint type.
+    Unsupported(&'static str),
+    /// Misconfigured (missing secret, unreadable CA file, bad URL): answered with 503 and
+    /// this message, which names the endpoint and never contains a secret.
+    Broken(String),
+}
+
+/// An HTTP(S) upstream, ready to connect to.
+pub struct Upstream {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub host: String,
+    pub port: u16,
+    /// `Host` header value.
+    pub authority: String,
+    /// Request target for chat completions.
+    pub path: PathPlan,
+    /// The auth header to send: name and value. The value is a secret.
+    pub auth: Option<(&'static str, String)>,
+    /// Pool key: connections are shared by endpoints with the same origin and trust.
+    pub pool_key: String,
+    /// Deadline for the response head and for each read of the body.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("tls", &self.tls.is_some())
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("auth", &self.auth.as_ref().map(|(name, _)| name))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// The upstream request target.
+#[derive(Clone, Debug)]
+pub enum PathPlan {
+    Fixed(String),
+    /// Azure OpenAI without a `deployment`: the model names the deployment.
+    AzureByModel { prefix: String, api_version: String },
+}
+
+impl PathPlan {
+    /// The target for a request for `model`.
+    pub fn target(&self, model: &str, out: &mut Vec<u8>) {
+        match self {
+            Self::Fixed(p) => out.extend_from_slice(p.as_bytes()),
+            Self::AzureByModel {
+                prefix,
+                api_version,
+            } => {
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(b"/openai/deployments/");
+                percent_encode(model, out);
+                out.extend_from_slice(b"/chat/completions?api-version=");
+                out.extend_from_slice(api_version.as_bytes());
+            }
+        }
+    }
+}
+
+fn percent_encode(s: &str, out: &mut Vec<u8>) {
+    for &b in s.as_bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
+    }
+}
+
+/// Azure OpenAI API version used when the endpoint does not set `api_version`.
+pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
+/// OpenAI's public API, for the built-in `openai` endpoint.
+const OPENAI_DEFAULT_URL: &str = "https://api.openai.com/v1";
+
+/// A validated table with its endpoints prepared.
+pub struct Loaded {
+    /// Borrows `owner` (or static data). Declared first so it is dropped first.
+    table: Table<'static>,
+    #[expect(dead_code, reason = "keeps the bytes `table` borrows alive")]
+    owner: Option<Arc<[u8]>>,
+    pub plans: Vec<Plan>,
+    pub origin: Origin,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded")
+            .field("origin", &self.origin)
+            .field("revision", &self.table.revision())
+            .field("rules", &self.table.rule_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loaded {
+    /// The embedded demo table.
+    pub fn demo(settings: &PlanSettings) -> Result<Self, LoadError> {
+        let table = Table::from_bytes(DEMO_TABLE).map_err(|source| LoadError::Invalid {
+            path: "embedded demo policy".into(),
+            source,
+        })?;
+        Ok(Self::prepare(table, None, Origin::Demo, settings))
+    }
+
+    /// Reads and validates the table at `path`.
+    pub fn from_file(path: &Path, settings: &PlanSettings) -> Result<Self, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let owner: Arc<[u8]> = Arc::from(bytes);
+        #[expect(unsafe_code, reason = "a table borrowing the bytes stored beside it")]
+        // SAFETY: `owner` is a shared heap allocation that is never mutated and lives as long
+        // as `Self` (it is stored in `self.owner`, and moving an `Arc` does not move its
+        // data). `table` is the only borrower; it is dropped before `owner` (field order)
+        // and is only handed out as `&Table<'_>` tied to `&self`, so the 'static lifetime
+        // never escapes.
+        let bytes: &'static [u8] = unsafe { &*std::ptr::from_ref::<[u8]>(&*owner) };
+        let table = Table::from_bytes(bytes).map_err(|source| LoadError::Invalid {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Ok(Self::prepare(
+            table,
+            Some(owner),
+            Origin::File(path.to_owned()),
+            settings,
+        ))
+    }
+
+    fn prepare(
+        table: Table<'static>,
+        owner: Option<Arc<[u8]>>,
+        origin: Origin,
+        settings: &PlanSettings,
+    ) -> Self {
+        let plans = table.endpoints().map(|e| plan(&e, settings)).collect();
+        Self {
+            table,
+            owner,
+            plans,
+            origin,
+        }
+    }
+
+    /// The table.
+    #[must_use]
+    pub fn table(&self) -> &Table<'_> {
+        &self.table
+    }
+}
+
+/// Settings that shape endpoint plans.
+#[derive(Clone, Debug)]
+pub struct PlanSettings {
+    /// Upstream timeout for endpoints that do not set `timeout_ms`.
+    pub default_timeout: Duration,
+}
+
+fn plan(e: &switchyard_table::EndpointView<'_>, settings: &PlanSettings) -> Plan {
+    let kind = e.kind();
+    match kind {
+        EndpointKind::Mock => return Plan::Mock,
+        EndpointKind::Anthropic | EndpointKind::Bedrock | EndpointKind::Vertex => {
+            return Plan::Unsupported(kind.as_str());
+        }
+        _ => {}
+    }
+    match forward_plan(e, settings) {
+        Ok(up) => Plan::Forward(up),
+        Err(why) => Plan::Broken(format!("endpoint `{}` is misconfigured: {why}", e.id())),
+    }
+}
+
+fn forward_plan(
+    e: &switchyard_table::EndpointView<'_>,
+    settings: &PlanSettings,
+) -> Result<Upstream, String> {
+    let url = match e.url() {
+        "" if e.kind() == EndpointKind::OpenAi => OPENAI_DEFAULT_URL,
+        "" => return Err("it has no `url`".into()),
+        u => u,
+    };
+    let parsed = parse_url(url).ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
+    let base = parsed.path.trim_end_matches('/');
+    let path = if e.kind() == EndpointKind::AzureOpenAi {
+        let api_version = match e.api_version() {
+            "" => AZURE_DEFAULT_API_VERSION,
+            v => v,
+        }
+        .to_owned();
+        match e.deployment() {
+            "" => PathPlan::AzureByModel {
+                prefix: base.to_owned(),
+                api_version,
+            },
+            d => {
+                let mut p = Vec::new();
+                PathPlan::AzureByModel {
+                    prefix: base.to_owned(),
+                    api_version,
+                }
+                .target(d, &mut p);
+                PathPlan::Fixed(String::from_utf8_lossy(&p).into_owned())
+            }
+        }
+    } else if base.ends_with("/chat/completions") {
+        PathPlan::Fixed(base.to_owned())
+    } else {
+        PathPlan::Fixed(format!("{base}/chat/completions"))
+    };
+    let secret = read_secret(e)?;
+    let auth = secret.map(|s| {
+        if e.kind() == EndpointKind::AzureOpenAi {
+            ("api-key", s)
+        } else {
+            ("authorization", format!("Bearer {s}"))
+        }
+    });
+    let tls = if parsed.tls {
+        Some(client_tls(e.ca_file())?)
+    } else {
+        None
+    };
+    let timeout = match e.timeout_ms() {
+        0 => settings.default_timeout,
+        ms => Duration::from_millis(u64::from(ms)),
+    };
+    Ok(Upstream {
+        tls,
+        pool_key: format!(
+            "{}://{}:{}#{}",
+            if parsed.tls { "https" } else { "http" },
+            parsed.host,
+            parsed.port,
+            e.ca_file()
+        ),
+        authority: parsed.authority,
+        host: parsed.host,
+        port: parsed.port,
+        path,
+        auth,
+        timeout,
+    })
+}
+
+/// The endpoint's secret, from `api_key_env` or `api_key_file`; `None` if it has neither.
+fn read_secret(e: &switchyard_table::EndpointView<'_>) -> Result<Option<String>, String> {
+    if !e.api_key_env().is_empty() {
+        let name = e.api_key_env();
+        return match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_owned())),
+            _ => Err(format!("environment variable `{name}` (its `api_key_env`) is not set")),
+        };
+    }
+    if !e.api_key_file().is_empty() {
+        let path = e.api_key_file();
+        return match std::fs::read_to_string(path) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_owned())),
+            Ok(_) => Err(format!("its `api_key_file` `{path}` is empty")),
+            Err(err) => Err(format!("cannot read its `api_key_file` `{path}`: {err}")),
+        };
+    }
+    Ok(None)
+}
+
+/// A parsed `http(s)://host[:port]/path` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// `host` or `host:port` as written, for the `Host` header.
+    pub authority: String,
+    pub path: String,
+}
+
+/// Parses an absolute http or https URL without userinfo or fragment.
+#[must_use]
+pub fn parse_url(url: &str) -> Option<Url> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return None;
+    };
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() || authority.contains('@') || path.contains('#') {
+        return None;
+    }
+    let default_port = if tls { 443 } else { 80 };
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']')?;
+        let host = &v6[..end];
+        let after = &v6[end + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None if after.is_empty() => default_port,
+            None => return None,
+        };
+        (host, port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.parse().ok()?),
+            None => (authority, default_port),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(Url {
+        tls,
+        host: host.to_owned(),
+        port,
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+    })
+}
+
+fn system_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: OnceLock<rustls::RootCertStore> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let found = rustls_native_certs::load_native_certs();
+        for err in &found.errors {
+            tracing::warn!(error = %err, "could not load some system CA certificates");
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "system CA certificates loaded");
+        roots
+    })
+}
+
+/// A TLS client configuration trusting the system roots plus the certificates in `ca_file`.
+fn client_tls(ca_file: &str) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let mut roots = system_roots().clone();
+    if !ca_file.is_empty() {
+        let certs = CertificateDer::pem_file_iter(ca_file)
+            .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+            .map_err(|e| format!("cannot read its `ca_file` `{ca_file}`: {e}"))?;
+        if certs.is_empty() {
+            return Err(format!("its `ca_file` `{ca_file}` holds no certificate"));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("its `ca_file` `{ca_file}` has a bad certificate: {e}"))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup failed: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The current table, shared by all cores.
+#[derive(Debug)]
+pub struct TableCell {
+    current: Mutex<Arc<Loaded>>,
+    generation: AtomicU64,
+}
+
+impl TableCell {
+    #[must_use]
+    pub fn new(first: Loaded) -> Self {
+        Self {
+            current: Mutex::new(Arc::new(first)),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// Increments on every swap; cores compare it with the generation they hold.
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The current table and its generation.
+    #[must_use]
+    pub fn load(&self) -> (u64, Arc<Loaded>) {
+        let guard = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
+    }
+
+    fn swap(&self, next: Loaded) {
+        let mut guard = self
+            .current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *guard = Arc::new(next);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// What identifies a version of the table file without reading it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+    })
+}
+
+/// Loads `path` as the successor of `current`: valid, and not an older revision.
+pub fn load_successor(
+    path: &Path,
+    current: &Loaded,
+    settings: &PlanSettings,
+) -> Result<Loaded, LoadError> {
+    let next = Loaded::from_file(path, settings)?;
+    let (found, have) = (next.table().revision(), current.table().revision());
+    if found < have {
+        return Err(LoadError::Older {
+            path: path.display().to_string(),
+            found,
+            current: have,
+        });
+    }
+    Ok(next)
+}
+
+/// Watches the table file and swaps in each valid new version. Runs on its own thread:
+/// reading, validating and preparing a table (which may read secret files and CA bundles)
+/// never happens on a request executor.
+#[derive(Debug)]
+pub struct Watcher {
+    pub path: PathBuf,
+    pub cell: Arc<TableCell>,
+    pub settings: PlanSettings,
+    pub interval: Duration,
+}
+
+/// Messages to the watcher thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchEvent {
+    /// SIGHUP: reload now, even if the file looks unchanged.
+    Reload,
+    Stop,
+}
+
+impl Watcher {
+    /// Runs until `Stop` arrives or the sender is dropped.
+    pub fn run(self, events: &std::sync::mpsc::Receiver<WatchEvent>) {
+        let mut seen = stamp(&self.path);
+        loop {
+            let forced = match events.recv_timeout(self.interval) {
+                Ok(WatchEvent::Reload) => true,
+                Ok(WatchEvent::Stop) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => false,
+            };
+            let now = stamp(&self.path);
+            if !forced && now == seen {
+                continue;
+            }
+            // A stamp that changed but is still being written (non-atomic writers) settles
+            // by the next tick; atomic renames (policyc compile) are complete at once.
+            seen = now;
+            let (_, current) = self.cell.load();
+            match load_successor(&self.path, &current, &self.settings) {
+                Ok(next) => {
+                    let (revision, rules) = (next.table().revision(), next.table().rule_count());
+                    self.cell.swap(next);
+                    tracing::info!(
+                        table = %self.path.display(),
+                        revision,
+                        rules,
+                        generation = self.cell.generation(),
+                        "table reloaded"
+                    );
+                }
+                Err(err) => {
+                    tracing::error!(
+                        error = %err,
+                        revision = current.table().revision(),
+                        "new table refused; still serving the last good one"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = parse_url("https://gpu.internal:8443/v1").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("gpu.internal", 8443, "/v1"));
+        assert_eq!(u.authority, "gpu.internal:8443");
+        let u = parse_url("http://127.0.0.1").unwrap();
+        assert_eq!((u.port, u.path.as_str()), (80, ""));
+        let u = parse_url("http://[::1]:9000/x").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
+        for bad in ["ftp://x", "http://", "http://u@h/", "http://h:99999/", "https://h/#f"] {
+            assert_eq!(parse_url(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn demo_table_loads_with_mock_plans() {
+        let settings = PlanSettings {
+            default_timeout: Duration::from_secs(1),
+        };
+        let demo = Loaded::demo(&settings).unwrap();
+        assert!(demo.plans.iter().all(|p| matches!(p, Plan::Mock)));
+        assert!(demo.table().rule_count() >= 3);
+    }
+
+    #[test]
+    fn azure_paths() {
+        let mut out = Vec::new();
+        PathPlan::AzureByModel {
+            prefix: String::new(),
+            api_version: "2024-10-21".into(),
+        }
+        .target("gpt 4o", &mut out);
+        assert_eq!(
+            out,
+            b"/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+        );
+    }
+}

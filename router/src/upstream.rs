@@ -1,0 +1,685 @@
+//! Upstream HTTP(S): per-core keep-alive pools, connecting (DNS off the executor, TLS through
+//! rustls), sending the request, and relaying the response to the client as it arrives.
+//!
+//! Failure mapping (one place, [`ErrorKind`]): cannot resolve or connect, TLS handshake
+//! failure → 503 `upstream_unavailable` (nothing was sent, so the next candidate may take
+//! the request); no response head within the endpoint's timeout → 504; reset, early close or
+//! an unparseable head → 502. Once the response head has been relayed, a failure can no
+//! longer change the status: a cut stream ends with an SSE error event and a proper end of
+//! the chunked body; a cut fixed-length body closes the client connection, so the client
+//! sees a short body and not a complete-looking one.
+//!
+//! A pooled connection the upstream closed while idle is detected when the request gets no
+//! response byte at all, and the request is sent once more on a fresh connection.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::ErrorKind as IoKind;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
+use glommio::net::TcpStream;
+
+use crate::config::Config;
+use crate::conn::{Client, Next};
+use crate::error::{Error, ErrorKind};
+use crate::http::chunked::{Chunk, Decoder};
+use crate::http::response::{BodyFraming, ResponseHead, parse_response_head};
+use crate::http::{HeaderIdx, is_hop_by_hop};
+use crate::proxy::Exchange;
+use crate::respond::{self, push_hex, push_u64};
+use crate::table::Upstream;
+use crate::usage::UsageTap;
+
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Idle pooled connections older than this are closed rather than reused.
+const POOL_IDLE_TTL: Duration = Duration::from_secs(30);
+/// Resolved addresses are reused for this long.
+const DNS_TTL: Duration = Duration::from_secs(30);
+/// Read buffer for upstream responses.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// A connection to an upstream, plain or TLS.
+pub enum UpConn {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for UpConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "UpConn::Plain",
+            Self::Tls(_) => "UpConn::Tls",
+        })
+    }
+}
+
+impl UpConn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(t) => t.get_ref().0,
+        }
+    }
+
+    async fn read(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
+        let _ = self.tcp().set_read_timeout(Some(timeout));
+        match self {
+            Self::Plain(s) => s.read(buf).await,
+            Self::Tls(t) => t.read(buf).await,
+        }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(s) => s.write_all(bytes).await,
+            Self::Tls(t) => {
+                t.write_all(bytes).await?;
+                t.flush().await
+            }
+        }
+    }
+}
+
+struct Idle {
+    conn: UpConn,
+    since: Instant,
+}
+
+/// One core's upstream connections and DNS answers.
+pub struct Pool {
+    idle: RefCell<HashMap<String, Vec<Idle>>>,
+    dns: RefCell<HashMap<(String, u16), (Vec<SocketAddr>, Instant)>>,
+    max_idle: usize,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("origins", &self.idle.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    #[must_use]
+    pub fn new(config: &Config) -> Self {
+        Self {
+            idle: RefCell::new(HashMap::new()),
+            dns: RefCell::new(HashMap::new()),
+            max_idle: config.upstream_idle_per_endpoint,
+            connect_timeout: config.connect_timeout,
+        }
+    }
+
+    fn checkout(&self, key: &str) -> Option<UpConn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(key)?;
+        while let Some(c) = list.pop() {
+            if c.since.elapsed() < POOL_IDLE_TTL {
+                return Some(c.conn);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, key: &str, conn: UpConn) {
+        let mut idle = self.idle.borrow_mut();
+        if let Some(list) = idle.get_mut(key) {
+            if list.len() < self.max_idle {
+                list.push(Idle {
+                    conn,
+                    since: Instant::now(),
+                });
+            }
+            return;
+        }
+        if self.max_idle > 0 {
+            idle.insert(
+                key.to_owned(),
+                vec![Idle {
+                    conn,
+                    since: Instant::now(),
+                }],
+            );
+        }
+    }
+
+    async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, port)]);
+        }
+        if let Some((addrs, at)) = self.dns.borrow().get(&(host.to_owned(), port))
+            && at.elapsed() < DNS_TTL
+        {
+            return Ok(addrs.clone());
+        }
+        // getaddrinfo blocks: run it on the executor's blocking pool, never on the executor.
+        let name = host.to_owned();
+        let addrs: Vec<SocketAddr> = glommio::executor()
+            .spawn_blocking(move || (name.as_str(), port).to_socket_addrs().map(Iterator::collect))
+            .await?;
+        if addrs.is_empty() {
+            return Err(std::io::Error::new(
+                IoKind::NotFound,
+                "name resolved to no address",
+            ));
+        }
+        self.dns
+            .borrow_mut()
+            .insert((host.to_owned(), port), (addrs.clone(), Instant::now()));
+        Ok(addrs)
+    }
+
+    async fn connect(&self, up: &Upstream, endpoint: &str) -> Result<UpConn, Error> {
+        let unavailable = |what: String| {
+            Error::new(
+                ErrorKind::UpstreamUnavailable,
+                format!("endpoint `{endpoint}` is unavailable: {what}"),
+            )
+        };
+        let addrs = self
+            .resolve(&up.host, up.port)
+            .await
+            .map_err(|e| unavailable(format!("cannot resolve `{}`: {e}", up.host)))?;
+        let mut last = None;
+        let mut tcp = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(addr, self.connect_timeout).await {
+                Ok(s) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| unavailable(last.unwrap_or_default()))?;
+        let _ = tcp.set_nodelay(true);
+        let _ = tcp.set_write_timeout(Some(up.timeout));
+        let Some(tls) = &up.tls else {
+            return Ok(UpConn::Plain(tcp));
+        };
+        let name = rustls::pki_types::ServerName::try_from(up.host.clone())
+            .map_err(|e| unavailable(format!("`{}` is not a TLS server name: {e}", up.host)))?;
+        let connector = futures_rustls::TlsConnector::from(Arc::clone(tls));
+        let handshake = async {
+            connector
+                .connect(name, tcp)
+                .await
+                .map_err(glommio::GlommioError::from)
+        };
+        match glommio::timer::timeout(self.connect_timeout, handshake).await {
+            Ok(s) => Ok(UpConn::Tls(Box::new(s))),
+            Err(e) => Err(unavailable(format!("TLS handshake failed: {e}"))),
+        }
+    }
+}
+
+/// Why sending a request on a connection failed.
+enum SendFailure {
+    /// No response byte came back on a reused connection: the upstream had closed it.
+    Stale,
+    Fatal(Error),
+}
+
+/// Sends the exchange to `up` and relays the response to the client. `Err` only when nothing
+/// has been written to the client yet.
+pub async fn forward(
+    x: &Exchange<'_>,
+    up: &Upstream,
+    client: &mut Client<'_>,
+) -> Result<Next, Error> {
+    let core = x.core;
+    let mut wire = Vec::with_capacity(768 + x.body.len());
+    request_head(x, up, &mut wire);
+    wire.extend_from_slice(x.body);
+
+    let mut rbuf = vec![0u8; READ_BUFFER];
+    let mut headers = Vec::new();
+    let (mut conn, mut reused) = match core.pool.checkout(&up.pool_key) {
+        Some(c) => (c, true),
+        None => (connect(x, up).await?, false),
+    };
+    let (head, filled) = loop {
+        match exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers).await {
+            Ok(v) => break v,
+            Err(SendFailure::Stale) if reused => {
+                conn = connect(x, up).await?;
+                reused = false;
+            }
+            Err(SendFailure::Stale) => {
+                return Err(upstream_error(
+                    x,
+                    ErrorKind::UpstreamBadResponse,
+                    "closed the connection without responding",
+                ));
+            }
+            Err(SendFailure::Fatal(e)) => {
+                core.shared
+                    .metrics
+                    .upstream_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+    };
+    Ok(relay(x, up, conn, head, &mut rbuf, filled, &headers, client).await)
+}
+
+async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
+    x.core.pool.connect(up, x.endpoint).await.inspect_err(|_| {
+        x.core
+            .shared
+            .metrics
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
+    x.core
+        .shared
+        .metrics
+        .upstream_errors
+        .fetch_add(1, Ordering::Relaxed);
+    Error::new(kind, format!("endpoint `{}` {what}", x.endpoint))
+}
+
+/// The upstream request head: our framing and credentials, then the client's end-to-end
+/// headers minus those that are the router's business.
+fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"POST ");
+    up.path.target(x.model, out);
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(up.authority.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    push_u64(out, x.body.len() as u64);
+    out.extend_from_slice(b"\r\nx-request-id: ");
+    out.extend_from_slice(x.id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some((name, value)) = &up.auth {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let buf = x.req.buf;
+    for h in x.req.headers {
+        let name = h.name(buf);
+        if forwardable(name) {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value(buf));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Client request headers passed to the upstream. Credentials are never passed (the client's
+/// key is for the router; the endpoint gets its own), nor framing, nor the routing headers.
+/// `accept-encoding` is dropped so the upstream answers uncompressed and the usage block can
+/// be read from the relayed bytes.
+fn forwardable(name: &[u8]) -> bool {
+    const DROP: [&[u8]; 13] = [
+        b"host",
+        b"authorization",
+        b"api-key",
+        b"x-api-key",
+        b"cookie",
+        b"expect",
+        b"content-type",
+        b"accept-encoding",
+        b"x-request-id",
+        b"x-tenant",
+        b"x-data-class",
+        b"x-user-role",
+        b"x-cost-budget-usd",
+    ];
+    !is_hop_by_hop(name)
+        && !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
+        && !name.eq_ignore_ascii_case(b"x-latency-budget-ms")
+        && !(name.len() >= 12 && name[..12].eq_ignore_ascii_case(b"x-switchyard"))
+}
+
+async fn exchange_head(
+    x: &Exchange<'_>,
+    up: &Upstream,
+    conn: &mut UpConn,
+    wire: &[u8],
+    rbuf: &mut Vec<u8>,
+    headers: &mut Vec<HeaderIdx>,
+) -> Result<(ResponseHead, usize), SendFailure> {
+    let fatal = |kind, what: String| {
+        SendFailure::Fatal(Error::new(
+            kind,
+            format!("endpoint `{}` {what}", x.endpoint),
+        ))
+    };
+    if conn.send(wire).await.is_err() {
+        return Err(SendFailure::Stale);
+    }
+    let deadline = Instant::now() + up.timeout;
+    let mut filled = 0;
+    loop {
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timeout(x, up));
+        }
+        if filled == rbuf.len() {
+            if rbuf.len() >= MAX_RESPONSE_HEAD {
+                return Err(fatal(
+                    ErrorKind::UpstreamBadResponse,
+                    "sent a response head that is too large".into(),
+                ));
+            }
+            rbuf.resize(rbuf.len() * 2, 0);
+        }
+        let spare = rbuf.get_mut(filled..).unwrap_or_default();
+        match conn.read(spare, deadline - now).await {
+            Ok(0) if filled == 0 => return Err(SendFailure::Stale),
+            Ok(0) => {
+                return Err(fatal(
+                    ErrorKind::UpstreamBadResponse,
+                    "closed the connection in the middle of the response head".into(),
+                ));
+            }
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == IoKind::TimedOut => return Err(timeout(x, up)),
+            Err(_) if filled == 0 => return Err(SendFailure::Stale),
+            Err(e) => {
+                return Err(fatal(
+                    ErrorKind::UpstreamBadResponse,
+                    format!("failed while sending the response head: {e}"),
+                ));
+            }
+        }
+        match parse_response_head(
+            rbuf.get(..filled).unwrap_or_default(),
+            MAX_RESPONSE_HEAD,
+            headers,
+        ) {
+            Ok(Some(head)) if (100..200).contains(&head.status) => {
+                // Interim response (100 Continue, 103 Early Hints): skip it.
+                rbuf.copy_within(head.len..filled, 0);
+                filled -= head.len;
+            }
+            Ok(Some(head)) => return Ok((head, filled)),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(fatal(
+                    ErrorKind::UpstreamBadResponse,
+                    format!("sent an invalid response: {}", e.0),
+                ));
+            }
+        }
+    }
+}
+
+fn timeout(x: &Exchange<'_>, up: &Upstream) -> SendFailure {
+    SendFailure::Fatal(Error::new(
+        ErrorKind::UpstreamTimeout,
+        format!(
+            "endpoint `{}` did not respond within {} ms",
+            x.endpoint,
+            up.timeout.as_millis()
+        ),
+    ))
+}
+
+/// How the relayed body is framed towards the client.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Out {
+    Length,
+    Chunked,
+    /// HTTP/1.0 client and no upstream length: the body ends when we close.
+    Close,
+    Empty,
+}
+
+/// Relays the response head and body. Never fails: errors after the head are reported in the
+/// body (SSE) or by closing the connection.
+#[expect(clippy::too_many_arguments, reason = "the relay's whole state, passed once")]
+async fn relay(
+    x: &Exchange<'_>,
+    up: &Upstream,
+    mut conn: UpConn,
+    head: ResponseHead,
+    rbuf: &mut [u8],
+    filled: usize,
+    headers: &[HeaderIdx],
+    client: &mut Client<'_>,
+) -> Next {
+    let core = x.core;
+    core.shared.metrics.count_status(head.status);
+    let out_framing = match head.framing {
+        BodyFraming::Empty => Out::Empty,
+        BodyFraming::Length(_) => Out::Length,
+        BodyFraming::Chunked | BodyFraming::UntilClose if client.minor >= 1 => Out::Chunked,
+        BodyFraming::Chunked | BodyFraming::UntilClose => Out::Close,
+    };
+    let close_client = client.must_close || out_framing == Out::Close;
+
+    let out = &mut *client.out;
+    respond::status_line(out, head.status);
+    let hbuf = rbuf.get(..head.len).unwrap_or_default();
+    for h in headers {
+        let name = h.name(hbuf);
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"date")
+            || name.eq_ignore_ascii_case(b"server")
+            || name.eq_ignore_ascii_case(b"x-request-id")
+            || name.eq_ignore_ascii_case(b"x-switchyard-route")
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value(hbuf));
+        out.extend_from_slice(b"\r\n");
+    }
+    respond::ids(out, &x.id, &x.report());
+    match (out_framing, head.framing) {
+        (Out::Length, BodyFraming::Length(n)) => {
+            out.extend_from_slice(b"content-length: ");
+            push_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        (Out::Empty, _) if head.status != 204 && head.status != 304 => {
+            out.extend_from_slice(b"content-length: 0\r\n");
+        }
+        (Out::Chunked, _) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        _ => {}
+    }
+    if close_client {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+
+    let mut remaining = match head.framing {
+        BodyFraming::Length(n) => n,
+        _ => 0,
+    };
+    let mut decoder = Decoder::new();
+    let mut tap = UsageTap::default();
+    let mut pending = head.len..filled;
+    let mut clean = true;
+    let mut done = out_framing == Out::Empty;
+    loop {
+        let input = rbuf.get(pending.clone()).unwrap_or_default();
+        match head.framing {
+            BodyFraming::Empty => {}
+            BodyFraming::Length(_) => {
+                let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+                let data = input.get(..take).unwrap_or_default();
+                tap.feed(data);
+                client.out.extend_from_slice(data);
+                remaining -= take as u64;
+                clean &= take == input.len();
+                done = remaining == 0;
+            }
+            BodyFraming::Chunked => {
+                let mut at = 0;
+                while at < input.len() {
+                    match decoder.decode(input.get(at..).unwrap_or_default()) {
+                        Ok((used, found)) => {
+                            let base = at;
+                            at += used;
+                            match found {
+                                Some(Chunk::Data(r)) => {
+                                    let data = input
+                                        .get(base + r.start..base + r.end)
+                                        .unwrap_or_default();
+                                    tap.feed(data);
+                                    emit(client.out, out_framing, data);
+                                }
+                                Some(Chunk::End) => {
+                                    done = true;
+                                    clean &= at == input.len();
+                                    break;
+                                }
+                                None => {}
+                            }
+                        }
+                        Err(e) => {
+                            return cut(x, conn, client, out_framing, head.event_stream, &format!("sent a malformed chunked body: {}", e.0)).await;
+                        }
+                    }
+                }
+            }
+            BodyFraming::UntilClose => {
+                tap.feed(input);
+                emit(client.out, out_framing, input);
+            }
+        }
+        if done && out_framing == Out::Chunked {
+            client.out.extend_from_slice(b"0\r\n\r\n");
+        }
+        if !client.out.is_empty() && client.flush().await.is_err() {
+            // The client went away: drop the upstream connection (its response is unread),
+            // which also tells the upstream to stop generating.
+            return Next::Close;
+        }
+        if done {
+            break;
+        }
+        let n = match conn.read(rbuf, up.timeout).await {
+            Ok(0) if head.framing == BodyFraming::UntilClose => {
+                done = true;
+                clean = false;
+                if out_framing == Out::Chunked {
+                    client.out.extend_from_slice(b"0\r\n\r\n");
+                }
+                pending = 0..0;
+                continue;
+            }
+            Ok(0) => {
+                return cut(x, conn, client, out_framing, head.event_stream, "closed the connection before the response was complete").await;
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == IoKind::TimedOut => {
+                let why = format!(
+                    "stopped sending for {} ms in the middle of the response",
+                    up.timeout.as_millis()
+                );
+                return cut(x, conn, client, out_framing, head.event_stream, &why).await;
+            }
+            Err(e) => {
+                let why = format!("failed in the middle of the response: {e}");
+                return cut(x, conn, client, out_framing, head.event_stream, &why).await;
+            }
+        };
+        pending = 0..n;
+    }
+    let usage = tap.usage();
+    tracing::debug!(
+        request_id = x.id.as_str(),
+        endpoint = x.endpoint,
+        rule = x.rule,
+        model = x.model,
+        status = head.status,
+        stream = x.stream,
+        tokens_in = usage.map(|u| u.prompt_tokens),
+        tokens_out = usage.map(|u| u.completion_tokens),
+        "relayed"
+    );
+    if clean && head.keep_alive {
+        core.pool.checkin(&up.pool_key, conn);
+    }
+    if close_client {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    }
+}
+
+fn emit(out: &mut Vec<u8>, framing: Out, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    if framing == Out::Chunked {
+        push_hex(out, data.len());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
+}
+
+/// Ends a relay whose upstream failed after the head was sent.
+async fn cut(
+    x: &Exchange<'_>,
+    conn: UpConn,
+    client: &mut Client<'_>,
+    framing: Out,
+    event_stream: bool,
+    why: &str,
+) -> Next {
+    // Its response is unread: the connection cannot be reused. Closing it also tells the
+    // upstream to stop generating.
+    drop(conn);
+    x.core
+        .shared
+        .metrics
+        .upstream_errors
+        .fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(
+        request_id = x.id.as_str(),
+        endpoint = x.endpoint,
+        error = why,
+        "upstream response cut short"
+    );
+    if framing != Out::Chunked {
+        // A short fixed-length (or close-delimited) body: closing is the only honest signal.
+        let _ = client.flush().await;
+        return Next::Close;
+    }
+    if event_stream {
+        let err = Error::new(
+            ErrorKind::UpstreamBadResponse,
+            format!("endpoint `{}` {why}", x.endpoint),
+        );
+        let mut event = b"\n\ndata: ".to_vec();
+        err.write_body(&mut event);
+        event.extend_from_slice(b"\n\n");
+        emit(client.out, framing, &event);
+        client.out.extend_from_slice(b"0\r\n\r\n");
+        if client.flush().await.is_err() {
+            return Next::Close;
+        }
+        return if client.must_close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        };
+    }
+    // Chunked but not SSE: leave the chunked body unterminated and close.
+    let _ = client.flush().await;
+    Next::Close
+}
