@@ -457,6 +457,7 @@ async fn relay(
 ) -> Next {
     let core = x.core;
     core.shared.metrics.count_status(head.status);
+    client.must_close |= core.shutting_down();
     let out_framing = match head.framing {
         BodyFraming::Empty => Out::Empty,
         BodyFraming::Length(_) => Out::Length,
