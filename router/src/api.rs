@@ -44,15 +44,19 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
         }
         b"/metrics" if get => {
             let text = metrics(core);
-            simple(core, req, client, 200, "text/plain; version=0.0.4", text.as_bytes())
+            simple(
+                core,
+                req,
+                client,
+                200,
+                "text/plain; version=0.0.4",
+                text.as_bytes(),
+            )
         }
         b"/v1/chat/completions" | b"/v1/route" | b"/healthz" | b"/v1/models" | b"/metrics" => {
             let err = Error::new(
                 ErrorKind::MethodNotAllowed,
-                format!(
-                    "method not allowed on `{}`",
-                    String::from_utf8_lossy(path)
-                ),
+                format!("method not allowed on `{}`", String::from_utf8_lossy(path)),
             );
             error(core, req, client, &err)
         }
@@ -159,7 +163,8 @@ fn models(core: &Core) -> serde_json::Value {
     let mut seen = std::collections::BTreeMap::new();
     for e in t.endpoints() {
         for m in e.models().chain(e.default_model()) {
-            seen.entry(m.to_owned()).or_insert_with(|| e.id().to_owned());
+            seen.entry(m.to_owned())
+                .or_insert_with(|| e.id().to_owned());
         }
     }
     let data: Vec<serde_json::Value> = seen

@@ -43,7 +43,11 @@ pub struct Args {
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: u64,
     /// Most open client connections per core; more are answered 503 and closed.
-    #[arg(long, env = "SWITCHYARD_MAX_CONNECTIONS_PER_CORE", default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_CONNECTIONS_PER_CORE",
+        default_value_t = 10_000
+    )]
     pub max_connections_per_core: usize,
 
     /// Time allowed to receive a request head, from its first byte (slowloris guard), ms.
@@ -61,13 +65,21 @@ pub struct Args {
 
     /// Upstream deadline (connect, response head, and each body read) for endpoints without
     /// `timeout_ms`, ms.
-    #[arg(long, env = "SWITCHYARD_UPSTREAM_TIMEOUT_MS", default_value_t = 120_000)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_TIMEOUT_MS",
+        default_value_t = 120_000
+    )]
     pub upstream_timeout_ms: u64,
     /// Upstream TCP connect timeout, ms.
     #[arg(long, env = "SWITCHYARD_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
     pub connect_timeout_ms: u64,
     /// Idle upstream connections kept per endpoint and core.
-    #[arg(long, env = "SWITCHYARD_UPSTREAM_IDLE_PER_ENDPOINT", default_value_t = 64)]
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_IDLE_PER_ENDPOINT",
+        default_value_t = 64
+    )]
     pub upstream_idle_per_endpoint: usize,
 
     /// How often the table file is checked for a new version, ms.

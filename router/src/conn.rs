@@ -16,9 +16,9 @@ use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
 use glommio::net::TcpStream;
 
 use crate::error::{Error, ErrorKind};
+use crate::http::HeaderIdx;
 use crate::http::chunked::{Decoder, decode_into};
 use crate::http::request::{Framing, Head, HeadError, parse_head};
-use crate::http::HeaderIdx;
 use crate::respond::{self, RequestId, RouteReport};
 use crate::server::Core;
 
@@ -265,7 +265,10 @@ impl Conn {
                     self.buf.resize(need, 0);
                 }
                 if head.expect_continue && self.filled < need {
-                    let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                    let _ = self
+                        .stream
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await;
                 }
                 while self.filled < need {
                     if !self.read_more(deadline, cfg.body_timeout).await? {
@@ -276,7 +279,10 @@ impl Conn {
             }
             Framing::Chunked => {
                 if head.expect_continue && self.filled == head.len {
-                    let _ = self.stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await;
+                    let _ = self
+                        .stream
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await;
                 }
                 let mut decoder = Decoder::new();
                 self.body.clear();
@@ -371,10 +377,7 @@ impl Conn {
 fn body_timeout(limit: Duration) -> Error {
     Error::new(
         ErrorKind::RequestTimeout,
-        format!(
-            "request body not received within {} ms",
-            limit.as_millis()
-        ),
+        format!("request body not received within {} ms", limit.as_millis()),
     )
 }
 

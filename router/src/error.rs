@@ -192,8 +192,8 @@ mod tests {
 
     #[test]
     fn body_is_openai_format_json() {
-        let e = Error::new(ErrorKind::ModelNotServed, "model `x\"y` is not served")
-            .with_param("model");
+        let e =
+            Error::new(ErrorKind::ModelNotServed, "model `x\"y` is not served").with_param("model");
         let mut out = Vec::new();
         e.write_body(&mut out);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -209,6 +209,9 @@ mod tests {
         assert_eq!(ErrorKind::UpstreamBadResponse.status(), 502);
         assert_eq!(ErrorKind::UpstreamUnavailable.status(), 503);
         assert_eq!(ErrorKind::PolicyDenied.error_type(), "access_denied");
-        assert_eq!(ErrorKind::UpstreamUnavailable.error_type(), "provider_error");
+        assert_eq!(
+            ErrorKind::UpstreamUnavailable.error_type(),
+            "provider_error"
+        );
     }
 }

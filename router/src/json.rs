@@ -108,10 +108,10 @@ pub fn scan(body: &[u8]) -> Result<Fields<'_>, BodyError> {
             p.ws();
             p.expect(b':')?;
             p.ws();
-            if let Some(slot) = key_slot(key) {
-                if std::mem::replace(&mut seen[slot], true) {
-                    return Err(BodyError::Duplicate(KEY_NAMES[slot]));
-                }
+            if let Some(slot) = key_slot(key)
+                && std::mem::replace(&mut seen[slot], true)
+            {
+                return Err(BodyError::Duplicate(KEY_NAMES[slot]));
             }
             match key {
                 Key::Model => {
@@ -390,9 +390,19 @@ impl Cursor<'_> {
                     match self.next() {
                         Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {}
                         Some(b'u') => {
-                            for _ in 0..4 {
-                                if !self.next().is_some_and(|c| c.is_ascii_hexdigit()) {
-                                    return Err(self.err_before("invalid `\\u` escape"));
+                            // RFC 8259 §7: a high surrogate must be followed by a low one; a
+                            // lone surrogate is no character, and parsers disagree on it.
+                            let unit = self.hex4()?;
+                            if (0xDC00..0xE000).contains(&unit) {
+                                return Err(self.err_before("lone surrogate in `\\u` escape"));
+                            }
+                            if (0xD800..0xDC00).contains(&unit) {
+                                if self.next() != Some(b'\\') || self.next() != Some(b'u') {
+                                    return Err(self.err_before("lone surrogate in `\\u` escape"));
+                                }
+                                let low = self.hex4()?;
+                                if !(0xDC00..0xE000).contains(&low) {
+                                    return Err(self.err_before("lone surrogate in `\\u` escape"));
                                 }
                             }
                         }
@@ -403,6 +413,18 @@ impl Cursor<'_> {
                 _ => return Err(self.err_before("control character in string")),
             }
         }
+    }
+
+    /// Four hex digits of a `\\u` escape.
+    fn hex4(&mut self) -> Result<u32, BodyError> {
+        let mut v = 0;
+        for _ in 0..4 {
+            match self.next().and_then(|c| char::from(c).to_digit(16)) {
+                Some(d) => v = v << 4 | d,
+                None => return Err(self.err_before("invalid `\\u` escape")),
+            }
+        }
+        Ok(v)
     }
 
     fn digits(&mut self) -> usize {
@@ -582,7 +604,7 @@ mod tests {
         let f = scan(body).unwrap();
         let m = f.model.unwrap();
         assert_eq!(m.value, "auto");
-        assert_eq!(&body[m.span.clone()], br#""auto""#);
+        assert_eq!(&body[m.span], br#""auto""#);
         assert!(f.stream);
         assert_eq!(f.max_tokens, Some(512));
         assert!(f.has_messages);

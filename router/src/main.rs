@@ -33,7 +33,7 @@ fn main() -> std::process::ExitCode {
     let result = args
         .check()
         .map_err(anyhow::Error::from)
-        .and_then(switchyard::server::run);
+        .and_then(|config| switchyard::server::run(&config));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

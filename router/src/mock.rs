@@ -10,8 +10,18 @@ use crate::respond::{self, push_hex, push_u64};
 use crate::route::BYTES_PER_TOKEN;
 
 const WORDS: [&str; 12] = [
-    "This ", "is ", "a ", "mock ", "completion ", "from ", "switchyard: ", "the ", "policy ",
-    "routed ", "this ", "request.",
+    "This ",
+    "is ",
+    "a ",
+    "mock ",
+    "completion ",
+    "from ",
+    "switchyard: ",
+    "the ",
+    "policy ",
+    "routed ",
+    "this ",
+    "request.",
 ];
 
 /// Writes the mock answer to `client.out`.

@@ -97,7 +97,10 @@ pub fn ids(out: &mut Vec<u8>, id: &RequestId<'_>, route: &RouteReport<'_>) {
 }
 
 /// A complete response with a fixed body.
-#[expect(clippy::too_many_arguments, reason = "one flat call per response kind reads best")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one flat call per response kind reads best"
+)]
 pub fn full(
     out: &mut Vec<u8>,
     status: u16,
@@ -219,11 +222,11 @@ fn format_date(secs: u64) -> [u8; 29] {
     let (year, month, day) = civil_from_days(days);
     let mut out = [0u8; 29];
     let mut w = Vec::with_capacity(29);
-    w.extend_from_slice(DAYS[(days % 7) as usize]);
+    w.extend_from_slice(DAYS[usize::try_from(days % 7).unwrap_or(0)]);
     w.extend_from_slice(b", ");
     two(&mut w, day);
     w.push(b' ');
-    w.extend_from_slice(MONTHS[(month - 1) as usize]);
+    w.extend_from_slice(MONTHS[usize::try_from(month - 1).unwrap_or(0) % 12]);
     w.push(b' ');
     push_u64(&mut w, year);
     w.push(b' ');
@@ -266,7 +269,10 @@ mod tests {
     #[test]
     fn dates() {
         assert_eq!(&format_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&format_date(1_784_764_800), b"Thu, 23 Jul 2026 00:00:00 GMT");
+        assert_eq!(
+            &format_date(1_784_764_800),
+            b"Thu, 23 Jul 2026 00:00:00 GMT"
+        );
         assert_eq!(&format_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
     }
 

@@ -103,9 +103,7 @@ impl<'b> Attrs<'b> {
         {
             return Err(Error::new(
                 ErrorKind::BadHeader,
-                format!(
-                    "`X-Request-Id` must be at most {MAX_REQUEST_ID} visible ASCII characters"
-                ),
+                format!("`X-Request-Id` must be at most {MAX_REQUEST_ID} visible ASCII characters"),
             ));
         }
         Ok(a)
@@ -324,14 +322,25 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: x\r\nX-Cost-Budget-Usd: 0.0000001\r\n\r\n",
         ] {
             let e = Attrs::from_headers(raw, &headers(raw)).unwrap_err();
-            assert_eq!(e.kind, ErrorKind::BadHeader, "{}", String::from_utf8_lossy(raw));
+            assert_eq!(
+                e.kind,
+                ErrorKind::BadHeader,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
         }
     }
 
     #[test]
     fn cost_cap() {
         // $0.01 over (400/4 + 900) = 1000 tokens is $0.01 per 1k.
-        assert_eq!(cost_cap_per_1k(Micros(10_000), 400, Some(900)), Micros(10_000));
-        assert_eq!(cost_cap_per_1k(Micros(10_000), 0, Some(0)), Micros(10_000_000));
+        assert_eq!(
+            cost_cap_per_1k(Micros(10_000), 400, Some(900)),
+            Micros(10_000)
+        );
+        assert_eq!(
+            cost_cap_per_1k(Micros(10_000), 0, Some(0)),
+            Micros(10_000_000)
+        );
     }
 }

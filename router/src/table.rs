@@ -105,7 +105,10 @@ impl std::fmt::Debug for Upstream {
 pub enum PathPlan {
     Fixed(String),
     /// Azure OpenAI without a `deployment`: the model names the deployment.
-    AzureByModel { prefix: String, api_version: String },
+    AzureByModel {
+        prefix: String,
+        api_version: String,
+    },
 }
 
 impl PathPlan {
@@ -320,7 +323,9 @@ fn read_secret(e: &switchyard_table::EndpointView<'_>) -> Result<Option<String>,
         let name = e.api_key_env();
         return match std::env::var(name) {
             Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_owned())),
-            _ => Err(format!("environment variable `{name}` (its `api_key_env`) is not set")),
+            _ => Err(format!(
+                "environment variable `{name}` (its `api_key_env`) is not set"
+            )),
         };
     }
     if !e.api_key_file().is_empty() {
@@ -585,13 +590,22 @@ mod tests {
     fn urls() {
         let u = parse_url("https://gpu.internal:8443/v1").unwrap();
         assert!(u.tls);
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("gpu.internal", 8443, "/v1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("gpu.internal", 8443, "/v1")
+        );
         assert_eq!(u.authority, "gpu.internal:8443");
         let u = parse_url("http://127.0.0.1").unwrap();
         assert_eq!((u.port, u.path.as_str()), (80, ""));
         let u = parse_url("http://[::1]:9000/x").unwrap();
         assert_eq!((u.host.as_str(), u.port), ("::1", 9000));
-        for bad in ["ftp://x", "http://", "http://u@h/", "http://h:99999/", "https://h/#f"] {
+        for bad in [
+            "ftp://x",
+            "http://",
+            "http://u@h/",
+            "http://h:99999/",
+            "https://h/#f",
+        ] {
             assert_eq!(parse_url(bad), None, "{bad}");
         }
     }

@@ -90,10 +90,13 @@ struct Idle {
     since: Instant,
 }
 
+/// Resolved addresses by (host, port), with when they were resolved.
+type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+
 /// One core's upstream connections and DNS answers.
 pub struct Pool {
     idle: RefCell<HashMap<String, Vec<Idle>>>,
-    dns: RefCell<HashMap<(String, u16), (Vec<SocketAddr>, Instant)>>,
+    dns: RefCell<DnsCache>,
     max_idle: usize,
     connect_timeout: Duration,
 }
@@ -162,7 +165,11 @@ impl Pool {
         // getaddrinfo blocks: run it on the executor's blocking pool, never on the executor.
         let name = host.to_owned();
         let addrs: Vec<SocketAddr> = glommio::executor()
-            .spawn_blocking(move || (name.as_str(), port).to_socket_addrs().map(Iterator::collect))
+            .spawn_blocking(move || {
+                (name.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect)
+            })
             .await?;
         if addrs.is_empty() {
             return Err(std::io::Error::new(
@@ -341,10 +348,14 @@ fn forwardable(name: &[u8]) -> bool {
         b"x-user-role",
         b"x-cost-budget-usd",
     ];
-    !is_hop_by_hop(name)
-        && !DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
-        && !name.eq_ignore_ascii_case(b"x-latency-budget-ms")
-        && !(name.len() >= 12 && name[..12].eq_ignore_ascii_case(b"x-switchyard"))
+    let ours = name
+        .get(..12)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"x-switchyard"));
+    let dropped = is_hop_by_hop(name)
+        || ours
+        || name.eq_ignore_ascii_case(b"x-latency-budget-ms")
+        || DROP.iter().any(|d| d.eq_ignore_ascii_case(name));
+    !dropped
 }
 
 async fn exchange_head(
@@ -444,7 +455,10 @@ enum Out {
 
 /// Relays the response head and body. Never fails: errors after the head are reported in the
 /// body (SSE) or by closing the connection.
-#[expect(clippy::too_many_arguments, reason = "the relay's whole state, passed once")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the relay's whole state, passed once"
+)]
 async fn relay(
     x: &Exchange<'_>,
     up: &Upstream,
@@ -533,9 +547,8 @@ async fn relay(
                             at += used;
                             match found {
                                 Some(Chunk::Data(r)) => {
-                                    let data = input
-                                        .get(base + r.start..base + r.end)
-                                        .unwrap_or_default();
+                                    let data =
+                                        input.get(base + r.start..base + r.end).unwrap_or_default();
                                     tap.feed(data);
                                     emit(client.out, out_framing, data);
                                 }
@@ -548,7 +561,15 @@ async fn relay(
                             }
                         }
                         Err(e) => {
-                            return cut(x, conn, client, out_framing, head.event_stream, &format!("sent a malformed chunked body: {}", e.0)).await;
+                            return cut(
+                                x,
+                                conn,
+                                client,
+                                out_framing,
+                                head.event_stream,
+                                &format!("sent a malformed chunked body: {}", e.0),
+                            )
+                            .await;
                         }
                     }
                 }
@@ -580,7 +601,15 @@ async fn relay(
                 continue;
             }
             Ok(0) => {
-                return cut(x, conn, client, out_framing, head.event_stream, "closed the connection before the response was complete").await;
+                return cut(
+                    x,
+                    conn,
+                    client,
+                    out_framing,
+                    head.event_stream,
+                    "closed the connection before the response was complete",
+                )
+                .await;
             }
             Ok(n) => n,
             Err(e) if e.kind() == IoKind::TimedOut => {

@@ -84,7 +84,11 @@ mod tests {
             })
         );
         let mut tap = UsageTap::default();
-        for part in [&b"data: {\"choices\":[{\"delta\":{}}]}\n\n"[..], b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\": 7,", b" \"completion_tokens\": 9}}\n\ndata: [DONE]\n\n"] {
+        for part in [
+            &b"data: {\"choices\":[{\"delta\":{}}]}\n\n"[..],
+            b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\": 7,",
+            b" \"completion_tokens\": 9}}\n\ndata: [DONE]\n\n",
+        ] {
             tap.feed(part);
         }
         assert_eq!(

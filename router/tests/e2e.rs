@@ -9,6 +9,9 @@
 
 mod common;
 
+/// Request headers as name-value pairs.
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -139,10 +142,25 @@ fn setup(router_args: &[&str]) -> Setup {
 #[test]
 fn each_rule_is_reached_by_its_headers() {
     let s = setup(&[]);
-    let cases: &[(&[(&str, &str)], &str, &str, &str)] = &[
-        (&[("X-Data-Class", "pii")], "gpu-a", "0", "/a/v1/chat/completions"),
-        (&[("X-Latency-Budget-Ms", "150")], "gpu-b", "1", "/b/v1/chat/completions"),
-        (&[("X-Tenant", "acme")], "gpu-a", "2", "/a/v1/chat/completions"),
+    let cases: &[(Headers<'_>, &str, &str, &str)] = &[
+        (
+            &[("X-Data-Class", "pii")],
+            "gpu-a",
+            "0",
+            "/a/v1/chat/completions",
+        ),
+        (
+            &[("X-Latency-Budget-Ms", "150")],
+            "gpu-b",
+            "1",
+            "/b/v1/chat/completions",
+        ),
+        (
+            &[("X-Tenant", "acme")],
+            "gpu-a",
+            "2",
+            "/a/v1/chat/completions",
+        ),
         (
             &[("X-User-Role", "admin")],
             "azure",
@@ -152,10 +170,18 @@ fn each_rule_is_reached_by_its_headers() {
         (&[("X-Tenant", "nobody")], "local", "7", ""),
     ];
     for (headers, endpoint, rule, target) in cases {
-        let model = if *endpoint == "azure" { "gpt-4o" } else { "auto" };
+        let model = if *endpoint == "azure" {
+            "gpt-4o"
+        } else {
+            "auto"
+        };
         let r = chat(s.router.addr, model, headers);
         assert_eq!(r.status, 200, "{headers:?}: {}", r.text());
-        assert_eq!(r.route(), ((*endpoint).to_owned(), (*rule).to_owned()), "{headers:?}");
+        assert_eq!(
+            r.route(),
+            ((*endpoint).to_owned(), (*rule).to_owned()),
+            "{headers:?}"
+        );
         assert!(r.header("x-request-id").is_some());
         if !target.is_empty() {
             let last = mock_requests(&s.mock).pop().unwrap();
@@ -166,7 +192,10 @@ fn each_rule_is_reached_by_its_headers() {
     let r = chat(
         s.router.addr,
         "auto",
-        &[("X-Latency-Budget-Ms", "10"), ("Authorization", "Bearer client-key")],
+        &[
+            ("X-Latency-Budget-Ms", "10"),
+            ("Authorization", "Bearer client-key"),
+        ],
     );
     assert_eq!(r.status, 200);
     let seen = mock_requests(&s.mock).pop().unwrap();
@@ -212,7 +241,8 @@ fn auto_is_rewritten_and_everything_else_forwarded_byte_for_byte() {
     assert_eq!(r.header("x-request-id"), Some("req-123"));
     assert_eq!(r.json()["model"], "llama-70b");
     let seen = mock_requests(&s.mock).pop().unwrap();
-    let expected = String::from_utf8_lossy(body).replace(r#""model":"auto""#, r#""model":"llama-70b""#);
+    let expected =
+        String::from_utf8_lossy(body).replace(r#""model":"auto""#, r#""model":"llama-70b""#);
     assert_eq!(seen["body"].as_str().unwrap(), expected);
 
     // A pinned model the endpoint serves is forwarded unchanged.
@@ -228,7 +258,12 @@ fn auto_is_rewritten_and_everything_else_forwarded_byte_for_byte() {
     let r = chat(s.router.addr, "gpt-4o", &[("X-Latency-Budget-Ms", "5")]);
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "model_not_found");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("`gpt-4o`"));
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`gpt-4o`")
+    );
     // Not on the tenant's allowlist: 403 naming it.
     let r = chat(s.router.addr, "gpt-4o", &[("X-Tenant", "acme")]);
     assert_eq!(r.status, 403);
@@ -239,14 +274,29 @@ fn auto_is_rewritten_and_everything_else_forwarded_byte_for_byte() {
 fn bad_bodies_and_headers_are_refused_before_anything_is_sent() {
     let s = setup(&[]);
     let before = mock_requests(&s.mock).len();
-    let cases: &[(&[u8], &[(&str, &str)], u16, &str)] = &[
+    let cases: &[(&[u8], Headers<'_>, u16, &str)] = &[
         (b"{\"model\":\"auto\",", &[], 400, "invalid_json"),
         (b"not json", &[], 400, "invalid_json"),
         (b"{\"model\":\"auto\"}", &[], 400, "missing_messages"),
         (b"{\"messages\":[]}", &[], 400, "bad_request"),
-        (b"{\"model\":\"auto\",\"model\":\"x\",\"messages\":[]}", &[], 400, "invalid_json"),
-        (b"{\"model\":\"auto\",\"messages\":[]}", &[("X-Latency-Budget-Ms", "soon")], 400, "invalid_header"),
-        (b"{\"model\":\"auto\",\"messages\":[]}", &[("X-Cost-Budget-Usd", "-1")], 400, "invalid_header"),
+        (
+            b"{\"model\":\"auto\",\"model\":\"x\",\"messages\":[]}",
+            &[],
+            400,
+            "invalid_json",
+        ),
+        (
+            b"{\"model\":\"auto\",\"messages\":[]}",
+            &[("X-Latency-Budget-Ms", "soon")],
+            400,
+            "invalid_header",
+        ),
+        (
+            b"{\"model\":\"auto\",\"messages\":[]}",
+            &[("X-Cost-Budget-Usd", "-1")],
+            400,
+            "invalid_header",
+        ),
     ];
     for (body, headers, status, code) in cases {
         let mut h = vec![("X-Tenant", "acme")];
@@ -256,7 +306,11 @@ fn bad_bodies_and_headers_are_refused_before_anything_is_sent() {
         assert_eq!(r.error_code(), *code, "{}", r.text());
         assert_eq!(r.json()["error"]["type"], "invalid_request_error");
     }
-    assert_eq!(mock_requests(&s.mock).len(), before, "nothing reached the upstream");
+    assert_eq!(
+        mock_requests(&s.mock).len(),
+        before,
+        "nothing reached the upstream"
+    );
     let r = call(s.router.addr, "GET", "/nope", &[], b"");
     assert_eq!(r.status, 404);
     let r = call(s.router.addr, "GET", "/v1/chat/completions", &[], b"");
@@ -280,7 +334,11 @@ fn streams_are_relayed_chunk_by_chunk() {
     ));
     let (status, headers) = c.read_head().unwrap();
     assert_eq!(status, 200);
-    assert!(headers.iter().any(|(n, v)| n == "content-type" && v.starts_with("text/event-stream")));
+    assert!(
+        headers
+            .iter()
+            .any(|(n, v)| n == "content-type" && v.starts_with("text/event-stream"))
+    );
     let first = c.read_chunk().unwrap();
     let first_at = started.elapsed();
     let mut events = String::from_utf8(first).unwrap();
@@ -289,8 +347,14 @@ fn streams_are_relayed_chunk_by_chunk() {
     }
     let total = started.elapsed();
     // 8 events 300 ms apart: the first must arrive long before the last.
-    assert!(first_at < Duration::from_millis(1000), "first chunk after {first_at:?}");
-    assert!(total >= Duration::from_millis(1800), "whole stream took {total:?}");
+    assert!(
+        first_at < Duration::from_millis(1000),
+        "first chunk after {first_at:?}"
+    );
+    assert!(
+        total >= Duration::from_millis(1800),
+        "whole stream took {total:?}"
+    );
     assert!(events.contains("\"usage\""));
     assert!(events.trim_end().ends_with("data: [DONE]"));
     // The connection is reusable after a stream.
@@ -307,25 +371,40 @@ fn upstream_failures_map_to_502_503_504_and_fallbacks() {
     assert_eq!(r.route(), ("gpu-b".to_owned(), "4".to_owned()));
     // Pinned model only the dead endpoint and the fallback serve: fallback.
     // Slow: past the endpoint's 400 ms timeout.
-    let r = chat(s.router.addr, "auto", &[("X-Tenant", "slow-test"), ("x-mock-latency-ms", "3000")]);
+    let r = chat(
+        s.router.addr,
+        "auto",
+        &[("X-Tenant", "slow-test"), ("x-mock-latency-ms", "3000")],
+    );
     assert_eq!(r.status, 504, "{}", r.text());
     assert_eq!(r.error_code(), "upstream_timeout");
     assert_eq!(r.json()["error"]["type"], "provider_error");
     // Reset and garbage: 502.
     for fault in ["reset", "close", "garbage"] {
-        let r = chat(s.router.addr, "auto", &[("X-Tenant", "acme"), ("x-mock-fault", fault)]);
+        let r = chat(
+            s.router.addr,
+            "auto",
+            &[("X-Tenant", "acme"), ("x-mock-fault", fault)],
+        );
         assert_eq!(r.status, 502, "{fault}: {}", r.text());
         assert_eq!(r.error_code(), "upstream_bad_response", "{fault}");
     }
     // Upstream's own error status is relayed as is.
-    let r = chat(s.router.addr, "auto", &[("X-Tenant", "acme"), ("x-mock-status", "429")]);
+    let r = chat(
+        s.router.addr,
+        "auto",
+        &[("X-Tenant", "acme"), ("x-mock-status", "429")],
+    );
     assert_eq!(r.status, 429);
     // Not served yet: anthropic → 501 naming the type.
     let r = chat(s.router.addr, "auto", &[("X-Tenant", "claude-test")]);
     assert_eq!(r.status, 501, "{}", r.text());
     assert!(r.text().contains("anthropic"));
     // The router is fine afterwards.
-    assert_eq!(chat(s.router.addr, "auto", &[("X-Tenant", "acme")]).status, 200);
+    assert_eq!(
+        chat(s.router.addr, "auto", &[("X-Tenant", "acme")]).status,
+        200
+    );
 }
 
 #[test]
@@ -351,7 +430,11 @@ fn a_stream_cut_midway_ends_with_an_sse_error_event() {
     c.send(&request(
         "POST",
         "/v1/chat/completions",
-        &[("X-Tenant", "acme"), ("x-mock-chunks", "6"), ("x-mock-fault", "drop-after-2")],
+        &[
+            ("X-Tenant", "acme"),
+            ("x-mock-chunks", "6"),
+            ("x-mock-fault", "drop-after-2"),
+        ],
         &chat_body("auto", true),
     ));
     let r = c.read_response().unwrap();
@@ -359,7 +442,10 @@ fn a_stream_cut_midway_ends_with_an_sse_error_event() {
     let text = r.text();
     assert!(text.contains("chat.completion.chunk"), "{text}");
     let last = text.trim_end().rsplit("\n\n").next().unwrap();
-    assert!(last.starts_with("data: {\"error\""), "stream ends with: {last}");
+    assert!(
+        last.starts_with("data: {\"error\""),
+        "stream ends with: {last}"
+    );
     let err: serde_json::Value = serde_json::from_str(last.trim_start_matches("data: ")).unwrap();
     assert_eq!(err["error"]["code"], "upstream_bad_response");
     // A fixed-length body cut short closes the connection rather than completing it.
@@ -396,10 +482,20 @@ fn https_upstream_with_a_private_ca() {
             m.addr.port()
         )
     };
-    compile(&yaml(&format!("    ca_file: {}\n", ca.display())), &table, 1);
+    compile(
+        &yaml(&format!("    ca_file: {}\n", ca.display())),
+        &table,
+        1,
+    );
     let r = router(&["--table", table.to_str().unwrap(), "--cores", "1"]);
     for stream in [false, true] {
-        let resp = call(r.addr, "POST", "/v1/chat/completions", &[], &chat_body("auto", stream));
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            &chat_body("auto", stream),
+        );
         assert_eq!(resp.status, 200, "{}", resp.text());
         assert_eq!(resp.route().0, "secure");
     }
@@ -407,7 +503,13 @@ fn https_upstream_with_a_private_ca() {
     let table2 = dir.path().join("t2.swt");
     compile(&yaml(""), &table2, 1);
     let r2 = router(&["--table", table2.to_str().unwrap(), "--cores", "1"]);
-    let resp = call(r2.addr, "POST", "/v1/chat/completions", &[], &chat_body("auto", false));
+    let resp = call(
+        r2.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("auto", false),
+    );
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert!(resp.text().contains("TLS"), "{}", resp.text());
 }
@@ -462,12 +564,18 @@ fn hot_reload_under_load_fails_no_request() {
     std::fs::write(s.table.with_extension("tmp"), b"SWYTABLE garbage").unwrap();
     std::fs::rename(s.table.with_extension("tmp"), &s.table).unwrap();
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(chat(addr, "auto", &[("X-Tenant", "nobody")]).route().0, "gpu-a");
+    assert_eq!(
+        chat(addr, "auto", &[("X-Tenant", "nobody")]).route().0,
+        "gpu-a"
+    );
     assert!(s.router.log().contains("new table refused"));
     // An older revision is refused too.
     compile(&policy(s.mock.addr, dead_port()), &s.table, 1);
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(chat(addr, "auto", &[("X-Tenant", "nobody")]).route().0, "gpu-a");
+    assert_eq!(
+        chat(addr, "auto", &[("X-Tenant", "nobody")]).route().0,
+        "gpu-a"
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut total = 0;
     let mut seen = std::collections::BTreeSet::new();
@@ -504,7 +612,11 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
     let inflight: Vec<_> = (0..3)
         .map(|_| {
             std::thread::spawn(move || {
-                chat(addr, "auto", &[("X-Tenant", "acme"), ("x-mock-latency-ms", "1500")])
+                chat(
+                    addr,
+                    "auto",
+                    &[("X-Tenant", "acme"), ("x-mock-latency-ms", "1500")],
+                )
             })
         })
         .collect();
@@ -512,20 +624,25 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
     s.router.signal(15);
     std::thread::sleep(Duration::from_millis(300));
     // No new connections are accepted while draining.
-    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-        .map(|mut c| {
-            let _ = c.write_all(&request("GET", "/healthz", &[], b""));
-            let mut b = [0u8; 1];
-            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-            matches!(std::io::Read::read(&mut c, &mut b), Ok(0) | Err(_))
-        })
-        .unwrap_or(true));
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
+            .map(|mut c| {
+                let _ = c.write_all(&request("GET", "/healthz", &[], b""));
+                let mut b = [0u8; 1];
+                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                matches!(std::io::Read::read(&mut c, &mut b), Ok(0) | Err(_))
+            })
+            .unwrap_or(true)
+    );
     for t in inflight {
         let r = t.join().unwrap();
         assert_eq!(r.status, 200, "in-flight request failed: {}", r.text());
         assert_eq!(r.header("connection"), Some("close"));
     }
-    let status = s.router.wait_exit(Duration::from_secs(8)).expect("router did not exit");
+    let status = s
+        .router
+        .wait_exit(Duration::from_secs(8))
+        .expect("router did not exit");
     assert!(status.success(), "{status:?}");
     assert!(s.router.log().contains("switchyard stopped"));
 }

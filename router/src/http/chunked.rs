@@ -21,7 +21,9 @@ pub struct ChunkError(pub &'static str);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// Reading hex digits of a chunk size.
-    Size { digits: u8 },
+    Size {
+        digits: u8,
+    },
     /// After the size: extensions up to CR.
     Extension,
     /// Expecting the LF that ends the size line.
@@ -34,7 +36,9 @@ enum State {
     TrailerStart,
     /// Inside a trailer line.
     Trailer,
-    TrailerLf { blank: bool },
+    TrailerLf {
+        blank: bool,
+    },
     Done,
 }
 

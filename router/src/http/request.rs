@@ -197,9 +197,7 @@ pub fn parse_head(
             let n = parse_content_length(value)
                 .ok_or(HeadError::Malformed("invalid `Content-Length` value"))?;
             if length.is_some_and(|prev| prev != n) {
-                return Err(HeadError::Malformed(
-                    "conflicting `Content-Length` headers",
-                ));
+                return Err(HeadError::Malformed("conflicting `Content-Length` headers"));
             }
             length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {

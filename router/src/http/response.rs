@@ -67,8 +67,7 @@ pub fn parse_response_head(
             value: range_in(buf, h.value),
         });
         if name.eq_ignore_ascii_case(b"content-length") {
-            let n = parse_content_length(value)
-                .ok_or(ResponseError("invalid Content-Length"))?;
+            let n = parse_content_length(value).ok_or(ResponseError("invalid Content-Length"))?;
             if length.is_some_and(|p| p != n) {
                 return Err(ResponseError("conflicting Content-Length headers"));
             }
@@ -105,9 +104,8 @@ pub fn parse_response_head(
     } else {
         BodyFraming::UntilClose
     };
-    let keep_alive = !close
-        && (minor == 1 || keep_alive_token)
-        && framing != BodyFraming::UntilClose;
+    let keep_alive =
+        !close && (minor == 1 || keep_alive_token) && framing != BodyFraming::UntilClose;
     Ok(Some(ResponseHead {
         status,
         len,
@@ -158,7 +156,9 @@ mod tests {
             assert_eq!(parse(&full[..cut]), Ok(None));
         }
         assert!(parse(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
-        assert!(parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err());
+        assert!(
+            parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err()
+        );
         assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
         assert!(parse_response_head(&[b'a'; 100], 50, &mut Vec::new()).is_err());
     }

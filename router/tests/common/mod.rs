@@ -1,7 +1,14 @@
 //! End-to-end harness: the real `switchyard` and `mock-upstream` binaries on port 0, policies
 //! compiled by the compiler library into temporary tables, and a small independent HTTP/1.1
 //! client (written here, not the router's parser) to talk to them over real sockets.
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness; each test binary uses a different part of it"
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -65,7 +72,11 @@ impl Proc {
     }
 }
 
-fn collect(stream: impl Read + Send + 'static, log: Arc<Mutex<String>>, tx: std::sync::mpsc::Sender<String>) {
+fn collect(
+    stream: impl Read + Send + 'static,
+    log: Arc<Mutex<String>>,
+    tx: std::sync::mpsc::Sender<String>,
+) {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
@@ -100,11 +111,18 @@ pub fn router(args: &[&str]) -> Proc {
 
 pub fn router_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(binary("switchyard"));
-    cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json", "--log", "info"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--log",
+        "info",
+    ])
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -184,9 +202,9 @@ impl Response {
 
     /// The `x-switchyard-route` endpoint and rule.
     pub fn route(&self) -> (String, String) {
-        let v = self.header("x-switchyard-route").unwrap_or_else(|| {
-            panic!("no x-switchyard-route header: {:?}", self.headers)
-        });
+        let v = self
+            .header("x-switchyard-route")
+            .unwrap_or_else(|| panic!("no x-switchyard-route header: {:?}", self.headers));
         let field = |k: &str| {
             v.split(';')
                 .map(str::trim)
@@ -199,7 +217,10 @@ impl Response {
 
     /// The OpenAI error code.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 }
 
@@ -212,7 +233,9 @@ pub struct Conn {
 impl Conn {
     pub fn open(addr: SocketAddr) -> Self {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Self {
             stream,
@@ -328,7 +351,9 @@ impl Conn {
         self.stream.set_read_timeout(Some(wait)).unwrap();
         let mut b = [0u8; 1];
         let closed = matches!(self.stream.read(&mut b), Ok(0) | Err(_));
-        self.stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        self.stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         closed
     }
 }
@@ -348,7 +373,13 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) 
 }
 
 /// One request on a fresh connection.
-pub fn call(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+pub fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
     let mut c = Conn::open(addr);
     c.send(&request(method, path, headers, body));
     c.read_response().expect("server closed without answering")
@@ -368,7 +399,13 @@ pub fn chat_body(model: &str, stream: bool) -> Vec<u8> {
 
 /// POST /v1/chat/completions with `headers`.
 pub fn chat(addr: SocketAddr, model: &str, headers: &[(&str, &str)]) -> Response {
-    call(addr, "POST", "/v1/chat/completions", headers, &chat_body(model, false))
+    call(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        headers,
+        &chat_body(model, false),
+    )
 }
 
 /// The requests the mock upstream received.

@@ -41,7 +41,10 @@ use switchyard::http::request::{Framing, Limits, parse_head};
 use switchyard::json::write_json_string;
 
 #[derive(Debug, Parser)]
-#[command(name = "mock-upstream", about = "OpenAI-compatible mock upstream for tests and benchmarks")]
+#[command(
+    name = "mock-upstream",
+    about = "OpenAI-compatible mock upstream for tests and benchmarks"
+)]
 struct Args {
     /// Address to listen on; port 0 picks one (printed on stdout as `listening on ADDR`).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -162,17 +165,17 @@ fn tls_config(ca_out: &PathBuf) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "switchyard mock-upstream test CA");
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "switchyard mock-upstream test CA",
+    );
     let ca_cert = ca_params.self_signed(&ca_key)?;
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
 
     let leaf_key = KeyPair::generate()?;
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()])?;
-    leaf.subject_alt_names.push(SanType::IpAddress(
-        std::net::IpAddr::from([127, 0, 0, 1]),
-    ));
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(std::net::IpAddr::from([127, 0, 0, 1])));
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer)?;
     std::fs::write(ca_out, ca_cert.pem())
         .with_context(|| format!("cannot write {}", ca_out.display()))?;
@@ -232,7 +235,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let (body, consumed) = match head.framing {
             Framing::Empty => (Vec::new(), head.len),
             Framing::Length(n) => {
-                let need = head.len + n as usize;
+                let need = head.len + usize::try_from(n).unwrap_or(usize::MAX);
                 if need > buf.len() {
                     buf.resize(need, 0);
                 }
@@ -297,7 +300,10 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 return;
             }
         } else if target == "/healthz" {
-            if s.write_all(&response(200, "text/plain", b"ok", None)).await.is_err() {
+            if s.write_all(&response(200, "text/plain", b"ok", None))
+                .await
+                .is_err()
+            {
                 return;
             }
         } else {
@@ -358,7 +364,9 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
     if plan.status >= 400 {
         let mut err = Vec::new();
         err.extend_from_slice(b"{\"error\":{\"message\":\"mock upstream error\",\"type\":\"server_error\",\"param\":null,\"code\":\"mock_status\"}}");
-        let _ = s.write_all(&response(plan.status, "application/json", &err, None)).await;
+        let _ = s
+            .write_all(&response(plan.status, "application/json", &err, None))
+            .await;
         return s.flush().await.is_ok();
     }
     let piece = "x".repeat(plan.chunk_bytes);
@@ -366,7 +374,9 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         let mut b = Vec::new();
         b.extend_from_slice(b"{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":");
         write_json_string(&mut b, &model);
-        b.extend_from_slice(b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        b.extend_from_slice(
+            b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
+        );
         write_json_string(&mut b, &piece.repeat(plan.chunks));
         b.extend_from_slice(b"},\"finish_reason\":\"stop\"}],");
         b.extend_from_slice(
@@ -383,7 +393,9 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
             let _ = s.flush().await;
             return false;
         }
-        let _ = s.write_all(&response(200, "application/json", &b, None)).await;
+        let _ = s
+            .write_all(&response(200, "application/json", &b, None))
+            .await;
         return s.flush().await.is_ok();
     }
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
@@ -446,7 +458,10 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
 /// Makes the next close send RST (SO_LINGER 0); over TLS the close is plain.
 fn reset(fd: Option<i32>) {
     if let Some(fd) = fd {
-        #[expect(unsafe_code, reason = "SO_LINGER on a socket glommio owns; no safe accessor")]
+        #[expect(
+            unsafe_code,
+            reason = "SO_LINGER on a socket glommio owns; no safe accessor"
+        )]
         // SAFETY: `fd` is the raw descriptor of a TcpStream that is alive for this whole
         // call (the caller holds it); the borrow does not outlive it and does not close it.
         let sock = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
