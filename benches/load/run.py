@@ -1,0 +1,254 @@
+#!/usr/bin/env python3
+"""Load benchmark: mock upstream direct vs nginx vs switchyard in front of it, in one run.
+
+    benches/load/run.py [--duration 10] [--connections 64] [--out results.json]
+
+Installs wrk and nginx from Debian when missing (root), builds the release binaries, then for
+each body (JSON, streaming SSE) measures, with wrk (one thread) and the mock upstream pinned
+to CPU 0 and the proxy under test (one worker / one core) pinned to CPU 1:
+
+  * throughput at --connections: requests/s, p50/p90/p99 latency, proxy CPU time per request
+    (utime+stime from /proc of every proxy process, divided by requests);
+  * latency at concurrency 1: p50/p90/p99, and the p50 added over the direct run.
+
+Every run must return only 2xx answers, or the harness fails. The request body is a ~1 KB
+OpenAI chat request (`model: auto`, which switchyard rewrites to the endpoint's model).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TARGET = os.path.join(ROOT, "target", "release")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def ensure_tools():
+    missing = [t for t in ("wrk", "nginx", "taskset") if shutil.which(t) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        sys.exit(f"missing {missing}: install them (Debian: apt-get install wrk nginx util-linux)")
+    print(f"installing {missing} with apt-get", flush=True)
+    sh("apt-get", "install", "-y", "-qq", "wrk", "nginx", "util-linux")
+
+
+def build():
+    print("building release binaries", flush=True)
+    sh("cargo", "build", "--release", "--locked", "--bin", "switchyard", "--bin", "mock-upstream",
+       "--bin", "policyc", cwd=ROOT)
+
+
+def body(stream):
+    filler = ("You are a careful assistant that answers questions about routing policies. " * 10)[:760]
+    return json.dumps({
+        "model": "auto",
+        "messages": [
+            {"role": "system", "content": filler},
+            {"role": "user", "content": "Summarise the routing decision for tenant acme in one line."},
+        ],
+        "max_tokens": 256,
+        "temperature": 0.2,
+        "stream": stream,
+    })
+
+
+def start(cmd, cpu, ready_pattern=None, stream="stderr"):
+    p = subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    if ready_pattern is None:
+        return p, None
+    src = p.stderr if stream == "stderr" else p.stdout
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        line = src.readline()
+        if not line:
+            break
+        m = re.search(ready_pattern, line)
+        if m:
+            return p, m.group(1)
+    p.kill()
+    sys.exit(f"{cmd[0]} did not start: {p.stderr.read() if stream == 'stdout' else ''}")
+
+
+def cpu_seconds(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except FileNotFoundError:
+            pass
+    return total / CLK_TCK
+
+
+def children(pid):
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def wrk(url, body_file, connections, duration):
+    script = os.path.join(os.path.dirname(body_file), "post.lua")
+    with open(script, "w") as f:
+        f.write(f'wrk.method = "POST"\n'
+                f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
+                f'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.headers["X-Tenant"] = "bench"\n')
+    out = subprocess.run(["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+                          "--latency", "-s", script, url], capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out or "Socket errors" in out and re.search(r"(connect|read|write|timeout) [1-9]", out):
+        sys.exit(f"wrk saw errors against {url}:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+
+    def pct(p):
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v * {"us": 1, "ms": 1000, "s": 1_000_000}[unit]
+
+    return {"rps": rps, "requests": total, "p50_us": pct(50), "p90_us": pct(90), "p99_us": pct(99)}
+
+
+def measure(name, url, pids, body_file, args):
+    before = cpu_seconds(pids)
+    load = wrk(url, body_file, args.connections, args.duration)
+    used = cpu_seconds(pids) - before
+    load["cpu_us_per_req"] = used / load["requests"] * 1e6 if pids else None
+    one = wrk(url, body_file, 1, args.duration)
+    return {"target": name, "load": load, "c1": one}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    if os.cpu_count() < 2:
+        sys.exit("needs 2 CPUs: load generator and mock on CPU 0, proxy on CPU 1")
+    ensure_tools()
+    build()
+    tmp = tempfile.mkdtemp(prefix="swy-bench-")
+    procs = []
+    try:
+        mock, mock_addr = start([os.path.join(TARGET, "mock-upstream"), "--listen", "127.0.0.1:0",
+                                 "--chunks", "16", "--chunk-bytes", "24"], 0,
+                                r"listening on http://(\S+)", stream="stdout")
+        procs.append(mock)
+        policy = os.path.join(tmp, "bench.yaml")
+        with open(policy, "w") as f:
+            f.write(f"""version: v1
+endpoints:
+  - id: bench-upstream
+    type: vllm
+    url: http://{mock_addr}/v1
+    transport: privatelink
+    models: [bench-model]
+rules:
+  - default:
+      route_to: bench-upstream
+""")
+        table = os.path.join(tmp, "bench.swt")
+        sh(os.path.join(TARGET, "policyc"), "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
+        sy, sy_addr = start([os.path.join(TARGET, "switchyard"), "--table", table, "--listen", "127.0.0.1:0",
+                             "--cores", "1", "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, "data")],
+                            1, r"listening on http://(\S+?)\"")
+        procs.append(sy)
+        nginx_conf = os.path.join(tmp, "nginx.conf")
+        nginx_port = 18000 + os.getpid() % 1000
+        with open(nginx_conf, "w") as f:
+            f.write(f"""worker_processes 1;
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    client_body_buffer_size 64k;
+    upstream mock {{ server {mock_addr}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{nginx_port};
+        location / {{
+            proxy_pass http://mock;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+""")
+        ng = subprocess.Popen(["taskset", "-c", "1", "nginx", "-c", nginx_conf, "-p", tmp],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(ng)
+        time.sleep(1.0)
+        if ng.poll() is not None:
+            sys.exit(f"nginx failed: {ng.stderr.read().decode()}")
+        ng_pids = [ng.pid] + children(ng.pid)
+
+        results = []
+        for stream in (False, True):
+            kind = "stream" if stream else "json"
+            body_file = os.path.join(tmp, f"body-{kind}.json")
+            with open(body_file, "w") as f:
+                f.write(body(stream))
+            for name, url, pids in (
+                ("direct", f"http://{mock_addr}/v1/chat/completions", []),
+                ("nginx", f"http://127.0.0.1:{nginx_port}/v1/chat/completions", ng_pids),
+                ("switchyard", f"http://{sy_addr}/v1/chat/completions", [sy.pid]),
+            ):
+                print(f"{kind:6} {name:10} ...", flush=True)
+                r = measure(name, url, pids, body_file, args)
+                r["body"] = kind
+                results.append(r)
+        report(results, args)
+        if args.out:
+            with open(args.out, "w") as f:
+                json.dump(results, f, indent=2)
+    finally:
+        for p in procs:
+            try:
+                p.send_signal(signal.SIGTERM)
+                p.wait(timeout=5)
+            except Exception:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(results, args):
+    print(f"\n{args.connections} connections, {args.duration} s per run; c=1 rows: one connection\n")
+    print("| body | target | req/s | p50 µs | p90 µs | p99 µs | proxy CPU µs/req | c=1 p50 µs | c=1 p99 µs | added c=1 p50 µs |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for kind in ("json", "stream"):
+        rows = [r for r in results if r["body"] == kind]
+        direct = next(r for r in rows if r["target"] == "direct")
+        for r in rows:
+            l, c = r["load"], r["c1"]
+            cpu = f"{l['cpu_us_per_req']:.1f}" if l["cpu_us_per_req"] is not None else "—"
+            added = "—" if r is direct else f"{c['p50_us'] - direct['c1']['p50_us']:.0f}"
+            print(f"| {kind} | {r['target']} | {l['rps']:.0f} | {l['p50_us']:.0f} | {l['p90_us']:.0f} | "
+                  f"{l['p99_us']:.0f} | {cpu} | {c['p50_us']:.0f} | {c['p99_us']:.0f} | {added} |")
+    for kind in ("json", "stream"):
+        rows = {r["target"]: r for r in results if r["body"] == kind}
+        ratio = rows["switchyard"]["load"]["rps"] / rows["nginx"]["load"]["rps"]
+        print(f"\n{kind}: switchyard / nginx throughput = {ratio:.2f}x; CPU/req "
+              f"{rows['switchyard']['load']['cpu_us_per_req']:.1f} vs {rows['nginx']['load']['cpu_us_per_req']:.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
