@@ -42,6 +42,15 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
             let body = models(core);
             json(core, req, client, 200, &body)
         }
+        #[cfg(debug_assertions)]
+        b"/__switchyard/panic" if get && fault_injection() => {
+            // Test-only (debug builds, SWITCHYARD_FAULT_INJECTION=1): proves a panicking
+            // connection task takes down only its connection.
+            #[expect(clippy::panic, reason = "fault injection for the isolation test")]
+            {
+                panic!("fault injection: panic requested on /__switchyard/panic");
+            }
+        }
         b"/metrics" if get => {
             let text = metrics(core);
             simple(
@@ -75,6 +84,11 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
         return Next::Close;
     }
     next
+}
+
+#[cfg(debug_assertions)]
+fn fault_injection() -> bool {
+    std::env::var_os("SWITCHYARD_FAULT_INJECTION").is_some_and(|v| v == "1")
 }
 
 /// The request's id: the client's `X-Request-Id` when usable, else a generated one.

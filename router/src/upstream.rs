@@ -90,6 +90,45 @@ struct Idle {
     since: Instant,
 }
 
+/// A buffer borrowed from the core's free list and returned on drop, so the relay does not
+/// allocate (and zero) its buffers per request.
+struct Scratch<'p> {
+    pool: &'p Pool,
+    buf: Vec<u8>,
+}
+
+impl<'p> Scratch<'p> {
+    fn take(pool: &'p Pool, capacity: usize) -> Self {
+        let mut buf = pool.scratch.borrow_mut().pop().unwrap_or_default();
+        buf.reserve(capacity.saturating_sub(buf.len()));
+        Self { pool, buf }
+    }
+}
+
+impl std::ops::Deref for Scratch<'_> {
+    type Target = Vec<u8>;
+    fn deref(&self) -> &Vec<u8> {
+        &self.buf
+    }
+}
+
+impl std::ops::DerefMut for Scratch<'_> {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+}
+
+impl Drop for Scratch<'_> {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        // Keep a few ordinary-sized buffers; let unusual ones go.
+        let mut free = self.pool.scratch.borrow_mut();
+        if free.len() < 64 && buf.capacity() <= 4 * READ_BUFFER {
+            free.push(buf);
+        }
+    }
+}
+
 /// Resolved addresses by (host, port), with when they were resolved.
 type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
 
@@ -97,6 +136,7 @@ type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
 pub struct Pool {
     idle: RefCell<HashMap<String, Vec<Idle>>>,
     dns: RefCell<DnsCache>,
+    scratch: RefCell<Vec<Vec<u8>>>,
     max_idle: usize,
     connect_timeout: Duration,
 }
@@ -115,6 +155,7 @@ impl Pool {
         Self {
             idle: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
+            scratch: RefCell::new(Vec::new()),
             max_idle: config.upstream_idle_per_endpoint,
             connect_timeout: config.connect_timeout,
         }
@@ -242,11 +283,15 @@ pub async fn forward(
     client: &mut Client<'_>,
 ) -> Result<Next, Error> {
     let core = x.core;
-    let mut wire = Vec::with_capacity(768 + x.body.len());
+    let mut wire = Scratch::take(&core.pool, 768 + x.body.len());
+    wire.clear();
     request_head(x, up, &mut wire);
     wire.extend_from_slice(x.body);
 
-    let mut rbuf = vec![0u8; READ_BUFFER];
+    let mut rbuf = Scratch::take(&core.pool, READ_BUFFER);
+    if rbuf.len() < READ_BUFFER {
+        rbuf.resize(READ_BUFFER, 0);
+    }
     let mut headers = Vec::new();
     let (mut conn, mut reused) = match core.pool.checkout(&up.pool_key) {
         Some(c) => (c, true),

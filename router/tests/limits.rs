@@ -338,3 +338,26 @@ fn garbage_never_takes_the_router_down() {
     let metrics = call(p.addr, "GET", "/metrics", &[], b"").text();
     assert!(metrics.contains("switchyard_panics_total 0"), "{metrics}");
 }
+
+#[test]
+fn a_panicking_connection_does_not_take_the_core_down() {
+    let p = router_env(&["--cores", "1"], &[("SWITCHYARD_FAULT_INJECTION", "1")]);
+    // Keep one healthy keep-alive connection open across the panic.
+    let mut healthy = Conn::open(p.addr);
+    healthy.send(&request("GET", "/healthz", &[], b""));
+    assert_eq!(healthy.read_response().unwrap().status, 200);
+    for _ in 0..3 {
+        let mut c = Conn::open(p.addr);
+        c.send(&request("GET", "/__switchyard/panic", &[], b""));
+        assert!(
+            c.read_response().is_none(),
+            "the panicking connection is dropped"
+        );
+    }
+    healthy.send(&request("GET", "/healthz", &[], b""));
+    assert_eq!(healthy.read_response().unwrap().status, 200);
+    still_serving(&p);
+    let metrics = call(p.addr, "GET", "/metrics", &[], b"").text();
+    assert!(metrics.contains("switchyard_panics_total 3"), "{metrics}");
+    assert!(p.log().contains("connection task panicked"));
+}
