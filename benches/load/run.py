@@ -45,10 +45,10 @@ def ensure_tools():
     sh("apt-get", "install", "-y", "-qq", "wrk", "nginx", "util-linux")
 
 
-def build():
+def build(locked):
     print("building release binaries", flush=True)
-    sh("cargo", "build", "--release", "--locked", "--bin", "switchyard", "--bin", "mock-upstream",
-       "--bin", "policyc", cwd=ROOT)
+    sh("cargo", "build", "--release", *(["--locked"] if locked else []), "--bin", "switchyard",
+       "--bin", "mock-upstream", "--bin", "policyc", cwd=ROOT)
 
 
 def body(stream):
@@ -136,11 +136,13 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--no-locked", action="store_true",
+                    help="build without --locked (experiments with a [patch] override)")
     args = ap.parse_args()
     if os.cpu_count() < 2:
         sys.exit("needs 2 CPUs: load generator and mock on CPU 0, proxy on CPU 1")
     ensure_tools()
-    build()
+    build(not args.no_locked)
     tmp = tempfile.mkdtemp(prefix="swy-bench-")
     procs = []
     try:
