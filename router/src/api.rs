@@ -62,6 +62,13 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                 text.as_bytes(),
             )
         }
+        b"/v1/messages" => {
+            let err = Error::new(
+                ErrorKind::NotImplemented,
+                "the Anthropic Messages API (`POST /v1/messages`) is not served yet; use `POST /v1/chat/completions`",
+            );
+            error(core, req, client, &err)
+        }
         b"/v1/chat/completions" | b"/v1/route" | b"/healthz" | b"/v1/models" | b"/metrics" => {
             let err = Error::new(
                 ErrorKind::MethodNotAllowed,

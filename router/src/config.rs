@@ -26,6 +26,10 @@ pub struct Args {
     /// Executors (one thread and listener per core). Default: every CPU this process may use.
     #[arg(long, env = "SWITCHYARD_CORES")]
     pub cores: Option<usize>,
+    /// Do not pin executors to CPUs (by default executor i runs on the i-th CPU this
+    /// process may use, when there are enough of them).
+    #[arg(long, env = "SWITCHYARD_NO_PIN")]
+    pub no_pin: bool,
     /// Directory for the router's state (audit shards, admin data).
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
     pub data_dir: PathBuf,
@@ -103,6 +107,7 @@ pub struct Config {
     pub table: Option<PathBuf>,
     pub listen: SocketAddr,
     pub cores: usize,
+    pub pin: bool,
     pub data_dir: PathBuf,
     pub limits: Limits,
     pub max_connections_per_core: usize,
@@ -174,6 +179,7 @@ impl Args {
             table: self.table.clone(),
             listen: self.listen,
             cores,
+            pin: !self.no_pin,
             data_dir: self.data_dir.clone(),
             limits: Limits {
                 max_head_bytes: self.max_header_bytes,

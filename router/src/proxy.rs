@@ -68,6 +68,18 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
         Ok(a) => a,
         Err(e) => return api::error_routed(core, req, client, &e, &none),
     };
+    if let Some(coding) = req.header(b"content-encoding")
+        && !coding.eq_ignore_ascii_case(b"identity")
+    {
+        let err = Error::new(
+            ErrorKind::UnsupportedMediaType,
+            format!(
+                "request bodies with `Content-Encoding: {}` are not accepted; send the JSON uncompressed",
+                String::from_utf8_lossy(coding)
+            ),
+        );
+        return api::error_routed(core, req, client, &err, &none);
+    }
     let fields = match json::scan(req.body) {
         Ok(f) => f,
         Err(e) => {

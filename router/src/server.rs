@@ -176,17 +176,23 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         config.table.is_some(),
     )?;
 
+    let cpus = allowed_cpus();
+    let placement = |id: usize| match cpus.get(id) {
+        Some(&cpu) if config.pin && config.cores <= cpus.len() => Placement::Fixed(cpu),
+        _ => Placement::Unbound,
+    };
     // Core 0 binds first so that port 0 resolves to one port every core then shares.
     let mut handles = Vec::with_capacity(config.cores);
-    let (first_handle, addr) = spawn_core(0, &shared, config.listen)?;
+    let (first_handle, addr) = spawn_core(0, &shared, config.listen, placement(0))?;
     handles.push(first_handle);
     for id in 1..config.cores {
-        let (h, _) = spawn_core(id, &shared, addr)?;
+        let (h, _) = spawn_core(id, &shared, addr, placement(id))?;
         handles.push(h);
     }
     tracing::info!(
         addr = %addr,
         cores = config.cores,
+        pinned = config.pin && config.cores <= cpus.len(),
         "switchyard listening on http://{addr}"
     );
 
@@ -276,15 +282,45 @@ fn spawn_signal_thread(
     Ok(())
 }
 
+/// The CPUs this process may run on (its affinity mask, which `taskset` or a cgroup may have
+/// narrowed), from `/proc/self/status`. Empty if unknown.
+fn allowed_cpus() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(list) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+    else {
+        return Vec::new();
+    };
+    parse_cpu_list(list.trim())
+}
+
+/// Parses a kernel CPU list (`0-3,8,10-11`).
+fn parse_cpu_list(list: &str) -> Vec<usize> {
+    let mut cpus = Vec::new();
+    for part in list.split(',').filter(|p| !p.is_empty()) {
+        let range = match part.split_once('-') {
+            Some((a, b)) => a.trim().parse::<usize>().ok().zip(b.trim().parse().ok()),
+            None => part.trim().parse().ok().map(|c| (c, c)),
+        };
+        match range {
+            Some((a, b)) if a <= b && b - a < 4096 => cpus.extend(a..=b),
+            _ => return Vec::new(),
+        }
+    }
+    cpus
+}
+
 /// Starts core `id` listening on `addr`; returns its thread and the bound address.
 fn spawn_core(
     id: usize,
     shared: &Arc<Shared>,
     addr: SocketAddr,
+    placement: Placement,
 ) -> anyhow::Result<(std::thread::JoinHandle<()>, SocketAddr)> {
     let (tx, rx) = mpsc::channel();
     let shared = Arc::clone(shared);
-    let builder = LocalExecutorBuilder::new(Placement::Unbound)
+    let builder = LocalExecutorBuilder::new(placement)
         .name(&format!("core-{id}"))
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1));
     let handle = builder
@@ -375,5 +411,18 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
     drop(listener);
     while core.connections.get() > 0 {
         glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cpu_list;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,8,10-11"), vec![0, 1, 2, 3, 8, 10, 11]);
+        assert_eq!(parse_cpu_list("1"), vec![1]);
+        assert_eq!(parse_cpu_list("x"), Vec::<usize>::new());
+        assert_eq!(parse_cpu_list("3-1"), Vec::<usize>::new());
     }
 }

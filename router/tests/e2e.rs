@@ -646,3 +646,52 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
     assert!(status.success(), "{status:?}");
     assert!(s.router.log().contains("switchyard stopped"));
 }
+
+#[test]
+fn default_deny_names_the_rule_and_other_paths_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    let yaml = "version: v1\nendpoints:\n  - id: local\n    type: mock\n    models: [m1, m2]\n    default_model: m2\nrules:\n  - name: only-acme\n    match:\n      tenant: acme\n    route_to: local\n  - default: deny\n";
+    compile(yaml, &table, 3);
+    let r = router(&["--table", table.to_str().unwrap(), "--cores", "1"]);
+    let denied = chat(r.addr, "auto", &[("X-Tenant", "other")]);
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert_eq!(denied.error_code(), "policy_denied");
+    assert_eq!(denied.json()["error"]["type"], "access_denied");
+    assert!(
+        denied.text().contains("default rule (rule 1)"),
+        "{}",
+        denied.text()
+    );
+    assert_eq!(denied.route(), ("none".to_owned(), "1".to_owned()));
+    let ok = chat(r.addr, "auto", &[("X-Tenant", "acme")]);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.json()["model"], "m2");
+    assert_eq!(ok.route(), ("local".to_owned(), "0".to_owned()));
+
+    let models = call(r.addr, "GET", "/v1/models", &[], b"").json();
+    assert_eq!(models["object"], "list");
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["m1", "m2"]);
+    let health = call(r.addr, "GET", "/healthz", &[], b"").json();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["revision"], 3);
+
+    let messages = call(r.addr, "POST", "/v1/messages", &[], b"{}");
+    assert_eq!(messages.status, 501);
+    assert!(messages.text().contains("/v1/messages"));
+    let gz = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Content-Encoding", "gzip"), ("X-Tenant", "acme")],
+        &chat_body("auto", false),
+    );
+    assert_eq!(gz.status, 415);
+    assert_eq!(gz.error_code(), "unsupported_content_encoding");
+}

@@ -63,6 +63,11 @@ fn refused(p: &Proc, raw: &[u8], status: u16) {
     );
     assert!(v["error"]["type"].is_string() && v["error"]["code"].is_string());
     assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.route(), ("none".to_owned(), "none".to_owned()));
+    assert!(
+        r.header("x-request-id")
+            .is_some_and(|id| id.starts_with("swy-"))
+    );
     assert!(c.is_closed(Duration::from_secs(3)));
 }
 
