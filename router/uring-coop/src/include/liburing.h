@@ -1,0 +1,2 @@
+/* Forwards to glommio's liburing header (see ../../README.md). */
+#include <liburing_real/include/liburing.h>

@@ -1,0 +1,2 @@
+/* glommio's liburing setup.c, unchanged (see ../README.md). */
+#include <liburing_real/setup.c>
