@@ -8,7 +8,6 @@
 //! | `/metrics` | GET | Prometheus counters |
 
 use std::fmt::Write as _;
-use std::sync::atomic::Ordering;
 
 use crate::conn::{Client, Next, Request};
 use crate::error::{Error, ErrorKind};
@@ -131,7 +130,7 @@ fn simple(
     content_type: &str,
     body: &[u8],
 ) -> Next {
-    core.shared.metrics.count_status(status);
+    core.metrics().count_status(status);
     let id = request_id(core, req);
     let body = if req.head.method == Method::Head {
         &[][..]
@@ -164,7 +163,7 @@ pub fn error_routed(
     err: &Error,
     route: &RouteReport<'_>,
 ) -> Next {
-    core.shared.metrics.count_status(err.kind.status());
+    core.metrics().count_status(err.kind.status());
     let id = request_id(core, req);
     tracing::debug!(
         request_id = id.as_str(),
@@ -198,65 +197,58 @@ fn models(core: &Core) -> serde_json::Value {
 }
 
 fn metrics(core: &Core) -> String {
-    let m = &core.shared.metrics;
+    let shared = &core.shared;
     let loaded = core.table();
     let mut s = String::new();
-    let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
+    let mut metric = |name: &str, help: &str, kind: &str, v: u64| {
         let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     };
-    counter(
+    metric(
         "switchyard_requests_total",
         "Requests whose head was read.",
         "counter",
-        m.requests.load(Ordering::Relaxed),
+        shared.sum(|m| &m.requests),
     );
-    let _ = writeln!(
-        s,
-        "# HELP switchyard_responses_total Responses by status class.\n# TYPE switchyard_responses_total counter"
-    );
-    for (class, v) in [
-        ("2xx", &m.responses_2xx),
-        ("4xx", &m.responses_4xx),
-        ("5xx", &m.responses_5xx),
-    ] {
-        let _ = writeln!(
-            s,
-            "switchyard_responses_total{{class=\"{class}\"}} {}",
-            v.load(Ordering::Relaxed)
-        );
-    }
-    let mut counter = |name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-    };
-    counter(
+    metric(
         "switchyard_upstream_errors_total",
         "Upstream connect, reset, timeout and protocol errors.",
         "counter",
-        m.upstream_errors.load(Ordering::Relaxed),
+        shared.sum(|m| &m.upstream_errors),
     );
-    counter(
+    metric(
         "switchyard_connections",
         "Open client connections.",
         "gauge",
-        m.connections.load(Ordering::Relaxed),
+        shared.sum(|m| &m.connections),
     );
-    counter(
+    metric(
         "switchyard_connections_refused_total",
         "Connections refused over the per-core limit.",
         "counter",
-        m.connections_refused.load(Ordering::Relaxed),
+        shared.sum(|m| &m.connections_refused),
     );
-    counter(
+    metric(
         "switchyard_panics_total",
         "Connection tasks that panicked (each dropped its connection only).",
         "counter",
-        m.panics.load(Ordering::Relaxed),
+        shared.sum(|m| &m.panics),
     );
-    counter(
+    metric(
         "switchyard_table_revision",
         "Revision of the table being served.",
         "gauge",
         loaded.table().revision(),
     );
+    let _ = writeln!(
+        s,
+        "# HELP switchyard_responses_total Responses by status class.\n# TYPE switchyard_responses_total counter"
+    );
+    for (class, total) in [
+        ("2xx", shared.sum(|m| &m.responses_2xx)),
+        ("4xx", shared.sum(|m| &m.responses_4xx)),
+        ("5xx", shared.sum(|m| &m.responses_5xx)),
+    ] {
+        let _ = writeln!(s, "switchyard_responses_total{{class=\"{class}\"}} {total}");
+    }
     s
 }

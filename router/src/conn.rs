@@ -134,8 +134,7 @@ pub async fn serve(stream: TcpStream, core: &Core) {
             Read::Gone => return,
             Read::Refuse(err) => return c.refuse(core, &err).await,
         };
-        core.shared
-            .metrics
+        core.metrics()
             .requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let consumed = match c.read_body(core, &head).await {
@@ -192,8 +191,11 @@ impl Conn {
     async fn read_head(&mut self, core: &Core) -> Read {
         let cfg = core.config();
         let limits = &cfg.limits;
-        let idle_deadline = Instant::now() + cfg.idle_timeout;
-        let mut head_deadline = (self.filled > 0).then(|| Instant::now() + cfg.head_timeout);
+        // Clocks are read only when the connection has to wait (a pipelined request already
+        // in the buffer needs none).
+        let mut idle_deadline = None;
+        let mut head_deadline = None;
+        let mut pipelined = self.filled > 0;
         loop {
             if self.filled > 0 {
                 match parse_head(
@@ -216,6 +218,11 @@ impl Conn {
                 self.buf.resize((self.buf.len() * 2).min(cap), 0);
             }
             let now = Instant::now();
+            if pipelined {
+                // Part of a request was already buffered: its head clock started then.
+                head_deadline = Some(now + cfg.head_timeout);
+                pipelined = false;
+            }
             let wait = match head_deadline {
                 Some(d) => {
                     if now >= d {
@@ -230,10 +237,11 @@ impl Conn {
                     d - now
                 }
                 None => {
-                    if now >= idle_deadline || core.shutting_down() {
+                    let idle = *idle_deadline.get_or_insert(now + cfg.idle_timeout);
+                    if now >= idle || core.shutting_down() {
                         return Read::Gone;
                     }
-                    (idle_deadline - now).min(IDLE_SLICE)
+                    (idle - now).min(IDLE_SLICE)
                 }
             };
             let _ = self.stream.set_read_timeout(Some(wait));
@@ -256,7 +264,7 @@ impl Conn {
     /// or `None` if the client went away.
     async fn read_body(&mut self, core: &Core, head: &Head) -> Result<Option<usize>, Error> {
         let cfg = core.config();
-        let deadline = Instant::now() + cfg.body_timeout;
+        let mut deadline = None;
         match head.framing {
             Framing::Empty => Ok(Some(head.len)),
             Framing::Length(n) => {
@@ -271,7 +279,8 @@ impl Conn {
                         .await;
                 }
                 while self.filled < need {
-                    if !self.read_more(deadline, cfg.body_timeout).await? {
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + cfg.body_timeout);
+                    if !self.read_more(until, cfg.body_timeout).await? {
                         return Ok(None);
                     }
                 }
@@ -311,7 +320,8 @@ impl Conn {
                     if self.filled == self.buf.len() {
                         self.buf.resize(self.buf.len() * 2, 0);
                     }
-                    if !self.read_more(deadline, cfg.body_timeout).await? {
+                    let until = *deadline.get_or_insert_with(|| Instant::now() + cfg.body_timeout);
+                    if !self.read_more(until, cfg.body_timeout).await? {
                         return Ok(None);
                     }
                 }
@@ -340,7 +350,7 @@ impl Conn {
 
     /// Answers a refused request and closes the connection gracefully.
     async fn refuse(mut self, core: &Core, err: &Error) {
-        core.shared.metrics.count_status(err.kind.status());
+        core.metrics().count_status(err.kind.status());
         tracing::debug!(status = err.kind.status(), error = %err, "request refused");
         let id = RequestId::generate(core.next_request_number());
         self.out.clear();

@@ -375,13 +375,23 @@ impl Cursor<'_> {
         let mut escaped = false;
         loop {
             let rest = self.b.get(self.i..).unwrap_or_default();
-            let Some(at) = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-            else {
-                self.i = self.b.len();
-                return Err(self.err("unterminated string"));
+            // SIMD search for the next quote or backslash, then one vectorisable pass over
+            // the run before it for control characters (which JSON strings may not hold).
+            let Some(at) = memchr::memchr2(b'"', b'\\', rest) else {
+                let bad = rest.iter().position(|&c| c < 0x20);
+                self.i += bad.unwrap_or(rest.len());
+                return Err(if bad.is_some() {
+                    self.err("control character in string")
+                } else {
+                    self.err("unterminated string")
+                });
             };
+            let run = rest.get(..at).unwrap_or_default();
+            if run.iter().fold(false, |any, &c| any | (c < 0x20)) {
+                let bad = run.iter().position(|&c| c < 0x20).unwrap_or(0);
+                self.i += bad;
+                return Err(self.err("control character in string"));
+            }
             self.i += at;
             match self.next() {
                 Some(b'"') => return Ok(escaped),

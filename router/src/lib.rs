@@ -15,6 +15,7 @@ pub mod http;
 pub mod json;
 pub mod mock;
 pub mod proxy;
+pub mod recycle;
 pub mod respond;
 pub mod route;
 pub mod server;

@@ -31,7 +31,7 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> Next {
     let created = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    x.core.shared.metrics.count_status(200);
+    x.core.metrics().count_status(200);
     let report = x.report();
     let out = &mut *client.out;
     let mut body = Vec::with_capacity(1024);

@@ -8,8 +8,6 @@
 //!    before anything reached an upstream (connect refused, missing secret, dialect not
 //!    served) passes the request to the next; any other failure is answered.
 
-use std::borrow::Cow;
-
 use crate::api;
 use crate::conn::{Client, Next, Request};
 use crate::error::{Error, ErrorKind};
@@ -123,19 +121,21 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
 
     let id = api::request_id(core, req);
     let mut last: Option<(Error, &str)> = None;
-    for (index, send_model) in &choice.candidates {
-        let Some(endpoint) = table.endpoint(*index) else {
+    for &(index, send) in &choice.candidates {
+        let send_model = send.as_str(requested);
+        let Some(endpoint) = table.endpoint(index) else {
             continue;
         };
-        let Some(plan) = loaded.plans.get(*index as usize) else {
+        let Some(plan) = loaded.plans.get(index as usize) else {
             continue;
         };
-        let body: Cow<'_, [u8]> = if send_model.as_ref() == requested {
-            Cow::Borrowed(req.body)
+        let mut rewritten = core.pool.bytes.take();
+        let body: &[u8] = if send_model == requested {
+            req.body
         } else {
-            let mut out = Vec::new();
-            json::rewrite_model(req.body, model.span.clone(), send_model, &mut out);
-            Cow::Owned(out)
+            rewritten.clear();
+            json::rewrite_model(req.body, model.span.clone(), send_model, &mut rewritten);
+            &rewritten
         };
         let x = Exchange {
             core,
@@ -145,7 +145,7 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
             endpoint: endpoint.id(),
             model: send_model,
             stream: fields.stream,
-            body: &body,
+            body,
         };
         let result = match plan {
             Plan::Mock => Ok(crate::mock::respond(&x, client).await),

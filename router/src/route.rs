@@ -6,8 +6,6 @@
 //! 3. [`choose`]: evaluate, then resolve `auto` or check a pinned model against each candidate
 //!    (the rule's endpoint, then its fallbacks) and the tenant's allowlist.
 
-use std::borrow::Cow;
-
 use switchyard_table::{Action, Field, Micros, Request, Table};
 
 use crate::error::{Error, ErrorKind};
@@ -154,7 +152,30 @@ pub struct Choice<'t> {
     pub rule_index: u32,
     pub rule_name: &'t str,
     /// Endpoint indices to try in order, each with the model to send it.
-    pub candidates: Vec<(u32, Cow<'t, str>)>,
+    pub candidates: Vec<(u32, SendModel<'t>)>,
+}
+
+/// The model to send an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendModel<'t> {
+    /// The pinned model, unchanged.
+    AsRequested,
+    /// What `auto` resolves to at this endpoint.
+    Resolved(&'t str),
+}
+
+impl<'t> SendModel<'t> {
+    /// The model id, given the requested one.
+    #[must_use]
+    pub fn as_str<'a>(self, requested: &'a str) -> &'a str
+    where
+        't: 'a,
+    {
+        match self {
+            Self::AsRequested => requested,
+            Self::Resolved(m) => m,
+        }
+    }
 }
 
 /// Whether the request asks the policy to pick the model.
@@ -223,13 +244,13 @@ fn choose_inner<'t>(
     }
     let mut candidates = Vec::new();
     for endpoint in rule.endpoint().into_iter().chain(rule.fallback()) {
-        let model: Cow<'t, str> = if auto {
+        let model = if auto {
             match endpoint.default_model() {
-                Some(m) if tenant.as_ref().is_none_or(|t| t.allows(m)) => Cow::Borrowed(m),
+                Some(m) if tenant.as_ref().is_none_or(|t| t.allows(m)) => SendModel::Resolved(m),
                 _ => continue,
             }
         } else if endpoint.serves(requested_model) {
-            Cow::Owned(requested_model.to_owned())
+            SendModel::AsRequested
         } else {
             continue;
         };

@@ -24,8 +24,10 @@ use crate::config::Config;
 use crate::table::{Loaded, Plan, PlanSettings, TableCell, WatchEvent, Watcher};
 use crate::upstream::Pool;
 
-/// Counters shared by all cores, reported on `/metrics`.
+/// One core's counters, reported (summed over cores) on `/metrics`. Each core writes only
+/// its own, cache-line aligned so that counting never bounces a line between cores.
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Metrics {
     pub requests: AtomicU64,
     pub responses_2xx: AtomicU64,
@@ -54,7 +56,18 @@ pub struct Shared {
     pub config: Config,
     pub tables: Arc<TableCell>,
     pub shutdown: AtomicBool,
-    pub metrics: Metrics,
+    /// Indexed by core id.
+    pub metrics: Box<[Metrics]>,
+}
+
+impl Shared {
+    /// A counter summed over cores.
+    pub fn sum(&self, counter: impl Fn(&Metrics) -> &AtomicU64) -> u64 {
+        self.metrics
+            .iter()
+            .map(|m| counter(m).load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
+    }
 }
 
 /// One core's state: owned by its executor thread, never shared.
@@ -113,6 +126,12 @@ impl Core {
     pub fn config(&self) -> &Config {
         &self.shared.config
     }
+
+    /// This core's counters.
+    pub fn metrics(&self) -> &Metrics {
+        // `Shared::metrics` has one entry per core, so `id` is always in range.
+        &self.shared.metrics[self.id % self.shared.metrics.len().max(1)]
+    }
 }
 
 struct SystemTimeSeed;
@@ -150,7 +169,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         config: config.clone(),
         tables: Arc::clone(&tables),
         shutdown: AtomicBool::new(false),
-        metrics: Metrics::default(),
+        metrics: (0..config.cores).map(|_| Metrics::default()).collect(),
     });
 
     let (watch_tx, watch_rx) = mpsc::channel();
@@ -375,7 +394,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
                 continue;
             }
         };
-        let metrics = &core.shared.metrics;
+        let metrics = core.metrics();
         if core.connections.get() >= max {
             metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
             glommio::spawn_local(crate::conn::refuse(stream)).detach();
@@ -389,11 +408,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
                 .catch_unwind()
                 .await;
             if served.is_err() {
-                task_core
-                    .shared
-                    .metrics
-                    .panics
-                    .fetch_add(1, Ordering::Relaxed);
+                task_core.metrics().panics.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(
                     core = task_core.id,
                     "connection task panicked; connection dropped, core keeps serving"
@@ -401,8 +416,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
             }
             task_core.connections.set(task_core.connections.get() - 1);
             task_core
-                .shared
-                .metrics
+                .metrics()
                 .connections
                 .fetch_sub(1, Ordering::Relaxed);
         })

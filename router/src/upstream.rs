@@ -30,6 +30,7 @@ use crate::http::chunked::{Chunk, Decoder};
 use crate::http::response::{BodyFraming, ResponseHead, parse_response_head};
 use crate::http::{HeaderIdx, is_hop_by_hop};
 use crate::proxy::Exchange;
+use crate::recycle::FreeList;
 use crate::respond::{self, push_hex, push_u64};
 use crate::table::Upstream;
 use crate::usage::UsageTap;
@@ -90,45 +91,6 @@ struct Idle {
     since: Instant,
 }
 
-/// A buffer borrowed from the core's free list and returned on drop, so the relay does not
-/// allocate (and zero) its buffers per request.
-struct Scratch<'p> {
-    pool: &'p Pool,
-    buf: Vec<u8>,
-}
-
-impl<'p> Scratch<'p> {
-    fn take(pool: &'p Pool, capacity: usize) -> Self {
-        let mut buf = pool.scratch.borrow_mut().pop().unwrap_or_default();
-        buf.reserve(capacity.saturating_sub(buf.len()));
-        Self { pool, buf }
-    }
-}
-
-impl std::ops::Deref for Scratch<'_> {
-    type Target = Vec<u8>;
-    fn deref(&self) -> &Vec<u8> {
-        &self.buf
-    }
-}
-
-impl std::ops::DerefMut for Scratch<'_> {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.buf
-    }
-}
-
-impl Drop for Scratch<'_> {
-    fn drop(&mut self) {
-        let buf = std::mem::take(&mut self.buf);
-        // Keep a few ordinary-sized buffers; let unusual ones go.
-        let mut free = self.pool.scratch.borrow_mut();
-        if free.len() < 64 && buf.capacity() <= 4 * READ_BUFFER {
-            free.push(buf);
-        }
-    }
-}
-
 /// Resolved addresses by (host, port), with when they were resolved.
 type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
 
@@ -136,7 +98,10 @@ type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
 pub struct Pool {
     idle: RefCell<HashMap<String, Vec<Idle>>>,
     dns: RefCell<DnsCache>,
-    scratch: RefCell<Vec<Vec<u8>>>,
+    /// Scratch byte buffers (request wire form, response reads, body rewrites).
+    pub bytes: FreeList<Vec<u8>>,
+    /// Scratch header lists for response heads.
+    pub header_lists: FreeList<Vec<HeaderIdx>>,
     max_idle: usize,
     connect_timeout: Duration,
 }
@@ -155,7 +120,8 @@ impl Pool {
         Self {
             idle: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
-            scratch: RefCell::new(Vec::new()),
+            bytes: FreeList::default(),
+            header_lists: FreeList::default(),
             max_idle: config.upstream_idle_per_endpoint,
             connect_timeout: config.connect_timeout,
         }
@@ -283,16 +249,17 @@ pub async fn forward(
     client: &mut Client<'_>,
 ) -> Result<Next, Error> {
     let core = x.core;
-    let mut wire = Scratch::take(&core.pool, 768 + x.body.len());
+    let mut wire = core.pool.bytes.take();
     wire.clear();
+    wire.reserve(768 + x.body.len());
     request_head(x, up, &mut wire);
     wire.extend_from_slice(x.body);
 
-    let mut rbuf = Scratch::take(&core.pool, READ_BUFFER);
+    let mut rbuf = core.pool.bytes.take();
     if rbuf.len() < READ_BUFFER {
         rbuf.resize(READ_BUFFER, 0);
     }
-    let mut headers = Vec::new();
+    let mut headers = core.pool.header_lists.take();
     let (mut conn, mut reused) = match core.pool.checkout(&up.pool_key) {
         Some(c) => (c, true),
         None => (connect(x, up).await?, false),
@@ -312,8 +279,7 @@ pub async fn forward(
                 ));
             }
             Err(SendFailure::Fatal(e)) => {
-                core.shared
-                    .metrics
+                core.metrics()
                     .upstream_errors
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(e);
@@ -326,8 +292,7 @@ pub async fn forward(
 async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
     x.core.pool.connect(up, x.endpoint).await.inspect_err(|_| {
         x.core
-            .shared
-            .metrics
+            .metrics()
             .upstream_errors
             .fetch_add(1, Ordering::Relaxed);
     })
@@ -335,8 +300,7 @@ async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
 
 fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
     x.core
-        .shared
-        .metrics
+        .metrics()
         .upstream_errors
         .fetch_add(1, Ordering::Relaxed);
     Error::new(kind, format!("endpoint `{}` {what}", x.endpoint))
@@ -420,10 +384,10 @@ async fn exchange_head(
     if conn.send(wire).await.is_err() {
         return Err(SendFailure::Stale);
     }
-    let deadline = Instant::now() + up.timeout;
+    let mut now = Instant::now();
+    let deadline = now + up.timeout;
     let mut filled = 0;
     loop {
-        let now = Instant::now();
         if now >= deadline {
             return Err(timeout(x, up));
         }
@@ -474,6 +438,7 @@ async fn exchange_head(
                 ));
             }
         }
+        now = Instant::now();
     }
 }
 
@@ -515,7 +480,7 @@ async fn relay(
     client: &mut Client<'_>,
 ) -> Next {
     let core = x.core;
-    core.shared.metrics.count_status(head.status);
+    core.metrics().count_status(head.status);
     client.must_close |= core.shutting_down();
     let out_framing = match head.framing {
         BodyFraming::Empty => Out::Empty,
@@ -566,7 +531,8 @@ async fn relay(
         _ => 0,
     };
     let mut decoder = Decoder::new();
-    let mut tap = UsageTap::default();
+    let mut tail = core.pool.bytes.take();
+    let mut tap = UsageTap::new(&mut tail);
     let mut pending = head.len..filled;
     let mut clean = true;
     let mut done = out_framing == Out::Empty;
@@ -720,8 +686,7 @@ async fn cut(
     // upstream to stop generating.
     drop(conn);
     x.core
-        .shared
-        .metrics
+        .metrics()
         .upstream_errors
         .fetch_add(1, Ordering::Relaxed);
     tracing::warn!(

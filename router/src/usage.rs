@@ -18,12 +18,18 @@ pub struct Usage {
 }
 
 /// Keeps the tail of a body and finds the last `usage` block in it.
-#[derive(Debug, Default)]
-pub struct UsageTap {
-    tail: Vec<u8>,
+#[derive(Debug)]
+pub struct UsageTap<'b> {
+    tail: &'b mut Vec<u8>,
 }
 
-impl UsageTap {
+impl<'b> UsageTap<'b> {
+    /// A tap keeping its tail in `buf` (cleared first).
+    pub fn new(buf: &'b mut Vec<u8>) -> Self {
+        buf.clear();
+        Self { tail: buf }
+    }
+
     pub fn feed(&mut self, data: &[u8]) {
         if data.len() >= TAIL {
             self.tail.clear();
@@ -41,7 +47,7 @@ impl UsageTap {
     /// The last usage block seen, if any.
     #[must_use]
     pub fn usage(&self) -> Option<Usage> {
-        find_usage(&self.tail)
+        find_usage(self.tail)
     }
 }
 
@@ -83,7 +89,8 @@ mod tests {
                 completion_tokens: 34
             })
         );
-        let mut tap = UsageTap::default();
+        let mut buf = Vec::new();
+        let mut tap = UsageTap::new(&mut buf);
         for part in [
             &b"data: {\"choices\":[{\"delta\":{}}]}\n\n"[..],
             b"data: {\"choices\":[],\"usage\":{\"prompt_tokens\": 7,",
@@ -98,7 +105,8 @@ mod tests {
                 completion_tokens: 9
             })
         );
-        let mut big = UsageTap::default();
+        let mut buf2 = Vec::new();
+        let mut big = UsageTap::new(&mut buf2);
         big.feed(&vec![b'x'; 100_000]);
         big.feed(json);
         assert_eq!(big.usage().unwrap().completion_tokens, 34);
