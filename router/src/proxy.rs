@@ -121,7 +121,7 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
 
     let id = api::request_id(core, req);
     let mut last: Option<(Error, &str)> = None;
-    for &(index, send) in &choice.candidates {
+    for (index, send) in choice.candidates(requested) {
         let send_model = send.as_str(requested);
         let Some(endpoint) = table.endpoint(index) else {
             continue;

@@ -6,7 +6,7 @@
 //! 3. [`choose`]: evaluate, then resolve `auto` or check a pinned model against each candidate
 //!    (the rule's endpoint, then its fallbacks) and the tenant's allowlist.
 
-use switchyard_table::{Action, Field, Micros, Request, Table};
+use switchyard_table::{Action, Field, Micros, Request, RuleView, Table, TenantView};
 
 use crate::error::{Error, ErrorKind};
 use crate::http::HeaderIdx;
@@ -146,13 +146,45 @@ pub fn attributes<'b>(
     }
 }
 
-/// Where a request goes.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a request goes: the decided rule, whose endpoint and fallbacks are tried in order.
+#[derive(Clone, Debug)]
 pub struct Choice<'t> {
     pub rule_index: u32,
     pub rule_name: &'t str,
-    /// Endpoint indices to try in order, each with the model to send it.
-    pub candidates: Vec<(u32, SendModel<'t>)>,
+    rule: RuleView<'t>,
+    tenant: Option<TenantView<'t>>,
+    auto: bool,
+}
+
+impl<'t> Choice<'t> {
+    /// Endpoint indices to try in order, each with the model to send it: the rule's
+    /// endpoint then its fallbacks, skipping those that do not serve the requested model
+    /// (or, for `auto`, have no default model the tenant may use). Computed lazily, so
+    /// routing allocates nothing.
+    pub fn candidates<'a>(
+        &'a self,
+        requested: &'a str,
+    ) -> impl Iterator<Item = (u32, SendModel<'t>)> + 'a {
+        self.rule
+            .endpoint()
+            .into_iter()
+            .chain(self.rule.fallback())
+            .filter_map(move |endpoint| {
+                let model = if self.auto {
+                    match endpoint.default_model() {
+                        Some(m) if self.tenant.as_ref().is_none_or(|t| t.allows(m)) => {
+                            SendModel::Resolved(m)
+                        }
+                        _ => return None,
+                    }
+                } else if endpoint.serves(requested) {
+                    SendModel::AsRequested
+                } else {
+                    return None;
+                };
+                Some((endpoint.index(), model))
+            })
+    }
 }
 
 /// The model to send an endpoint.
@@ -242,21 +274,14 @@ fn choose_inner<'t>(
             Some(rule_index),
         ));
     }
-    let mut candidates = Vec::new();
-    for endpoint in rule.endpoint().into_iter().chain(rule.fallback()) {
-        let model = if auto {
-            match endpoint.default_model() {
-                Some(m) if tenant.as_ref().is_none_or(|t| t.allows(m)) => SendModel::Resolved(m),
-                _ => continue,
-            }
-        } else if endpoint.serves(requested_model) {
-            SendModel::AsRequested
-        } else {
-            continue;
-        };
-        candidates.push((endpoint.index(), model));
-    }
-    if candidates.is_empty() {
+    let choice = Choice {
+        rule_index,
+        rule_name,
+        rule,
+        tenant,
+        auto,
+    };
+    if choice.candidates(requested_model).next().is_none() {
         let targets: Vec<&str> = rule
             .endpoint()
             .into_iter()
@@ -286,11 +311,7 @@ fn choose_inner<'t>(
             Some(rule_index),
         ));
     }
-    Ok(Choice {
-        rule_index,
-        rule_name,
-        candidates,
-    })
+    Ok(choice)
 }
 
 fn describe_rule(name: &str, is_default: bool) -> String {

@@ -100,6 +100,8 @@ pub struct Pool {
     dns: RefCell<DnsCache>,
     /// Scratch byte buffers (request wire form, response reads, body rewrites).
     pub bytes: FreeList<Vec<u8>>,
+    /// Response read buffers (kept at their full length, so never re-zeroed).
+    pub read_buffers: FreeList<Vec<u8>>,
     /// Scratch header lists for response heads.
     pub header_lists: FreeList<Vec<HeaderIdx>>,
     max_idle: usize,
@@ -121,6 +123,7 @@ impl Pool {
             idle: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
             bytes: FreeList::default(),
+            read_buffers: FreeList::default(),
             header_lists: FreeList::default(),
             max_idle: config.upstream_idle_per_endpoint,
             connect_timeout: config.connect_timeout,
@@ -255,7 +258,7 @@ pub async fn forward(
     request_head(x, up, &mut wire);
     wire.extend_from_slice(x.body);
 
-    let mut rbuf = core.pool.bytes.take();
+    let mut rbuf = core.pool.read_buffers.take();
     if rbuf.len() < READ_BUFFER {
         rbuf.resize(READ_BUFFER, 0);
     }
