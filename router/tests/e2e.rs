@@ -104,6 +104,11 @@ rules:
     match:
       tenant: claude-test
     route_to: anthropic
+  - name: cheap
+    match:
+      tenant: cost-test
+      cost_cap_per_1k: "<0.002"
+    route_to: gpu-b
   - default:
       route_to: local
 "#
@@ -167,7 +172,16 @@ fn each_rule_is_reached_by_its_headers() {
             "3",
             "/openai/deployments/gpt4o-prod/chat/completions?api-version=2024-06-01",
         ),
-        (&[("X-Tenant", "nobody")], "local", "7", ""),
+        (&[("X-Tenant", "nobody")], "local", "8", ""),
+        // $0.0001 over ~100 worst-case tokens is ~$0.001 per 1k: under the rule's cap.
+        (
+            &[("X-Tenant", "cost-test"), ("X-Cost-Budget-Usd", "0.0001")],
+            "gpu-b",
+            "7",
+            "/b/v1/chat/completions",
+        ),
+        // $1 over the same tokens is far over it: the default.
+        (&[("X-Tenant", "cost-test"), ("X-Cost-Budget-Usd", "1")], "local", "8", ""),
     ];
     for (headers, endpoint, rule, target) in cases {
         let model = if *endpoint == "azure" {
