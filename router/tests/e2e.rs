@@ -181,7 +181,12 @@ fn each_rule_is_reached_by_its_headers() {
             "/b/v1/chat/completions",
         ),
         // $1 over the same tokens is far over it: the default.
-        (&[("X-Tenant", "cost-test"), ("X-Cost-Budget-Usd", "1")], "local", "8", ""),
+        (
+            &[("X-Tenant", "cost-test"), ("X-Cost-Budget-Usd", "1")],
+            "local",
+            "8",
+            "",
+        ),
     ];
     for (headers, endpoint, rule, target) in cases {
         let model = if *endpoint == "azure" {
