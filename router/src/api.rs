@@ -163,8 +163,21 @@ pub fn error_routed(
     err: &Error,
     route: &RouteReport<'_>,
 ) -> Next {
-    core.metrics().count_status(err.kind.status());
     let id = request_id(core, req);
+    error_with_id(core, client, &id, err, route);
+    Next::KeepAlive
+}
+
+/// Writes an error response for a request whose id is already known (not flushed);
+/// returns the body's length.
+pub fn error_with_id(
+    core: &Core,
+    client: &mut Client<'_>,
+    id: &RequestId<'_>,
+    err: &Error,
+    route: &RouteReport<'_>,
+) -> u64 {
+    core.metrics().count_status(err.kind.status());
     tracing::debug!(
         request_id = id.as_str(),
         status = err.kind.status(),
@@ -172,8 +185,7 @@ pub fn error_routed(
         error = %err,
         "request failed"
     );
-    respond::error(client.out, err, &id, route, client.must_close);
-    Next::KeepAlive
+    respond::error(client.out, err, id, route, client.must_close) as u64
 }
 
 /// `GET /v1/models`: every model an endpoint of the table lists (or resolves `auto` to).
@@ -232,6 +244,39 @@ fn metrics(core: &Core) -> String {
         "Connection tasks that panicked (each dropped its connection only).",
         "counter",
         shared.sum(|m| &m.panics),
+    );
+    let audit = &shared.audit_stats;
+    metric(
+        "switchyard_audit_records_written_total",
+        "Audit records in sealed shards.",
+        "counter",
+        audit
+            .records_written
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
+        "switchyard_audit_records_failed_total",
+        "Audit records that could not be written (counted, never silently dropped).",
+        "counter",
+        audit
+            .records_failed
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
+        "switchyard_audit_write_errors_total",
+        "Audit write failures (full disk, unwritable directory...).",
+        "counter",
+        audit
+            .write_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
+        "switchyard_audit_shards_sealed_total",
+        "Audit shards sealed.",
+        "counter",
+        audit
+            .shards_sealed
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     metric(
         "switchyard_table_revision",

@@ -34,6 +34,19 @@ pub struct Args {
     #[arg(long, env = "SWITCHYARD_DATA_DIR", default_value = "switchyard-data")]
     pub data_dir: PathBuf,
 
+    /// Where audit shards are written (Hive layout). Default: `<data-dir>/audit`.
+    #[arg(long, env = "SWITCHYARD_AUDIT_DIR", value_name = "DIR")]
+    pub audit_dir: Option<PathBuf>,
+    /// Write no audit records (benchmarks, demos).
+    #[arg(long, env = "SWITCHYARD_NO_AUDIT")]
+    pub no_audit: bool,
+    /// Seal an audit shard at about this size, in bytes.
+    #[arg(long, env = "SWITCHYARD_AUDIT_MAX_SHARD_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub audit_max_shard_bytes: u64,
+    /// Seal an audit shard this many seconds after it was opened.
+    #[arg(long, env = "SWITCHYARD_AUDIT_MAX_SHARD_AGE_S", default_value_t = 300)]
+    pub audit_max_shard_age_s: u64,
+
     /// Largest request head (request line and headers), in bytes.
     #[arg(long, env = "SWITCHYARD_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
     pub max_header_bytes: usize,
@@ -109,6 +122,10 @@ pub struct Config {
     pub cores: usize,
     pub pin: bool,
     pub data_dir: PathBuf,
+    /// `None` when auditing is off.
+    pub audit_dir: Option<PathBuf>,
+    pub audit_max_shard_bytes: u64,
+    pub audit_max_shard_age: Duration,
     pub limits: Limits,
     pub max_connections_per_core: usize,
     pub head_timeout: Duration,
@@ -181,6 +198,13 @@ impl Args {
             cores,
             pin: !self.no_pin,
             data_dir: self.data_dir.clone(),
+            audit_dir: (!self.no_audit).then(|| {
+                self.audit_dir
+                    .clone()
+                    .unwrap_or_else(|| self.data_dir.join("audit"))
+            }),
+            audit_max_shard_bytes: self.audit_max_shard_bytes,
+            audit_max_shard_age: Duration::from_secs(self.audit_max_shard_age_s.max(1)),
             limits: Limits {
                 max_head_bytes: self.max_header_bytes,
                 max_headers: self.max_headers,

@@ -8,6 +8,7 @@
 //! [`error`] is the one map from failures to statuses and OpenAI-format bodies.
 
 pub mod api;
+pub mod audit;
 pub mod config;
 pub mod conn;
 pub mod error;

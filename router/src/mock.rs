@@ -5,9 +5,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::conn::{Client, Next};
 use crate::json::write_json_string;
-use crate::proxy::Exchange;
+use crate::proxy::{Exchange, Outcome};
 use crate::respond::{self, push_hex, push_u64};
 use crate::route::BYTES_PER_TOKEN;
+use crate::usage::Usage;
 
 const WORDS: [&str; 12] = [
     "This ",
@@ -25,7 +26,7 @@ const WORDS: [&str; 12] = [
 ];
 
 /// Writes the mock answer to `client.out`.
-pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> Next {
+pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> (Next, Outcome) {
     let prompt_tokens = (x.body.len() as u64).div_ceil(BYTES_PER_TOKEN);
     let completion_tokens = WORDS.len() as u64;
     let created = SystemTime::now()
@@ -35,6 +36,7 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> Next {
     let report = x.report();
     let out = &mut *client.out;
     let mut body = Vec::with_capacity(1024);
+    let response_bytes;
     if x.stream {
         respond::status_line(out, 200);
         respond::ids(out, &x.id, &report);
@@ -75,6 +77,7 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> Next {
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&body);
         out.extend_from_slice(b"\r\n0\r\n\r\n");
+        response_bytes = body.len() as u64;
     } else {
         prefix(&mut body, x, created, "chat.completion");
         body.extend_from_slice(
@@ -84,6 +87,7 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> Next {
         body.extend_from_slice(b"},\"finish_reason\":\"stop\"}],");
         usage(&mut body, prompt_tokens, completion_tokens);
         body.push(b'}');
+        response_bytes = body.len() as u64;
         respond::full(
             out,
             200,
@@ -103,11 +107,21 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> Next {
         stream = x.stream,
         "answered by mock endpoint"
     );
-    if client.must_close {
+    let outcome = Outcome {
+        status: 200,
+        response_bytes,
+        usage: Some(Usage {
+            prompt_tokens,
+            completion_tokens,
+        }),
+        ..Outcome::default()
+    };
+    let next = if client.must_close {
         Next::Close
     } else {
         Next::KeepAlive
-    }
+    };
+    (next, outcome)
 }
 
 fn prefix(body: &mut Vec<u8>, x: &Exchange<'_>, created: u64, object: &str) {

@@ -9,6 +9,7 @@
 //!    served) passes the request to the next; any other failure is answered.
 
 use crate::api;
+use crate::audit::{self, Record};
 use crate::conn::{Client, Next, Request};
 use crate::error::{Error, ErrorKind};
 use crate::json;
@@ -16,6 +17,8 @@ use crate::respond::{RequestId, RouteReport, elapsed_ms};
 use crate::route::{self, Attrs};
 use crate::server::Core;
 use crate::table::Plan;
+use crate::usage::Usage;
+use switchyard_table::Micros;
 
 /// One request on its way to one endpoint.
 #[derive(Debug)]
@@ -43,29 +46,151 @@ impl Exchange<'_> {
     }
 }
 
+/// What answering a request produced, for its audit record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Status sent to the client.
+    pub status: u16,
+    /// Body bytes sent to the client.
+    pub response_bytes: u64,
+    /// The upstream's `usage` block, when it sent one.
+    pub usage: Option<Usage>,
+    pub upstream_status: Option<u16>,
+    /// Time from the request head to the upstream's response head.
+    pub upstream_latency_ms: Option<u64>,
+    /// What went wrong, for failed or cut-short answers.
+    pub error: Option<String>,
+}
+
+/// The parts of the audit record known before the answer.
+#[derive(Debug, Default)]
+struct Draft {
+    tenant: Option<String>,
+    tenant_claimed: Option<String>,
+    data_class: Option<String>,
+    user_role: Option<String>,
+    rule_index: Option<u32>,
+    rule_name: Option<String>,
+    endpoint_id: Option<String>,
+    model: Option<String>,
+    stream: bool,
+    fallback_from: Option<String>,
+    pricing: Option<(Micros, Micros)>,
+}
+
 /// Whether the next candidate may take a request that failed this way.
 fn try_next(kind: ErrorKind) -> bool {
     kind.retry_safe() || kind == ErrorKind::NotImplemented
 }
 
-/// Routes and answers a chat request.
+/// Routes and answers a chat request, then appends its audit record.
 pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>) -> Next {
-    let next = chat_inner(core, req, client).await;
-    if client.out.is_empty() {
-        return next;
+    let id = api::request_id(core, req);
+    let mut draft = Draft::default();
+    let (mut next, outcome) = chat_inner(core, req, client, id, &mut draft).await;
+    if !client.out.is_empty() && client.flush().await.is_err() {
+        next = Next::Close;
     }
-    if client.flush().await.is_err() {
-        return Next::Close;
+    if let Some(sink) = &core.audit {
+        sink.append(record(req, id, draft, outcome));
     }
     next
 }
 
-async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>) -> Next {
+/// The audit record of a finished request.
+fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record {
+    let latency_ms = elapsed_ms(req.started);
+    let answered = (200..300).contains(&o.status) && d.endpoint_id.is_some();
+    let (tokens_in, tokens_out, estimated) = match o.usage {
+        Some(u) => (Some(u.prompt_tokens), Some(u.completion_tokens), false),
+        // No usage block: estimate from sizes (documented in the README), flagged.
+        None if answered => (
+            Some((req.body.len() as u64).div_ceil(route::BYTES_PER_TOKEN)),
+            Some(o.response_bytes.div_ceil(route::BYTES_PER_TOKEN)),
+            true,
+        ),
+        None => (None, None, false),
+    };
+    let cost_micros = match (d.pricing, tokens_in, tokens_out) {
+        (Some((input, output)), Some(i), Some(out)) => {
+            let micros =
+                u128::from(i) * u128::from(input.0) + u128::from(out) * u128::from(output.0);
+            i64::try_from((micros + 500) / 1000).ok()
+        }
+        _ => None,
+    };
+    let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    Record {
+        ts_ms: audit::now_ms() - signed(latency_ms),
+        request_id: audit::text(id.as_bytes()),
+        tenant: d.tenant,
+        tenant_claimed: d.tenant_claimed,
+        data_class: d.data_class,
+        user_role: d.user_role,
+        rule_index: d.rule_index.and_then(|r| i32::try_from(r).ok()),
+        rule_name: d.rule_name,
+        endpoint_id: d.endpoint_id,
+        model: d.model,
+        status: i32::from(o.status),
+        latency_ms: signed(latency_ms),
+        upstream_latency_ms: o.upstream_latency_ms.map(signed),
+        tokens_in: tokens_in.map(signed),
+        tokens_out: tokens_out.map(signed),
+        tokens_estimated: estimated,
+        cost_micros,
+        stream: d.stream,
+        error: o.error,
+        request_bytes: signed(req.body.len() as u64),
+        response_bytes: signed(o.response_bytes),
+        upstream_status: o.upstream_status.map(i32::from),
+        fallback_from: d.fallback_from,
+    }
+}
+
+/// Answers with an error and describes it for the audit record.
+fn refuse(
+    core: &Core,
+    client: &mut Client<'_>,
+    id: RequestId<'_>,
+    err: &Error,
+    route: &RouteReport<'_>,
+) -> (Next, Outcome) {
+    let response_bytes = api::error_with_id(core, client, &id, err, route);
+    (
+        Next::KeepAlive,
+        Outcome {
+            status: err.kind.status(),
+            response_bytes,
+            error: Some(err.message.to_string()),
+            ..Outcome::default()
+        },
+    )
+}
+
+async fn chat_inner<'r>(
+    core: &Core,
+    req: &'r Request<'r>,
+    client: &mut Client<'_>,
+    id: RequestId<'r>,
+    draft: &mut Draft,
+) -> (Next, Outcome) {
     let none = RouteReport::none(req.started);
     let attrs = match Attrs::from_headers(req.buf, req.headers) {
         Ok(a) => a,
-        Err(e) => return api::error_routed(core, req, client, &e, &none),
+        Err(e) => return refuse(core, client, id, &e, &none),
     };
+    let loaded = core.table();
+    let table = loaded.table();
+    draft.tenant = attrs
+        .tenant
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| table.tenant_by_id(t))
+        .map(|t| t.id().to_owned());
+    if draft.tenant.is_none() {
+        draft.tenant_claimed = attrs.tenant.map(audit::text);
+    }
+    draft.data_class = attrs.data_class.map(audit::text);
+    draft.user_role = attrs.user_role.map(audit::text);
     if let Some(coding) = req.header(b"content-encoding")
         && !coding.eq_ignore_ascii_case(b"identity")
     {
@@ -76,23 +201,24 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
                 String::from_utf8_lossy(coding)
             ),
         );
-        return api::error_routed(core, req, client, &err, &none);
+        return refuse(core, client, id, &err, &none);
     }
     let fields = match json::scan(req.body) {
         Ok(f) => f,
         Err(e) => {
             let mut err = Error::new(ErrorKind::InvalidBody, e.to_string());
             err.param = e.param();
-            return api::error_routed(core, req, client, &err, &none);
+            return refuse(core, client, id, &err, &none);
         }
     };
+    draft.stream = fields.stream;
     if !fields.has_messages {
         let err = Error::new(
             ErrorKind::MissingMessages,
             "request body has no `messages` array",
         )
         .with_param("messages");
-        return api::error_routed(core, req, client, &err, &none);
+        return refuse(core, client, id, &err, &none);
     }
     let Some(model) = fields.model.as_ref() else {
         let err = Error::new(
@@ -100,12 +226,11 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
             "request body has no `model`: send a model id, or \"auto\" to let the policy choose",
         )
         .with_param("model");
-        return api::error_routed(core, req, client, &err, &none);
+        return refuse(core, client, id, &err, &none);
     };
     let requested: &str = &model.value;
+    draft.model = Some(audit::text(requested.as_bytes()));
 
-    let loaded = core.table();
-    let table = loaded.table();
     let treq = route::attributes(table, &attrs, &fields, requested, req.body.len());
     let choice = match route::choose(table, &treq, requested) {
         Ok(c) => c,
@@ -115,11 +240,17 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
                 rule: refusal.rule,
                 latency_ms: elapsed_ms(req.started),
             };
-            return api::error_routed(core, req, client, &refusal.error, &report);
+            draft.rule_index = refusal.rule;
+            draft.rule_name = refusal
+                .rule
+                .and_then(|r| table.rule(r).or(Some(table.default_rule())))
+                .map(|r| r.name().to_owned());
+            return refuse(core, client, id, &refusal.error, &report);
         }
     };
+    draft.rule_index = Some(choice.rule_index);
+    draft.rule_name = Some(choice.rule_name.to_owned());
 
-    let id = api::request_id(core, req);
     let mut last: Option<(Error, &str)> = None;
     for (index, send) in choice.candidates(requested) {
         let send_model = send.as_str(requested);
@@ -137,6 +268,12 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
             json::rewrite_model(req.body, model.span.clone(), send_model, &mut rewritten);
             &rewritten
         };
+        if draft.endpoint_id.is_some() {
+            draft.fallback_from = draft.fallback_from.take().or(draft.endpoint_id.take());
+        }
+        draft.endpoint_id = Some(endpoint.id().to_owned());
+        draft.model = Some(send_model.to_owned());
+        draft.pricing = Some((endpoint.input_per_1k(), endpoint.output_per_1k()));
         let x = Exchange {
             core,
             req,
@@ -160,7 +297,7 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
             Plan::Forward(up) => crate::upstream::forward(&x, up, client).await,
         };
         match result {
-            Ok(next) => return next,
+            Ok(done) => return done,
             Err(e) if try_next(e.kind) => {
                 tracing::warn!(
                     request_id = id.as_str(),
@@ -172,7 +309,7 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
             }
             Err(e) => {
                 let report = x.report();
-                return api::error_routed(core, req, client, &e, &report);
+                return refuse(core, client, id, &e, &report);
             }
         }
     }
@@ -187,5 +324,5 @@ async fn chat_inner<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'
         rule: Some(choice.rule_index),
         latency_ms: elapsed_ms(req.started),
     };
-    api::error_routed(core, req, client, &err, &report)
+    refuse(core, client, id, &err, &report)
 }

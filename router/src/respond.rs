@@ -131,14 +131,14 @@ pub fn full(
     out.extend_from_slice(body);
 }
 
-/// A complete OpenAI-format error response.
+/// A complete OpenAI-format error response; returns the body's length.
 pub fn error(
     out: &mut Vec<u8>,
     err: &Error,
     id: &RequestId<'_>,
     route: &RouteReport<'_>,
     close: bool,
-) {
+) -> usize {
     let mut body = Vec::with_capacity(160 + err.message.len());
     err.write_body(&mut body);
     let extra: &[(&str, &str)] = if err.kind.status() == 405 {
@@ -156,6 +156,7 @@ pub fn error(
         close,
         extra,
     );
+    body.len()
 }
 
 /// Appends `n` in decimal.

@@ -58,6 +58,8 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// Indexed by core id.
     pub metrics: Box<[Metrics]>,
+    pub audit: Option<crate::audit::AuditSink>,
+    pub audit_stats: Arc<crate::audit::AuditStats>,
 }
 
 impl Shared {
@@ -81,6 +83,8 @@ pub struct Core {
     #[expect(clippy::redundant_allocation, reason = "see the field comment")]
     table: RefCell<(u64, Rc<Arc<Loaded>>)>,
     pub pool: Pool,
+    /// Where this core appends audit records (`None` when auditing is off).
+    pub audit: Option<crate::audit::AuditSink>,
     pub connections: Cell<usize>,
     next_id: Cell<u64>,
 }
@@ -92,6 +96,7 @@ impl Core {
         Self {
             id,
             pool: Pool::new(&shared.config),
+            audit: shared.audit.clone(),
             shared,
             table: RefCell::new((generation, Rc::new(table))),
             connections: Cell::new(0),
@@ -165,11 +170,33 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         )
     })?;
     let tables = Arc::new(TableCell::new(first));
+    let audit_stats = Arc::new(crate::audit::AuditStats::default());
+    let (audit, audit_writer) = match &config.audit_dir {
+        Some(dir) => {
+            let writer = crate::audit::WriterConfig {
+                dir: dir.clone(),
+                max_shard_bytes: config.audit_max_shard_bytes,
+                max_shard_age: config.audit_max_shard_age,
+                row_group_rows: 65_536,
+                node: node_id(),
+            };
+            let (sink, handle) = crate::audit::start(writer, Arc::clone(&audit_stats))
+                .with_context(|| format!("cannot start the audit writer in `{}`", dir.display()))?;
+            tracing::info!(dir = %dir.display(), "audit shards go to {}", dir.display());
+            (Some(sink), Some(handle))
+        }
+        None => {
+            tracing::warn!("auditing is off (--no-audit): requests leave no audit record");
+            (None, None)
+        }
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         tables: Arc::clone(&tables),
         shutdown: AtomicBool::new(false),
         metrics: (0..config.cores).map(|_| Metrics::default()).collect(),
+        audit: audit.clone(),
+        audit_stats,
     });
 
     let (watch_tx, watch_rx) = mpsc::channel();
@@ -236,13 +263,43 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             cores = unfinished,
             "shutdown deadline passed with requests still in flight; exiting"
         );
-        return Ok(());
+    } else {
+        for h in handles {
+            let _ = h.join();
+        }
     }
-    for h in handles {
-        let _ = h.join();
+    if let (Some(sink), Some(writer)) = (audit, audit_writer) {
+        sink.stop();
+        let _ = writer.join();
+        tracing::info!(
+            records = shared.audit_stats.records_written.load(Ordering::Relaxed),
+            failed = shared.audit_stats.records_failed.load(Ordering::Relaxed),
+            "audit shards sealed"
+        );
     }
     tracing::info!("switchyard stopped");
     Ok(())
+}
+
+/// This process's name in shard file names: host, pid and start time, so two nodes or two
+/// runs never write the same name.
+fn node_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let host: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{host}-{}-{}", std::process::id(), crate::audit::now_ms())
 }
 
 fn log_table(loaded: &Loaded) {

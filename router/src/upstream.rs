@@ -29,7 +29,7 @@ use crate::error::{Error, ErrorKind};
 use crate::http::chunked::{Chunk, Decoder};
 use crate::http::response::{BodyFraming, ResponseHead, parse_response_head};
 use crate::http::{HeaderIdx, is_hop_by_hop};
-use crate::proxy::Exchange;
+use crate::proxy::{Exchange, Outcome};
 use crate::recycle::FreeList;
 use crate::respond::{self, push_hex, push_u64};
 use crate::table::Upstream;
@@ -250,7 +250,7 @@ pub async fn forward(
     x: &Exchange<'_>,
     up: &Upstream,
     client: &mut Client<'_>,
-) -> Result<Next, Error> {
+) -> Result<(Next, Outcome), Error> {
     let core = x.core;
     let mut wire = core.pool.bytes.take();
     wire.clear();
@@ -481,8 +481,14 @@ async fn relay(
     filled: usize,
     headers: &[HeaderIdx],
     client: &mut Client<'_>,
-) -> Next {
+) -> (Next, Outcome) {
     let core = x.core;
+    let mut outcome = Outcome {
+        status: head.status,
+        upstream_status: Some(head.status),
+        upstream_latency_ms: Some(x.report().latency_ms),
+        ..Outcome::default()
+    };
     core.metrics().count_status(head.status);
     client.must_close |= core.shutting_down();
     let out_framing = match head.framing {
@@ -547,6 +553,7 @@ async fn relay(
                 let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
                 let data = input.get(..take).unwrap_or_default();
                 tap.feed(data);
+                outcome.response_bytes += data.len() as u64;
                 client.out.extend_from_slice(data);
                 remaining -= take as u64;
                 clean &= take == input.len();
@@ -564,6 +571,7 @@ async fn relay(
                                     let data =
                                         input.get(base + r.start..base + r.end).unwrap_or_default();
                                     tap.feed(data);
+                                    outcome.response_bytes += data.len() as u64;
                                     emit(client.out, out_framing, data);
                                 }
                                 Some(Chunk::End) => {
@@ -582,6 +590,7 @@ async fn relay(
                                 out_framing,
                                 head.event_stream,
                                 &format!("sent a malformed chunked body: {}", e.0),
+                                outcome,
                             )
                             .await;
                         }
@@ -590,6 +599,7 @@ async fn relay(
             }
             BodyFraming::UntilClose => {
                 tap.feed(input);
+                outcome.response_bytes += input.len() as u64;
                 emit(client.out, out_framing, input);
             }
         }
@@ -599,7 +609,9 @@ async fn relay(
         if !client.out.is_empty() && client.flush().await.is_err() {
             // The client went away: drop the upstream connection (its response is unread),
             // which also tells the upstream to stop generating.
-            return Next::Close;
+            outcome.usage = tap.usage();
+            outcome.error = Some("client closed the connection during the response".into());
+            return (Next::Close, outcome);
         }
         if done {
             break;
@@ -622,6 +634,7 @@ async fn relay(
                     out_framing,
                     head.event_stream,
                     "closed the connection before the response was complete",
+                    outcome,
                 )
                 .await;
             }
@@ -631,16 +644,35 @@ async fn relay(
                     "stopped sending for {} ms in the middle of the response",
                     up.timeout.as_millis()
                 );
-                return cut(x, conn, client, out_framing, head.event_stream, &why).await;
+                return cut(
+                    x,
+                    conn,
+                    client,
+                    out_framing,
+                    head.event_stream,
+                    &why,
+                    outcome,
+                )
+                .await;
             }
             Err(e) => {
                 let why = format!("failed in the middle of the response: {e}");
-                return cut(x, conn, client, out_framing, head.event_stream, &why).await;
+                return cut(
+                    x,
+                    conn,
+                    client,
+                    out_framing,
+                    head.event_stream,
+                    &why,
+                    outcome,
+                )
+                .await;
             }
         };
         pending = 0..n;
     }
     let usage = tap.usage();
+    outcome.usage = usage;
     tracing::debug!(
         request_id = x.id.as_str(),
         endpoint = x.endpoint,
@@ -655,11 +687,12 @@ async fn relay(
     if clean && head.keep_alive {
         core.pool.checkin(&up.pool_key, conn);
     }
-    if close_client {
+    let next = if close_client {
         Next::Close
     } else {
         Next::KeepAlive
-    }
+    };
+    (next, outcome)
 }
 
 fn emit(out: &mut Vec<u8>, framing: Out, data: &[u8]) {
@@ -684,7 +717,9 @@ async fn cut(
     framing: Out,
     event_stream: bool,
     why: &str,
-) -> Next {
+    mut outcome: Outcome,
+) -> (Next, Outcome) {
+    outcome.error = Some(format!("endpoint `{}` {why}", x.endpoint));
     // Its response is unread: the connection cannot be reused. Closing it also tells the
     // upstream to stop generating.
     drop(conn);
@@ -701,7 +736,7 @@ async fn cut(
     if framing != Out::Chunked {
         // A short fixed-length (or close-delimited) body: closing is the only honest signal.
         let _ = client.flush().await;
-        return Next::Close;
+        return (Next::Close, outcome);
     }
     if event_stream {
         let err = Error::new(
@@ -712,17 +747,19 @@ async fn cut(
         err.write_body(&mut event);
         event.extend_from_slice(b"\n\n");
         emit(client.out, framing, &event);
+        outcome.response_bytes += event.len() as u64;
         client.out.extend_from_slice(b"0\r\n\r\n");
         if client.flush().await.is_err() {
-            return Next::Close;
+            return (Next::Close, outcome);
         }
-        return if client.must_close {
+        let next = if client.must_close {
             Next::Close
         } else {
             Next::KeepAlive
         };
+        return (next, outcome);
     }
     // Chunked but not SSE: leave the chunked body unterminated and close.
     let _ = client.flush().await;
-    Next::Close
+    (Next::Close, outcome)
 }

@@ -35,6 +35,8 @@ pub struct Proc {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: Arc<Mutex<String>>,
+    /// The router's `--data-dir` when the harness made one (audit shards land there).
+    pub data: Option<tempfile::TempDir>,
 }
 
 impl Drop for Proc {
@@ -111,6 +113,13 @@ pub fn router(args: &[&str]) -> Proc {
 
 pub fn router_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut cmd = Command::new(binary("switchyard"));
+    let data = (!args
+        .iter()
+        .any(|a| *a == "--data-dir" || *a == "--audit-dir"))
+    .then(|| tempfile::tempdir().unwrap());
+    if let Some(d) = &data {
+        cmd.arg("--data-dir").arg(d.path());
+    }
     cmd.args([
         "--listen",
         "127.0.0.1:0",
@@ -131,7 +140,12 @@ pub fn router_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let (tx, rx) = std::sync::mpsc::channel();
     collect(child.stderr.take().unwrap(), Arc::clone(&log), tx);
     let addr = wait_for_addr(&rx, "listening on http://", "switchyard");
-    Proc { child, addr, log }
+    Proc {
+        child,
+        addr,
+        log,
+        data,
+    }
 }
 
 /// Starts the mock upstream with `args`.
@@ -154,7 +168,12 @@ pub fn mock(args: &[&str]) -> Proc {
         "listening on http://"
     };
     let addr = wait_for_addr(&rx, marker, "mock-upstream");
-    Proc { child, addr, log }
+    Proc {
+        child,
+        addr,
+        log,
+        data: None,
+    }
 }
 
 /// Compiles `yaml` into a table at `path` (atomically) with `revision`.

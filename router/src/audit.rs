@@ -1,0 +1,586 @@
+//! The audit trail: one record per API request, written as zstd Parquet shards.
+//!
+//! Cores append records to a channel (no I/O, no encoding on the request path); one writer
+//! thread groups them by Hive partition (`tenant=<id>/dt=YYYY-MM-DD/hour=HH/`), encodes row
+//! groups and seals a shard — footer written, fsync, rename from its temporary name — when it
+//! reaches the size or age limit, and at shutdown. Readers (DuckDB, Athena) only ever see
+//! complete files: temporary names end in `.tmp`, never `.parquet`.
+//!
+//! The `tenant` column and partition hold the tenant only when the table declares it; a
+//! request claiming an unknown tenant is filed under `tenant=__HIVE_DEFAULT_PARTITION__`
+//! (Hive's null), so a client cannot create directories by inventing tenants, and the claim
+//! is kept in `tenant_claimed`.
+//!
+//! Not yet here (issue 4, in progress): a write-ahead log for the `buffered`/`strict`
+//! durability modes and crash recovery, shipping to object storage, and `GET /v1/audit`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+
+use crate::respond::civil_from_days;
+
+/// The shard schema. Integers are signed; money is DECIMAL(18,6) in micro-dollars.
+pub const SCHEMA: &str = "
+message audit {
+  REQUIRED INT64 ts (TIMESTAMP(MILLIS,true));
+  REQUIRED BYTE_ARRAY request_id (STRING);
+  OPTIONAL BYTE_ARRAY tenant (STRING);
+  OPTIONAL BYTE_ARRAY data_class (STRING);
+  OPTIONAL BYTE_ARRAY user_role (STRING);
+  OPTIONAL INT32 rule_index;
+  OPTIONAL BYTE_ARRAY rule_name (STRING);
+  OPTIONAL BYTE_ARRAY endpoint_id (STRING);
+  OPTIONAL BYTE_ARRAY model (STRING);
+  REQUIRED INT32 status;
+  REQUIRED INT64 latency_ms;
+  OPTIONAL INT64 upstream_latency_ms;
+  OPTIONAL INT64 tokens_in;
+  OPTIONAL INT64 tokens_out;
+  REQUIRED BOOLEAN tokens_estimated;
+  OPTIONAL INT64 cost_usd (DECIMAL(18,6));
+  REQUIRED BOOLEAN stream;
+  OPTIONAL BYTE_ARRAY error (STRING);
+  REQUIRED INT64 request_bytes;
+  REQUIRED INT64 response_bytes;
+  OPTIONAL INT32 upstream_status;
+  OPTIONAL BYTE_ARRAY fallback_from (STRING);
+  OPTIONAL BYTE_ARRAY tenant_claimed (STRING);
+}
+";
+
+/// One request's audit record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Record {
+    /// Wall-clock time the request head was complete, ms since the Unix epoch (UTC).
+    pub ts_ms: i64,
+    pub request_id: String,
+    /// The request's tenant when the table declares it (also the partition).
+    pub tenant: Option<String>,
+    /// An `X-Tenant` value the table does not declare, as sent (lossy UTF-8, truncated).
+    pub tenant_claimed: Option<String>,
+    pub data_class: Option<String>,
+    pub user_role: Option<String>,
+    pub rule_index: Option<i32>,
+    pub rule_name: Option<String>,
+    pub endpoint_id: Option<String>,
+    pub model: Option<String>,
+    pub status: i32,
+    pub latency_ms: i64,
+    pub upstream_latency_ms: Option<i64>,
+    pub tokens_in: Option<i64>,
+    pub tokens_out: Option<i64>,
+    /// The token counts are an estimate (no usage block from the upstream).
+    pub tokens_estimated: bool,
+    /// Micro-dollars.
+    pub cost_micros: Option<i64>,
+    pub stream: bool,
+    pub error: Option<String>,
+    pub request_bytes: i64,
+    pub response_bytes: i64,
+    pub upstream_status: Option<i32>,
+    pub fallback_from: Option<String>,
+}
+
+/// Longest string stored from client input (tenant, data class, role, request id).
+const MAX_TEXT: usize = 256;
+
+/// `bytes` as a string fit for a record: lossy UTF-8, at most [`MAX_TEXT`] bytes.
+#[must_use]
+pub fn text(bytes: &[u8]) -> String {
+    let mut s = String::from_utf8_lossy(bytes).into_owned();
+    if s.len() > MAX_TEXT {
+        let mut cut = MAX_TEXT;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// Milliseconds since the Unix epoch, now.
+#[must_use]
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Counters the writer reports on `/metrics`.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    pub records_written: AtomicU64,
+    pub records_failed: AtomicU64,
+    pub shards_sealed: AtomicU64,
+    pub write_errors: AtomicU64,
+}
+
+/// Writer settings.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    /// Root of the Hive layout.
+    pub dir: PathBuf,
+    /// Seal a shard at about this many bytes (encoded row groups).
+    pub max_shard_bytes: u64,
+    /// Seal a shard this long after it was opened.
+    pub max_shard_age: Duration,
+    /// Rows per row group (the writer also cuts one when a shard is sealed).
+    pub row_group_rows: usize,
+    /// Identifies this process in shard names: host, pid, start time.
+    pub node: String,
+}
+
+/// What cores send the writer.
+#[derive(Debug)]
+enum Msg {
+    Record(Box<Record>),
+    /// Seal every shard and stop (graceful shutdown).
+    Stop,
+}
+
+/// The sending side, one clone per core.
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    tx: Sender<Msg>,
+    stats: Arc<AuditStats>,
+}
+
+impl AuditSink {
+    /// Appends a record; never blocks. A record the writer can no longer take (it has
+    /// stopped) is counted as failed.
+    pub fn append(&self, record: Record) {
+        if self.tx.send(Msg::Record(Box::new(record))).is_err() {
+            self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks the writer to seal every open shard and stop.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+}
+
+/// Starts the writer thread; returns the sink and the thread (which ends, after sealing
+/// every shard, when every sink clone is dropped).
+pub fn start(
+    config: WriterConfig,
+    stats: Arc<AuditStats>,
+) -> std::io::Result<(AuditSink, std::thread::JoinHandle<()>)> {
+    std::fs::create_dir_all(&config.dir)?;
+    let schema = parse_message_type(SCHEMA)
+        .map_err(|e| std::io::Error::other(format!("audit schema: {e}")))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer_stats = Arc::clone(&stats);
+    let handle = std::thread::Builder::new()
+        .name("audit-writer".into())
+        .spawn(move || Writer::new(config, writer_stats, Arc::new(schema)).run(&rx))?;
+    Ok((AuditSink { tx, stats }, handle))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Partition {
+    tenant: Option<String>,
+    /// Days since the epoch and hour of day, UTC.
+    day: i64,
+    hour: i64,
+}
+
+impl Partition {
+    fn of(r: &Record) -> Self {
+        let secs = r.ts_ms.div_euclid(1000);
+        Self {
+            tenant: r.tenant.clone(),
+            day: secs.div_euclid(86_400),
+            hour: secs.rem_euclid(86_400) / 3600,
+        }
+    }
+
+    fn dir(&self, root: &Path) -> PathBuf {
+        let tenant = match &self.tenant {
+            Some(t) => escape_path_value(t),
+            None => "__HIVE_DEFAULT_PARTITION__".to_owned(),
+        };
+        let (y, m, d) = civil_from_days(u64::try_from(self.day).unwrap_or(0));
+        root.join(format!("tenant={tenant}"))
+            .join(format!("dt={y:04}-{m:02}-{d:02}"))
+            .join(format!("hour={:02}", self.hour))
+    }
+}
+
+/// Hive-style escaping of a partition value: anything but `[A-Za-z0-9._-]` as `%XX`.
+fn escape_path_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for b in v.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'.' && !out.is_empty() || b == b'_' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+struct Shard {
+    tmp: PathBuf,
+    path: PathBuf,
+    writer: SerializedFileWriter<File>,
+    pending: Vec<Record>,
+    rows: u64,
+    opened: Instant,
+}
+
+struct Writer {
+    config: WriterConfig,
+    stats: Arc<AuditStats>,
+    open: HashMap<Partition, Shard>,
+    seq: u64,
+    props: Arc<WriterProperties>,
+    schema: Arc<parquet::schema::types::Type>,
+}
+
+impl Writer {
+    fn new(
+        config: WriterConfig,
+        stats: Arc<AuditStats>,
+        schema: Arc<parquet::schema::types::Type>,
+    ) -> Self {
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_created_by("switchyard".to_owned())
+            .build();
+        Self {
+            config,
+            stats,
+            open: HashMap::new(),
+            seq: 0,
+            props: Arc::new(props),
+            schema,
+        }
+    }
+
+    fn run(mut self, rx: &Receiver<Msg>) {
+        let tick = Duration::from_millis(500);
+        'run: loop {
+            match rx.recv_timeout(tick) {
+                Ok(Msg::Record(record)) => self.add(*record),
+                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            // Drain what is queued before looking at the clock.
+            while let Ok(msg) = rx.try_recv() {
+                match msg {
+                    Msg::Record(record) => self.add(*record),
+                    Msg::Stop => break 'run,
+                }
+            }
+            self.rotate_aged();
+        }
+        while let Ok(Msg::Record(record)) = rx.try_recv() {
+            self.add(*record);
+        }
+        let partitions: Vec<Partition> = self.open.keys().cloned().collect();
+        for p in partitions {
+            self.seal(&p);
+        }
+    }
+
+    fn add(&mut self, record: Record) {
+        let partition = Partition::of(&record);
+        if !self.open.contains_key(&partition) && !self.open_shard(&partition) {
+            self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let Some(shard) = self.open.get_mut(&partition) else {
+            return;
+        };
+        shard.pending.push(record);
+        if shard.pending.len() >= self.config.row_group_rows {
+            self.flush_row_group(&partition);
+            if self
+                .open
+                .get(&partition)
+                .is_some_and(|s| s.writer.bytes_written() as u64 >= self.config.max_shard_bytes)
+            {
+                self.seal(&partition);
+            }
+        }
+    }
+
+    fn open_shard(&mut self, partition: &Partition) -> bool {
+        let dir = partition.dir(&self.config.dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            self.write_error(&dir, &e.to_string());
+            return false;
+        }
+        self.seq += 1;
+        let name = format!("part-{}-{:06}.parquet", self.config.node, self.seq);
+        let path = dir.join(&name);
+        let tmp = dir.join(format!(".{name}.tmp"));
+        let file = match File::create(&tmp) {
+            Ok(f) => f,
+            Err(e) => {
+                self.write_error(&tmp, &e.to_string());
+                return false;
+            }
+        };
+        match SerializedFileWriter::new(file, Arc::clone(&self.schema), Arc::clone(&self.props)) {
+            Ok(writer) => {
+                self.open.insert(
+                    partition.clone(),
+                    Shard {
+                        tmp,
+                        path,
+                        writer,
+                        pending: Vec::new(),
+                        rows: 0,
+                        opened: Instant::now(),
+                    },
+                );
+                true
+            }
+            Err(e) => {
+                self.write_error(&tmp, &e.to_string());
+                false
+            }
+        }
+    }
+
+    fn write_error(&self, path: &Path, what: &str) {
+        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(path = %path.display(), error = what, "audit write failed");
+    }
+
+    fn flush_row_group(&mut self, partition: &Partition) {
+        let Some(shard) = self.open.get_mut(partition) else {
+            return;
+        };
+        if shard.pending.is_empty() {
+            return;
+        }
+        let rows = std::mem::take(&mut shard.pending);
+        match write_row_group(&mut shard.writer, &rows) {
+            Ok(()) => {
+                shard.rows += rows.len() as u64;
+            }
+            Err(e) => {
+                let tmp = shard.tmp.clone();
+                self.stats
+                    .records_failed
+                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                self.write_error(&tmp, &e.to_string());
+            }
+        }
+    }
+
+    fn rotate_aged(&mut self) {
+        let aged: Vec<Partition> = self
+            .open
+            .iter()
+            .filter(|(_, s)| s.opened.elapsed() >= self.config.max_shard_age)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in aged {
+            self.seal(&p);
+        }
+    }
+
+    /// Writes the last row group and the footer, syncs, and renames the shard into place.
+    fn seal(&mut self, partition: &Partition) {
+        self.flush_row_group(partition);
+        let Some(shard) = self.open.remove(partition) else {
+            return;
+        };
+        let Shard {
+            tmp,
+            path,
+            writer,
+            rows,
+            ..
+        } = shard;
+        if rows == 0 {
+            drop(writer);
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let sealed = writer
+            .into_inner()
+            .map_err(|e| e.to_string())
+            .and_then(|file| file.sync_all().map_err(|e| e.to_string()))
+            .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()))
+            .and_then(|()| sync_dir(&path).map_err(|e| e.to_string()));
+        match sealed {
+            Ok(()) => {
+                self.stats
+                    .records_written
+                    .fetch_add(rows, Ordering::Relaxed);
+                self.stats.shards_sealed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(shard = %path.display(), rows, "audit shard sealed");
+            }
+            Err(e) => {
+                self.stats.records_failed.fetch_add(rows, Ordering::Relaxed);
+                self.write_error(&tmp, &e);
+            }
+        }
+    }
+}
+
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+/// Encodes `rows` as one row group, columns in [`SCHEMA`] order.
+fn write_row_group(
+    writer: &mut SerializedFileWriter<File>,
+    rows: &[Record],
+) -> parquet::errors::Result<()> {
+    let mut rg = writer.next_row_group()?;
+    let mut index = 0usize;
+    while let Some(mut col) = rg.next_column()? {
+        match index {
+            0 => i64s(&mut col, rows, |r| Some(r.ts_ms), true)?,
+            1 => strings(&mut col, rows, |r| Some(r.request_id.as_str()), true)?,
+            2 => strings(&mut col, rows, |r| r.tenant.as_deref(), false)?,
+            3 => strings(&mut col, rows, |r| r.data_class.as_deref(), false)?,
+            4 => strings(&mut col, rows, |r| r.user_role.as_deref(), false)?,
+            5 => i32s(&mut col, rows, |r| r.rule_index, false)?,
+            6 => strings(&mut col, rows, |r| r.rule_name.as_deref(), false)?,
+            7 => strings(&mut col, rows, |r| r.endpoint_id.as_deref(), false)?,
+            8 => strings(&mut col, rows, |r| r.model.as_deref(), false)?,
+            9 => i32s(&mut col, rows, |r| Some(r.status), true)?,
+            10 => i64s(&mut col, rows, |r| Some(r.latency_ms), true)?,
+            11 => i64s(&mut col, rows, |r| r.upstream_latency_ms, false)?,
+            12 => i64s(&mut col, rows, |r| r.tokens_in, false)?,
+            13 => i64s(&mut col, rows, |r| r.tokens_out, false)?,
+            14 => bools(&mut col, rows, |r| r.tokens_estimated)?,
+            15 => i64s(&mut col, rows, |r| r.cost_micros, false)?,
+            16 => bools(&mut col, rows, |r| r.stream)?,
+            17 => strings(&mut col, rows, |r| r.error.as_deref(), false)?,
+            18 => i64s(&mut col, rows, |r| Some(r.request_bytes), true)?,
+            19 => i64s(&mut col, rows, |r| Some(r.response_bytes), true)?,
+            20 => i32s(&mut col, rows, |r| r.upstream_status, false)?,
+            21 => strings(&mut col, rows, |r| r.fallback_from.as_deref(), false)?,
+            22 => strings(&mut col, rows, |r| r.tenant_claimed.as_deref(), false)?,
+            _ => {
+                return Err(parquet::errors::ParquetError::General(
+                    "audit schema has more columns than the writer".into(),
+                ));
+            }
+        }
+        col.close()?;
+        index += 1;
+    }
+    rg.close()?;
+    Ok(())
+}
+
+type Col<'a, 'b> = parquet::file::writer::SerializedColumnWriter<'a>;
+
+/// Values and definition levels for an optional column (levels omitted when required).
+fn levels<T>(rows: &[Record], get: impl Fn(&Record) -> Option<T>) -> (Vec<T>, Vec<i16>) {
+    let mut values = Vec::with_capacity(rows.len());
+    let mut defs = Vec::with_capacity(rows.len());
+    for r in rows {
+        match get(r) {
+            Some(v) => {
+                values.push(v);
+                defs.push(1);
+            }
+            None => defs.push(0),
+        }
+    }
+    (values, defs)
+}
+
+fn i64s(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> Option<i64>,
+    required: bool,
+) -> parquet::errors::Result<()> {
+    let (values, defs) = levels(rows, get);
+    let defs = (!required).then_some(defs.as_slice());
+    col.typed::<Int64Type>().write_batch(&values, defs, None)?;
+    Ok(())
+}
+
+fn i32s(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> Option<i32>,
+    required: bool,
+) -> parquet::errors::Result<()> {
+    let (values, defs) = levels(rows, get);
+    let defs = (!required).then_some(defs.as_slice());
+    col.typed::<Int32Type>().write_batch(&values, defs, None)?;
+    Ok(())
+}
+
+fn bools(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> bool,
+) -> parquet::errors::Result<()> {
+    let values: Vec<bool> = rows.iter().map(get).collect();
+    col.typed::<BoolType>().write_batch(&values, None, None)?;
+    Ok(())
+}
+
+fn strings(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> Option<&str>,
+    required: bool,
+) -> parquet::errors::Result<()> {
+    let (values, defs) = levels(rows, |r| {
+        get(r).map(|s| ByteArray::from(s.as_bytes().to_vec()))
+    });
+    let defs = (!required).then_some(defs.as_slice());
+    col.typed::<ByteArrayType>()
+        .write_batch(&values, defs, None)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    #[test]
+    fn schema_parses() {
+        let t = parse_message_type(SCHEMA).unwrap();
+        assert_eq!(t.get_fields().len(), 23);
+    }
+
+    #[test]
+    fn partitions() {
+        let r = Record {
+            ts_ms: 1_795_332_412_000,
+            tenant: Some("acme/eu".into()),
+            ..Record::default()
+        };
+        let dir = Partition::of(&r).dir(Path::new("/a"));
+        assert_eq!(dir, Path::new("/a/tenant=acme%2Feu/dt=2026-11-22/hour=07"));
+        let none = Record::default();
+        assert!(
+            Partition::of(&none)
+                .dir(Path::new("/a"))
+                .starts_with("/a/tenant=__HIVE_DEFAULT_PARTITION__/dt=1970-01-01/hour=00")
+        );
+        assert_eq!(escape_path_value(".."), "%2E.");
+        assert_eq!(text(&[b'a'; 1000]).len(), MAX_TEXT);
+    }
+}

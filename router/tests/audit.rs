@@ -1,0 +1,256 @@
+//! The audit trail end to end: requests through the real router, shards read back by DuckDB
+//! (the Python package) with Hive partitioning.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test harness"
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn duckdb_rows(dir: &std::path::Path) -> serde_json::Value {
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => {}
+        _ => panic!(
+            "the `duckdb` Python package is missing: run `python3 -m pip install -r tools/sdk/requirements.txt` (tools/test-all does)"
+        ),
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/audit/dump.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "DuckDB could not read the shards: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn every_request_leaves_one_record_that_duckdb_reads() {
+    let mock = mock(&["--chunks", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    let yaml = format!(
+        r#"
+version: v1
+endpoints:
+  - id: gpu
+    type: vllm
+    url: http://{mock}/v1
+    transport: privatelink
+    models: [llama]
+    pricing: {{ input_per_1k: 0.001, output_per_1k: 0.002 }}
+  - id: local
+    type: mock
+    transport: privatelink
+    models: [mock-model]
+    pricing: {{ input_per_1k: 0.5, output_per_1k: 1.0 }}
+tenants:
+  - id: acme
+  - id: beta
+rules:
+  - name: acme-gpu
+    match:
+      tenant: acme
+    route_to: gpu
+  - default:
+      route_to: local
+"#,
+        mock = mock.addr
+    );
+    compile(&yaml, &table, 1);
+    let data = dir.path().join("data");
+    let mut r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--cores",
+        "2",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    // (request id, tenant header, stream, extra header, expected status, endpoint, rule)
+    let mut expected = BTreeMap::new();
+    let mut n = 0;
+    for round in 0..6 {
+        for (tenant, extra, status, endpoint, rule) in [
+            (Some("acme"), None, 200, Some("gpu"), Some(0)),
+            (
+                Some("acme"),
+                Some(("x-mock-status", "500")),
+                500,
+                Some("gpu"),
+                Some(0),
+            ),
+            (
+                Some("acme"),
+                Some(("x-mock-fault", "reset")),
+                502,
+                Some("gpu"),
+                Some(0),
+            ),
+            (Some("beta"), None, 200, Some("local"), Some(1)),
+            (Some("nobody"), None, 200, Some("local"), Some(1)),
+            (None, None, 200, Some("local"), Some(1)),
+        ] {
+            let stream = round % 2 == 1;
+            let id = format!("audit-{n}");
+            n += 1;
+            let mut headers = vec![("X-Request-Id", id.as_str())];
+            if let Some(t) = tenant {
+                headers.push(("X-Tenant", t));
+            }
+            if let Some(h) = extra {
+                headers.push(h);
+            }
+            let resp = call(
+                r.addr,
+                "POST",
+                "/v1/chat/completions",
+                &headers,
+                &chat_body("auto", stream),
+            );
+            assert_eq!(resp.status, status, "{id}: {}", resp.text());
+            expected.insert(id, (tenant, stream, status, endpoint, rule));
+        }
+    }
+    // A request refused before routing is audited too.
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Request-Id", "audit-bad"), ("X-Tenant", "acme")],
+        b"{not json",
+    );
+    assert_eq!(resp.status, 400);
+    expected.insert("audit-bad".into(), (Some("acme"), false, 400, None, None));
+
+    r.signal(15);
+    assert!(
+        r.wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    let audit = data.join("audit");
+    let leftovers: Vec<_> = walk(&audit)
+        .into_iter()
+        .filter(|p| !p.ends_with(".parquet"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let out = duckdb_rows(&audit);
+    let schema: BTreeMap<String, String> = out["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c[0].as_str().unwrap().to_owned(),
+                c[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(schema["ts"], "TIMESTAMP WITH TIME ZONE", "{schema:?}");
+    assert_eq!(schema["status"], "INTEGER");
+    assert_eq!(schema["tokens_in"], "BIGINT");
+    assert_eq!(schema["cost_usd"], "DECIMAL(18,6)");
+    let rows = out["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.len(), "one record per request");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for row in rows {
+        let id = row["request_id"].as_str().unwrap();
+        let (tenant, stream, status, endpoint, rule) = expected[id];
+        let declared = tenant.filter(|t| *t != "nobody");
+        assert_eq!(row["tenant"].as_str(), declared, "{id}");
+        let claimed = tenant.filter(|t| *t == "nobody");
+        assert_eq!(row["tenant_claimed"].as_str(), claimed, "{id}");
+        assert_eq!(row["status"], status, "{id}");
+        assert_eq!(row["stream"], stream, "{id}");
+        assert_eq!(row["endpoint_id"].as_str(), endpoint, "{id}");
+        assert_eq!(row["rule_index"].as_i64(), rule, "{id}");
+        let ts = row["ts_epoch_ms"].as_i64().unwrap();
+        assert!(
+            (now_ms - ts).abs() < 120_000,
+            "{id}: ts {ts} vs now {now_ms}"
+        );
+        if status == 200 {
+            let tin = row["tokens_in"].as_i64().unwrap();
+            let tout = row["tokens_out"].as_i64().unwrap();
+            assert!(tin > 0 && tout > 0, "{id}: {row}");
+            assert_eq!(
+                row["tokens_estimated"], false,
+                "{id}: usage came from the answer"
+            );
+            let (pin, pout) = if endpoint == Some("gpu") {
+                (1000, 2000)
+            } else {
+                (500_000, 1_000_000)
+            };
+            let micros = (tin * pin + tout * pout + 500) / 1000;
+            let cost: f64 = row["cost_usd"]
+                .as_str()
+                .map_or_else(|| row["cost_usd"].as_f64().unwrap(), |s| s.parse().unwrap());
+            assert!(
+                (cost * 1e6 - micros as f64).abs() < 0.5,
+                "{id}: cost {cost} vs {micros} µ$"
+            );
+        }
+        if status == 500 || status == 502 {
+            assert_eq!(
+                row["upstream_status"].as_i64(),
+                if status == 500 { Some(500) } else { None },
+                "{id}"
+            );
+        }
+        if status == 502 || status == 400 {
+            assert!(
+                row["error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{id}: {row}"
+            );
+        }
+    }
+    // Declared tenants are partitions; the unknown claim and the absent tenant are not.
+    let dirs: Vec<String> = std::fs::read_dir(&audit)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut dirs = dirs;
+    dirs.sort();
+    assert_eq!(
+        dirs,
+        [
+            "tenant=__HIVE_DEFAULT_PARTITION__",
+            "tenant=acme",
+            "tenant=beta"
+        ]
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p.to_string_lossy().into_owned());
+        }
+    }
+    out
+}
