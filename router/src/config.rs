@@ -43,6 +43,13 @@ pub struct Args {
     /// Seal an audit shard at about this size, in bytes.
     #[arg(long, env = "SWITCHYARD_AUDIT_MAX_SHARD_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub audit_max_shard_bytes: u64,
+    /// How often audit write-ahead logs are fsynced: the most a machine crash can lose, ms.
+    #[arg(
+        long,
+        env = "SWITCHYARD_AUDIT_FLUSH_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub audit_flush_interval_ms: u64,
     /// Seal an audit shard this many seconds after it was opened.
     #[arg(long, env = "SWITCHYARD_AUDIT_MAX_SHARD_AGE_S", default_value_t = 300)]
     pub audit_max_shard_age_s: u64,
@@ -126,6 +133,7 @@ pub struct Config {
     pub audit_dir: Option<PathBuf>,
     pub audit_max_shard_bytes: u64,
     pub audit_max_shard_age: Duration,
+    pub audit_flush_interval: Duration,
     pub limits: Limits,
     pub max_connections_per_core: usize,
     pub head_timeout: Duration,
@@ -205,6 +213,7 @@ impl Args {
             }),
             audit_max_shard_bytes: self.audit_max_shard_bytes,
             audit_max_shard_age: Duration::from_secs(self.audit_max_shard_age_s.max(1)),
+            audit_flush_interval: ms("audit-flush-interval-ms", self.audit_flush_interval_ms)?,
             limits: Limits {
                 max_head_bytes: self.max_header_bytes,
                 max_headers: self.max_headers,

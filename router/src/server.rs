@@ -179,6 +179,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                 max_shard_age: config.audit_max_shard_age,
                 row_group_rows: 65_536,
                 node: node_id(),
+                flush_interval: config.audit_flush_interval,
             };
             let (sink, handle) = crate::audit::start(writer, Arc::clone(&audit_stats))
                 .with_context(|| format!("cannot start the audit writer in `{}`", dir.display()))?;

@@ -254,3 +254,110 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_killed_router_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = [
+        "--cores",
+        "2",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--audit-flush-interval-ms",
+        "200",
+    ];
+    let mut r = router(&args);
+    let addr = r.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..3)
+        .map(|w| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut c = Conn::open(addr);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let id = format!("crash-{w}-{i}");
+                    i += 1;
+                    c.send(&request(
+                        "POST",
+                        "/v1/chat/completions",
+                        &[("X-Request-Id", &id), ("X-Tenant", "demo")],
+                        &chat_body("auto", i % 2 == 0),
+                    ));
+                    // The kill resets the connection mid-read: that ends the worker.
+                    let answer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        c.read_response()
+                    }));
+                    match answer {
+                        Ok(Some(resp)) if resp.status == 200 => {
+                            acked.push((id, std::time::Instant::now()));
+                        }
+                        _ => break,
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = std::time::Instant::now();
+    r.signal(9);
+    assert!(r.wait_exit(Duration::from_secs(5)).is_some());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<(String, std::time::Instant)> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 100,
+        "only {} requests before the kill",
+        acked.len()
+    );
+
+    // Restart on the same directory: the logs are sealed into shards; then stop cleanly.
+    let mut again = router(&args);
+    again.signal(15);
+    assert!(
+        again
+            .wait_exit(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+    assert!(
+        again.log().contains("recovered audit records"),
+        "{}",
+        again.log()
+    );
+    let audit = data.join("audit");
+    let leftovers: Vec<_> = walk(&audit)
+        .into_iter()
+        .filter(|p| !p.ends_with(".parquet"))
+        .collect();
+    assert!(leftovers.is_empty(), "files left: {leftovers:?}");
+
+    let out = duckdb_rows(&audit);
+    let seen: std::collections::BTreeSet<String> = out["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        seen.len(),
+        out["rows"].as_array().unwrap().len(),
+        "no duplicates"
+    );
+    let cutoff = killed_at - Duration::from_millis(200);
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|(id, at)| *at < cutoff && !seen.contains(id))
+        .map(|(id, _)| id)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records lost: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+}

@@ -11,8 +11,13 @@
 //! (Hive's null), so a client cannot create directories by inventing tenants, and the claim
 //! is kept in `tenant_claimed`.
 //!
-//! Not yet here (issue 4, in progress): a write-ahead log for the `buffered`/`strict`
-//! durability modes and crash recovery, shipping to object storage, and `GET /v1/audit`.
+//! Durability (`buffered`): every record also goes to its shard's write-ahead log ([`wal`]),
+//! written at once and fsynced every flush interval; sealing a shard deletes its log, and at
+//! start the logs a crash left behind are sealed into new shards. A killed process loses no
+//! record that reached the writer; a machine crash loses at most one flush interval.
+//!
+//! Not yet here (issue 4, in progress): the `strict` mode, shipping to object storage, and
+//! `GET /v1/audit`.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -23,12 +28,16 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
 use crate::respond::civil_from_days;
+
+mod columns;
+mod wal;
+
+use self::columns::write_row_group;
 
 /// The shard schema. Integers are signed; money is DECIMAL(18,6) in micro-dollars.
 pub const SCHEMA: &str = "
@@ -139,6 +148,8 @@ pub struct WriterConfig {
     pub row_group_rows: usize,
     /// Identifies this process in shard names: host, pid, start time.
     pub node: String,
+    /// How often write-ahead logs are fsynced.
+    pub flush_interval: Duration,
 }
 
 /// What cores send the writer.
@@ -181,10 +192,11 @@ pub fn start(
     let schema = parse_message_type(SCHEMA)
         .map_err(|e| std::io::Error::other(format!("audit schema: {e}")))?;
     let (tx, rx) = std::sync::mpsc::channel();
-    let writer_stats = Arc::clone(&stats);
+    let mut writer = Writer::new(config, Arc::clone(&stats), Arc::new(schema));
+    writer.recover();
     let handle = std::thread::Builder::new()
         .name("audit-writer".into())
-        .spawn(move || Writer::new(config, writer_stats, Arc::new(schema)).run(&rx))?;
+        .spawn(move || writer.run(&rx))?;
     Ok((AuditSink { tx, stats }, handle))
 }
 
@@ -238,6 +250,12 @@ struct Shard {
     pending: Vec<Record>,
     rows: u64,
     opened: Instant,
+    wal_path: PathBuf,
+    wal: File,
+    /// Frames not yet written to `wal`.
+    wal_buf: Vec<u8>,
+    /// Written but not yet fsynced.
+    wal_dirty: bool,
 }
 
 struct Writer {
@@ -270,7 +288,8 @@ impl Writer {
     }
 
     fn run(mut self, rx: &Receiver<Msg>) {
-        let tick = Duration::from_millis(500);
+        let tick = self.config.flush_interval.min(Duration::from_millis(500));
+        let mut synced = Instant::now();
         'run: loop {
             match rx.recv_timeout(tick) {
                 Ok(Msg::Record(record)) => self.add(*record),
@@ -283,6 +302,11 @@ impl Writer {
                     Msg::Record(record) => self.add(*record),
                     Msg::Stop => break 'run,
                 }
+            }
+            self.write_wals();
+            if synced.elapsed() >= self.config.flush_interval {
+                self.sync_wals();
+                synced = Instant::now();
             }
             self.rotate_aged();
         }
@@ -304,6 +328,7 @@ impl Writer {
         let Some(shard) = self.open.get_mut(&partition) else {
             return;
         };
+        wal::append(&record, &mut shard.wal_buf);
         shard.pending.push(record);
         if shard.pending.len() >= self.config.row_group_rows {
             self.flush_row_group(&partition);
@@ -327,10 +352,12 @@ impl Writer {
         let name = format!("part-{}-{:06}.parquet", self.config.node, self.seq);
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp"));
-        let file = match File::create(&tmp) {
-            Ok(f) => f,
+        let wal_path = dir.join(format!(".{name}.wal"));
+        let (file, wal) = match File::create(&tmp).and_then(|f| Ok((f, File::create(&wal_path)?))) {
+            Ok(files) => files,
             Err(e) => {
                 self.write_error(&tmp, &e.to_string());
+                let _ = std::fs::remove_file(&tmp);
                 return false;
             }
         };
@@ -345,6 +372,10 @@ impl Writer {
                         pending: Vec::new(),
                         rows: 0,
                         opened: Instant::now(),
+                        wal_path,
+                        wal,
+                        wal_buf: Vec::new(),
+                        wal_dirty: false,
                     },
                 );
                 true
@@ -353,6 +384,86 @@ impl Writer {
                 self.write_error(&tmp, &e.to_string());
                 false
             }
+        }
+    }
+
+    /// Writes every shard's pending log frames (one write per shard per batch).
+    fn write_wals(&mut self) {
+        let mut failed = Vec::new();
+        for shard in self.open.values_mut() {
+            if shard.wal_buf.is_empty() {
+                continue;
+            }
+            match std::io::Write::write_all(&mut shard.wal, &shard.wal_buf) {
+                Ok(()) => shard.wal_dirty = true,
+                Err(e) => failed.push((shard.wal_path.clone(), e.to_string())),
+            }
+            shard.wal_buf.clear();
+        }
+        for (path, e) in failed {
+            self.write_error(&path, &e);
+        }
+    }
+
+    /// fsyncs every log written since the last sync (the flush-interval bound).
+    fn sync_wals(&mut self) {
+        let mut failed = Vec::new();
+        for shard in self.open.values_mut() {
+            if shard.wal_dirty {
+                match shard.wal.sync_data() {
+                    Ok(()) => shard.wal_dirty = false,
+                    Err(e) => failed.push((shard.wal_path.clone(), e.to_string())),
+                }
+            }
+        }
+        for (path, e) in failed {
+            self.write_error(&path, &e);
+        }
+    }
+
+    /// Seals the records of write-ahead logs a previous run left behind into new shards,
+    /// and removes temporary shard files (their records are all in a log).
+    fn recover(&mut self) {
+        let mut logs = Vec::new();
+        let mut temps = Vec::new();
+        collect_leftovers(&self.config.dir, &mut logs, &mut temps);
+        for tmp in temps {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        let mut recovered = 0usize;
+        for log in &logs {
+            // A log whose shard was sealed (the crash came between rename and delete) is
+            // already in the shard; sealing it again would duplicate its records.
+            if sealed_shard_of(log).is_some_and(|p| p.exists()) {
+                let _ = std::fs::remove_file(log);
+                continue;
+            }
+            let records = match std::fs::read(log) {
+                Ok(bytes) => wal::read(&bytes),
+                Err(e) => {
+                    self.write_error(log, &e.to_string());
+                    continue;
+                }
+            };
+            recovered += records.len();
+            for r in records {
+                self.add(r);
+            }
+            let partitions: Vec<Partition> = self.open.keys().cloned().collect();
+            let mut ok = true;
+            for p in partitions {
+                ok &= self.seal(&p);
+            }
+            if ok {
+                let _ = std::fs::remove_file(log);
+            }
+        }
+        if !logs.is_empty() {
+            tracing::info!(
+                logs = logs.len(),
+                records = recovered,
+                "recovered audit records left by a previous run into sealed shards"
+            );
         }
     }
 
@@ -395,23 +506,28 @@ impl Writer {
         }
     }
 
-    /// Writes the last row group and the footer, syncs, and renames the shard into place.
-    fn seal(&mut self, partition: &Partition) {
+    /// Writes the last row group and the footer, syncs, and renames the shard into place;
+    /// then its log is no longer needed. Returns whether the shard is safely sealed.
+    fn seal(&mut self, partition: &Partition) -> bool {
         self.flush_row_group(partition);
         let Some(shard) = self.open.remove(partition) else {
-            return;
+            return true;
         };
         let Shard {
             tmp,
             path,
             writer,
             rows,
+            wal_path,
+            wal,
             ..
         } = shard;
+        drop(wal);
         if rows == 0 {
             drop(writer);
             let _ = std::fs::remove_file(&tmp);
-            return;
+            let _ = std::fs::remove_file(&wal_path);
+            return true;
         }
         let sealed = writer
             .into_inner()
@@ -421,18 +537,45 @@ impl Writer {
             .and_then(|()| sync_dir(&path).map_err(|e| e.to_string()));
         match sealed {
             Ok(()) => {
+                let _ = std::fs::remove_file(&wal_path);
                 self.stats
                     .records_written
                     .fetch_add(rows, Ordering::Relaxed);
                 self.stats.shards_sealed.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(shard = %path.display(), rows, "audit shard sealed");
+                true
             }
             Err(e) => {
-                self.stats.records_failed.fetch_add(rows, Ordering::Relaxed);
+                // The records stay in the log; the next start seals them.
                 self.write_error(&tmp, &e);
+                false
             }
         }
     }
+}
+
+/// Write-ahead logs and temporary shards under `dir`.
+fn collect_leftovers(dir: &Path, logs: &mut Vec<PathBuf>, temps: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_leftovers(&path, logs, temps);
+        } else if path.extension().is_some_and(|e| e == "wal") {
+            logs.push(path);
+        } else if path.extension().is_some_and(|e| e == "tmp") {
+            temps.push(path);
+        }
+    }
+}
+
+/// The sealed shard a log belongs to: `.part-X.parquet.wal` → `part-X.parquet`.
+fn sealed_shard_of(log: &Path) -> Option<PathBuf> {
+    let name = log.file_name()?.to_str()?;
+    let shard = name.strip_prefix('.')?.strip_suffix(".wal")?;
+    Some(log.with_file_name(shard))
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {
@@ -440,118 +583,6 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
         Some(dir) => File::open(dir)?.sync_all(),
         None => Ok(()),
     }
-}
-
-/// Encodes `rows` as one row group, columns in [`SCHEMA`] order.
-fn write_row_group(
-    writer: &mut SerializedFileWriter<File>,
-    rows: &[Record],
-) -> parquet::errors::Result<()> {
-    let mut rg = writer.next_row_group()?;
-    let mut index = 0usize;
-    while let Some(mut col) = rg.next_column()? {
-        match index {
-            0 => i64s(&mut col, rows, |r| Some(r.ts_ms), true)?,
-            1 => strings(&mut col, rows, |r| Some(r.request_id.as_str()), true)?,
-            2 => strings(&mut col, rows, |r| r.tenant.as_deref(), false)?,
-            3 => strings(&mut col, rows, |r| r.data_class.as_deref(), false)?,
-            4 => strings(&mut col, rows, |r| r.user_role.as_deref(), false)?,
-            5 => i32s(&mut col, rows, |r| r.rule_index, false)?,
-            6 => strings(&mut col, rows, |r| r.rule_name.as_deref(), false)?,
-            7 => strings(&mut col, rows, |r| r.endpoint_id.as_deref(), false)?,
-            8 => strings(&mut col, rows, |r| r.model.as_deref(), false)?,
-            9 => i32s(&mut col, rows, |r| Some(r.status), true)?,
-            10 => i64s(&mut col, rows, |r| Some(r.latency_ms), true)?,
-            11 => i64s(&mut col, rows, |r| r.upstream_latency_ms, false)?,
-            12 => i64s(&mut col, rows, |r| r.tokens_in, false)?,
-            13 => i64s(&mut col, rows, |r| r.tokens_out, false)?,
-            14 => bools(&mut col, rows, |r| r.tokens_estimated)?,
-            15 => i64s(&mut col, rows, |r| r.cost_micros, false)?,
-            16 => bools(&mut col, rows, |r| r.stream)?,
-            17 => strings(&mut col, rows, |r| r.error.as_deref(), false)?,
-            18 => i64s(&mut col, rows, |r| Some(r.request_bytes), true)?,
-            19 => i64s(&mut col, rows, |r| Some(r.response_bytes), true)?,
-            20 => i32s(&mut col, rows, |r| r.upstream_status, false)?,
-            21 => strings(&mut col, rows, |r| r.fallback_from.as_deref(), false)?,
-            22 => strings(&mut col, rows, |r| r.tenant_claimed.as_deref(), false)?,
-            _ => {
-                return Err(parquet::errors::ParquetError::General(
-                    "audit schema has more columns than the writer".into(),
-                ));
-            }
-        }
-        col.close()?;
-        index += 1;
-    }
-    rg.close()?;
-    Ok(())
-}
-
-type Col<'a, 'b> = parquet::file::writer::SerializedColumnWriter<'a>;
-
-/// Values and definition levels for an optional column (levels omitted when required).
-fn levels<T>(rows: &[Record], get: impl Fn(&Record) -> Option<T>) -> (Vec<T>, Vec<i16>) {
-    let mut values = Vec::with_capacity(rows.len());
-    let mut defs = Vec::with_capacity(rows.len());
-    for r in rows {
-        match get(r) {
-            Some(v) => {
-                values.push(v);
-                defs.push(1);
-            }
-            None => defs.push(0),
-        }
-    }
-    (values, defs)
-}
-
-fn i64s(
-    col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> Option<i64>,
-    required: bool,
-) -> parquet::errors::Result<()> {
-    let (values, defs) = levels(rows, get);
-    let defs = (!required).then_some(defs.as_slice());
-    col.typed::<Int64Type>().write_batch(&values, defs, None)?;
-    Ok(())
-}
-
-fn i32s(
-    col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> Option<i32>,
-    required: bool,
-) -> parquet::errors::Result<()> {
-    let (values, defs) = levels(rows, get);
-    let defs = (!required).then_some(defs.as_slice());
-    col.typed::<Int32Type>().write_batch(&values, defs, None)?;
-    Ok(())
-}
-
-fn bools(
-    col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> bool,
-) -> parquet::errors::Result<()> {
-    let values: Vec<bool> = rows.iter().map(get).collect();
-    col.typed::<BoolType>().write_batch(&values, None, None)?;
-    Ok(())
-}
-
-fn strings(
-    col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> Option<&str>,
-    required: bool,
-) -> parquet::errors::Result<()> {
-    let (values, defs) = levels(rows, |r| {
-        get(r).map(|s| ByteArray::from(s.as_bytes().to_vec()))
-    });
-    let defs = (!required).then_some(defs.as_slice());
-    col.typed::<ByteArrayType>()
-        .write_batch(&values, defs, None)?;
-    Ok(())
 }
 
 #[cfg(test)]

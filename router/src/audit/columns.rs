@@ -1,0 +1,120 @@
+//! Encoding audit records as Parquet row groups (columns in [`SCHEMA`](super::SCHEMA) order).
+
+use std::fs::File;
+
+use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::file::writer::SerializedFileWriter;
+
+use super::Record;
+
+/// Encodes `rows` as one row group, columns in [`SCHEMA`] order.
+pub(super) fn write_row_group(
+    writer: &mut SerializedFileWriter<File>,
+    rows: &[Record],
+) -> parquet::errors::Result<()> {
+    let mut rg = writer.next_row_group()?;
+    let mut index = 0usize;
+    while let Some(mut col) = rg.next_column()? {
+        match index {
+            0 => i64s(&mut col, rows, |r| Some(r.ts_ms), true)?,
+            1 => strings(&mut col, rows, |r| Some(r.request_id.as_str()), true)?,
+            2 => strings(&mut col, rows, |r| r.tenant.as_deref(), false)?,
+            3 => strings(&mut col, rows, |r| r.data_class.as_deref(), false)?,
+            4 => strings(&mut col, rows, |r| r.user_role.as_deref(), false)?,
+            5 => i32s(&mut col, rows, |r| r.rule_index, false)?,
+            6 => strings(&mut col, rows, |r| r.rule_name.as_deref(), false)?,
+            7 => strings(&mut col, rows, |r| r.endpoint_id.as_deref(), false)?,
+            8 => strings(&mut col, rows, |r| r.model.as_deref(), false)?,
+            9 => i32s(&mut col, rows, |r| Some(r.status), true)?,
+            10 => i64s(&mut col, rows, |r| Some(r.latency_ms), true)?,
+            11 => i64s(&mut col, rows, |r| r.upstream_latency_ms, false)?,
+            12 => i64s(&mut col, rows, |r| r.tokens_in, false)?,
+            13 => i64s(&mut col, rows, |r| r.tokens_out, false)?,
+            14 => bools(&mut col, rows, |r| r.tokens_estimated)?,
+            15 => i64s(&mut col, rows, |r| r.cost_micros, false)?,
+            16 => bools(&mut col, rows, |r| r.stream)?,
+            17 => strings(&mut col, rows, |r| r.error.as_deref(), false)?,
+            18 => i64s(&mut col, rows, |r| Some(r.request_bytes), true)?,
+            19 => i64s(&mut col, rows, |r| Some(r.response_bytes), true)?,
+            20 => i32s(&mut col, rows, |r| r.upstream_status, false)?,
+            21 => strings(&mut col, rows, |r| r.fallback_from.as_deref(), false)?,
+            22 => strings(&mut col, rows, |r| r.tenant_claimed.as_deref(), false)?,
+            _ => {
+                return Err(parquet::errors::ParquetError::General(
+                    "audit schema has more columns than the writer".into(),
+                ));
+            }
+        }
+        col.close()?;
+        index += 1;
+    }
+    rg.close()?;
+    Ok(())
+}
+
+type Col<'a, 'b> = parquet::file::writer::SerializedColumnWriter<'a>;
+
+/// Values and definition levels for an optional column (levels omitted when required).
+fn levels<T>(rows: &[Record], get: impl Fn(&Record) -> Option<T>) -> (Vec<T>, Vec<i16>) {
+    let mut values = Vec::with_capacity(rows.len());
+    let mut defs = Vec::with_capacity(rows.len());
+    for r in rows {
+        match get(r) {
+            Some(v) => {
+                values.push(v);
+                defs.push(1);
+            }
+            None => defs.push(0),
+        }
+    }
+    (values, defs)
+}
+
+fn i64s(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> Option<i64>,
+    required: bool,
+) -> parquet::errors::Result<()> {
+    let (values, defs) = levels(rows, get);
+    let defs = (!required).then_some(defs.as_slice());
+    col.typed::<Int64Type>().write_batch(&values, defs, None)?;
+    Ok(())
+}
+
+fn i32s(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> Option<i32>,
+    required: bool,
+) -> parquet::errors::Result<()> {
+    let (values, defs) = levels(rows, get);
+    let defs = (!required).then_some(defs.as_slice());
+    col.typed::<Int32Type>().write_batch(&values, defs, None)?;
+    Ok(())
+}
+
+fn bools(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> bool,
+) -> parquet::errors::Result<()> {
+    let values: Vec<bool> = rows.iter().map(get).collect();
+    col.typed::<BoolType>().write_batch(&values, None, None)?;
+    Ok(())
+}
+
+fn strings(
+    col: &mut Col<'_, '_>,
+    rows: &[Record],
+    get: impl Fn(&Record) -> Option<&str>,
+    required: bool,
+) -> parquet::errors::Result<()> {
+    let (values, defs) = levels(rows, |r| {
+        get(r).map(|s| ByteArray::from(s.as_bytes().to_vec()))
+    });
+    let defs = (!required).then_some(defs.as_slice());
+    col.typed::<ByteArrayType>()
+        .write_batch(&values, defs, None)?;
+    Ok(())
+}
