@@ -225,6 +225,19 @@ rules:
             );
         }
     }
+    // The example queries users are pointed to run on these shards.
+    let queries = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/audit/queries.py");
+    let out = Command::new("python3")
+        .arg(queries)
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("acme"));
     // Declared tenants are partitions; the unknown claim and the absent tenant are not.
     let dirs: Vec<String> = std::fs::read_dir(&audit)
         .unwrap()

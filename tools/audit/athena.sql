@@ -1,0 +1,57 @@
+-- Athena (or Trino/Hive) table over switchyard audit shards shipped to S3, with partition
+-- projection so new tenants, days and hours need no MSCK REPAIR / ALTER TABLE ADD PARTITION.
+-- Replace s3://YOUR-BUCKET/switchyard-audit/ with the shipping prefix.
+-- Tenant ids are partition values: list the tenants you have in `projection.tenant.values`
+-- (or switch tenant to `injected` projection and always filter on it).
+
+CREATE EXTERNAL TABLE IF NOT EXISTS switchyard_audit (
+  ts                  timestamp,
+  request_id          string,
+  data_class          string,
+  user_role           string,
+  rule_index          int,
+  rule_name           string,
+  endpoint_id         string,
+  model               string,
+  status              int,
+  latency_ms          bigint,
+  upstream_latency_ms bigint,
+  tokens_in           bigint,
+  tokens_out          bigint,
+  tokens_estimated    boolean,
+  cost_usd            decimal(18,6),
+  stream              boolean,
+  error               string,
+  request_bytes       bigint,
+  response_bytes      bigint,
+  upstream_status     int,
+  fallback_from       string,
+  tenant_claimed      string
+)
+PARTITIONED BY (
+  tenant string,
+  dt     string,
+  hour   string
+)
+STORED AS PARQUET
+LOCATION 's3://YOUR-BUCKET/switchyard-audit/'
+TBLPROPERTIES (
+  'parquet.compression'           = 'ZSTD',
+  'projection.enabled'            = 'true',
+  'projection.tenant.type'        = 'enum',
+  'projection.tenant.values'      = 'enterprise-acme,__HIVE_DEFAULT_PARTITION__',
+  'projection.dt.type'            = 'date',
+  'projection.dt.format'          = 'yyyy-MM-dd',
+  'projection.dt.range'           = '2026-01-01,NOW',
+  'projection.dt.interval'        = '1',
+  'projection.dt.interval.unit'   = 'DAYS',
+  'projection.hour.type'          = 'integer',
+  'projection.hour.range'         = '0,23',
+  'projection.hour.digits'        = '2',
+  'storage.location.template'     = 's3://YOUR-BUCKET/switchyard-audit/tenant=${tenant}/dt=${dt}/hour=${hour}/'
+);
+
+-- The `tenant` column of the data files equals the partition value, so it is declared only
+-- as a partition key here. Example:
+-- SELECT tenant, count(*), sum(cost_usd) FROM switchyard_audit
+-- WHERE dt BETWEEN '2026-11-01' AND '2026-11-30' GROUP BY tenant;
