@@ -166,8 +166,9 @@ rules:
         table = os.path.join(tmp, "bench.swt")
         sh(os.path.join(TARGET, "policyc"), "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
         sy, sy_addr = start([os.path.join(TARGET, "switchyard"), "--table", table, "--listen", "127.0.0.1:0",
-                             "--cores", "1", "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, "data")],
-                            1, r"listening on http://(\S+?)\"")
+                             "--cores", "1", "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, "data"),
+                             "--admin-listen", "127.0.0.1:0"],
+                            1, r"switchyard listening on http://(\S+?)\"")
         procs.append(sy)
         nginx_conf = os.path.join(tmp, "nginx.conf")
         nginx_port = 18000 + os.getpid() % 1000

@@ -23,6 +23,13 @@ pub struct Args {
     /// Address to listen on; port 0 picks a free port (logged at start).
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the admin listener (`GET /v1/audit`); port 0 picks one (logged).
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub admin_listen: SocketAddr,
     /// Executors (one thread and listener per core). Default: every CPU this process may use.
     #[arg(long, env = "SWITCHYARD_CORES")]
     pub cores: Option<usize>,
@@ -126,6 +133,7 @@ pub struct Args {
 pub struct Config {
     pub table: Option<PathBuf>,
     pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
     pub cores: usize,
     pub pin: bool,
     pub data_dir: PathBuf,
@@ -203,6 +211,7 @@ impl Args {
         Ok(Config {
             table: self.table.clone(),
             listen: self.listen,
+            admin_listen: self.admin_listen,
             cores,
             pin: !self.no_pin,
             data_dir: self.data_dir.clone(),

@@ -7,6 +7,7 @@
 //! forwarding, relay) with [`usage`] capture. [`table`] holds and reloads the decision table;
 //! [`error`] is the one map from failures to statuses and OpenAI-format bodies.
 
+pub mod admin;
 pub mod api;
 pub mod audit;
 pub mod config;

@@ -200,6 +200,15 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         audit_stats,
     });
 
+    let admin =
+        crate::admin::start(config.admin_listen, config.audit_dir.clone()).with_context(|| {
+            format!(
+                "cannot listen on {} (the admin listener, --admin-listen)",
+                config.admin_listen
+            )
+        })?;
+    tracing::info!(addr = %admin, "admin listening on http://{admin}");
+
     let (watch_tx, watch_rx) = mpsc::channel();
     let watcher = match &config.table {
         Some(path) => {

@@ -35,6 +35,7 @@ use parquet::schema::parser::parse_message_type;
 use crate::respond::civil_from_days;
 
 mod columns;
+pub mod query;
 mod wal;
 
 use self::columns::write_row_group;
@@ -69,7 +70,7 @@ message audit {
 ";
 
 /// One request's audit record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Record {
     /// Wall-clock time the request head was complete, ms since the Unix epoch (UTC).
     pub ts_ms: i64,
@@ -231,7 +232,7 @@ impl Partition {
 }
 
 /// Hive-style escaping of a partition value: anything but `[A-Za-z0-9._-]` as `%XX`.
-fn escape_path_value(v: &str) -> String {
+pub(crate) fn escape_path_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
     for b in v.bytes() {
         if b.is_ascii_alphanumeric() || b == b'.' && !out.is_empty() || b == b'_' || b == b'-' {

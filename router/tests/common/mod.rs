@@ -37,6 +37,8 @@ pub struct Proc {
     pub log: Arc<Mutex<String>>,
     /// The router's `--data-dir` when the harness made one (audit shards land there).
     pub data: Option<tempfile::TempDir>,
+    /// The router's admin listener.
+    pub admin: Option<SocketAddr>,
 }
 
 impl Drop for Proc {
@@ -90,7 +92,12 @@ fn collect(
     });
 }
 
-fn wait_for_addr(rx: &std::sync::mpsc::Receiver<String>, marker: &str, what: &str) -> SocketAddr {
+fn wait_for_addr(
+    rx: &std::sync::mpsc::Receiver<String>,
+    marker: &str,
+    what: &str,
+    log: &Mutex<String>,
+) -> SocketAddr {
     let until = Instant::now() + Duration::from_secs(20);
     while Instant::now() < until {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100))
@@ -103,7 +110,10 @@ fn wait_for_addr(rx: &std::sync::mpsc::Receiver<String>, marker: &str, what: &st
             return rest[..end].parse().unwrap();
         }
     }
-    panic!("{what} did not start within 20 s");
+    panic!(
+        "{what} did not start within 20 s; its output:\n{}",
+        log.lock().unwrap()
+    );
 }
 
 /// Starts the router with `args` (plus `--listen 127.0.0.1:0`).
@@ -119,6 +129,9 @@ pub fn router_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     .then(|| tempfile::tempdir().unwrap());
     if let Some(d) = &data {
         cmd.arg("--data-dir").arg(d.path());
+    }
+    if !args.contains(&"--admin-listen") {
+        cmd.args(["--admin-listen", "127.0.0.1:0"]);
     }
     cmd.args([
         "--listen",
@@ -139,12 +152,19 @@ pub fn router_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let log = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = std::sync::mpsc::channel();
     collect(child.stderr.take().unwrap(), Arc::clone(&log), tx);
-    let addr = wait_for_addr(&rx, "listening on http://", "switchyard");
+    let admin = wait_for_addr(
+        &rx,
+        "admin listening on http://",
+        "switchyard's admin listener",
+        &log,
+    );
+    let addr = wait_for_addr(&rx, "switchyard listening on http://", "switchyard", &log);
     Proc {
         child,
         addr,
         log,
         data,
+        admin: Some(admin),
     }
 }
 
@@ -167,12 +187,13 @@ pub fn mock(args: &[&str]) -> Proc {
     } else {
         "listening on http://"
     };
-    let addr = wait_for_addr(&rx, marker, "mock-upstream");
+    let addr = wait_for_addr(&rx, marker, "mock-upstream", &log);
     Proc {
         child,
         addr,
         log,
         data: None,
+        admin: None,
     }
 }
 
