@@ -50,6 +50,11 @@ pub struct Args {
     /// Seal an audit shard at about this size, in bytes.
     #[arg(long, env = "SWITCHYARD_AUDIT_MAX_SHARD_BYTES", default_value_t = 128 * 1024 * 1024)]
     pub audit_max_shard_bytes: u64,
+    /// `buffered`: a crash loses at most one flush interval of records. `strict`: a response
+    /// completes only once its record is fsynced (group commit), and requests are refused
+    /// with 503 while the audit trail cannot be written.
+    #[arg(long, env = "SWITCHYARD_AUDIT_DURABILITY", default_value = "buffered", value_parser = ["buffered", "strict"])]
+    pub audit_durability: String,
     /// How often audit write-ahead logs are fsynced: the most a machine crash can lose, ms.
     #[arg(
         long,
@@ -142,6 +147,7 @@ pub struct Config {
     pub audit_max_shard_bytes: u64,
     pub audit_max_shard_age: Duration,
     pub audit_flush_interval: Duration,
+    pub audit_strict: bool,
     pub limits: Limits,
     pub max_connections_per_core: usize,
     pub head_timeout: Duration,
@@ -223,6 +229,7 @@ impl Args {
             audit_max_shard_bytes: self.audit_max_shard_bytes,
             audit_max_shard_age: Duration::from_secs(self.audit_max_shard_age_s.max(1)),
             audit_flush_interval: ms("audit-flush-interval-ms", self.audit_flush_interval_ms)?,
+            audit_strict: self.audit_durability == "strict",
             limits: Limits {
                 max_head_bytes: self.max_header_bytes,
                 max_headers: self.max_headers,

@@ -67,11 +67,14 @@ pub struct Client<'c> {
     pub minor: u8,
     /// The request asked to close, or the server is draining.
     pub must_close: bool,
+    /// Some of the response has been written to the socket.
+    pub sent: bool,
 }
 
 impl Client<'_> {
     /// Writes and clears the output buffer.
     pub async fn flush(&mut self) -> std::io::Result<()> {
+        self.sent |= !self.out.is_empty();
         let r = self.stream.write_all(self.out).await;
         self.out.clear();
         r
@@ -170,6 +173,7 @@ pub async fn serve(stream: TcpStream, core: &Core) {
             out,
             minor: head.minor,
             must_close: !head.keep_alive || core.shutting_down(),
+            sent: false,
         };
         let next = crate::api::handle(core, &req, &mut client).await;
         if next == Next::Close || !head.keep_alive || core.shutting_down() {

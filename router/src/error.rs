@@ -42,6 +42,7 @@ pub enum ErrorKind {
     UpstreamCredentials,
     UpstreamBadResponse,
     UpstreamTimeout,
+    AuditUnavailable,
     Internal,
 }
 
@@ -70,7 +71,8 @@ impl ErrorKind {
             Self::TooManyConnections
             | Self::ShuttingDown
             | Self::UpstreamUnavailable
-            | Self::UpstreamCredentials => 503,
+            | Self::UpstreamCredentials
+            | Self::AuditUnavailable => 503,
             Self::UpstreamTimeout => 504,
             Self::VersionNotSupported => 505,
         }
@@ -114,6 +116,7 @@ impl ErrorKind {
             Self::UpstreamCredentials => "upstream_credentials_missing",
             Self::UpstreamBadResponse => "upstream_bad_response",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::Internal => "internal_error",
         }
     }
@@ -128,6 +131,7 @@ impl ErrorKind {
             Self::TooManyConnections
             | Self::ShuttingDown
             | Self::UpstreamCredentials
+            | Self::AuditUnavailable
             | Self::Internal => Side::Internal,
             _ => Side::Client,
         }

@@ -32,6 +32,9 @@ pub struct Exchange<'a> {
     pub stream: bool,
     /// The body to send (the client's, with `model` rewritten if needed).
     pub body: &'a [u8],
+    /// Leave the end of the response unsent (`strict` audit: it goes once the record is
+    /// durable).
+    pub hold_last: bool,
 }
 
 impl Exchange<'_> {
@@ -87,12 +90,50 @@ fn try_next(kind: ErrorKind) -> bool {
 pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>) -> Next {
     let id = api::request_id(core, req);
     let mut draft = Draft::default();
-    let (mut next, outcome) = chat_inner(core, req, client, id, &mut draft).await;
-    if !client.out.is_empty() && client.flush().await.is_err() {
-        next = Next::Close;
-    }
-    if let Some(sink) = &core.audit {
-        sink.append(record(req, id, draft, outcome));
+    let strict = core.config().audit_strict;
+    let (mut next, outcome) = match &core.audit {
+        Some(sink) if strict && !sink.healthy() => {
+            let err = Error::new(
+                ErrorKind::AuditUnavailable,
+                "the audit trail cannot be written on this node (strict durability); retry later",
+            );
+            refuse(core, client, id, &err, &RouteReport::none(req.started))
+        }
+        _ => chat_inner(core, req, client, id, &mut draft).await,
+    };
+    let record = record(req, id, draft, outcome);
+    match &core.audit {
+        Some(sink) if strict => {
+            // The end of the response waits for the record to be durable.
+            let durable = sink.append_durable(record).await.unwrap_or(false);
+            if !durable {
+                tracing::error!(
+                    request_id = id.as_str(),
+                    "audit record not durable (strict): response withheld"
+                );
+                client.out.clear();
+                if client.sent {
+                    return Next::Close;
+                }
+                let err = Error::new(
+                    ErrorKind::AuditUnavailable,
+                    "the audit record of this request could not be made durable (strict durability); the request may have reached the upstream",
+                );
+                api::error_with_id(core, client, &id, &err, &RouteReport::none(req.started));
+                next = Next::Close;
+            }
+            if !client.out.is_empty() && client.flush().await.is_err() {
+                next = Next::Close;
+            }
+        }
+        sink => {
+            if !client.out.is_empty() && client.flush().await.is_err() {
+                next = Next::Close;
+            }
+            if let Some(sink) = sink {
+                sink.append(record);
+            }
+        }
     }
     next
 }
@@ -283,6 +324,7 @@ async fn chat_inner<'r>(
             model: send_model,
             stream: fields.stream,
             body,
+            hold_last: core.config().audit_strict,
         };
         let result = match plan {
             Plan::Mock => Ok(crate::mock::respond(&x, client).await),

@@ -606,7 +606,9 @@ async fn relay(
         if done && out_framing == Out::Chunked {
             client.out.extend_from_slice(b"0\r\n\r\n");
         }
-        if !client.out.is_empty() && client.flush().await.is_err() {
+        // `strict` audit: the end of the response waits (in `proxy::chat`) for the record.
+        let hold = done && x.hold_last;
+        if !hold && !client.out.is_empty() && client.flush().await.is_err() {
             // The client went away: drop the upstream connection (its response is unread),
             // which also tells the upstream to stop generating.
             outcome.usage = tap.usage();

@@ -269,7 +269,16 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn a_killed_router_loses_no_acknowledged_record() {
+fn a_killed_router_loses_no_record_acknowledged_before_the_flush_interval() {
+    killed_router(false);
+}
+
+#[test]
+fn a_killed_strict_router_loses_no_acknowledged_record() {
+    killed_router(true);
+}
+
+fn killed_router(strict: bool) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let args = [
@@ -279,6 +288,8 @@ fn a_killed_router_loses_no_acknowledged_record() {
         data.to_str().unwrap(),
         "--audit-flush-interval-ms",
         "200",
+        "--audit-durability",
+        if strict { "strict" } else { "buffered" },
     ];
     let mut r = router(&args);
     let addr = r.addr;
@@ -361,7 +372,12 @@ fn a_killed_router_loses_no_acknowledged_record() {
         out["rows"].as_array().unwrap().len(),
         "no duplicates"
     );
-    let cutoff = killed_at - Duration::from_millis(200);
+    // Buffered: everything acknowledged before the last flush interval; strict: everything.
+    let cutoff = if strict {
+        killed_at
+    } else {
+        killed_at - Duration::from_millis(200)
+    };
     let missing: Vec<&String> = acked
         .iter()
         .filter(|(id, at)| *at < cutoff && !seen.contains(id))
@@ -373,4 +389,52 @@ fn a_killed_router_loses_no_acknowledged_record() {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
+}
+
+#[test]
+fn an_unwritable_audit_directory_is_reported_and_strict_mode_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-directory");
+    std::fs::write(&blocker, b"x").unwrap();
+    let audit = blocker.join("audit");
+    for strict in [false, true] {
+        let r = router(&[
+            "--cores",
+            "1",
+            "--audit-dir",
+            audit.to_str().unwrap(),
+            "--audit-durability",
+            if strict { "strict" } else { "buffered" },
+        ]);
+        for _ in 0..3 {
+            let resp = chat(r.addr, "auto", &[("X-Tenant", "demo")]);
+            if strict {
+                assert_eq!(resp.status, 503, "{}", resp.text());
+                assert_eq!(resp.error_code(), "audit_unavailable");
+            } else {
+                assert_eq!(resp.status, 200, "buffered keeps serving");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let metrics = call(r.addr, "GET", "/metrics", &[], b"").text();
+        let value = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .unwrap_or_else(|| panic!("{name} missing: {metrics}"))
+                .parse()
+                .unwrap()
+        };
+        assert!(
+            value("switchyard_audit_write_errors_total") > 0,
+            "{metrics}"
+        );
+        if !strict {
+            assert!(
+                value("switchyard_audit_records_failed_total") >= 3,
+                "{metrics}"
+            );
+        }
+        assert!(r.log().contains("audit"), "{}", r.log());
+    }
 }

@@ -16,8 +16,11 @@
 //! start the logs a crash left behind are sealed into new shards. A killed process loses no
 //! record that reached the writer; a machine crash loses at most one flush interval.
 //!
-//! Not yet here (issue 4, in progress): the `strict` mode, shipping to object storage, and
-//! `GET /v1/audit`.
+//! `strict` durability: a record sent with [`AuditSink::append_durable`] is acknowledged
+//! after the batch it arrived in is written and fsynced (group commit); `proxy::chat` holds
+//! the end of the response until then.
+//!
+//! Not yet here (issue 4, in progress): shipping sealed shards to object storage.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -128,12 +131,26 @@ pub fn now_ms() -> i64 {
 }
 
 /// Counters the writer reports on `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct AuditStats {
+    /// False from a failed write or sync until the next successful sync.
+    pub healthy: std::sync::atomic::AtomicBool,
     pub records_written: AtomicU64,
     pub records_failed: AtomicU64,
     pub shards_sealed: AtomicU64,
     pub write_errors: AtomicU64,
+}
+
+impl Default for AuditStats {
+    fn default() -> Self {
+        Self {
+            healthy: std::sync::atomic::AtomicBool::new(true),
+            records_written: AtomicU64::new(0),
+            records_failed: AtomicU64::new(0),
+            shards_sealed: AtomicU64::new(0),
+            write_errors: AtomicU64::new(0),
+        }
+    }
 }
 
 /// Writer settings.
@@ -156,7 +173,8 @@ pub struct WriterConfig {
 /// What cores send the writer.
 #[derive(Debug)]
 enum Msg {
-    Record(Box<Record>),
+    /// A record, and for `strict` durability where to say when it is durable.
+    Record(Box<Record>, Option<futures_channel::oneshot::Sender<bool>>),
     /// Seal every shard and stop (graceful shutdown).
     Stop,
 }
@@ -172,9 +190,29 @@ impl AuditSink {
     /// Appends a record; never blocks. A record the writer can no longer take (it has
     /// stopped) is counted as failed.
     pub fn append(&self, record: Record) {
-        if self.tx.send(Msg::Record(Box::new(record))).is_err() {
+        if self.tx.send(Msg::Record(Box::new(record), None)).is_err() {
             self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Appends a record and returns a future that resolves to whether it is durable (in a
+    /// write-ahead log that has been fsynced). Records arriving together share one fsync.
+    pub fn append_durable(&self, record: Record) -> futures_channel::oneshot::Receiver<bool> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        if self
+            .tx
+            .send(Msg::Record(Box::new(record), Some(tx)))
+            .is_err()
+        {
+            self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
+        }
+        rx
+    }
+
+    /// Whether the last write or sync succeeded (`strict` mode refuses requests when not).
+    #[must_use]
+    pub fn healthy(&self) -> bool {
+        self.stats.healthy.load(Ordering::Relaxed)
     }
 
     /// Asks the writer to seal every open shard and stop.
@@ -189,7 +227,13 @@ pub fn start(
     config: WriterConfig,
     stats: Arc<AuditStats>,
 ) -> std::io::Result<(AuditSink, std::thread::JoinHandle<()>)> {
-    std::fs::create_dir_all(&config.dir)?;
+    if let Err(e) = std::fs::create_dir_all(&config.dir) {
+        // Not fatal: the router keeps serving (buffered) or refuses (strict), the failure is
+        // counted and logged, and every new shard retries the directory.
+        stats.healthy.store(false, Ordering::Relaxed);
+        stats.write_errors.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(dir = %config.dir.display(), error = %e, "audit directory unusable");
+    }
     let schema = parse_message_type(SCHEMA)
         .map_err(|e| std::io::Error::other(format!("audit schema: {e}")))?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -264,6 +308,8 @@ struct Writer {
     stats: Arc<AuditStats>,
     open: HashMap<Partition, Shard>,
     seq: u64,
+    /// A write failed since the last sync: records acknowledged now would not be durable.
+    failed_since_sync: bool,
     props: Arc<WriterProperties>,
     schema: Arc<parquet::schema::types::Type>,
 }
@@ -283,6 +329,7 @@ impl Writer {
             stats,
             open: HashMap::new(),
             seq: 0,
+            failed_since_sync: false,
             props: Arc::new(props),
             schema,
         }
@@ -291,28 +338,38 @@ impl Writer {
     fn run(mut self, rx: &Receiver<Msg>) {
         let tick = self.config.flush_interval.min(Duration::from_millis(500));
         let mut synced = Instant::now();
+        let mut acks = Vec::new();
         'run: loop {
             match rx.recv_timeout(tick) {
-                Ok(Msg::Record(record)) => self.add(*record),
+                Ok(Msg::Record(record, ack)) => self.take(*record, ack, &mut acks),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            // Drain what is queued before looking at the clock.
+            // Drain what is queued before looking at the clock: one write (and, for
+            // `strict` records, one fsync) per batch — group commit.
             while let Ok(msg) = rx.try_recv() {
                 match msg {
-                    Msg::Record(record) => self.add(*record),
+                    Msg::Record(record, ack) => self.take(*record, ack, &mut acks),
                     Msg::Stop => break 'run,
                 }
             }
             self.write_wals();
-            if synced.elapsed() >= self.config.flush_interval {
-                self.sync_wals();
+            if !acks.is_empty() || synced.elapsed() >= self.config.flush_interval {
+                let ok = self.sync_wals();
                 synced = Instant::now();
+                for (ack, added) in acks.drain(..) {
+                    let _ = futures_channel::oneshot::Sender::send(ack, ok && added);
+                }
             }
             self.rotate_aged();
         }
-        while let Ok(Msg::Record(record)) = rx.try_recv() {
-            self.add(*record);
+        while let Ok(Msg::Record(record, ack)) = rx.try_recv() {
+            self.take(*record, ack, &mut acks);
+        }
+        self.write_wals();
+        let ok = self.sync_wals();
+        for (ack, added) in acks.drain(..) {
+            let _ = futures_channel::oneshot::Sender::send(ack, ok && added);
         }
         let partitions: Vec<Partition> = self.open.keys().cloned().collect();
         for p in partitions {
@@ -320,14 +377,27 @@ impl Writer {
         }
     }
 
-    fn add(&mut self, record: Record) {
+    fn take(
+        &mut self,
+        record: Record,
+        ack: Option<futures_channel::oneshot::Sender<bool>>,
+        acks: &mut Vec<(futures_channel::oneshot::Sender<bool>, bool)>,
+    ) {
+        let added = self.add(record);
+        if let Some(ack) = ack {
+            acks.push((ack, added));
+        }
+    }
+
+    /// Adds a record to its shard (and log); false if it could not be.
+    fn add(&mut self, record: Record) -> bool {
         let partition = Partition::of(&record);
         if !self.open.contains_key(&partition) && !self.open_shard(&partition) {
             self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         let Some(shard) = self.open.get_mut(&partition) else {
-            return;
+            return false;
         };
         wal::append(&record, &mut shard.wal_buf);
         shard.pending.push(record);
@@ -341,6 +411,7 @@ impl Writer {
                 self.seal(&partition);
             }
         }
+        true
     }
 
     fn open_shard(&mut self, partition: &Partition) -> bool {
@@ -406,8 +477,9 @@ impl Writer {
         }
     }
 
-    /// fsyncs every log written since the last sync (the flush-interval bound).
-    fn sync_wals(&mut self) {
+    /// fsyncs every log written since the last sync (the flush-interval bound); returns
+    /// whether every sync (and every write since the last one) succeeded.
+    fn sync_wals(&mut self) -> bool {
         let mut failed = Vec::new();
         for shard in self.open.values_mut() {
             if shard.wal_dirty {
@@ -417,9 +489,13 @@ impl Writer {
                 }
             }
         }
+        let ok = failed.is_empty() && !self.failed_since_sync;
         for (path, e) in failed {
             self.write_error(&path, &e);
         }
+        self.failed_since_sync = false;
+        self.stats.healthy.store(ok, Ordering::Relaxed);
+        ok
     }
 
     /// Seals the records of write-ahead logs a previous run left behind into new shards,
@@ -450,6 +526,7 @@ impl Writer {
             for r in records {
                 self.add(r);
             }
+            self.write_wals();
             let partitions: Vec<Partition> = self.open.keys().cloned().collect();
             let mut ok = true;
             for p in partitions {
@@ -468,7 +545,9 @@ impl Writer {
         }
     }
 
-    fn write_error(&self, path: &Path, what: &str) {
+    fn write_error(&mut self, path: &Path, what: &str) {
+        self.failed_since_sync = true;
+        self.stats.healthy.store(false, Ordering::Relaxed);
         self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
         tracing::error!(path = %path.display(), error = what, "audit write failed");
     }
