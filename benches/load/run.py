@@ -11,7 +11,8 @@ to CPU 0 and the proxy under test (one worker / one core) pinned to CPU 1:
     (utime+stime from /proc of every proxy process, divided by requests);
   * latency at concurrency 1: p50/p90/p99, and the p50 added over the direct run.
 
-Every run must return only 2xx answers, or the harness fails. The request body is a ~1 KB
+Every run must return only 2xx answers, or the harness fails. switchyard runs three ways:
+audit off (`--no-audit`), audit buffered (the default) and audit strict. The request body is a ~1 KB
 OpenAI chat request (`model: auto`, which switchyard rewrites to the endpoint's model).
 """
 
@@ -165,11 +166,16 @@ rules:
 """)
         table = os.path.join(tmp, "bench.swt")
         sh(os.path.join(TARGET, "policyc"), "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
-        sy, sy_addr = start([os.path.join(TARGET, "switchyard"), "--table", table, "--listen", "127.0.0.1:0",
-                             "--cores", "1", "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, "data"),
-                             "--admin-listen", "127.0.0.1:0"],
-                            1, r"switchyard listening on http://(\S+?)\"")
-        procs.append(sy)
+        sy_targets = []
+        for name, extra in (("switchyard", ["--no-audit"]),
+                            ("switchyard+audit", ["--audit-durability", "buffered"]),
+                            ("switchyard+audit-strict", ["--audit-durability", "strict"])):
+            p, a = start([os.path.join(TARGET, "switchyard"), "--table", table, "--listen", "127.0.0.1:0",
+                          "--cores", "1", "--log", "warn,switchyard=info",
+                          "--data-dir", os.path.join(tmp, name), "--admin-listen", "127.0.0.1:0"] + extra,
+                         1, r"switchyard listening on http://(\S+?)\"")
+            procs.append(p)
+            sy_targets.append((name, a, p))
         nginx_conf = os.path.join(tmp, "nginx.conf")
         nginx_port = 18000 + os.getpid() % 1000
         with open(nginx_conf, "w") as f:
@@ -210,11 +216,10 @@ http {{
             body_file = os.path.join(tmp, f"body-{kind}.json")
             with open(body_file, "w") as f:
                 f.write(body(stream))
-            for name, url, pids in (
+            for name, url, pids in [
                 ("direct", f"http://{mock_addr}/v1/chat/completions", []),
                 ("nginx", f"http://127.0.0.1:{nginx_port}/v1/chat/completions", ng_pids),
-                ("switchyard", f"http://{sy_addr}/v1/chat/completions", [sy.pid]),
-            ):
+            ] + [(n, f"http://{a}/v1/chat/completions", [p.pid]) for n, a, p in sy_targets]:
                 print(f"{kind:6} {name:10} ...", flush=True)
                 r = measure(name, url, pids, body_file, args)
                 r["body"] = kind
@@ -251,6 +256,9 @@ def report(results, args):
         ratio = rows["switchyard"]["load"]["rps"] / rows["nginx"]["load"]["rps"]
         print(f"\n{kind}: switchyard / nginx throughput = {ratio:.2f}x; CPU/req "
               f"{rows['switchyard']['load']['cpu_us_per_req']:.1f} vs {rows['nginx']['load']['cpu_us_per_req']:.1f} µs")
+        for audited in ("switchyard+audit", "switchyard+audit-strict"):
+            r = rows[audited]["load"]["rps"] / rows["switchyard"]["load"]["rps"]
+            print(f"{kind}: {audited} / switchyard (audit off) throughput = {r:.2f}x")
 
 
 if __name__ == "__main__":

@@ -130,8 +130,8 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
             if !client.out.is_empty() && client.flush().await.is_err() {
                 next = Next::Close;
             }
-            if let Some(sink) = sink {
-                sink.append(record);
+            if sink.is_some() {
+                core.audit(record);
             }
         }
     }

@@ -10,21 +10,26 @@ use super::Record;
 /// Encodes `rows` as one row group, columns in [`SCHEMA`] order.
 pub(super) fn write_row_group(
     writer: &mut SerializedFileWriter<File>,
-    rows: &[Record],
+    rows: &mut [Record],
 ) -> parquet::errors::Result<()> {
     let mut rg = writer.next_row_group()?;
     let mut index = 0usize;
     while let Some(mut col) = rg.next_column()? {
         match index {
             0 => i64s(&mut col, rows, |r| Some(r.ts_ms), true)?,
-            1 => strings(&mut col, rows, |r| Some(r.request_id.as_str()), true)?,
-            2 => strings(&mut col, rows, |r| r.tenant.as_deref(), false)?,
-            3 => strings(&mut col, rows, |r| r.data_class.as_deref(), false)?,
-            4 => strings(&mut col, rows, |r| r.user_role.as_deref(), false)?,
+            1 => strings(
+                &mut col,
+                rows,
+                |r| Some(std::mem::take(&mut r.request_id)),
+                true,
+            )?,
+            2 => strings(&mut col, rows, |r| r.tenant.take(), false)?,
+            3 => strings(&mut col, rows, |r| r.data_class.take(), false)?,
+            4 => strings(&mut col, rows, |r| r.user_role.take(), false)?,
             5 => i32s(&mut col, rows, |r| r.rule_index, false)?,
-            6 => strings(&mut col, rows, |r| r.rule_name.as_deref(), false)?,
-            7 => strings(&mut col, rows, |r| r.endpoint_id.as_deref(), false)?,
-            8 => strings(&mut col, rows, |r| r.model.as_deref(), false)?,
+            6 => strings(&mut col, rows, |r| r.rule_name.take(), false)?,
+            7 => strings(&mut col, rows, |r| r.endpoint_id.take(), false)?,
+            8 => strings(&mut col, rows, |r| r.model.take(), false)?,
             9 => i32s(&mut col, rows, |r| Some(r.status), true)?,
             10 => i64s(&mut col, rows, |r| Some(r.latency_ms), true)?,
             11 => i64s(&mut col, rows, |r| r.upstream_latency_ms, false)?,
@@ -33,12 +38,12 @@ pub(super) fn write_row_group(
             14 => bools(&mut col, rows, |r| r.tokens_estimated)?,
             15 => i64s(&mut col, rows, |r| r.cost_micros, false)?,
             16 => bools(&mut col, rows, |r| r.stream)?,
-            17 => strings(&mut col, rows, |r| r.error.as_deref(), false)?,
+            17 => strings(&mut col, rows, |r| r.error.take(), false)?,
             18 => i64s(&mut col, rows, |r| Some(r.request_bytes), true)?,
             19 => i64s(&mut col, rows, |r| Some(r.response_bytes), true)?,
             20 => i32s(&mut col, rows, |r| r.upstream_status, false)?,
-            21 => strings(&mut col, rows, |r| r.fallback_from.as_deref(), false)?,
-            22 => strings(&mut col, rows, |r| r.tenant_claimed.as_deref(), false)?,
+            21 => strings(&mut col, rows, |r| r.fallback_from.take(), false)?,
+            22 => strings(&mut col, rows, |r| r.tenant_claimed.take(), false)?,
             _ => {
                 return Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),
@@ -104,15 +109,24 @@ fn bools(
     Ok(())
 }
 
+/// A string column; the strings are moved out of the records (no copy).
 fn strings(
     col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> Option<&str>,
+    rows: &mut [Record],
+    take: impl Fn(&mut Record) -> Option<String>,
     required: bool,
 ) -> parquet::errors::Result<()> {
-    let (values, defs) = levels(rows, |r| {
-        get(r).map(|s| ByteArray::from(s.as_bytes().to_vec()))
-    });
+    let mut values = Vec::with_capacity(rows.len());
+    let mut defs = Vec::with_capacity(rows.len());
+    for r in rows.iter_mut() {
+        match take(r) {
+            Some(s) => {
+                values.push(ByteArray::from(s.into_bytes()));
+                defs.push(1);
+            }
+            None => defs.push(0),
+        }
+    }
     let defs = (!required).then_some(defs.as_slice());
     col.typed::<ByteArrayType>()
         .write_batch(&values, defs, None)?;

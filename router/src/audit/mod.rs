@@ -175,6 +175,8 @@ pub struct WriterConfig {
 enum Msg {
     /// A record, and for `strict` durability where to say when it is durable.
     Record(Box<Record>, Option<futures_channel::oneshot::Sender<bool>>),
+    /// A core's batch of `buffered` records.
+    Batch(Vec<Record>),
     /// Seal every shard and stop (graceful shutdown).
     Stop,
 }
@@ -192,6 +194,14 @@ impl AuditSink {
     pub fn append(&self, record: Record) {
         if self.tx.send(Msg::Record(Box::new(record), None)).is_err() {
             self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Appends a core's batch of records; never blocks.
+    pub fn append_batch(&self, records: Vec<Record>) {
+        let n = records.len() as u64;
+        if self.tx.send(Msg::Batch(records)).is_err() {
+            self.stats.records_failed.fetch_add(n, Ordering::Relaxed);
         }
     }
 
@@ -342,6 +352,9 @@ impl Writer {
         'run: loop {
             match rx.recv_timeout(tick) {
                 Ok(Msg::Record(record, ack)) => self.take(*record, ack, &mut acks),
+                Ok(Msg::Batch(records)) => records.into_iter().for_each(|r| {
+                    self.add(r);
+                }),
                 Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
@@ -350,6 +363,9 @@ impl Writer {
             while let Ok(msg) = rx.try_recv() {
                 match msg {
                     Msg::Record(record, ack) => self.take(*record, ack, &mut acks),
+                    Msg::Batch(records) => records.into_iter().for_each(|r| {
+                        self.add(r);
+                    }),
                     Msg::Stop => break 'run,
                 }
             }
@@ -363,8 +379,14 @@ impl Writer {
             }
             self.rotate_aged();
         }
-        while let Ok(Msg::Record(record, ack)) = rx.try_recv() {
-            self.take(*record, ack, &mut acks);
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Msg::Record(record, ack) => self.take(*record, ack, &mut acks),
+                Msg::Batch(records) => records.into_iter().for_each(|r| {
+                    self.add(r);
+                }),
+                Msg::Stop => {}
+            }
         }
         self.write_wals();
         let ok = self.sync_wals();
@@ -559,8 +581,8 @@ impl Writer {
         if shard.pending.is_empty() {
             return;
         }
-        let rows = std::mem::take(&mut shard.pending);
-        match write_row_group(&mut shard.writer, &rows) {
+        let mut rows = std::mem::take(&mut shard.pending);
+        match write_row_group(&mut shard.writer, &mut rows) {
             Ok(()) => {
                 shard.rows += rows.len() as u64;
             }
