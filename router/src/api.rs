@@ -279,6 +279,28 @@ fn metrics(core: &Core) -> String {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     metric(
+        "switchyard_audit_shards_shipped_total",
+        "Audit shards uploaded to object storage.",
+        "counter",
+        audit
+            .shards_shipped
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
+        "switchyard_audit_ship_errors_total",
+        "Failed audit shard uploads (each is retried).",
+        "counter",
+        audit.ship_errors.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
+        "switchyard_audit_shards_pending_upload",
+        "Sealed audit shards waiting for upload.",
+        "gauge",
+        audit
+            .ship_pending
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
         "switchyard_table_revision",
         "Revision of the table being served.",
         "gauge",

@@ -55,6 +55,25 @@ pub struct Args {
     /// with 503 while the audit trail cannot be written.
     #[arg(long, env = "SWITCHYARD_AUDIT_DURABILITY", default_value = "buffered", value_parser = ["buffered", "strict"])]
     pub audit_durability: String,
+    /// Ship sealed audit shards to `s3://bucket/prefix` (endpoint and credentials from the
+    /// usual AWS environment variables: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...). Tenants
+    /// with an `audit_bucket` ship there instead.
+    #[arg(long, env = "SWITCHYARD_AUDIT_SINK", value_name = "S3_URL")]
+    pub audit_sink: Option<String>,
+    /// Time allowed for one shard upload before it is retried, ms.
+    #[arg(
+        long,
+        env = "SWITCHYARD_AUDIT_UPLOAD_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub audit_upload_timeout_ms: u64,
+    /// How long a shipped shard stays on local disk (and queryable by GET /v1/audit), s.
+    #[arg(
+        long,
+        env = "SWITCHYARD_AUDIT_LOCAL_RETENTION_S",
+        default_value_t = 86_400
+    )]
+    pub audit_local_retention_s: u64,
     /// How often audit write-ahead logs are fsynced: the most a machine crash can lose, ms.
     #[arg(
         long,
@@ -148,6 +167,9 @@ pub struct Config {
     pub audit_max_shard_age: Duration,
     pub audit_flush_interval: Duration,
     pub audit_strict: bool,
+    pub audit_sink: Option<crate::audit::ship::Destination>,
+    pub audit_local_retention: Duration,
+    pub audit_upload_timeout: Duration,
     pub limits: Limits,
     pub max_connections_per_core: usize,
     pub head_timeout: Duration,
@@ -230,6 +252,17 @@ impl Args {
             audit_max_shard_age: Duration::from_secs(self.audit_max_shard_age_s.max(1)),
             audit_flush_interval: ms("audit-flush-interval-ms", self.audit_flush_interval_ms)?,
             audit_strict: self.audit_durability == "strict",
+            audit_sink: match &self.audit_sink {
+                Some(url) => Some(crate::audit::ship::Destination::parse(url).map_err(|why| {
+                    ConfigError {
+                        flag: "audit-sink",
+                        why,
+                    }
+                })?),
+                None => None,
+            },
+            audit_local_retention: Duration::from_secs(self.audit_local_retention_s),
+            audit_upload_timeout: ms("audit-upload-timeout-ms", self.audit_upload_timeout_ms)?,
             limits: Limits {
                 max_head_bytes: self.max_header_bytes,
                 max_headers: self.max_headers,

@@ -207,9 +207,11 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     })?;
     let tables = Arc::new(TableCell::new(first));
     let audit_stats = Arc::new(crate::audit::AuditStats::default());
+    let (ship_tx, ship_rx) = mpsc::channel();
     let (audit, audit_writer) = match &config.audit_dir {
         Some(dir) => {
             let writer = crate::audit::WriterConfig {
+                ship: Some(ship_tx.clone()),
                 dir: dir.clone(),
                 max_shard_bytes: config.audit_max_shard_bytes,
                 max_shard_age: config.audit_max_shard_age,
@@ -220,12 +222,32 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             let (sink, handle) = crate::audit::start(writer, Arc::clone(&audit_stats))
                 .with_context(|| format!("cannot start the audit writer in `{}`", dir.display()))?;
             tracing::info!(dir = %dir.display(), "audit shards go to {}", dir.display());
+            if let Some(sink) = &config.audit_sink {
+                tracing::info!(bucket = %sink.bucket, prefix = %sink.prefix, "sealed audit shards ship to s3://{}/{}", sink.bucket, sink.prefix);
+            }
             (Some(sink), Some(handle))
         }
         None => {
             tracing::warn!("auditing is off (--no-audit): requests leave no audit record");
             (None, None)
         }
+    };
+    let shipper = match &config.audit_dir {
+        Some(dir) => Some(
+            crate::audit::ship::start(
+                crate::audit::ship::ShipConfig {
+                    root: dir.clone(),
+                    sink: config.audit_sink.clone(),
+                    retention: config.audit_local_retention,
+                    timeout: config.audit_upload_timeout,
+                },
+                Arc::clone(&tables),
+                Arc::clone(&audit_stats),
+                ship_rx,
+            )
+            .context("cannot start the audit shipper")?,
+        ),
+        None => None,
     };
     let shared = Arc::new(Shared {
         config: config.clone(),
@@ -317,6 +339,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     if let (Some(sink), Some(writer)) = (audit, audit_writer) {
         sink.stop();
         let _ = writer.join();
+        let _ = ship_tx.send(crate::audit::ship::ShipMsg::Stop);
+        if let Some(shipper) = shipper {
+            let _ = shipper.join();
+        }
         tracing::info!(
             records = shared.audit_stats.records_written.load(Ordering::Relaxed),
             failed = shared.audit_stats.records_failed.load(Ordering::Relaxed),

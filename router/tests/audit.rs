@@ -438,3 +438,229 @@ fn an_unwritable_audit_directory_is_reported_and_strict_mode_refuses() {
         assert!(r.log().contains("audit"), "{}", r.log());
     }
 }
+
+/// A local S3-compatible server (moto, from PyPI), killed on drop.
+struct S3 {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3 {
+    fn start(port: u16) -> Self {
+        let probe = Command::new("python3")
+            .args(["-c", "import moto.server"])
+            .output();
+        match probe {
+            Ok(out) if out.status.success() => {}
+            _ => panic!(
+                "the `moto[server]` Python package is missing: run `python3 -m pip install -r tools/sdk/requirements.txt` (tools/test-all does)"
+            ),
+        }
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < until, "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child, port }
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
+
+    fn signal(&self, sig: &str) {
+        assert!(
+            Command::new("kill")
+                .arg(format!("-{sig}"))
+                .arg(self.child.id().to_string())
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+
+    fn create_bucket(&self, bucket: &str) {
+        let r = call(self.addr(), "PUT", &format!("/{bucket}"), &[], b"");
+        assert!(r.status == 200, "create bucket: {} {}", r.status, r.text());
+    }
+
+    fn keys(&self, bucket: &str) -> Vec<String> {
+        let r = call(
+            self.addr(),
+            "GET",
+            &format!("/{bucket}?list-type=2&max-keys=1000"),
+            &[],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let text = r.text();
+        text.split("<Key>")
+            .skip(1)
+            .map(|k| k.split("</Key>").next().unwrap().to_owned())
+            .collect()
+    }
+}
+
+fn parquet_files(dir: &std::path::Path) -> Vec<String> {
+    if !dir.exists() {
+        return Vec::new();
+    }
+    walk(dir)
+        .into_iter()
+        .filter(|p| p.ends_with(".parquet") && !p.rsplit('/').next().unwrap().starts_with('.'))
+        .collect()
+}
+
+#[test]
+fn shards_ship_to_s3_once_each_through_an_outage() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let audit = data.join("audit");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // The store is down when the router starts: shards wait on disk.
+    let mut r = router_env(
+        &[
+            "--cores",
+            "2",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--audit-sink",
+            "s3://audit-bucket/switchyard",
+            "--audit-local-retention-s",
+            "0",
+            "--audit-max-shard-age-s",
+            "1",
+            "--audit-upload-timeout-ms",
+            "1000",
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", &endpoint),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let mut sent = std::collections::BTreeSet::new();
+    let mut send = |phase: &str, n: usize| {
+        for i in 0..n {
+            let id = format!("ship-{phase}-{i}");
+            let tenant = if i % 2 == 0 {
+                "demo"
+            } else {
+                "enterprise-acme"
+            };
+            let resp = call(
+                r.addr,
+                "POST",
+                "/v1/chat/completions",
+                &[("X-Request-Id", &id), ("X-Tenant", tenant)],
+                &chat_body("auto", i % 3 == 0),
+            );
+            assert_eq!(resp.status, 200);
+            sent.insert(id);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    send("down", 60);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        !parquet_files(&audit).is_empty(),
+        "shards wait on disk while the store is down"
+    );
+
+    let s3 = S3::start(port);
+    s3.create_bucket("audit-bucket");
+    send("up", 40);
+    // Stopped mid-run: uploads time out and are retried.
+    s3.signal("STOP");
+    send("paused", 60);
+    std::thread::sleep(Duration::from_millis(1500));
+    s3.signal("CONT");
+    send("back", 40);
+
+    let until = std::time::Instant::now() + Duration::from_secs(90);
+    while !parquet_files(&audit).is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "shards not shipped: {:?}\n{}",
+            parquet_files(&audit),
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    r.signal(15);
+    assert!(
+        r.wait_exit(Duration::from_secs(30))
+            .is_some_and(|s| s.success())
+    );
+    assert!(
+        parquet_files(&audit).is_empty(),
+        "shards left locally: {:?}",
+        parquet_files(&audit)
+    );
+    assert!(
+        r.log().contains("upload failed"),
+        "the outage was seen: {}",
+        r.log()
+    );
+
+    // Every shard is in the bucket once: download them and count records.
+    let keys = s3.keys("audit-bucket");
+    assert!(keys.len() >= 4, "{keys:?}");
+    assert!(
+        keys.iter().all(|k| k.starts_with("switchyard/tenant=")),
+        "{keys:?}"
+    );
+    let mirror = dir.path().join("mirror");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_mirror.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([endpoint.as_str(), "audit-bucket", "switchyard/"])
+        .arg(&mirror)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        keys.len().to_string()
+    );
+    let out = duckdb_rows(&mirror);
+    let ids: Vec<String> = out["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: std::collections::BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "a record was shipped twice");
+    assert_eq!(unique, sent, "every record shipped exactly once");
+}

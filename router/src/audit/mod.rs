@@ -20,7 +20,7 @@
 //! after the batch it arrived in is written and fsynced (group commit); `proxy::chat` holds
 //! the end of the response until then.
 //!
-//! Not yet here (issue 4, in progress): shipping sealed shards to object storage.
+//! Sealed shards are handed to [`ship`], which uploads them to S3-compatible storage.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -39,6 +39,7 @@ use crate::respond::civil_from_days;
 
 mod columns;
 pub mod query;
+pub mod ship;
 mod wal;
 
 use self::columns::write_row_group;
@@ -139,6 +140,10 @@ pub struct AuditStats {
     pub records_failed: AtomicU64,
     pub shards_sealed: AtomicU64,
     pub write_errors: AtomicU64,
+    pub shards_shipped: AtomicU64,
+    pub ship_errors: AtomicU64,
+    /// Sealed shards waiting for upload.
+    pub ship_pending: AtomicU64,
 }
 
 impl Default for AuditStats {
@@ -149,6 +154,9 @@ impl Default for AuditStats {
             records_failed: AtomicU64::new(0),
             shards_sealed: AtomicU64::new(0),
             write_errors: AtomicU64::new(0),
+            shards_shipped: AtomicU64::new(0),
+            ship_errors: AtomicU64::new(0),
+            ship_pending: AtomicU64::new(0),
         }
     }
 }
@@ -168,6 +176,8 @@ pub struct WriterConfig {
     pub node: String,
     /// How often write-ahead logs are fsynced.
     pub flush_interval: Duration,
+    /// Where sealed shards are announced for shipping.
+    pub ship: Option<Sender<ship::ShipMsg>>,
 }
 
 /// What cores send the writer.
@@ -640,6 +650,9 @@ impl Writer {
         match sealed {
             Ok(()) => {
                 let _ = std::fs::remove_file(&wal_path);
+                if let Some(ship) = &self.config.ship {
+                    let _ = ship.send(ship::ShipMsg::Sealed(path.clone()));
+                }
                 self.stats
                     .records_written
                     .fetch_add(rows, Ordering::Relaxed);
