@@ -340,10 +340,30 @@ impl Writer {
         stats: Arc<AuditStats>,
         schema: Arc<parquet::schema::types::Type>,
     ) -> Self {
-        let props = WriterProperties::builder()
+        use parquet::file::properties::EnabledStatistics;
+        use parquet::schema::types::ColumnPath;
+        // Statistics where queries prune (time, tenant, endpoint, status); no dictionary for
+        // columns that are unique per row (it would only cost hashing).
+        let chunk_stats = ["ts", "tenant", "data_class", "endpoint_id", "status"];
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_created_by("switchyard".to_owned())
-            .build();
+            .set_statistics_enabled(EnabledStatistics::None);
+        for column in chunk_stats {
+            props = props
+                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Chunk);
+        }
+        for column in [
+            "request_id",
+            "ts",
+            "latency_ms",
+            "upstream_latency_ms",
+            "request_bytes",
+            "response_bytes",
+        ] {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+        }
+        let props = props.build();
         Self {
             config,
             stats,
