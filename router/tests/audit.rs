@@ -542,9 +542,18 @@ fn shards_ship_to_s3_once_each_through_an_outage() {
     let data = dir.path().join("data");
     let audit = data.join("audit");
     let endpoint = format!("http://127.0.0.1:{port}");
+    // Tenant `acme` has its own audit bucket; everyone else goes to the sink.
+    let table = dir.path().join("t.swt");
+    compile(
+        "version: v1\nendpoints:\n  - id: local\n    type: mock\n    models: [m]\ntenants:\n  - id: acme\n    audit_bucket: s3://acme-audit/logs\n  - id: demo\nrules:\n  - default:\n      route_to: local\n",
+        &table,
+        1,
+    );
     // The store is down when the router starts: shards wait on disk.
     let mut r = router_env(
         &[
+            "--table",
+            table.to_str().unwrap(),
             "--cores",
             "2",
             "--data-dir",
@@ -569,11 +578,7 @@ fn shards_ship_to_s3_once_each_through_an_outage() {
     let mut send = |phase: &str, n: usize| {
         for i in 0..n {
             let id = format!("ship-{phase}-{i}");
-            let tenant = if i % 2 == 0 {
-                "demo"
-            } else {
-                "enterprise-acme"
-            };
+            let tenant = if i % 2 == 0 { "demo" } else { "acme" };
             let resp = call(
                 r.addr,
                 "POST",
@@ -595,6 +600,7 @@ fn shards_ship_to_s3_once_each_through_an_outage() {
 
     let s3 = S3::start(port);
     s3.create_bucket("audit-bucket");
+    s3.create_bucket("acme-audit");
     send("up", 40);
     // Stopped mid-run: uploads time out and are retried.
     s3.signal("STOP");
@@ -629,30 +635,42 @@ fn shards_ship_to_s3_once_each_through_an_outage() {
         r.log()
     );
 
-    // Every shard is in the bucket once: download them and count records.
+    // Every shard is in its bucket once (acme's in its own audit_bucket): download them
+    // all and count records.
     let keys = s3.keys("audit-bucket");
-    assert!(keys.len() >= 4, "{keys:?}");
+    let acme_keys = s3.keys("acme-audit");
     assert!(
-        keys.iter().all(|k| k.starts_with("switchyard/tenant=")),
+        keys.len() >= 2 && acme_keys.len() >= 2,
+        "{keys:?} {acme_keys:?}"
+    );
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("switchyard/tenant=demo/")),
         "{keys:?}"
+    );
+    assert!(
+        acme_keys.iter().all(|k| k.starts_with("logs/tenant=acme/")),
+        "{acme_keys:?}"
     );
     let mirror = dir.path().join("mirror");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_mirror.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([endpoint.as_str(), "audit-bucket", "switchyard/"])
-        .arg(&mirror)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        keys.len().to_string()
-    );
+    for (bucket, prefix, n) in [
+        ("audit-bucket", "switchyard/", keys.len()),
+        ("acme-audit", "logs/", acme_keys.len()),
+    ] {
+        let out = Command::new("python3")
+            .arg(script)
+            .args([endpoint.as_str(), bucket, prefix])
+            .arg(&mirror)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), n.to_string());
+    }
     let out = duckdb_rows(&mirror);
     let ids: Vec<String> = out["rows"]
         .as_array()
