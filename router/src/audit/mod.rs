@@ -14,7 +14,8 @@
 //! Durability (`buffered`): every record also goes to its shard's write-ahead log ([`wal`]),
 //! written at once and fsynced every flush interval; sealing a shard deletes its log, and at
 //! start the logs a crash left behind are sealed into new shards. A killed process loses no
-//! record that reached the writer; a machine crash loses at most one flush interval.
+//! record that reached the writer (cores hand records over in batches at most a fifth of the
+//! flush interval old); a machine crash loses at most one flush interval.
 //!
 //! `strict` durability: a record sent with [`AuditSink::append_durable`] is acknowledged
 //! after the batch it arrived in is written and fsynced (group commit); `proxy::chat` holds
