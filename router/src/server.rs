@@ -37,6 +37,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     pub connections_refused: AtomicU64,
     pub panics: AtomicU64,
+    /// Audit records queued on the core, not yet handed to the writer.
+    pub audit_queued: AtomicU64,
 }
 
 impl Metrics {
@@ -139,6 +141,9 @@ impl Core {
         if batch.len() >= AUDIT_BATCH {
             sink.append_batch(std::mem::take(&mut *batch));
         }
+        self.metrics()
+            .audit_queued
+            .store(batch.len() as u64, Ordering::Relaxed);
     }
 
     /// Sends the queued audit records to the writer now.
@@ -148,6 +153,7 @@ impl Core {
             if !batch.is_empty() {
                 sink.append_batch(batch);
             }
+            self.metrics().audit_queued.store(0, Ordering::Relaxed);
         }
     }
 
@@ -327,8 +333,15 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     }
     let unfinished = handles.iter().filter(|h| !h.is_finished()).count();
     if unfinished > 0 {
+        // Records still queued on those cores will not reach the writer: count them.
+        let lost = shared.sum(|m| &m.audit_queued);
+        shared
+            .audit_stats
+            .records_failed
+            .fetch_add(lost, Ordering::Relaxed);
         tracing::warn!(
             cores = unfinished,
+            audit_records_lost = lost,
             "shutdown deadline passed with requests still in flight; exiting"
         );
     } else {
