@@ -658,10 +658,11 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
         assert_eq!(r.status, 200, "in-flight request failed: {}", r.text());
         assert_eq!(r.header("connection"), Some("close"));
     }
-    let status = s
-        .router
-        .wait_exit(Duration::from_secs(8))
-        .expect("router did not exit");
+    // The drain deadline is 10 s; allow for a loaded CI machine beyond it, and show the
+    // router's log if it still has not exited.
+    let Some(status) = s.router.wait_exit(Duration::from_secs(15)) else {
+        panic!("router did not exit; its log:\n{}", s.router.log());
+    };
     assert!(status.success(), "{status:?}");
     assert!(s.router.log().contains("switchyard stopped"));
 }
