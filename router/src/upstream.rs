@@ -618,60 +618,35 @@ async fn relay(
         if done {
             break;
         }
-        let n = match conn.read(rbuf, up.timeout).await {
+        let why = match conn.read(rbuf, up.timeout).await {
             Ok(0) if head.framing == BodyFraming::UntilClose => {
+                // The end of a close-delimited body; the loop top writes the last chunk.
                 done = true;
                 clean = false;
-                if out_framing == Out::Chunked {
-                    client.out.extend_from_slice(b"0\r\n\r\n");
-                }
                 pending = 0..0;
                 continue;
             }
-            Ok(0) => {
-                return cut(
-                    x,
-                    conn,
-                    client,
-                    out_framing,
-                    head.event_stream,
-                    "closed the connection before the response was complete",
-                    outcome,
-                )
-                .await;
+            Ok(n) if n > 0 => {
+                pending = 0..n;
+                continue;
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == IoKind::TimedOut => {
-                let why = format!(
-                    "stopped sending for {} ms in the middle of the response",
-                    up.timeout.as_millis()
-                );
-                return cut(
-                    x,
-                    conn,
-                    client,
-                    out_framing,
-                    head.event_stream,
-                    &why,
-                    outcome,
-                )
-                .await;
-            }
-            Err(e) => {
-                let why = format!("failed in the middle of the response: {e}");
-                return cut(
-                    x,
-                    conn,
-                    client,
-                    out_framing,
-                    head.event_stream,
-                    &why,
-                    outcome,
-                )
-                .await;
-            }
+            Ok(_) => "closed the connection before the response was complete".to_owned(),
+            Err(e) if e.kind() == IoKind::TimedOut => format!(
+                "stopped sending for {} ms in the middle of the response",
+                up.timeout.as_millis()
+            ),
+            Err(e) => format!("failed in the middle of the response: {e}"),
         };
-        pending = 0..n;
+        return cut(
+            x,
+            conn,
+            client,
+            out_framing,
+            head.event_stream,
+            &why,
+            outcome,
+        )
+        .await;
     }
     let usage = tap.usage();
     outcome.usage = usage;

@@ -715,3 +715,22 @@ fn default_deny_names_the_rule_and_other_paths_answer() {
     assert_eq!(gz.status, 415);
     assert_eq!(gz.error_code(), "unsupported_content_encoding");
 }
+
+#[test]
+fn a_close_delimited_upstream_body_is_rechunked_once_and_the_connection_stays_usable() {
+    let s = setup(&[]);
+    let mut c = Conn::open(s.router.addr);
+    c.send(&request(
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Tenant", "acme"), ("x-mock-fault", "no-length")],
+        &chat_body("auto", false),
+    ));
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.json()["model"], "llama-70b");
+    // The next response on the same connection must parse: nothing was left behind.
+    c.send(&request("GET", "/healthz", &[], b""));
+    assert_eq!(c.read_response().unwrap().status, 200);
+}

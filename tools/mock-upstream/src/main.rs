@@ -17,6 +17,7 @@
 //! | `x-mock-fault: garbage` | send bytes that are not HTTP |
 //! | `x-mock-fault: drop-after-N` | stream N chunks, then reset the connection |
 //! | `x-mock-fault: short-body` | promise a longer `Content-Length` than sent, then close |
+//! | `x-mock-fault: no-length` | answer with neither length nor chunking: the body ends at close |
 //!
 //! `GET /__mock/requests` returns the requests received so far (method, target, headers and
 //! body, base64-free: the body as a UTF-8 string) so tests can check exactly what the router
@@ -387,6 +388,15 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
             )
             .as_bytes(),
         );
+        if plan.fault.as_deref() == Some("no-length") {
+            let mut resp =
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+                    .to_vec();
+            resp.extend_from_slice(&b);
+            let _ = s.write_all(&resp).await;
+            let _ = s.flush().await;
+            return false;
+        }
         if plan.fault.as_deref() == Some("short-body") {
             let resp = response(200, "application/json", &b, Some(b.len() + 100));
             let _ = s.write_all(&resp).await;
