@@ -145,11 +145,7 @@ rules:
             .is_some_and(|s| s.success())
     );
     let audit = data.join("audit");
-    let leftovers: Vec<_> = walk(&audit)
-        .into_iter()
-        .filter(|p| !p.ends_with(".parquet"))
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    assert_only_shards(&audit);
 
     let out = duckdb_rows(&audit);
     let schema: BTreeMap<String, String> = out["schema"]
@@ -255,6 +251,18 @@ rules:
     );
 }
 
+/// Only sealed shards are left: no temporary file, no write-ahead log.
+fn assert_only_shards(dir: &std::path::Path) {
+    let leftovers: Vec<_> = walk(dir)
+        .into_iter()
+        .filter(|p| !p.ends_with(".parquet"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "files left besides shards: {leftovers:?}"
+    );
+}
+
 fn walk(dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -354,11 +362,7 @@ fn killed_router(strict: bool) {
         again.log()
     );
     let audit = data.join("audit");
-    let leftovers: Vec<_> = walk(&audit)
-        .into_iter()
-        .filter(|p| !p.ends_with(".parquet"))
-        .collect();
-    assert!(leftovers.is_empty(), "files left: {leftovers:?}");
+    assert_only_shards(&audit);
 
     let out = duckdb_rows(&audit);
     let seen: std::collections::BTreeSet<String> = out["rows"]
