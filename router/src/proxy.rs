@@ -301,19 +301,24 @@ async fn chat_inner<'r>(
         let Some(plan) = loaded.plans.get(index as usize) else {
             continue;
         };
-        let mut rewritten = core.pool.bytes.take();
+        let rewritten;
         let body: &[u8] = if send_model == requested {
             req.body
         } else {
-            rewritten.clear();
-            json::rewrite_model(req.body, model.span.clone(), send_model, &mut rewritten);
+            let mut buf = core.pool.bytes.take();
+            buf.clear();
+            json::rewrite_model(req.body, model.span.clone(), send_model, &mut buf);
+            rewritten = buf;
             &rewritten
         };
         if draft.endpoint_id.is_some() {
             draft.fallback_from = draft.fallback_from.take().or(draft.endpoint_id.take());
         }
         draft.endpoint_id = Some(endpoint.id().to_owned());
-        draft.model = Some(send_model.to_owned());
+        if send_model != requested {
+            // `draft.model` already holds the requested model; only a resolved one differs.
+            draft.model = Some(send_model.to_owned());
+        }
         draft.pricing = Some((endpoint.input_per_1k(), endpoint.output_per_1k()));
         let x = Exchange {
             core,

@@ -294,8 +294,10 @@ fn killed_router(strict: bool) {
         "2",
         "--data-dir",
         data.to_str().unwrap(),
+        // The default interval: the bound is one interval, and a loaded CI machine can
+        // delay the batch hand-over and the writer by a good part of a short one.
         "--audit-flush-interval-ms",
-        "200",
+        "1000",
         "--audit-durability",
         if strict { "strict" } else { "buffered" },
     ];
@@ -333,7 +335,7 @@ fn killed_router(strict: bool) {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(2500));
     let killed_at = std::time::Instant::now();
     r.signal(9);
     assert!(r.wait_exit(Duration::from_secs(5)).is_some());
@@ -380,7 +382,7 @@ fn killed_router(strict: bool) {
     let cutoff = if strict {
         killed_at
     } else {
-        killed_at - Duration::from_millis(200)
+        killed_at - Duration::from_millis(1000)
     };
     let missing: Vec<&String> = acked
         .iter()
