@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Load benchmark: mock upstream direct vs nginx vs switchyard in front of it, in one run.
 
-    benches/load/run.py [--duration 10] [--connections 64] [--out results.json]
+    benches/load/run.py [--duration 10] [--connections 64] [--out results.json] [--audit-rounds N]
 
 Installs wrk and nginx from Debian when missing (root), builds the release binaries, then for
 each body (JSON, streaming SSE) measures, with wrk (one thread) and the mock upstream pinned
@@ -137,6 +137,10 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--audit-rounds", type=int, default=0,
+                    help="instead of the full comparison, run only switchyard audit off / buffered /"
+                         " strict, N alternating rounds per body (order rotated each round), and"
+                         " report each round's ratios and their median")
     ap.add_argument("--no-locked", action="store_true",
                     help="build without --locked (experiments with a [patch] override)")
     args = ap.parse_args()
@@ -210,6 +214,9 @@ http {{
             sys.exit(f"nginx failed: {ng.stderr.read().decode()}")
         ng_pids = [ng.pid] + children(ng.pid)
 
+        if args.audit_rounds:
+            audit_rounds(sy_targets, tmp, args)
+            return
         results = []
         for stream in (False, True):
             kind = "stream" if stream else "json"
@@ -236,6 +243,42 @@ http {{
             except Exception:
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def audit_rounds(sy_targets, tmp, args):
+    """Audit off vs buffered vs strict, alternating, so slow drifts of this VM hit all three."""
+    import statistics
+    rows = []
+    for stream in (False, True):
+        kind = "stream" if stream else "json"
+        body_file = os.path.join(tmp, f"body-{kind}.json")
+        with open(body_file, "w") as f:
+            f.write(body(stream))
+        for i in range(args.audit_rounds):
+            order = sy_targets[i % 3:] + sy_targets[:i % 3]
+            got = {}
+            for name, a, p in order:
+                print(f"{kind:6} round {i + 1} {name:24} ...", flush=True)
+                before = cpu_seconds([p.pid])
+                load = wrk(f"http://{a}/v1/chat/completions", body_file, args.connections, args.duration)
+                load["cpu_us_per_req"] = (cpu_seconds([p.pid]) - before) / load["requests"] * 1e6
+                got[name] = load
+            rows.append((kind, i + 1, got))
+    print(f"\n{args.connections} connections, {args.duration} s per run, {args.audit_rounds} rounds\n")
+    print("| body | round | off req/s | buffered req/s (×) | strict req/s (×) | p99 ms off / buffered / strict | CPU µs/req off / buffered / strict |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+    names = ("switchyard", "switchyard+audit", "switchyard+audit-strict")
+    for kind, i, got in rows:
+        off, buf, st = (got[n] for n in names)
+        print(f"| {kind} | {i} | {off['rps']:.0f} | {buf['rps']:.0f} ({buf['rps'] / off['rps']:.2f}×) | "
+              f"{st['rps']:.0f} ({st['rps'] / off['rps']:.2f}×) | "
+              f"{off['p99_us'] / 1000:.1f} / {buf['p99_us'] / 1000:.1f} / {st['p99_us'] / 1000:.1f} | "
+              f"{off['cpu_us_per_req']:.1f} / {buf['cpu_us_per_req']:.1f} / {st['cpu_us_per_req']:.1f} |")
+    for kind in ("json", "stream"):
+        mine = [got for k, _, got in rows if k == kind]
+        b = statistics.median(g[names[1]]["rps"] / g[names[0]]["rps"] for g in mine)
+        s = statistics.median(g[names[2]]["rps"] / g[names[0]]["rps"] for g in mine)
+        print(f"\n{kind}: median buffered / off = {b:.2f}x, strict / off = {s:.2f}x")
 
 
 def report(results, args):

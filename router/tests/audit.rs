@@ -445,10 +445,24 @@ fn an_unwritable_audit_directory_is_reported_and_strict_mode_refuses() {
     }
 }
 
-/// A local S3-compatible server (moto, from PyPI), killed on drop.
+/// Which local S3-compatible server a shipping test runs against.
+#[derive(Clone, Copy, Debug)]
+enum Store {
+    /// moto's server (PyPI, in memory): the outage is the process stopped (SIGSTOP) and
+    /// continued, so uploads hang and time out.
+    Moto,
+    /// s3s-fs (crates.io, objects are files): the outage is the process killed (SIGKILL) and
+    /// started again on the same port and directory.
+    S3sFs,
+}
+
+/// A local S3-compatible server, killed on drop.
 struct S3 {
+    store: Store,
     child: std::process::Child,
     port: u16,
+    /// s3s-fs's object directory (kept across restarts).
+    root: std::path::PathBuf,
 }
 
 impl Drop for S3 {
@@ -458,40 +472,81 @@ impl Drop for S3 {
     }
 }
 
+const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_tool.py");
+
+fn s3s_fs_binary() -> std::path::PathBuf {
+    let path = std::env::var_os("SWITCHYARD_S3S_FS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/s3s-fs"),
+        std::path::PathBuf::from,
+    );
+    assert!(
+        path.exists(),
+        "the s3s-fs S3 server is missing at {}: run `cargo install --locked --root target/tools --version 0.14.1 --features binary s3s-fs` (tools/test-all does) or set SWITCHYARD_S3S_FS",
+        path.display()
+    );
+    path
+}
+
 impl S3 {
-    fn start(port: u16) -> Self {
-        let probe = Command::new("python3")
-            .args(["-c", "import moto.server"])
-            .output();
-        match probe {
-            Ok(out) if out.status.success() => {}
-            _ => panic!(
-                "the `moto[server]` Python package is missing: run `python3 -m pip install -r tools/sdk/requirements.txt` (tools/test-all does)"
-            ),
+    fn start(store: Store, port: u16, root: &std::path::Path) -> Self {
+        let child = Self::spawn(store, port, root);
+        Self {
+            store,
+            child,
+            port,
+            root: root.to_owned(),
         }
-        let child = Command::new("python3")
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+    }
+
+    fn spawn(store: Store, port: u16, root: &std::path::Path) -> std::process::Child {
+        let mut cmd = match store {
+            Store::Moto => {
+                let probe = Command::new("python3")
+                    .args(["-c", "import moto.server, boto3"])
+                    .output();
+                assert!(
+                    probe.is_ok_and(|out| out.status.success()),
+                    "the `moto[server]` Python package is missing: run `python3 -m pip install -r tools/sdk/requirements.txt` (tools/test-all does)"
+                );
+                let mut cmd = Command::new("python3");
+                cmd.args([
+                    "-m",
+                    "moto.server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                ]);
+                cmd
+            }
+            Store::S3sFs => {
+                std::fs::create_dir_all(root).unwrap();
+                let mut cmd = Command::new(s3s_fs_binary());
+                cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--access-key", "test", "--secret-key", "test"])
+                    .arg(root);
+                cmd
+            }
+        };
+        let mut child = cmd
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let until = std::time::Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < until, "moto did not start");
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "{store:?} exited at start"
+            );
+            assert!(std::time::Instant::now() < until, "{store:?} did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        Self { child, port }
+        child
     }
 
-    fn addr(&self) -> std::net::SocketAddr {
-        ([127, 0, 0, 1], self.port).into()
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     fn signal(&self, sig: &str) {
@@ -505,24 +560,48 @@ impl S3 {
         );
     }
 
+    /// Takes the store away; `outage_end` brings it back.
+    fn outage_start(&mut self) {
+        match self.store {
+            Store::Moto => self.signal("STOP"),
+            Store::S3sFs => {
+                self.child.kill().unwrap();
+                self.child.wait().unwrap();
+            }
+        }
+    }
+
+    fn outage_end(&mut self) {
+        match self.store {
+            Store::Moto => self.signal("CONT"),
+            Store::S3sFs => self.child = Self::spawn(self.store, self.port, &self.root),
+        }
+    }
+
+    fn tool(&self, args: &[&str]) -> String {
+        let out = Command::new("python3")
+            .arg(TOOL)
+            .arg(args[0])
+            .arg(self.endpoint())
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "s3_tool {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn create_bucket(&self, bucket: &str) {
-        let r = call(self.addr(), "PUT", &format!("/{bucket}"), &[], b"");
-        assert!(r.status == 200, "create bucket: {} {}", r.status, r.text());
+        self.tool(&["mb", bucket]);
     }
 
     fn keys(&self, bucket: &str) -> Vec<String> {
-        let r = call(
-            self.addr(),
-            "GET",
-            &format!("/{bucket}?list-type=2&max-keys=1000"),
-            &[],
-            b"",
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-        let text = r.text();
-        text.split("<Key>")
-            .skip(1)
-            .map(|k| k.split("</Key>").next().unwrap().to_owned())
+        self.tool(&["ls", bucket])
+            .lines()
+            .map(str::to_owned)
             .collect()
     }
 }
@@ -538,7 +617,19 @@ fn parquet_files(dir: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn shards_ship_to_s3_once_each_through_an_outage() {
+fn shards_ship_to_moto_once_each_through_a_hung_store() {
+    shipping(Store::Moto);
+}
+
+#[test]
+fn shards_ship_once_each_through_a_store_killed_and_restarted() {
+    shipping(Store::S3sFs);
+}
+
+/// The store is down when the router starts, comes up, goes away mid-run (hung or killed and
+/// restarted, per `store`) and comes back; in the end every shard is in its bucket exactly
+/// once and none is left on disk.
+fn shipping(store: Store) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -604,15 +695,25 @@ fn shards_ship_to_s3_once_each_through_an_outage() {
         "shards wait on disk while the store is down"
     );
 
-    let s3 = S3::start(port);
+    let mut s3 = S3::start(store, port, &dir.path().join("store"));
     s3.create_bucket("audit-bucket");
     s3.create_bucket("acme-audit");
     send("up", 40);
-    // Stopped mid-run: uploads time out and are retried.
-    s3.signal("STOP");
-    send("paused", 60);
+    // Wait for some shards to land, so the outage comes between uploads.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while s3.keys("audit-bucket").is_empty() {
+        assert!(
+            std::time::Instant::now() < until,
+            "nothing shipped\n{}",
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Gone mid-run: uploads fail or time out and are retried.
+    s3.outage_start();
+    send("outage", 60);
     std::thread::sleep(Duration::from_millis(1500));
-    s3.signal("CONT");
+    s3.outage_end();
     send("back", 40);
 
     let until = std::time::Instant::now() + Duration::from_secs(90);
@@ -659,23 +760,12 @@ fn shards_ship_to_s3_once_each_through_an_outage() {
         "{acme_keys:?}"
     );
     let mirror = dir.path().join("mirror");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_mirror.py");
     for (bucket, prefix, n) in [
         ("audit-bucket", "switchyard/", keys.len()),
         ("acme-audit", "logs/", acme_keys.len()),
     ] {
-        let out = Command::new("python3")
-            .arg(script)
-            .args([endpoint.as_str(), bucket, prefix])
-            .arg(&mirror)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), n.to_string());
+        let got = s3.tool(&["mirror", bucket, prefix, mirror.to_str().unwrap()]);
+        assert_eq!(got.trim(), n.to_string());
     }
     let out = duckdb_rows(&mirror);
     let ids: Vec<String> = out["rows"]
