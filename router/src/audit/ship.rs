@@ -84,6 +84,7 @@ pub fn start(
     std::thread::Builder::new()
         .name("audit-shipper".into())
         .spawn(move || {
+            super::background_priority("audit-shipper");
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
