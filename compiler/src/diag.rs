@@ -83,6 +83,7 @@ codes! {
     UndeclaredDataClass = "P1103", Warning, "undeclared-data-class", "a rule names a data class that `data_classes` does not declare";
     UnusedEndpoint = "P1104", Warning, "unused-endpoint", "a declared endpoint is never routed to";
     RedundantFallback = "P1105", Warning, "redundant-fallback", "a fallback repeats the rule's endpoint or an earlier fallback";
+    AllowlistMismatch = "P1106", Warning, "allowlist-mismatch", "a rule for a tenant routes to an endpoint serving none of the tenant's allowed models";
 }
 
 /// A span with a message under it.

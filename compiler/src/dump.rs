@@ -92,10 +92,11 @@ pub fn dump(t: &Table<'_>) -> String {
         });
         let _ = writeln!(
             o,
-            "  {}  models={allow} rpm={} tpm={} daily_budget_usd={} audit_bucket={}",
+            "  {}  models={allow} rpm={} tpm={} daily_token_budget={} daily_spend_usd={} audit_bucket={}",
             tn.id(),
             tn.rate_limit_rpm(),
             tn.rate_limit_tpm(),
+            tn.daily_token_budget(),
             tn.daily_budget(),
             or_dash(tn.audit_bucket())
         );

@@ -16,6 +16,7 @@ pub mod dump;
 pub mod explain;
 pub mod interp;
 pub mod ir;
+pub mod json;
 pub mod lower;
 pub mod source;
 pub mod space;

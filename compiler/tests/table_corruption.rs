@@ -110,10 +110,11 @@ fn wrong_magic_and_version_are_named() {
     b[0] = b'X';
     assert_eq!(Table::from_bytes(&b).unwrap_err(), TableError::BadMagic);
     let mut b = table();
-    b[8] = 2;
+    // A format-1 table (before endpoint `ca_file` and tenant `daily_token_budget`).
+    b[8] = 1;
     reseal(&mut b);
     assert!(matches!(
         Table::from_bytes(&b).unwrap_err(),
-        TableError::UnsupportedVersion { major: 2, .. }
+        TableError::UnsupportedVersion { major: 1, .. }
     ));
 }

@@ -46,6 +46,8 @@ const TENANT_KEYS: &[&str] = &[
     "model_allowlist",
     "rate_limit_rpm",
     "rate_limit_tpm",
+    "daily_token_budget",
+    "daily_spend_usd",
     "daily_budget_usd",
     "audit_bucket",
     "description",
@@ -253,6 +255,7 @@ impl Checker<'_> {
             }
         }
         self.undeclared_references(&rules, &tenants, &data_classes);
+        self.allowlist_mismatches(&rules, &tenants, &endpoints);
 
         let default = default?;
         if !all_ok {
@@ -803,9 +806,26 @@ impl Checker<'_> {
                 Some(n) => self.uint(n, "rate_limit_tpm", u64::MAX),
                 None => Some(0),
             };
-            let budget = match item.get("daily_budget_usd") {
-                Some(n) => self.money(n, "daily_budget_usd"),
-                None => Some(Micros(0)),
+            let tokens = match item.get("daily_token_budget") {
+                Some(n) => self.uint(n, "daily_token_budget", u64::MAX),
+                None => Some(0),
+            };
+            // `daily_budget_usd` is the older name of `daily_spend_usd`.
+            let budget = match (item.get("daily_spend_usd"), item.get("daily_budget_usd")) {
+                (Some(_), Some(old)) => {
+                    self.push(
+                        Diagnostic::error(
+                            Code::InvalidValue,
+                            "both `daily_spend_usd` and `daily_budget_usd` are set",
+                        )
+                        .label(old.span, "the older name of `daily_spend_usd`")
+                        .help("keep only `daily_spend_usd`"),
+                    );
+                    None
+                }
+                (Some(n), None) => self.money(n, "daily_spend_usd"),
+                (None, Some(n)) => self.money(n, "daily_budget_usd"),
+                (None, None) => Some(Micros(0)),
             };
             let bucket = match item.get("audit_bucket") {
                 Some(n) => self.id(n, "audit_bucket"),
@@ -814,8 +834,15 @@ impl Checker<'_> {
             if let Some(d) = item.get("description") {
                 self.text(d, "description");
             }
-            if let (Some(id), Some(allowlist), Some(rpm), Some(tpm), Some(budget), Some(bucket)) =
-                (id, allowlist, rpm, tpm, budget, bucket)
+            if let (
+                Some(id),
+                Some(allowlist),
+                Some(rpm),
+                Some(tpm),
+                Some(tokens),
+                Some(budget),
+                Some(bucket),
+            ) = (id, allowlist, rpm, tpm, tokens, budget, bucket)
                 && self.diags.len() == before
             {
                 out.push(Tenant {
@@ -824,6 +851,7 @@ impl Checker<'_> {
                         model_allowlist: allowlist,
                         rate_limit_rpm: u32::try_from(rpm).unwrap_or(u32::MAX),
                         rate_limit_tpm: tpm,
+                        daily_token_budget: tokens,
                         daily_budget: budget,
                         audit_bucket: bucket,
                     },
@@ -1233,6 +1261,71 @@ impl Checker<'_> {
                         )),
                     };
                     self.push(d);
+                }
+            }
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// P1106: a rule that matches named tenants routes (or falls back) to an endpoint that
+    /// serves none of the models one of those tenants may use: such requests can only be
+    /// refused there.
+    fn allowlist_mismatches(&mut self, rules: &[Rule], tenants: &[Tenant], endpoints: &[Endpoint]) {
+        for (index, rule) in rules.iter().enumerate() {
+            let Some(c) = rule.condition(Field::Tenant) else {
+                continue;
+            };
+            let Pred::Str {
+                negated: false,
+                patterns,
+            } = &c.pred
+            else {
+                continue;
+            };
+            let Target::Route {
+                endpoint,
+                fallback,
+                endpoint_span,
+                fallback_spans,
+            } = &rule.target
+            else {
+                continue;
+            };
+            let targets = std::iter::once((*endpoint, *endpoint_span))
+                .chain(fallback.iter().copied().zip(fallback_spans.iter().copied()));
+            for (e, span) in targets {
+                let Some(e) = endpoints.get(e) else { continue };
+                for p in patterns {
+                    let StrPattern::Exact(id) = p else { continue };
+                    let Some(t) = tenants.iter().find(|t| &t.spec.id == id) else {
+                        continue;
+                    };
+                    let Some(allowed) = &t.spec.model_allowlist else {
+                        continue;
+                    };
+                    // An endpoint without a model list serves whatever it is asked for.
+                    if e.spec.models.is_empty() || e.spec.models.iter().any(|m| allowed.contains(m))
+                    {
+                        continue;
+                    }
+                    self.push(
+                        Diagnostic::warning(
+                            Code::AllowlistMismatch,
+                            format!(
+                                "{} routes tenant `{id}` to endpoint `{}`, which serves none of the tenant's allowed models",
+                                rule.label(index),
+                                e.spec.id
+                            ),
+                        )
+                        .label(span, "no model here is in the tenant's `model_allowlist`")
+                        .label(t.span, "tenant declared here")
+                        .help(format!(
+                            "requests of `{id}` routed here are refused (403); add one of `{}`'s models ({}) to the allowlist, or route elsewhere",
+                            e.spec.id,
+                            backticked(&e.spec.models.iter().map(String::as_str).collect::<Vec<_>>())
+                        )),
+                    );
                 }
             }
         }

@@ -1,4 +1,4 @@
-//! The byte layout of a table file, format 1.0. All integers are little-endian and read
+//! The byte layout of a table file, format 2.0. All integers are little-endian and read
 //! with `from_le_bytes`, so the format is the same on every host and needs no alignment
 //! from the buffer it is read from (a `Vec<u8>` or an mmap).
 //!
@@ -22,9 +22,10 @@
 
 /// First eight bytes of every table.
 pub const MAGIC: [u8; 8] = *b"SWYTABLE";
-/// Format major version: a reader refuses any other.
-pub const FORMAT_MAJOR: u16 = 1;
-/// Format minor version: additions a 1.0 reader can ignore.
+/// Format major version: a reader refuses any other. 2: endpoint records carry `ca_file`,
+/// tenant records `daily_token_budget` (1.x tables must be recompiled).
+pub const FORMAT_MAJOR: u16 = 2;
+/// Format minor version: additions a x.0 reader can ignore.
 pub const FORMAT_MINOR: u16 = 0;
 /// Length of the fixed header.
 pub const HEADER_LEN: usize = 96;
@@ -171,7 +172,7 @@ pub(crate) mod endpoint {
 }
 
 pub(crate) mod tenant {
-    pub(crate) const LEN: usize = 48;
+    pub(crate) const LEN: usize = 56;
     pub(crate) const ID: usize = 0;
     pub(crate) const AUDIT_BUCKET: usize = 8;
     pub(crate) const ALLOW_START: usize = 16;
@@ -180,6 +181,7 @@ pub(crate) mod tenant {
     pub(crate) const RPM: usize = 28;
     pub(crate) const TPM: usize = 32;
     pub(crate) const DAILY_BUDGET: usize = 40;
+    pub(crate) const DAILY_TOKENS: usize = 48;
     /// Flag: the tenant has an allowlist (an empty one allows nothing).
     pub(crate) const FLAG_ALLOWLIST: u32 = 1;
 }

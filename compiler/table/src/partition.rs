@@ -213,7 +213,7 @@ impl Partition {
     }
 }
 
-/// The hash of the table's literal lookup, fixed forever for format 1 so tables are
+/// The hash of the table's literal lookup, fixed forever (formats 1 and 2) so tables are
 /// byte-identical across builds and hosts. Chunks of eight bytes are folded with
 /// rotate-xor (no multiply on the dependency chain) and mixed once at the end: ids are
 /// short and a half-empty open-addressing table only needs a fair spread; a collision

@@ -1202,6 +1202,12 @@ impl<'t> TenantView<'t> {
     pub fn daily_budget(&self) -> Micros {
         Micros(u64_at(self.rec(), tenant::DAILY_BUDGET))
     }
+
+    /// Tokens (prompt + completion) per UTC day; 0 for no limit.
+    #[must_use]
+    pub fn daily_token_budget(&self) -> u64 {
+        u64_at(self.rec(), tenant::DAILY_TOKENS)
+    }
     #[must_use]
     pub fn audit_bucket(&self) -> &'t str {
         self.t.text(ref_at(self.rec(), tenant::AUDIT_BUCKET))

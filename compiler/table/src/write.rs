@@ -55,6 +55,8 @@ pub struct TenantSpec {
     pub rate_limit_rpm: u32,
     /// Tokens per minute; 0 for no limit.
     pub rate_limit_tpm: u64,
+    /// Daily token limit (prompt + completion); 0 for none.
+    pub daily_token_budget: u64,
     /// Daily spend limit; 0 for none.
     pub daily_budget: Micros,
     /// Empty for the router's default audit destination.
@@ -262,6 +264,7 @@ impl Sections {
         set_u32(&mut rec, tenant::RPM, t.rate_limit_rpm);
         set_u64(&mut rec, tenant::TPM, t.rate_limit_tpm);
         set_u64(&mut rec, tenant::DAILY_BUDGET, t.daily_budget.0);
+        set_u64(&mut rec, tenant::DAILY_TOKENS, t.daily_token_budget);
         self.tenants.extend_from_slice(&rec);
     }
 
