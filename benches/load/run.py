@@ -175,7 +175,7 @@ rules:
                             ("switchyard+audit", ["--audit-durability", "buffered"]),
                             ("switchyard+audit-strict", ["--audit-durability", "strict"])):
             p, a = start([os.path.join(TARGET, "switchyard"), "--table", table, "--listen", "127.0.0.1:0",
-                          "--cores", "1", "--log", "warn,switchyard=info",
+                          "--cores", "1", "--no-auth", "--log", "warn,switchyard=info",
                           "--data-dir", os.path.join(tmp, name), "--admin-listen", "127.0.0.1:0"] + extra,
                          1, r"switchyard listening on http://(\S+?)\"")
             procs.append(p)

@@ -38,8 +38,22 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
             json(core, req, client, status, &body)
         }
         b"/v1/models" if get => {
-            let body = models(core);
-            json(core, req, client, 200, &body)
+            let keys = core.keys();
+            match principal(core, req, &keys) {
+                Ok(who) => {
+                    let tenant = match who {
+                        Some(k) => Some(k.tenant.clone()),
+                        // Without auth, `X-Tenant` says whose view this is.
+                        None => req
+                            .header(b"x-tenant")
+                            .and_then(|t| std::str::from_utf8(t).ok())
+                            .map(str::to_owned),
+                    };
+                    let body = models(core, tenant.as_deref());
+                    json(core, req, client, 200, &body)
+                }
+                Err(e) => error(core, req, client, &e),
+            }
         }
         #[cfg(debug_assertions)]
         b"/__switchyard/panic" if get && fault_injection() => {
@@ -189,12 +203,35 @@ pub fn error_with_id(
 }
 
 /// `GET /v1/models`: every model an endpoint of the table lists (or resolves `auto` to).
-fn models(core: &Core) -> serde_json::Value {
+/// Who is calling: the client key's record when authentication is on (`None` when it is
+/// off). Missing, unknown, disabled and expired keys are 401 with the matching code.
+pub fn principal<'k>(
+    core: &Core,
+    req: &Request<'_>,
+    keys: &'k crate::auth::KeySet,
+) -> Result<Option<&'k crate::auth::KeyRecord>, Error> {
+    if !core.config().auth {
+        return Ok(None);
+    }
+    let token = crate::auth::bearer(req.buf, req.headers)
+        .map_err(crate::auth::Refused::error)?
+        .ok_or_else(|| crate::auth::Refused::Missing.error())?;
+    keys.verify(token, crate::audit::now_ms())
+        .map(Some)
+        .map_err(crate::auth::Refused::error)
+}
+
+/// The models a tenant may use (all of them for no tenant, or one without an allowlist).
+fn models(core: &Core, tenant: Option<&str>) -> serde_json::Value {
     let loaded = core.table();
     let t = loaded.table();
+    let tenant = tenant.and_then(|id| t.tenant_by_id(id));
     let mut seen = std::collections::BTreeMap::new();
     for e in t.endpoints() {
         for m in e.models().chain(e.default_model()) {
+            if tenant.as_ref().is_some_and(|t| !t.allows(m)) {
+                continue;
+            }
             seen.entry(m.to_owned())
                 .or_insert_with(|| e.id().to_owned());
         }

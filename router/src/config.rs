@@ -30,6 +30,15 @@ pub struct Args {
         default_value = "127.0.0.1:8081"
     )]
     pub admin_listen: SocketAddr,
+    /// Serve without API keys: requests are trusted to say their tenant in `X-Tenant`.
+    /// For demos and benchmarks only; logged loudly at start.
+    #[arg(long, env = "SWITCHYARD_NO_AUTH")]
+    pub no_auth: bool,
+    /// File with admin API keys, one per line (`#` comments). Admin keys also come from
+    /// the `SWITCHYARD_ADMIN_KEYS` environment variable (comma-separated). Without any, the
+    /// admin API refuses every request.
+    #[arg(long, env = "SWITCHYARD_ADMIN_KEYS_FILE", value_name = "FILE")]
+    pub admin_keys_file: Option<PathBuf>,
     /// Executors (one thread and listener per core). Default: every CPU this process may use.
     #[arg(long, env = "SWITCHYARD_CORES")]
     pub cores: Option<usize>,
@@ -158,6 +167,9 @@ pub struct Config {
     pub table: Option<PathBuf>,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
+    /// API keys required on the public API (`--no-auth` clears it).
+    pub auth: bool,
+    pub admin_keys_file: Option<PathBuf>,
     pub cores: usize,
     pub pin: bool,
     pub data_dir: PathBuf,
@@ -240,6 +252,8 @@ impl Args {
             table: self.table.clone(),
             listen: self.listen,
             admin_listen: self.admin_listen,
+            auth: !self.no_auth,
+            admin_keys_file: self.admin_keys_file.clone(),
             cores,
             pin: !self.no_pin,
             data_dir: self.data_dir.clone(),

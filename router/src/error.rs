@@ -43,6 +43,14 @@ pub enum ErrorKind {
     UpstreamBadResponse,
     UpstreamTimeout,
     AuditUnavailable,
+    MissingApiKey,
+    InvalidApiKey,
+    KeyDisabled,
+    KeyExpired,
+    /// A key bound to one tenant used with `X-Tenant` (or `X-User-Role`) naming another.
+    TenantMismatch,
+    /// A client key (or none) on the admin API.
+    AdminOnly,
     Internal,
 }
 
@@ -56,7 +64,8 @@ impl ErrorKind {
             | Self::MissingMessages
             | Self::BadHeader
             | Self::ModelNotServed => 400,
-            Self::PolicyDenied => 403,
+            Self::MissingApiKey | Self::InvalidApiKey | Self::KeyDisabled | Self::KeyExpired => 401,
+            Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
@@ -82,7 +91,25 @@ impl ErrorKind {
     #[must_use]
     pub fn error_type(self) -> &'static str {
         match self.side() {
-            Side::Client if self == Self::PolicyDenied => "access_denied",
+            Side::Client
+                if matches!(
+                    self,
+                    Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly
+                ) =>
+            {
+                "access_denied"
+            }
+            Side::Client
+                if matches!(
+                    self,
+                    Self::MissingApiKey
+                        | Self::InvalidApiKey
+                        | Self::KeyDisabled
+                        | Self::KeyExpired
+                ) =>
+            {
+                "authentication_error"
+            }
             Side::Client if self == Self::NotImplemented => "not_implemented_error",
             Side::Client => "invalid_request_error",
             Side::Upstream => "provider_error",
@@ -117,6 +144,12 @@ impl ErrorKind {
             Self::UpstreamBadResponse => "upstream_bad_response",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::MissingApiKey => "missing_api_key",
+            Self::InvalidApiKey => "invalid_api_key",
+            Self::KeyDisabled => "key_disabled",
+            Self::KeyExpired => "key_expired",
+            Self::TenantMismatch => "tenant_mismatch",
+            Self::AdminOnly => "admin_key_required",
             Self::Internal => "internal_error",
         }
     }

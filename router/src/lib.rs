@@ -5,11 +5,13 @@
 //! (connection loop, limits, timeouts) → [`http`] (sans-IO parsing) → [`api`] (paths) →
 //! [`proxy`] (request phases) → [`route`] (decision) → [`mock`] or [`upstream`] (pools,
 //! forwarding, relay) with [`usage`] capture. [`table`] holds and reloads the decision table;
-//! [`error`] is the one map from failures to statuses and OpenAI-format bodies.
+//! [`error`] is the one map from failures to statuses and OpenAI-format bodies; [`auth`]
+//! holds client and admin keys, [`admin`] serves the admin API, [`state`] writes files.
 
 pub mod admin;
 pub mod api;
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -21,6 +23,7 @@ pub mod recycle;
 pub mod respond;
 pub mod route;
 pub mod server;
+pub mod state;
 pub mod table;
 pub mod upstream;
 pub mod usage;

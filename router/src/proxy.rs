@@ -216,10 +216,49 @@ async fn chat_inner<'r>(
     draft: &mut Draft,
 ) -> (Next, Outcome) {
     let none = RouteReport::none(req.started);
-    let attrs = match Attrs::from_headers(req.buf, req.headers) {
+    let keys = core.keys();
+    let who = match api::principal(core, req, &keys) {
+        Ok(who) => who,
+        Err(e) => return refuse(core, client, id, &e, &none),
+    };
+    let mut attrs = match Attrs::from_headers(req.buf, req.headers) {
         Ok(a) => a,
         Err(e) => return refuse(core, client, id, &e, &none),
     };
+    if let Some(key) = who {
+        // The key fixes the tenant (and its role, when it has one): a header may repeat
+        // them, never change them.
+        if let Some(claimed) = attrs.tenant
+            && claimed != key.tenant.as_bytes()
+        {
+            draft.tenant_claimed = Some(audit::text(claimed));
+            let err = Error::new(
+                ErrorKind::TenantMismatch,
+                format!(
+                    "this API key belongs to tenant `{}`; `X-Tenant: {}` names another tenant",
+                    key.tenant,
+                    String::from_utf8_lossy(claimed)
+                ),
+            );
+            return refuse(core, client, id, &err, &none);
+        }
+        attrs.tenant = Some(key.tenant.as_bytes());
+        if let Some(role) = &key.role {
+            if let Some(claimed) = attrs.user_role
+                && claimed != role.as_bytes()
+            {
+                let err = Error::new(
+                    ErrorKind::TenantMismatch,
+                    format!(
+                        "this API key has role `{role}`; `X-User-Role: {}` names another role",
+                        String::from_utf8_lossy(claimed)
+                    ),
+                );
+                return refuse(core, client, id, &err, &none);
+            }
+            attrs.user_role = Some(role.as_bytes());
+        }
+    }
     let loaded = core.table();
     let table = loaded.table();
     draft.tenant = attrs

@@ -62,6 +62,8 @@ pub struct Shared {
     pub metrics: Box<[Metrics]>,
     pub audit: Option<crate::audit::AuditSink>,
     pub audit_stats: Arc<crate::audit::AuditStats>,
+    /// Client keys (issued by the admin API, persisted under `<data-dir>/admin`).
+    pub keys: Arc<crate::auth::KeyStore>,
 }
 
 impl Shared {
@@ -84,6 +86,9 @@ pub struct Core {
     /// every core would contend for).
     #[expect(clippy::redundant_allocation, reason = "see the field comment")]
     table: RefCell<(u64, Rc<Arc<Loaded>>)>,
+    /// The client keys, cached like the table.
+    #[expect(clippy::redundant_allocation, reason = "as for `table`")]
+    keys: RefCell<(u64, Rc<Arc<crate::auth::KeySet>>)>,
     pub pool: Pool,
     /// Where this core appends audit records (`None` when auditing is off).
     pub audit: Option<crate::audit::AuditSink>,
@@ -96,6 +101,7 @@ pub struct Core {
 impl Core {
     fn new(id: usize, shared: Arc<Shared>) -> Self {
         let (generation, table) = shared.tables.load();
+        let (key_generation, keys) = shared.keys.cell.load();
         let seed = SystemTimeSeed::now() ^ ((id as u64) << 56);
         Self {
             id,
@@ -104,6 +110,7 @@ impl Core {
             audit_batch: RefCell::new(Vec::new()),
             shared,
             table: RefCell::new((generation, Rc::new(table))),
+            keys: RefCell::new((key_generation, Rc::new(keys))),
             connections: Cell::new(0),
             next_id: Cell::new(seed),
         }
@@ -117,6 +124,18 @@ impl Core {
         if slot.0 != generation {
             let (g, t) = self.shared.tables.load();
             *slot = (g, Rc::new(t));
+        }
+        Rc::clone(&slot.1)
+    }
+
+    /// The client keys in force: one atomic load when nothing changed, so a revoked key is
+    /// refused from the next request on.
+    pub fn keys(&self) -> Rc<Arc<crate::auth::KeySet>> {
+        let generation = self.shared.keys.cell.generation();
+        let mut slot = self.keys.borrow_mut();
+        if slot.0 != generation {
+            let (g, k) = self.shared.keys.cell.load();
+            *slot = (g, Rc::new(k));
         }
         Rc::clone(&slot.1)
     }
@@ -255,6 +274,28 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let admin_dir = config.data_dir.join("admin");
+    let keys = Arc::new(
+        crate::auth::KeyStore::open(&admin_dir)
+            .map_err(anyhow::Error::msg)
+            .context("cannot load the client keys")?,
+    );
+    let admin_keys = crate::auth::AdminKeys::load(
+        std::env::var("SWITCHYARD_ADMIN_KEYS").ok().as_deref(),
+        config.admin_keys_file.as_deref(),
+    )
+    .map_err(anyhow::Error::msg)
+    .context("cannot load the admin keys")?;
+    if admin_keys.is_empty() {
+        tracing::warn!(
+            "no admin keys (SWITCHYARD_ADMIN_KEYS or --admin-keys-file): the admin API refuses every request"
+        );
+    }
+    if !config.auth {
+        tracing::warn!(
+            "AUTHENTICATION IS OFF (--no-auth): any client can use any tenant by sending X-Tenant; never run this way in production"
+        );
+    }
     let shared = Arc::new(Shared {
         config: config.clone(),
         tables: Arc::clone(&tables),
@@ -262,15 +303,24 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         metrics: (0..config.cores).map(|_| Metrics::default()).collect(),
         audit: audit.clone(),
         audit_stats,
+        keys: Arc::clone(&keys),
     });
 
-    let admin =
-        crate::admin::start(config.admin_listen, config.audit_dir.clone()).with_context(|| {
-            format!(
-                "cannot listen on {} (the admin listener, --admin-listen)",
-                config.admin_listen
-            )
-        })?;
+    let admin = crate::admin::start(
+        config.admin_listen,
+        crate::admin::Admin {
+            audit_dir: config.audit_dir.clone(),
+            keys,
+            admin_keys,
+            tables: Arc::clone(&tables),
+        },
+    )
+    .with_context(|| {
+        format!(
+            "cannot listen on {} (the admin listener, --admin-listen)",
+            config.admin_listen
+        )
+    })?;
     tracing::info!(addr = %admin, "admin listening on http://{admin}");
 
     let (watch_tx, watch_rx) = mpsc::channel();

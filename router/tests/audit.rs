@@ -778,3 +778,170 @@ fn shipping(store: Store) {
     assert_eq!(unique.len(), ids.len(), "a record was shipped twice");
     assert_eq!(unique, sent, "every record shipped exactly once");
 }
+
+/// A request the audit API test sent: id, tenant, data class, when it was answered.
+type Sent = (String, &'static str, Option<&'static str>, i64);
+
+/// `GET /v1/audit` over the admin listener: each filter, `limit`, newest first, sealed
+/// shards and not-yet-sealed logs together, and a 400 naming each bad parameter.
+#[test]
+fn the_audit_api_filters_limits_and_names_bad_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(
+        "version: v1\nendpoints:\n  - id: fast\n    type: mock\n    models: [m-fast]\n  - id: gpu\n    type: mock\n    models: [m-gpu]\n    transport: privatelink\ntenants:\n  - id: acme\n  - id: beta\ndata_classes:\n  - id: pii\n    stays_private: true\nrules:\n  - name: pii\n    match:\n      data_class: pii\n    route_to: gpu\n  - default:\n      route_to: fast\n",
+        &table,
+        1,
+    );
+    let data = dir.path().join("data");
+    let r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cores",
+        "2",
+        "--audit-max-shard-age-s",
+        "1",
+    ]);
+    // (tenant, data class) per request, in sending order; a pause in the middle so the
+    // first half is sealed into shards and the time window has an edge.
+    let mut sent: Vec<Sent> = Vec::new();
+    let mut mid = 0;
+    for i in 0..30 {
+        if i == 15 {
+            std::thread::sleep(Duration::from_millis(2500));
+            mid = now_ms();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let tenant = if i % 3 == 0 { "beta" } else { "acme" };
+        let class = (i % 4 == 0).then_some("pii");
+        let id = format!("q-{i:02}");
+        let mut headers = vec![("X-Tenant", tenant), ("X-Request-Id", id.as_str())];
+        if let Some(c) = class {
+            headers.push(("X-Data-Class", c));
+        }
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &headers,
+            &chat_body("auto", false),
+        );
+        assert_eq!(resp.status, 200);
+        sent.push((id, tenant, class, now_ms()));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let query = |q: &str| -> Vec<serde_json::Value> {
+        let resp = admin(&r, "GET", &format!("/v1/audit{q}"), b"");
+        assert_eq!(resp.status, 200, "{q}: {}", resp.text());
+        resp.json()["data"].as_array().unwrap().clone()
+    };
+    let ids = |rows: &[serde_json::Value]| -> Vec<String> {
+        rows.iter()
+            .map(|row| row["request_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // Everything arrives (records reach the writer within the batching interval).
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while query("?limit=1000").len() < sent.len() {
+        assert!(std::time::Instant::now() < until, "records missing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let newest_first: Vec<String> = sent.iter().rev().map(|s| s.0.clone()).collect();
+    let all = query("?limit=1000");
+    assert_eq!(ids(&all), newest_first, "newest first, each once");
+    assert!(
+        walk(&data.join("audit"))
+            .iter()
+            .any(|p| p.ends_with(".parquet")),
+        "the first half is in sealed shards"
+    );
+    // Default limit 100 covers 30; `limit` cuts the newest n.
+    assert_eq!(query("").len(), 30);
+    assert_eq!(ids(&query("?limit=5")), newest_first[..5]);
+    let expect = |f: &dyn Fn(&Sent) -> bool| -> Vec<String> {
+        sent.iter()
+            .rev()
+            .filter(|s| f(s))
+            .map(|s| s.0.clone())
+            .collect()
+    };
+    assert_eq!(
+        ids(&query("?tenant=beta&limit=1000")),
+        expect(&|s| s.1 == "beta")
+    );
+    assert_eq!(
+        ids(&query("?data_class=pii&limit=1000")),
+        expect(&|s| s.2 == Some("pii"))
+    );
+    assert_eq!(
+        ids(&query("?endpoint=gpu&limit=1000")),
+        expect(&|s| s.2 == Some("pii"))
+    );
+    assert_eq!(
+        ids(&query("?endpoint=fast&tenant=acme&limit=1000")),
+        expect(&|s| s.2.is_none() && s.1 == "acme")
+    );
+    let from = iso(mid);
+    assert_eq!(
+        ids(&query(&format!("?from={from}&limit=1000"))),
+        newest_first[..15]
+    );
+    assert_eq!(
+        ids(&query(&format!("?to={from}&limit=1000"))),
+        newest_first[15..]
+    );
+    assert!(query("?tenant=nobody").is_empty());
+    for row in &all {
+        assert!(row["ts"].as_str().unwrap().ends_with('Z'), "{row}");
+        assert_eq!(row["status"], 200);
+        assert!(
+            row["rule_name"].is_string() && row["model"].is_string(),
+            "{row}"
+        );
+    }
+
+    // Bad parameters: 400 naming the parameter.
+    for (q, named) in [
+        ("?limit=1001", "`limit`"),
+        ("?limit=0", "`limit`"),
+        ("?limit=ten", "`limit`"),
+        ("?from=yesterday", "`from`"),
+        ("?to=2026-13-01", "`to`"),
+        (
+            "?from=2026-11-22T10:00:00Z&to=2026-11-22T09:00:00Z",
+            "`from` is after `to`",
+        ),
+        ("?tenant=a&tenant=b", "`tenant`"),
+        ("?colour=red", "`colour`"),
+    ] {
+        let resp = admin(&r, "GET", &format!("/v1/audit{q}"), b"");
+        assert_eq!(resp.status, 400, "{q}: {}", resp.text());
+        assert_eq!(resp.json()["error"]["type"], "invalid_request_error");
+        assert!(resp.text().contains(named), "{q}: {}", resp.text());
+    }
+    // Behind the admin key.
+    let anon = call(r.admin.unwrap(), "GET", "/v1/audit", &[], b"");
+    assert_eq!(anon.status, 401);
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// `2026-11-22T10:00:00.123Z` for ms since the epoch (via `date`, not our own formatter).
+fn iso(ms: i64) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{}.{:03}", ms / 1000, ms % 1000)])
+        .arg("+%Y-%m-%dT%H:%M:%S.%3NZ")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}

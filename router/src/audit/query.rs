@@ -327,7 +327,7 @@ fn parse_day(s: &str) -> Option<i64> {
 
 /// ISO 8601: `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS[.fff]]` with `Z`, `±HH:MM` or nothing
 /// (UTC).
-fn parse_time(s: &str, what: &str) -> Result<i64, QueryError> {
+pub(crate) fn parse_time(s: &str, what: &str) -> Result<i64, QueryError> {
     let bad = || {
         QueryError(format!(
             "`{what}` must be an ISO 8601 time such as 2026-11-22T08:00:00Z, found `{s}`"

@@ -43,6 +43,8 @@ pub enum Method {
     Get,
     Head,
     Post,
+    Put,
+    Delete,
     Other,
 }
 
@@ -164,6 +166,8 @@ pub fn parse_head(
         "GET" => Method::Get,
         "HEAD" => Method::Head,
         "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
         _ => Method::Other,
     };
     let path = req.path.unwrap_or_default();

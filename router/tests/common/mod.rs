@@ -116,13 +116,30 @@ fn wait_for_addr(
     );
 }
 
-/// Starts the router with `args` (plus `--listen 127.0.0.1:0`).
+/// The admin key every test router accepts (`SWITCHYARD_ADMIN_KEYS`).
+pub const ADMIN_KEY: &str = "test-admin-key-5f0c1d2e3a4b";
+
+/// Starts the router with `args` (plus `--listen 127.0.0.1:0` and `--no-auth`).
 pub fn router(args: &[&str]) -> Proc {
     router_env(args, &[])
 }
 
+/// [`router`] with environment variables.
 pub fn router_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    start_router(args, env, false)
+}
+
+/// Starts the router with API keys required (no `--no-auth`).
+pub fn router_with_auth(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    start_router(args, env, true)
+}
+
+fn start_router(args: &[&str], env: &[(&str, &str)], auth: bool) -> Proc {
     let mut cmd = Command::new(binary("switchyard"));
+    if !auth {
+        cmd.arg("--no-auth");
+    }
+    cmd.env("SWITCHYARD_ADMIN_KEYS", ADMIN_KEY);
     let data = (!args
         .iter()
         .any(|a| *a == "--data-dir" || *a == "--audit-dir"))
@@ -166,6 +183,17 @@ pub fn router_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
         data,
         admin: Some(admin),
     }
+}
+
+/// An admin API call with [`ADMIN_KEY`].
+pub fn admin(r: &Proc, method: &str, path: &str, body: &[u8]) -> Response {
+    call(
+        r.admin.unwrap(),
+        method,
+        path,
+        &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+        body,
+    )
 }
 
 /// Starts the mock upstream with `args`.
@@ -404,7 +432,7 @@ pub fn request(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) 
     for (n, v) in headers {
         out.extend_from_slice(format!("{n}: {v}\r\n").as_bytes());
     }
-    if method == "POST" {
+    if method == "POST" || !body.is_empty() {
         out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
     }
     out.extend_from_slice(b"\r\n");

@@ -1,0 +1,347 @@
+//! API keys over real sockets: the 401 codes, a key fixing its tenant, the key calls of the
+//! admin API (issue, list, revoke), admin-only access, persistence across a restart, and
+//! no raw key in logs or state.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness"
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const POLICY: &str = "version: v1
+endpoints:
+  - id: small
+    type: mock
+    models: [small-model]
+  - id: big
+    type: mock
+    models: [big-model]
+tenants:
+  - id: acme
+    model_allowlist: [small-model]
+  - id: globex
+rules:
+  - name: acme-small
+    match:
+      tenant: acme
+    route_to: small
+  - default:
+      route_to: big
+";
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    table: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(POLICY, &table, 1);
+    let data = dir.path().join("data");
+    Setup {
+        _dir: dir,
+        table,
+        data,
+    }
+}
+
+fn start(s: &Setup) -> Proc {
+    router_with_auth(
+        &[
+            "--table",
+            s.table.to_str().unwrap(),
+            "--data-dir",
+            s.data.to_str().unwrap(),
+            "--cores",
+            "2",
+        ],
+        &[],
+    )
+}
+
+fn issue(r: &Proc, tenant: &str, body: &str) -> (String, String) {
+    let resp = admin(
+        r,
+        "POST",
+        &format!("/v1/tenants/{tenant}/keys"),
+        body.as_bytes(),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let v = resp.json();
+    let key = v["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sk-swy-"), "{v}");
+    (v["id"].as_str().unwrap().to_owned(), key)
+}
+
+fn chat_as(r: &Proc, key: Option<&str>, extra: &[(&str, &str)]) -> Response {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers: Vec<(&str, &str)> = extra.to_vec();
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        &chat_body("auto", false),
+    )
+}
+
+fn assert_error(resp: &Response, status: u16, kind: &str, code: &str) {
+    assert_eq!(resp.status, status, "{}", resp.text());
+    let v = resp.json();
+    assert_eq!(v["error"]["type"], kind, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    assert!(!v["error"]["message"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn keys_fix_the_tenant_and_every_refusal_has_its_code() {
+    let s = setup();
+    let r = start(&s);
+    let (acme_id, acme_key) = issue(&r, "acme", "{}");
+    let (_, globex_key) = issue(&r, "globex", r#"{"name": "ci", "role": "batch"}"#);
+
+    // 401s, each with its code.
+    assert_error(
+        &chat_as(&r, None, &[]),
+        401,
+        "authentication_error",
+        "missing_api_key",
+    );
+    assert_error(
+        &chat_as(
+            &r,
+            Some("sk-swy-000000000000000000000000000000000000000000000000"),
+            &[],
+        ),
+        401,
+        "authentication_error",
+        "invalid_api_key",
+    );
+    let basic = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("Authorization", "Basic YWNtZTpzZWNyZXQ=")],
+        &chat_body("auto", false),
+    );
+    assert_error(&basic, 401, "authentication_error", "invalid_api_key");
+
+    // The key's tenant routes: acme's rule, without any X-Tenant.
+    let ok = chat_as(&r, Some(&acme_key), &[]);
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.route().0, "small");
+    // Repeating the key's own tenant is fine; naming another is 403.
+    assert_eq!(
+        chat_as(&r, Some(&acme_key), &[("X-Tenant", "acme")]).status,
+        200
+    );
+    let cross = chat_as(&r, Some(&acme_key), &[("X-Tenant", "globex")]);
+    assert_error(&cross, 403, "access_denied", "tenant_mismatch");
+    let cross = chat_as(&r, Some(&globex_key), &[("X-Tenant", "acme")]);
+    assert_error(&cross, 403, "access_denied", "tenant_mismatch");
+    // A key with a role fixes the role too.
+    let role = chat_as(&r, Some(&globex_key), &[("X-User-Role", "admin")]);
+    assert_error(&role, 403, "access_denied", "tenant_mismatch");
+    let ok = chat_as(&r, Some(&globex_key), &[]);
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.route().0, "big");
+
+    // /v1/models: only what the key's tenant may use.
+    let models = |key: &str| {
+        let resp = call(
+            r.addr,
+            "GET",
+            "/v1/models",
+            &[("Authorization", &format!("Bearer {key}"))],
+            b"",
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let mut ids: Vec<String> = resp.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(models(&acme_key), ["small-model"]);
+    assert_eq!(models(&globex_key), ["big-model", "small-model"]);
+    let anon = call(r.addr, "GET", "/v1/models", &[], b"");
+    assert_error(&anon, 401, "authentication_error", "missing_api_key");
+
+    // Listing shows records, never secrets.
+    let list = admin(&r, "GET", "/v1/tenants/acme/keys", b"");
+    assert_eq!(list.status, 200, "{}", list.text());
+    assert!(!list.text().contains(&acme_key));
+    assert_eq!(list.json()["data"][0]["id"], acme_id.as_str());
+
+    // Revoked: refused within 5 s (at once here) with `key_disabled`.
+    let del = admin(
+        &r,
+        "DELETE",
+        &format!("/v1/tenants/acme/keys/{acme_id}"),
+        b"",
+    );
+    assert_eq!(del.status, 200, "{}", del.text());
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = chat_as(&r, Some(&acme_key), &[]);
+        if resp.status == 401 {
+            assert_error(&resp, 401, "authentication_error", "key_disabled");
+            break;
+        }
+        assert!(Instant::now() < until, "revoked key still served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        admin(&r, "DELETE", "/v1/tenants/globex/keys/key_nope", b"").status,
+        404
+    );
+
+    // Expired.
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 2;
+    let (_, short_key) = issue(&r, "globex", &format!(r#"{{"expires_at": {soon}}}"#));
+    assert_eq!(chat_as(&r, Some(&short_key), &[]).status, 200);
+    std::thread::sleep(Duration::from_millis(2600));
+    assert_error(
+        &chat_as(&r, Some(&short_key), &[]),
+        401,
+        "authentication_error",
+        "key_expired",
+    );
+
+    // No raw key in the log or in any file under --data-dir.
+    for key in [&acme_key, &globex_key, &short_key] {
+        assert!(!r.log().contains(key.as_str()), "key in the log");
+        for file in files(&s.data) {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(key.len()).any(|w| w == key.as_bytes()),
+                "raw key in {}",
+                file.display()
+            );
+        }
+    }
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn the_admin_api_takes_only_admin_keys_and_checks_its_input() {
+    let s = setup();
+    let r = start(&s);
+    let admin_addr = r.admin.unwrap();
+    let (_, client_key) = issue(&r, "acme", "{}");
+
+    // No key: 401; a client key: 403; a wrong key: 401.
+    let none = call(admin_addr, "GET", "/v1/tenants/acme/keys", &[], b"");
+    assert_error(&none, 401, "authentication_error", "missing_api_key");
+    let client = call(
+        admin_addr,
+        "GET",
+        "/v1/tenants/acme/keys",
+        &[("Authorization", &format!("Bearer {client_key}"))],
+        b"",
+    );
+    assert_error(&client, 403, "access_denied", "admin_key_required");
+    let wrong = call(
+        admin_addr,
+        "GET",
+        "/v1/audit",
+        &[("Authorization", "Bearer not-the-admin-key-at-all")],
+        b"",
+    );
+    assert_error(&wrong, 401, "authentication_error", "invalid_api_key");
+
+    // Bad input: 400 naming the problem; unknown tenant 404; wrong method 405.
+    for (body, what) in [
+        ("{not json", "not valid JSON"),
+        ("[1]", "JSON object"),
+        (r#"{"tenant": "globex"}"#, "unknown field `tenant`"),
+        (r#"{"role": 5}"#, "`role`"),
+        (r#"{"expires_at": "yesterday"}"#, "`expires_at`"),
+        (r#"{"expires_at": 1000}"#, "in the future"),
+    ] {
+        let resp = admin(&r, "POST", "/v1/tenants/acme/keys", body.as_bytes());
+        assert_eq!(resp.status, 400, "{body}: {}", resp.text());
+        assert!(resp.text().contains(what), "{body}: {}", resp.text());
+    }
+    let unknown = admin(&r, "POST", "/v1/tenants/initech/keys", b"{}");
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    assert!(unknown.text().contains("initech"));
+    let put = admin(&r, "PUT", "/v1/tenants/acme/keys", b"{}");
+    assert_eq!(put.status, 405, "{}", put.text());
+    assert_eq!(admin(&r, "GET", "/v1/nothing", b"").status, 404);
+}
+
+#[test]
+fn keys_survive_a_restart() {
+    let s = setup();
+    let mut r = start(&s);
+    let (revoked_id, revoked) = issue(&r, "acme", "{}");
+    let (_, kept) = issue(&r, "acme", "{}");
+    assert_eq!(
+        admin(
+            &r,
+            "DELETE",
+            &format!("/v1/tenants/acme/keys/{revoked_id}"),
+            b""
+        )
+        .status,
+        200
+    );
+    r.signal(15);
+    assert!(r.wait_exit(Duration::from_secs(30)).is_some());
+    drop(r);
+    let r = start(&s);
+    assert_eq!(chat_as(&r, Some(&kept), &[]).status, 200);
+    assert_error(
+        &chat_as(&r, Some(&revoked), &[]),
+        401,
+        "authentication_error",
+        "key_disabled",
+    );
+    let list = admin(&r, "GET", "/v1/tenants/acme/keys", b"").json();
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+}
+
+#[test]
+fn without_auth_the_router_says_so_and_trusts_x_tenant() {
+    let s = setup();
+    let r = router(&["--table", s.table.to_str().unwrap()]);
+    assert!(r.log().contains("AUTHENTICATION IS OFF"), "{}", r.log());
+    let resp = chat_as(&r, None, &[("X-Tenant", "acme")]);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.route().0, "small");
+}
