@@ -202,7 +202,6 @@ pub fn error_with_id(
     respond::error(client.out, err, id, route, client.must_close) as u64
 }
 
-/// `GET /v1/models`: every model an endpoint of the table lists (or resolves `auto` to).
 /// Who is calling: the client key's record when authentication is on (`None` when it is
 /// off). Missing, unknown, disabled and expired keys are 401 with the matching code.
 pub fn principal<'k>(
@@ -221,7 +220,8 @@ pub fn principal<'k>(
         .map_err(crate::auth::Refused::error)
 }
 
-/// The models a tenant may use (all of them for no tenant, or one without an allowlist).
+/// `GET /v1/models`: every model an endpoint of the table lists (or resolves `auto` to) that
+/// the tenant may use (all of them for no tenant, or one without an allowlist).
 fn models(core: &Core, tenant: Option<&str>) -> serde_json::Value {
     let loaded = core.table();
     let t = loaded.table();

@@ -51,6 +51,12 @@ pub enum ErrorKind {
     TenantMismatch,
     /// A client key (or none) on the admin API.
     AdminOnly,
+    /// No candidate endpoint's worst-case cost fits `X-Cost-Budget-Usd`.
+    CostBudgetExceeded,
+    /// A tenant's `rate_limit_rpm` or `rate_limit_tpm` is used up for now.
+    RateLimited,
+    /// A tenant's `daily_token_budget` or `daily_spend_usd` is spent for today (UTC).
+    BudgetExhausted,
     Internal,
 }
 
@@ -63,7 +69,8 @@ impl ErrorKind {
             | Self::InvalidBody
             | Self::MissingMessages
             | Self::BadHeader
-            | Self::ModelNotServed => 400,
+            | Self::ModelNotServed
+            | Self::CostBudgetExceeded => 400,
             Self::MissingApiKey | Self::InvalidApiKey | Self::KeyDisabled | Self::KeyExpired => 401,
             Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly => 403,
             Self::NotFound => 404,
@@ -73,6 +80,7 @@ impl ErrorKind {
             Self::PayloadTooLarge => 413,
             Self::UriTooLong => 414,
             Self::UnsupportedMediaType => 415,
+            Self::RateLimited | Self::BudgetExhausted => 429,
             Self::HeadersTooLarge => 431,
             Self::Internal => 500,
             Self::NotImplemented => 501,
@@ -111,6 +119,9 @@ impl ErrorKind {
                 "authentication_error"
             }
             Side::Client if self == Self::NotImplemented => "not_implemented_error",
+            Side::Client if matches!(self, Self::RateLimited | Self::BudgetExhausted) => {
+                "rate_limit_error"
+            }
             Side::Client => "invalid_request_error",
             Side::Upstream => "provider_error",
             Side::Internal => "server_error",
@@ -150,6 +161,9 @@ impl ErrorKind {
             Self::KeyExpired => "key_expired",
             Self::TenantMismatch => "tenant_mismatch",
             Self::AdminOnly => "admin_key_required",
+            Self::CostBudgetExceeded => "cost_budget_exceeded",
+            Self::RateLimited => "rate_limit_exceeded",
+            Self::BudgetExhausted => "daily_budget_exceeded",
             Self::Internal => "internal_error",
         }
     }
@@ -184,6 +198,8 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: Cow<'static, str>,
     pub param: Option<&'static str>,
+    /// Seconds to send as `Retry-After` (429s).
+    pub retry_after: Option<u64>,
 }
 
 impl Error {
@@ -193,7 +209,14 @@ impl Error {
             kind,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     #[must_use]

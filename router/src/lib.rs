@@ -17,6 +17,7 @@ pub mod conn;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod limits;
 pub mod mock;
 pub mod proxy;
 pub mod recycle;

@@ -79,6 +79,8 @@ struct Draft {
     stream: bool,
     fallback_from: Option<String>,
     pricing: Option<(Micros, Micros)>,
+    /// The tenant's limit counters and `rate_limit_tpm`, charged when the request ends.
+    limit: Option<(std::sync::Arc<crate::limits::TenantState>, u64)>,
 }
 
 /// Whether the next candidate may take a request that failed this way.
@@ -101,7 +103,21 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
         }
         _ => chat_inner(core, req, client, id, &mut draft).await,
     };
+    let limit = draft.limit.take();
     let record = record(req, id, draft, outcome);
+    if let Some((state, tpm)) = limit {
+        let tokens = record.tokens_in.unwrap_or(0) + record.tokens_out.unwrap_or(0);
+        state.charge(
+            tpm,
+            u64::try_from(tokens).unwrap_or(0),
+            record
+                .cost_micros
+                .and_then(|c| u64::try_from(c).ok())
+                .unwrap_or(0),
+            core.shared.limits.now_ns(),
+            audit::now_ms(),
+        );
+    }
     match &core.audit {
         Some(sink) if strict => {
             // The end of the response waits for the record to be durable.
@@ -269,6 +285,22 @@ async fn chat_inner<'r>(
     if draft.tenant.is_none() {
         draft.tenant_claimed = attrs.tenant.map(audit::text);
     }
+    // Rate limits and daily budgets of a declared tenant, before any other work.
+    if let Some(t) = attrs
+        .tenant
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .and_then(|t| table.tenant_by_id(t))
+        && (t.rate_limit_rpm() > 0
+            || t.rate_limit_tpm() > 0
+            || t.daily_token_budget() > 0
+            || t.daily_budget().0 > 0)
+    {
+        let state = core.tenant_state(t.id());
+        if let Err(e) = state.admit(&t, core.shared.limits.now_ns(), audit::now_ms()) {
+            return refuse(core, client, id, &e, &none);
+        }
+        draft.limit = Some((state, t.rate_limit_tpm()));
+    }
     draft.data_class = attrs.data_class.map(audit::text);
     draft.user_role = attrs.user_role.map(audit::text);
     if let Some(coding) = req.header(b"content-encoding")
@@ -332,11 +364,25 @@ async fn chat_inner<'r>(
     draft.rule_name = Some(choice.rule_name.to_owned());
 
     let mut last: Option<(Error, &str)> = None;
+    let mut over_budget: Vec<String> = Vec::new();
     for (index, send) in choice.candidates(requested) {
         let send_model = send.as_str(requested);
         let Some(endpoint) = table.endpoint(index) else {
             continue;
         };
+        // `X-Cost-Budget-Usd`: an endpoint whose worst case exceeds it is passed over.
+        if let Some(budget) = attrs.cost_budget {
+            let worst = route::worst_case_cost(
+                req.body.len(),
+                fields.max_tokens,
+                endpoint.input_per_1k(),
+                endpoint.output_per_1k(),
+            );
+            if worst > budget {
+                over_budget.push(format!("`{}` (up to ${worst})", endpoint.id()));
+                continue;
+            }
+        }
         let Some(plan) = loaded.plans.get(index as usize) else {
             continue;
         };
@@ -400,10 +446,24 @@ async fn chat_inner<'r>(
         }
     }
     let (err, endpoint) = last.unwrap_or_else(|| {
-        (
-            Error::new(ErrorKind::Internal, "no endpoint candidate was tried"),
-            "none",
-        )
+        if over_budget.is_empty() {
+            (
+                Error::new(ErrorKind::Internal, "no endpoint candidate was tried"),
+                "none",
+            )
+        } else {
+            let budget = attrs.cost_budget.unwrap_or_default();
+            (
+                Error::new(
+                    ErrorKind::CostBudgetExceeded,
+                    format!(
+                        "no endpoint fits `X-Cost-Budget-Usd: {budget}`: worst-case cost (estimated prompt plus `max_tokens`) at {}",
+                        over_budget.join(", ")
+                    ),
+                ),
+                "none",
+            )
+        }
     });
     let report = RouteReport {
         endpoint: Some(endpoint),

@@ -141,8 +141,11 @@ pub fn error(
 ) -> usize {
     let mut body = Vec::with_capacity(160 + err.message.len());
     err.write_body(&mut body);
+    let retry_after = err.retry_after.map(|s| s.to_string());
     let extra: &[(&str, &str)] = if err.kind.status() == 405 {
         &[("allow", "GET, HEAD, POST")]
+    } else if let Some(s) = &retry_after {
+        &[("retry-after", s)]
     } else {
         &[]
     };

@@ -120,6 +120,22 @@ pub fn cost_cap_per_1k(budget: Micros, body_len: usize, max_tokens: Option<u64>)
     Micros(u64::try_from(per_1k).unwrap_or(u64::MAX))
 }
 
+/// Worst-case cost of a request at an endpoint's prices: estimated prompt tokens at the input
+/// price plus `max_tokens` (4096 when absent) at the output price.
+#[must_use]
+pub fn worst_case_cost(
+    body_len: usize,
+    max_tokens: Option<u64>,
+    input_per_1k: Micros,
+    output_per_1k: Micros,
+) -> Micros {
+    let prompt = u128::from((body_len as u64).div_ceil(BYTES_PER_TOKEN));
+    let completion = u128::from(max_tokens.unwrap_or(DEFAULT_MAX_TOKENS));
+    let micros = (prompt * u128::from(input_per_1k.0) + completion * u128::from(output_per_1k.0))
+        .div_ceil(1000);
+    Micros(u64::try_from(micros).unwrap_or(u64::MAX))
+}
+
 /// The table request for these attributes, reading only what the table uses.
 #[must_use]
 pub fn attributes<'b>(

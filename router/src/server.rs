@@ -64,6 +64,8 @@ pub struct Shared {
     pub audit_stats: Arc<crate::audit::AuditStats>,
     /// Client keys (issued by the admin API, persisted under `<data-dir>/admin`).
     pub keys: Arc<crate::auth::KeyStore>,
+    /// Per-tenant rate limits and daily budgets (one set of counters for all cores).
+    pub limits: crate::limits::Limits,
 }
 
 impl Shared {
@@ -89,6 +91,8 @@ pub struct Core {
     /// The client keys, cached like the table.
     #[expect(clippy::redundant_allocation, reason = "as for `table`")]
     keys: RefCell<(u64, Rc<Arc<crate::auth::KeySet>>)>,
+    /// This core's handles on tenants' shared counters.
+    tenant_states: RefCell<std::collections::HashMap<String, Arc<crate::limits::TenantState>>>,
     pub pool: Pool,
     /// Where this core appends audit records (`None` when auditing is off).
     pub audit: Option<crate::audit::AuditSink>,
@@ -111,6 +115,7 @@ impl Core {
             shared,
             table: RefCell::new((generation, Rc::new(table))),
             keys: RefCell::new((key_generation, Rc::new(keys))),
+            tenant_states: RefCell::new(std::collections::HashMap::new()),
             connections: Cell::new(0),
             next_id: Cell::new(seed),
         }
@@ -138,6 +143,19 @@ impl Core {
             *slot = (g, Rc::new(k));
         }
         Rc::clone(&slot.1)
+    }
+
+    /// A tenant's limit counters (shared by all cores; looked up here without a lock after
+    /// the first request of the tenant on this core).
+    pub fn tenant_state(&self, tenant: &str) -> Arc<crate::limits::TenantState> {
+        if let Some(s) = self.tenant_states.borrow().get(tenant) {
+            return Arc::clone(s);
+        }
+        let s = self.shared.limits.state(tenant);
+        self.tenant_states
+            .borrow_mut()
+            .insert(tenant.to_owned(), Arc::clone(&s));
+        s
     }
 
     /// A fresh request id number (unique per process run with high probability: a
@@ -304,6 +322,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         audit: audit.clone(),
         audit_stats,
         keys: Arc::clone(&keys),
+        limits: crate::limits::Limits::default(),
     });
 
     let admin = crate::admin::start(

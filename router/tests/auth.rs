@@ -345,3 +345,181 @@ fn without_auth_the_router_says_so_and_trusts_x_tenant() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.route().0, "small");
 }
+
+/// Sends `n` chat requests from `threads` threads (so both cores take some) and returns the
+/// answers.
+fn burst(r: &Proc, key: &str, n: usize, threads: usize) -> Vec<Response> {
+    let addr = r.addr;
+    let auth = format!("Bearer {key}");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let auth = auth.clone();
+                s.spawn(move || {
+                    (0..n)
+                        .filter(|i| i % threads == t)
+                        .map(|_| {
+                            call(
+                                addr,
+                                "POST",
+                                "/v1/chat/completions",
+                                &[("Authorization", &auth)],
+                                &chat_body("auto", false),
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
+#[test]
+fn rate_limits_and_daily_budgets_hold_across_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(
+        "version: v1
+endpoints:
+  - id: m
+    type: mock
+    models: [m1]
+    pricing: { input_per_1k: 1.0, output_per_1k: 1.0 }
+tenants:
+  - id: rpm
+    rate_limit_rpm: 20
+  - id: tpm
+    rate_limit_tpm: 600
+  - id: daily
+    daily_token_budget: 400
+  - id: spend
+    daily_spend_usd: 0.5
+  - id: free
+rules:
+  - default:
+      route_to: m
+",
+        &table,
+        1,
+    );
+    let r = router_with_auth(
+        &[
+            "--table",
+            table.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--cores",
+            "2",
+        ],
+        &[],
+    );
+    let check_429 = |resp: &Response, code: &str| {
+        assert_eq!(resp.status, 429, "{}", resp.text());
+        let v = resp.json();
+        assert_eq!(v["error"]["type"], "rate_limit_error", "{v}");
+        assert_eq!(v["error"]["code"], code, "{v}");
+        let after: u64 = resp.header("retry-after").unwrap().parse().unwrap();
+        assert!(after >= 1, "{after}");
+        after
+    };
+
+    // rpm 20, 40 requests from 4 threads on 2 cores: 20 pass (21 if a 3 s refill fell
+    // inside the burst), the rest are 429 with Retry-After.
+    let (_, key) = issue(&r, "rpm", "{}");
+    let answers = burst(&r, &key, 40, 4);
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert!((20..=21).contains(&ok), "{ok} passed");
+    for a in answers.iter().filter(|a| a.status != 200) {
+        let after = check_429(a, "rate_limit_exceeded");
+        assert!(after <= 3, "{after}");
+    }
+
+    // tpm 600: the mock reports ~(body bytes / 4) prompt + completion tokens per request;
+    // a few requests spend the minute's tokens, then 429 until they come back.
+    let (_, key) = issue(&r, "tpm", "{}");
+    let answers = burst(&r, &key, 30, 2);
+    let ok = answers.iter().filter(|a| a.status == 200).count();
+    assert!((1..30).contains(&ok), "{ok} passed");
+    let limited: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+    assert!(!limited.is_empty());
+    for a in limited {
+        assert!(a.text().contains("tokens per minute"), "{}", a.text());
+        check_429(a, "rate_limit_exceeded");
+    }
+
+    // Daily token budget 400 and daily spend $0.50 (at $1 per 1k tokens): spent after a few
+    // requests, then 429 `daily_budget_exceeded` until UTC midnight.
+    for tenant in ["daily", "spend"] {
+        let (_, key) = issue(&r, tenant, "{}");
+        let answers = burst(&r, &key, 40, 1);
+        let ok = answers.iter().take_while(|a| a.status == 200).count();
+        assert!((1..40).contains(&ok), "{tenant}: {ok} passed");
+        for a in &answers[ok..] {
+            let after = check_429(a, "daily_budget_exceeded");
+            assert!(after <= 86_400, "{after}");
+        }
+    }
+
+    // A tenant without limits is untouched by the others.
+    let (_, key) = issue(&r, "free", "{}");
+    assert!(burst(&r, &key, 40, 4).iter().all(|a| a.status == 200));
+}
+
+#[test]
+fn a_cost_budget_picks_a_fallback_that_fits_or_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(
+        "version: v1
+endpoints:
+  - id: premium
+    type: mock
+    models: [big]
+    pricing: { input_per_1k: 10, output_per_1k: 30 }
+  - id: cheap
+    type: mock
+    models: [small]
+    pricing: { input_per_1k: 0.1, output_per_1k: 0.2 }
+rules:
+  - default:
+      route_to: premium
+      fallback: [cheap]
+",
+        &table,
+        1,
+    );
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let body =
+        br#"{"model": "auto", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}"#;
+    let send = |budget: &str| {
+        call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("X-Cost-Budget-Usd", budget)],
+            body,
+        )
+    };
+    // premium's worst case: ~22 prompt tokens at $10/1k + 100 at $30/1k ≈ $3.22.
+    assert_eq!(send("10").route().0, "premium");
+    let fell_back = send("0.10");
+    assert_eq!(fell_back.status, 200, "{}", fell_back.text());
+    assert_eq!(fell_back.route().0, "cheap");
+    assert_eq!(fell_back.json()["model"], "small");
+    let refused = send("0.01");
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let v = refused.json();
+    assert_eq!(v["error"]["code"], "cost_budget_exceeded", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`premium`") && message.contains("`cheap`"),
+        "{message}"
+    );
+    // No budget: the rule's endpoint.
+    let plain = call(r.addr, "POST", "/v1/chat/completions", &[], body);
+    assert_eq!(plain.route().0, "premium");
+}

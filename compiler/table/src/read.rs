@@ -1166,6 +1166,12 @@ pub struct TenantView<'t> {
 }
 
 impl<'t> TenantView<'t> {
+    /// Position in declaration order.
+    #[must_use]
+    pub fn index(&self) -> u32 {
+        self.i
+    }
+
     fn rec(&self) -> &'t [u8] {
         self.t.record(self.t.tenants, tenant::LEN, self.i)
     }
