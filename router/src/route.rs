@@ -187,11 +187,16 @@ impl<'t> Choice<'t> {
             .chain(self.rule.fallback())
             .filter_map(move |endpoint| {
                 let model = if self.auto {
-                    match endpoint.default_model() {
-                        Some(m) if self.tenant.as_ref().is_none_or(|t| t.allows(m)) => {
-                            SendModel::Resolved(m)
-                        }
-                        _ => return None,
+                    // The endpoint's default model, or — for a tenant not allowed that one —
+                    // the first of its models the tenant may use.
+                    let allowed = |m: &&str| self.tenant.as_ref().is_none_or(|t| t.allows(m));
+                    match endpoint
+                        .default_model()
+                        .filter(allowed)
+                        .or_else(|| endpoint.models().find(allowed))
+                    {
+                        Some(m) => SendModel::Resolved(m),
+                        None => return None,
                     }
                 } else if endpoint.serves(requested) {
                     SendModel::AsRequested

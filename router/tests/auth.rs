@@ -523,3 +523,64 @@ rules:
     let plain = call(r.addr, "POST", "/v1/chat/completions", &[], body);
     assert_eq!(plain.route().0, "premium");
 }
+
+#[test]
+fn the_allowlist_bounds_auto_resolution_and_fallbacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(
+        "version: v1
+endpoints:
+  - id: shared
+    type: mock
+    models: [big-model, small-model]
+  - id: only-big
+    type: mock
+    models: [big-model]
+tenants:
+  - id: acme
+    model_allowlist: [small-model]
+  - id: globex
+rules:
+  - name: big-first
+    match:
+      tenant: [acme, globex]
+    route_to: only-big
+    fallback: [shared]
+  - default:
+      route_to: shared
+",
+        &table,
+        1,
+    );
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let send = |tenant: &str, model: &str| {
+        call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("X-Tenant", tenant)],
+            &chat_body(model, false),
+        )
+    };
+    // auto: globex takes the rule's endpoint and its default model; acme may not use
+    // `big-model`, so `only-big` is skipped and `shared` resolves to acme's allowed model.
+    let g = send("globex", "auto");
+    assert_eq!(
+        (g.route().0.as_str(), g.json()["model"].clone()),
+        ("only-big", "big-model".into())
+    );
+    let a = send("acme", "auto");
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        (a.route().0.as_str(), a.json()["model"].clone()),
+        ("shared", "small-model".into())
+    );
+    // Pinned: a model off the allowlist is 403 naming it, even though an endpoint serves it.
+    let denied = send("acme", "big-model");
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    assert!(denied.text().contains("big-model"));
+    // Pinned allowed model: the fallback that serves it.
+    let pinned = send("acme", "small-model");
+    assert_eq!(pinned.route().0, "shared");
+}
