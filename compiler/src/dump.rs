@@ -66,20 +66,12 @@ pub fn dump(t: &Table<'_>) -> String {
             e.health_check_interval_ms(),
             e.timeout_ms()
         );
-        let extras: Vec<String> = [
-            ("api_key_env", e.api_key_env()),
-            ("api_key_file", e.api_key_file()),
-            ("region", e.region()),
-            ("api_version", e.api_version()),
-            ("deployment", e.deployment()),
-            ("project", e.project()),
-            ("location", e.location()),
-            ("ca_file", e.ca_file()),
-        ]
-        .into_iter()
-        .filter(|(_, v)| !v.is_empty())
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+        let extras: Vec<String> = e
+            .text_settings()
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         if !extras.is_empty() {
             let _ = writeln!(o, "      {}", extras.join(" "));
         }

@@ -139,16 +139,7 @@ pub fn table_to_json(t: &Table<'_>) -> Value {
             p.insert("output_per_1k".into(), money(e.output_per_1k()));
             o.insert("pricing".into(), Value::Object(p));
         }
-        for (key, text) in [
-            ("api_key_env", e.api_key_env()),
-            ("api_key_file", e.api_key_file()),
-            ("region", e.region()),
-            ("api_version", e.api_version()),
-            ("deployment", e.deployment()),
-            ("project", e.project()),
-            ("location", e.location()),
-            ("ca_file", e.ca_file()),
-        ] {
+        for (key, text) in e.text_settings() {
             put(&mut o, key, text);
         }
         endpoints.push(Value::Object(o));

@@ -277,19 +277,16 @@ async fn chat_inner<'r>(
     }
     let loaded = core.table();
     let table = loaded.table();
-    draft.tenant = attrs
+    let tenant = attrs
         .tenant
         .and_then(|t| std::str::from_utf8(t).ok())
-        .and_then(|t| table.tenant_by_id(t))
-        .map(|t| t.id().to_owned());
+        .and_then(|t| table.tenant_by_id(t));
+    draft.tenant = tenant.map(|t| t.id().to_owned());
     if draft.tenant.is_none() {
         draft.tenant_claimed = attrs.tenant.map(audit::text);
     }
     // Rate limits and daily budgets of a declared tenant, before any other work.
-    if let Some(t) = attrs
-        .tenant
-        .and_then(|t| std::str::from_utf8(t).ok())
-        .and_then(|t| table.tenant_by_id(t))
+    if let Some(t) = tenant
         && (t.rate_limit_rpm() > 0
             || t.rate_limit_tpm() > 0
             || t.daily_token_budget() > 0

@@ -36,6 +36,14 @@ rules:
       route_to: big
 ";
 
+/// A temporary directory holding `yaml` compiled to `t.swt` (revision 1).
+fn compiled(yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(yaml, &table, 1);
+    (dir, table)
+}
+
 struct Setup {
     _dir: tempfile::TempDir,
     table: std::path::PathBuf,
@@ -43,9 +51,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.swt");
-    compile(POLICY, &table, 1);
+    let (dir, table) = compiled(POLICY);
     let data = dir.path().join("data");
     Setup {
         _dir: dir,
@@ -380,9 +386,7 @@ fn burst(r: &Proc, key: &str, n: usize, threads: usize) -> Vec<Response> {
 
 #[test]
 fn rate_limits_and_daily_budgets_hold_across_cores() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.swt");
-    compile(
+    let (dir, table) = compiled(
         "version: v1
 endpoints:
   - id: m
@@ -403,8 +407,6 @@ rules:
   - default:
       route_to: m
 ",
-        &table,
-        1,
     );
     let r = router_with_auth(
         &[
@@ -471,9 +473,7 @@ rules:
 
 #[test]
 fn a_cost_budget_picks_a_fallback_that_fits_or_refuses() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.swt");
-    compile(
+    let (_dir, table) = compiled(
         "version: v1
 endpoints:
   - id: premium
@@ -489,8 +489,6 @@ rules:
       route_to: premium
       fallback: [cheap]
 ",
-        &table,
-        1,
     );
     let r = router(&["--table", table.to_str().unwrap()]);
     let body =
@@ -526,9 +524,7 @@ rules:
 
 #[test]
 fn the_allowlist_bounds_auto_resolution_and_fallbacks() {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.swt");
-    compile(
+    let (_dir, table) = compiled(
         "version: v1
 endpoints:
   - id: shared
@@ -550,8 +546,6 @@ rules:
   - default:
       route_to: shared
 ",
-        &table,
-        1,
     );
     let r = router(&["--table", table.to_str().unwrap()]);
     let send = |tenant: &str, model: &str| {

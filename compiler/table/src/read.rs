@@ -1151,6 +1151,21 @@ impl<'t> EndpointView<'t> {
     pub fn ca_file(&self) -> &'t str {
         self.text(endpoint::CA_FILE)
     }
+    /// The optional text settings under their policy keys (`api_key_env`, `region`, ...),
+    /// empty where not set.
+    #[must_use]
+    pub fn text_settings(&self) -> [(&'static str, &'t str); 8] {
+        [
+            ("api_key_env", self.api_key_env()),
+            ("api_key_file", self.api_key_file()),
+            ("region", self.region()),
+            ("api_version", self.api_version()),
+            ("deployment", self.deployment()),
+            ("project", self.project()),
+            ("location", self.location()),
+            ("ca_file", self.ca_file()),
+        ]
+    }
     /// Whether the policy did not declare it (a managed provider's built-in endpoint).
     #[must_use]
     pub fn is_builtin(&self) -> bool {
