@@ -1,17 +1,28 @@
-//! The admin listener (`--admin-listen`, loopback by default): the admin API, behind admin
-//! keys.
+//! The admin API, behind admin keys: served on the main listener (handed off the request
+//! executors to a blocking thread) and on the admin listener (`--admin-listen`, loopback by
+//! default, its own threads).
 //!
 //! | path | method | what |
 //! | --- | --- | --- |
-//! | `/v1/audit` | GET | audit records of this node ([`crate::audit::query`]) |
+//! | `/v1/endpoints` | GET | endpoints of the serving policy, with observed health |
+//! | `/v1/endpoints` | POST | create an endpoint, or update the fields given |
+//! | `/v1/endpoints/{id}` | GET | one endpoint |
+//! | `/v1/policies` | GET | the serving policy as a JSON policy object |
+//! | `/v1/policies` | POST | deploy a policy (`{"yaml": …}` or a JSON policy object) |
+//! | `/v1/tenants` | GET | tenants: allowlist, limits, budgets, audit bucket |
+//! | `/v1/tenants` | POST | create a tenant, or update the fields given |
+//! | `/v1/tenants/{id}` | GET | one tenant |
 //! | `/v1/tenants/{id}/keys` | POST | issue a client key (`{"id", "key"}`, the key shown once) |
 //! | `/v1/tenants/{id}/keys` | GET | the tenant's keys, without secrets |
 //! | `/v1/tenants/{id}/keys/{key_id}` | DELETE | revoke a key |
-//! | `/healthz` | GET | liveness (no key needed) |
+//! | `/v1/audit` | GET | audit records of this node ([`crate::audit::query`]) |
+//! | `/v1/changes` | GET | the admin change log, newest first |
+//! | `/healthz` | GET | liveness (admin listener only; no key needed) |
 //!
-//! It runs on its own threads with blocking I/O: answering it reads Parquet files and
-//! writes state to disk, which must never happen on a request executor. One request per
-//! connection. Every change is logged with the admin key's id (never the key).
+//! Answering reads Parquet files, compiles policies and writes state to disk, none of which
+//! may happen on a request executor. Policy, endpoint and tenant changes go through
+//! [`crate::manage`]; every change (keys included) is logged with the admin key's id, never
+//! the key.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,20 +31,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::audit::query::{self, Query};
 use crate::auth::{AdminKeys, KeyRecord, KeyStore, Refused};
 use crate::error::{Error, ErrorKind};
+use crate::health::Health;
 use crate::http::HeaderIdx;
 use crate::http::request::{Framing, Limits, Method, parse_head};
+use crate::manage::{Change, Manager, Rejected};
 use crate::respond::{self, RequestId, RouteReport};
 use crate::table::TableCell;
 
 /// Concurrent admin connections; more are refused.
 const MAX_CONNECTIONS: usize = 16;
 /// Largest admin request body.
-const MAX_BODY: u64 = 4 * 1024 * 1024;
+pub const MAX_BODY: u64 = 4 * 1024 * 1024;
 
 /// What the admin API works on.
 #[derive(Debug)]
@@ -43,14 +56,67 @@ pub struct Admin {
     pub keys: Arc<KeyStore>,
     pub admin_keys: AdminKeys,
     pub tables: Arc<TableCell>,
+    pub manager: Manager,
+    pub health: Arc<Health>,
+}
+
+/// Whether `path` belongs to the admin API (on the main listener).
+#[must_use]
+pub fn is_admin_path(path: &[u8]) -> bool {
+    let rest = |p: &[u8], prefix: &[u8]| {
+        p.strip_prefix(prefix)
+            .is_some_and(|r| r.is_empty() || r.first() == Some(&b'/'))
+    };
+    [
+        &b"/v1/endpoints"[..],
+        b"/v1/policies",
+        b"/v1/tenants",
+        b"/v1/audit",
+        b"/v1/changes",
+    ]
+    .iter()
+    .any(|prefix| rest(path, prefix))
+}
+
+/// One admin request, owned: it crosses to a blocking thread.
+#[derive(Debug)]
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    /// The bearer token, or why the `Authorization` header was refused.
+    pub token: Result<Option<Vec<u8>>, Refused>,
+    pub body: Vec<u8>,
+}
+
+impl Call {
+    /// From a parsed request: `target` is the request target, `buf` the bytes the header
+    /// ranges index.
+    pub fn new(
+        method: Method,
+        target: &[u8],
+        buf: &[u8],
+        headers: &[HeaderIdx],
+        body: &[u8],
+    ) -> Result<Self, Error> {
+        let target = std::str::from_utf8(target)
+            .map_err(|_| Error::new(ErrorKind::BadRequest, "request target is not UTF-8"))?;
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        Ok(Self {
+            method,
+            path: path.to_owned(),
+            query: query.to_owned(),
+            token: crate::auth::bearer(buf, headers).map(|t| t.map(<[u8]>::to_vec)),
+            body: body.to_vec(),
+        })
+    }
 }
 
 /// Binds the admin listener and serves it on a background thread; returns the bound address.
-pub fn start(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
+pub fn start(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr)?;
     let bound = listener.local_addr()?;
     let active = Arc::new(AtomicUsize::new(0));
-    let admin = Arc::new(admin);
     std::thread::Builder::new()
         .name("admin".into())
         .spawn(move || {
@@ -75,16 +141,6 @@ pub fn start(addr: SocketAddr, admin: Admin) -> std::io::Result<SocketAddr> {
             }
         })?;
     Ok(bound)
-}
-
-/// One parsed admin request.
-struct Call<'a> {
-    method: Method,
-    path: &'a str,
-    query: &'a str,
-    body: &'a [u8],
-    /// The admin key's id.
-    who: &'a str,
 }
 
 fn serve(mut stream: TcpStream, admin: &Admin) {
@@ -142,21 +198,13 @@ fn serve(mut stream: TcpStream, admin: &Admin) {
     let id = RequestId::generate(crate::audit::now_ms().unsigned_abs());
     let route = RouteReport::none(std::time::Instant::now());
     let answer = head.and_then(|(head, len)| {
-        let target = std::str::from_utf8(buf.get(head.target.clone()).unwrap_or_default())
-            .map_err(|_| Error::new(ErrorKind::BadRequest, "request target is not UTF-8"))?;
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        if path == "/healthz" {
+        let target = buf.get(head.target.clone()).unwrap_or_default();
+        if target == b"/healthz" {
             return Ok((200, json!({"status": "ok"})));
         }
-        let who = authenticate(admin, &buf, &headers)?;
-        let call = Call {
-            method: head.method,
-            path,
-            query,
-            body: buf.get(head.len..head.len + len).unwrap_or_default(),
-            who,
-        };
-        route_call(admin, &call)
+        let body = buf.get(head.len..head.len + len).unwrap_or_default();
+        let call = Call::new(head.method, target, &buf, &headers, body)?;
+        admin.answer(&call)
     });
     let mut out = Vec::new();
     match answer {
@@ -181,77 +229,399 @@ fn serve(mut stream: TcpStream, admin: &Admin) {
     let _ = stream.shutdown(std::net::Shutdown::Write);
 }
 
-/// The admin key's id, or why not: no key or an unknown one is 401, a client key is 403.
-fn authenticate<'a>(admin: &'a Admin, buf: &[u8], headers: &[HeaderIdx]) -> Result<&'a str, Error> {
-    let token = crate::auth::bearer(buf, headers)
-        .map_err(Refused::error)?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::MissingApiKey,
-                "the admin API needs an admin key: send `Authorization: Bearer <admin key>`",
-            )
-        })?;
-    if let Some(who) = admin.admin_keys.verify(token) {
-        return Ok(who);
+impl Admin {
+    /// Answers one admin call: authenticates it, then routes it.
+    pub fn answer(&self, call: &Call) -> Result<(u16, Value), Error> {
+        let who = self.authenticate(call)?;
+        self.route(call, who)
     }
-    let (_, client_keys) = admin.keys.cell.load();
-    if client_keys.verify(token, crate::audit::now_ms()).is_ok() {
-        return Err(Error::new(
-            ErrorKind::AdminOnly,
-            "client keys cannot use the admin API; use an admin key",
-        ));
-    }
-    Err(Refused::Invalid.error())
-}
 
-fn route_call(admin: &Admin, call: &Call<'_>) -> Result<(u16, Value), Error> {
-    let segments: Vec<&str> = call.path.trim_start_matches('/').split('/').collect();
-    match (call.method, segments.as_slice()) {
-        (Method::Get, ["v1", "audit"]) => audit(admin, call.query).map(|v| (200, v)),
-        (Method::Post, ["v1", "tenants", tenant, "keys"]) => issue_key(admin, call, tenant),
-        (Method::Get, ["v1", "tenants", tenant, "keys"]) => {
-            known_tenant(admin, tenant)?;
-            let data: Vec<Value> = admin.keys.list(tenant).iter().map(key_json).collect();
-            Ok((200, json!({"object": "list", "data": data})))
+    /// The admin key's id, or why not: no key or an unknown one is 401, a client key is 403.
+    fn authenticate(&self, call: &Call) -> Result<&str, Error> {
+        let token = call
+            .token
+            .as_ref()
+            .map_err(|r| r.error())?
+            .as_deref()
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::MissingApiKey,
+                    "the admin API needs an admin key: send `Authorization: Bearer <admin key>`",
+                )
+            })?;
+        if let Some(who) = self.admin_keys.verify(token) {
+            return Ok(who);
         }
-        (Method::Delete, ["v1", "tenants", tenant, "keys", key_id]) => {
-            if admin.keys.revoke(tenant, key_id)? {
-                tracing::info!(
-                    admin = call.who,
-                    tenant,
-                    key_id,
-                    "admin: client key revoked"
-                );
-                Ok((200, json!({"id": key_id, "object": "key", "deleted": true})))
-            } else {
-                Err(Error::new(
-                    ErrorKind::NotFound,
-                    format!("tenant `{tenant}` has no key `{key_id}`"),
-                ))
+        let (_, client_keys) = self.keys.cell.load();
+        if client_keys.verify(token, crate::audit::now_ms()).is_ok() {
+            return Err(Error::new(
+                ErrorKind::AdminOnly,
+                "client keys cannot use the admin API; use an admin key",
+            ));
+        }
+        Err(Refused::Invalid.error())
+    }
+
+    fn route(&self, call: &Call, who: &str) -> Result<(u16, Value), Error> {
+        let segments: Vec<&str> = call.path.trim_start_matches('/').split('/').collect();
+        match (call.method, segments.as_slice()) {
+            (Method::Get, ["v1", "audit"]) => self.audit(&call.query).map(|v| (200, v)),
+            (Method::Get, ["v1", "changes"]) => {
+                let limit = match call.query.split_once('=') {
+                    None if call.query.is_empty() => 100,
+                    Some(("limit", n)) => n
+                        .parse()
+                        .ok()
+                        .filter(|n| (1..=1000).contains(n))
+                        .ok_or_else(|| {
+                            Error::new(
+                                ErrorKind::BadRequest,
+                                "`limit` must be a whole number from 1 to 1000",
+                            )
+                            .with_param("limit")
+                        })?,
+                    _ => {
+                        return Err(Error::new(
+                            ErrorKind::BadRequest,
+                            "`/v1/changes` takes only `limit`",
+                        ));
+                    }
+                };
+                Ok((200, list(self.manager.changes(limit))))
             }
-        }
-        (_, ["v1", "audit"] | ["v1", "tenants", _, "keys"] | ["v1", "tenants", _, "keys", _]) => {
-            Err(Error::new(
+            (Method::Get, ["v1", "endpoints"]) => Ok((200, list(self.endpoints()))),
+            (Method::Get, ["v1", "endpoints", id]) => self.endpoint(id).map(|e| (200, e)),
+            (Method::Post, ["v1", "endpoints"]) => self.upsert(call, who, Section::Endpoints),
+            (Method::Get, ["v1", "tenants"]) => Ok((200, list(self.tenants()))),
+            (Method::Get, ["v1", "tenants", id]) => self.tenant(id).map(|t| (200, t)),
+            (Method::Post, ["v1", "tenants"]) => self.upsert(call, who, Section::Tenants),
+            (Method::Get, ["v1", "policies"]) => {
+                let (_, loaded) = self.tables.load();
+                Ok((200, policyc::json::table_to_json(loaded.table())))
+            }
+            (Method::Post, ["v1", "policies"]) => self.deploy(call, who),
+            (Method::Post, ["v1", "tenants", tenant, "keys"]) => self.issue_key(call, who, tenant),
+            (Method::Get, ["v1", "tenants", tenant, "keys"]) => {
+                self.known_tenant(tenant)?;
+                let data: Vec<Value> = self.keys.list(tenant).iter().map(key_json).collect();
+                Ok((200, list(data)))
+            }
+            (Method::Delete, ["v1", "tenants", tenant, "keys", key_id]) => {
+                if self.keys.revoke(tenant, key_id)? {
+                    self.manager
+                        .log(who, "key.revoke", &format!("{tenant}/{key_id}"), None);
+                    tracing::info!(admin = who, tenant, key_id, "admin: client key revoked");
+                    Ok((200, json!({"id": key_id, "object": "key", "deleted": true})))
+                } else {
+                    Err(Error::new(
+                        ErrorKind::NotFound,
+                        format!("tenant `{tenant}` has no key `{key_id}`"),
+                    ))
+                }
+            }
+            (
+                _,
+                [
+                    "v1",
+                    "audit" | "changes" | "endpoints" | "tenants" | "policies",
+                ]
+                | ["v1", "endpoints" | "tenants", _]
+                | ["v1", "tenants", _, "keys"]
+                | ["v1", "tenants", _, "keys", _],
+            ) => Err(Error::new(
                 ErrorKind::MethodNotAllowed,
                 format!("method not allowed on `{}`", call.path),
+            )),
+            _ => Err(Error::new(
+                ErrorKind::NotFound,
+                format!("unknown admin path `{}`", call.path),
+            )),
+        }
+    }
+
+    fn known_tenant(&self, tenant: &str) -> Result<(), Error> {
+        let (_, loaded) = self.tables.load();
+        if loaded.table().tenant_by_id(tenant).is_some() {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::NotFound,
+                format!("unknown tenant `{tenant}`: create it with `POST /v1/tenants` first"),
             ))
         }
-        _ => Err(Error::new(
-            ErrorKind::NotFound,
-            format!("unknown admin path `{}`", call.path),
+    }
+
+    /// A section of the serving policy, as JSON objects.
+    fn section(&self, name: &str) -> Vec<Value> {
+        let (_, loaded) = self.tables.load();
+        match policyc::json::table_to_json(loaded.table()).get_mut(name) {
+            Some(Value::Array(items)) => std::mem::take(items),
+            _ => Vec::new(),
+        }
+    }
+
+    fn endpoints(&self) -> Vec<Value> {
+        let mut items = self.section("endpoints");
+        for e in &mut items {
+            let id = e
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(o) = e.as_object_mut() {
+                o.insert("object".into(), "endpoint".into());
+                o.insert("health".into(), self.health.to_json(&id));
+            }
+        }
+        items
+    }
+
+    fn endpoint(&self, id: &str) -> Result<Value, Error> {
+        self.endpoints()
+            .into_iter()
+            .find(|e| e.get("id").and_then(Value::as_str) == Some(id))
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no endpoint `{id}`")))
+    }
+
+    fn tenants(&self) -> Vec<Value> {
+        let mut items = self.section("tenants");
+        for t in &mut items {
+            if let Some(o) = t.as_object_mut() {
+                o.insert("object".into(), "tenant".into());
+            }
+        }
+        items
+    }
+
+    fn tenant(&self, id: &str) -> Result<Value, Error> {
+        self.tenants()
+            .into_iter()
+            .find(|t| t.get("id").and_then(Value::as_str) == Some(id))
+            .ok_or_else(|| Error::new(ErrorKind::NotFound, format!("no tenant `{id}`")))
+    }
+
+    /// `POST /v1/endpoints` and `POST /v1/tenants`: 201 when created, 200 when updated, with
+    /// the item as it now serves.
+    fn upsert(&self, call: &Call, who: &str, section: Section) -> Result<(u16, Value), Error> {
+        let mut item = object_body(&call.body)?;
+        // `object` is what GET adds; accept it back so a GET result can be edited and posted.
+        item.remove("object");
+        if matches!(section, Section::Endpoints) {
+            item.remove("health");
+        }
+        let id = match item.get("id") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!("the {} needs an `id` (a non-empty string)", section.noun()),
+                )
+                .with_param("id"));
+            }
+        };
+        let change = match section {
+            Section::Endpoints => Change::Endpoint(item),
+            Section::Tenants => Change::Tenant(item),
+        };
+        let applied = self.manager.apply(who, &change).map_err(rejected)?;
+        let mut now = match section {
+            Section::Endpoints => self.endpoint(&id)?,
+            Section::Tenants => self.tenant(&id)?,
+        };
+        if let Some(o) = now.as_object_mut() {
+            o.insert("revision".into(), applied.revision.into());
+            o.insert("warnings".into(), warnings(&applied.report));
+        }
+        Ok((if applied.created { 201 } else { 200 }, now))
+    }
+
+    /// `POST /v1/policies`: `{"yaml": "…"}` or a JSON policy object.
+    fn deploy(&self, call: &Call, who: &str) -> Result<(u16, Value), Error> {
+        let body = object_body(&call.body)?;
+        let change = if let Some(yaml) = body.get("yaml") {
+            let Value::String(text) = yaml else {
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    "`yaml` must be the policy as a string",
+                )
+                .with_param("yaml"));
+            };
+            if let Some(other) = body.keys().find(|k| *k != "yaml") {
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!(
+                        "unexpected `{other}` beside `yaml`: send `{{\"yaml\": …}}` or a JSON policy object, not both"
+                    ),
+                ));
+            }
+            Change::Policy {
+                doc: policyc::json::yaml_to_json("policy", text).ok(),
+                text: text.clone(),
+            }
+        } else {
+            let doc = Value::Object(body);
+            Change::Policy {
+                text: serde_json::to_string_pretty(&doc).unwrap_or_default(),
+                doc: Some(doc),
+            }
+        };
+        let applied = self.manager.apply(who, &change).map_err(rejected)?;
+        Ok((
+            200,
+            json!({
+                "object": "policy",
+                "status": "deployed",
+                "revision": applied.revision,
+                "warnings": warnings(&applied.report),
+            }),
+        ))
+    }
+
+    /// `POST /v1/tenants/{id}/keys`, body optional: `{"role"?, "name"?, "expires_at"?}` with
+    /// `expires_at` in Unix seconds or ISO 8601.
+    fn issue_key(&self, call: &Call, who: &str, tenant: &str) -> Result<(u16, Value), Error> {
+        self.known_tenant(tenant)?;
+        let obj = if call.body.iter().all(u8::is_ascii_whitespace) {
+            Map::new()
+        } else {
+            object_body(&call.body)?
+        };
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "role" | "name" | "expires_at") {
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!("unknown field `{key}`: a key takes `role`, `name` and `expires_at`"),
+                ));
+            }
+        }
+        let text = |field: &'static str| -> Result<Option<String>, Error> {
+            match obj.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => Ok(Some(s.clone())),
+                Some(_) => Err(Error::new(
+                    ErrorKind::BadRequest,
+                    format!("`{field}` must be a non-empty string of at most 200 characters"),
+                )
+                .with_param(field)),
+            }
+        };
+        let role = text("role")?;
+        let name = text("name")?;
+        let now = crate::audit::now_ms();
+        let expires_ms = match obj.get("expires_at") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .and_then(|s| s.checked_mul(1000))
+                .map(Some)
+                .ok_or_else(|| bad_expiry("a whole number of Unix seconds"))?,
+            Some(Value::String(s)) => Some(
+                query::parse_time(s, "expires_at")
+                    .map_err(|_| bad_expiry("an ISO 8601 time, e.g. 2027-01-31T00:00:00Z"))?,
+            ),
+            Some(_) => return Err(bad_expiry("Unix seconds or an ISO 8601 time")),
+        };
+        if expires_ms.is_some_and(|e| e <= now) {
+            return Err(bad_expiry("in the future"));
+        }
+        let (record, key) = self.keys.issue(tenant, role, name, expires_ms, now)?;
+        self.manager
+            .log(who, "key.issue", &format!("{tenant}/{}", record.id), None);
+        tracing::info!(
+            admin = who,
+            tenant,
+            key_id = record.id.as_str(),
+            "admin: client key issued"
+        );
+        let mut out = key_json(&record);
+        if let Some(o) = out.as_object_mut() {
+            o.insert("key".into(), Value::String(key));
+        }
+        Ok((201, out))
+    }
+
+    fn audit(&self, raw_query: &str) -> Result<Value, Error> {
+        let q = Query::parse(raw_query).map_err(|e| Error::new(ErrorKind::BadRequest, e.0))?;
+        let Some(dir) = &self.audit_dir else {
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "auditing is off on this node (--no-audit)",
+            ));
+        };
+        let records = query::run(dir, &q);
+        let data: Vec<Value> = records.iter().map(query::to_json).collect();
+        Ok(list(data))
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Section {
+    Endpoints,
+    Tenants,
+}
+
+impl Section {
+    fn noun(self) -> &'static str {
+        match self {
+            Self::Endpoints => "endpoint",
+            Self::Tenants => "tenant",
+        }
+    }
+}
+
+fn list(data: Vec<Value>) -> Value {
+    let mut o = Map::new();
+    o.insert("object".into(), "list".into());
+    o.insert("data".into(), Value::Array(data));
+    Value::Object(o)
+}
+
+/// The request body as a JSON object.
+fn object_body(body: &[u8]) -> Result<Map<String, Value>, Error> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(o)) => Ok(o),
+        Ok(_) => Err(Error::new(
+            ErrorKind::InvalidBody,
+            "request body must be a JSON object",
+        )),
+        Err(e) => Err(Error::new(
+            ErrorKind::InvalidBody,
+            format!("request body is not valid JSON: {e}"),
         )),
     }
 }
 
-fn known_tenant(admin: &Admin, tenant: &str) -> Result<(), Error> {
-    let (_, loaded) = admin.tables.load();
-    if loaded.table().tenant_by_id(tenant).is_some() {
-        Ok(())
-    } else {
-        Err(Error::new(
-            ErrorKind::NotFound,
-            format!("unknown tenant `{tenant}`: declare it in the policy's `tenants` first"),
-        ))
+/// The compiler's warnings from its JSON report.
+fn warnings(report: &Value) -> Value {
+    report
+        .get("diagnostics")
+        .cloned()
+        .unwrap_or_else(|| Value::Array(Vec::new()))
+}
+
+/// A refused change as an error; compile errors carry the compiler's report (`errors`,
+/// `warnings`, `diagnostics`) beside `error` in the 400.
+fn rejected(r: Rejected) -> Error {
+    match r {
+        Rejected::Invalid { report, errors } => {
+            let first = report
+                .get("diagnostics")
+                .and_then(Value::as_array)
+                .and_then(|d| {
+                    d.iter()
+                        .find(|d| d.get("severity") == Some(&json!("error")))
+                })
+                .and_then(|d| d.get("message"))
+                .and_then(Value::as_str)
+                .unwrap_or("invalid policy")
+                .to_owned();
+            Error::new(
+                ErrorKind::InvalidPolicy,
+                format!("the change was not applied: {errors} error(s) compiling the policy; first: {first}"),
+            )
+            .with_details(report)
+        }
+        Rejected::Failed(why) => Error::new(ErrorKind::Internal, why),
     }
 }
 
@@ -268,95 +638,10 @@ fn key_json(k: &KeyRecord) -> Value {
     })
 }
 
-/// `POST /v1/tenants/{id}/keys`, body optional: `{"role"?, "name"?, "expires_at"?}` with
-/// `expires_at` in Unix seconds or ISO 8601.
-fn issue_key(admin: &Admin, call: &Call<'_>, tenant: &str) -> Result<(u16, Value), Error> {
-    known_tenant(admin, tenant)?;
-    let body: Value = if call.body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(call.body).map_err(|e| {
-            Error::new(
-                ErrorKind::InvalidBody,
-                format!("request body is not valid JSON: {e}"),
-            )
-        })?
-    };
-    let Some(obj) = body.as_object() else {
-        return Err(Error::new(
-            ErrorKind::InvalidBody,
-            "request body must be a JSON object",
-        ));
-    };
-    for key in obj.keys() {
-        if !matches!(key.as_str(), "role" | "name" | "expires_at") {
-            return Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("unknown field `{key}`: a key takes `role`, `name` and `expires_at`"),
-            ));
-        }
-    }
-    let text = |field: &'static str| -> Result<Option<String>, Error> {
-        match obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.is_empty() && s.len() <= 200 => Ok(Some(s.clone())),
-            Some(_) => Err(Error::new(
-                ErrorKind::BadRequest,
-                format!("`{field}` must be a non-empty string of at most 200 characters"),
-            )
-            .with_param(field)),
-        }
-    };
-    let role = text("role")?;
-    let name = text("name")?;
-    let now = crate::audit::now_ms();
-    let expires_ms = match obj.get("expires_at") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .and_then(|s| s.checked_mul(1000))
-            .map(Some)
-            .ok_or_else(|| bad_expiry("a whole number of Unix seconds"))?,
-        Some(Value::String(s)) => Some(
-            query::parse_time(s, "expires_at")
-                .map_err(|_| bad_expiry("an ISO 8601 time, e.g. 2027-01-31T00:00:00Z"))?,
-        ),
-        Some(_) => return Err(bad_expiry("Unix seconds or an ISO 8601 time")),
-    };
-    if expires_ms.is_some_and(|e| e <= now) {
-        return Err(bad_expiry("in the future"));
-    }
-    let (record, key) = admin.keys.issue(tenant, role, name, expires_ms, now)?;
-    tracing::info!(
-        admin = call.who,
-        tenant,
-        key_id = record.id.as_str(),
-        "admin: client key issued"
-    );
-    let mut out = key_json(&record);
-    if let Some(o) = out.as_object_mut() {
-        o.insert("key".into(), Value::String(key));
-    }
-    Ok((201, out))
-}
-
 fn bad_expiry(what: &str) -> Error {
     Error::new(
         ErrorKind::BadRequest,
         format!("`expires_at` must be {what}"),
     )
     .with_param("expires_at")
-}
-
-fn audit(admin: &Admin, raw_query: &str) -> Result<Value, Error> {
-    let q = Query::parse(raw_query).map_err(|e| Error::new(ErrorKind::BadRequest, e.0))?;
-    let Some(dir) = &admin.audit_dir else {
-        return Err(Error::new(
-            ErrorKind::NotFound,
-            "auditing is off on this node (--no-audit)",
-        ));
-    };
-    let records = query::run(dir, &q);
-    let data: Vec<Value> = records.iter().map(query::to_json).collect();
-    Ok(json!({ "object": "list", "data": data }))
 }

@@ -6,6 +6,7 @@
 //! | `/v1/models` | GET | models of the endpoints in the table |
 //! | `/healthz` | GET | liveness and the table revision |
 //! | `/metrics` | GET | Prometheus counters |
+//! | `/v1/endpoints`, `/v1/policies`, `/v1/tenants…`, `/v1/audit`, `/v1/changes` | any | the admin API ([`crate::admin`], admin key) |
 
 use std::fmt::Write as _;
 
@@ -55,6 +56,7 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                 Err(e) => error(core, req, client, &e),
             }
         }
+        p if crate::admin::is_admin_path(p) => admin(core, req, client).await,
         #[cfg(debug_assertions)]
         b"/__switchyard/panic" if get && fault_injection() => {
             // Test-only (debug builds, SWITCHYARD_FAULT_INJECTION=1): proves a panicking
@@ -93,7 +95,7 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
             let err = Error::new(
                 ErrorKind::NotFound,
                 format!(
-                    "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, GET /v1/models, GET /healthz, GET /metrics",
+                    "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, GET /v1/models, GET /healthz, GET /metrics, and (with an admin key) /v1/endpoints, /v1/policies, /v1/tenants, /v1/audit, /v1/changes",
                     String::from_utf8_lossy(path)
                 ),
             );
@@ -104,6 +106,31 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
         return Next::Close;
     }
     next
+}
+
+/// The admin API on the main listener: answered on the executor's blocking thread (it reads
+/// files and compiles policies), never on the executor itself.
+async fn admin(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> Next {
+    let call = crate::admin::Call::new(
+        req.head.method,
+        req.buf.get(req.head.target.clone()).unwrap_or_default(),
+        req.buf,
+        req.headers,
+        req.body,
+    );
+    let answer = match call {
+        Ok(call) => {
+            let admin = std::sync::Arc::clone(&core.shared.admin);
+            glommio::executor()
+                .spawn_blocking(move || admin.answer(&call))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok((status, body)) => json(core, req, client, status, &body),
+        Err(e) => error(core, req, client, &e),
+    }
 }
 
 #[cfg(debug_assertions)]

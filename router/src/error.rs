@@ -57,6 +57,8 @@ pub enum ErrorKind {
     RateLimited,
     /// A tenant's `daily_token_budget` or `daily_spend_usd` is spent for today (UTC).
     BudgetExhausted,
+    /// A policy (or endpoint, or tenant) change posted to the admin API does not compile.
+    InvalidPolicy,
     Internal,
 }
 
@@ -70,6 +72,7 @@ impl ErrorKind {
             | Self::MissingMessages
             | Self::BadHeader
             | Self::ModelNotServed
+            | Self::InvalidPolicy
             | Self::CostBudgetExceeded => 400,
             Self::MissingApiKey | Self::InvalidApiKey | Self::KeyDisabled | Self::KeyExpired => 401,
             Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly => 403,
@@ -164,6 +167,7 @@ impl ErrorKind {
             Self::CostBudgetExceeded => "cost_budget_exceeded",
             Self::RateLimited => "rate_limit_exceeded",
             Self::BudgetExhausted => "daily_budget_exceeded",
+            Self::InvalidPolicy => "invalid_policy",
             Self::Internal => "internal_error",
         }
     }
@@ -200,6 +204,9 @@ pub struct Error {
     pub param: Option<&'static str>,
     /// Seconds to send as `Retry-After` (429s).
     pub retry_after: Option<u64>,
+    /// More top-level fields for the body beside `error` (the compiler's diagnostics for
+    /// [`ErrorKind::InvalidPolicy`]).
+    pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Error {
@@ -210,7 +217,17 @@ impl Error {
             message: message.into(),
             param: None,
             retry_after: None,
+            details: None,
         }
+    }
+
+    /// Adds the fields of `details` (an object) to the body beside `error`.
+    #[must_use]
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        if let serde_json::Value::Object(map) = details {
+            self.details = Some(Box::new(map));
+        }
+        self
     }
 
     #[must_use]
@@ -238,7 +255,17 @@ impl Error {
         }
         out.extend_from_slice(b",\"code\":\"");
         out.extend_from_slice(self.kind.code().as_bytes());
-        out.extend_from_slice(b"\"}}");
+        out.extend_from_slice(b"\"}");
+        for (k, v) in self.details.iter().flat_map(|d| d.iter()) {
+            if k == "error" {
+                continue;
+            }
+            out.push(b',');
+            write_json_string(out, k);
+            out.push(b':');
+            let _ = serde_json::to_writer(&mut *out, v);
+        }
+        out.push(b'}');
     }
 }
 

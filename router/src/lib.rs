@@ -6,7 +6,9 @@
 //! [`proxy`] (request phases) → [`route`] (decision) → [`mock`] or [`upstream`] (pools,
 //! forwarding, relay) with [`usage`] capture. [`table`] holds and reloads the decision table;
 //! [`error`] is the one map from failures to statuses and OpenAI-format bodies; [`auth`]
-//! holds client and admin keys, [`admin`] serves the admin API, [`state`] writes files.
+//! holds client and admin keys, [`limits`] per-tenant rates and budgets, [`admin`] serves
+//! the admin API, [`manage`] applies its policy/endpoint/tenant changes, [`health`] keeps
+//! observed endpoint health, [`state`] writes files.
 
 pub mod admin;
 pub mod api;
@@ -15,9 +17,11 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod health;
 pub mod http;
 pub mod json;
 pub mod limits;
+pub mod manage;
 pub mod mock;
 pub mod proxy;
 pub mod recycle;

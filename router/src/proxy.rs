@@ -425,6 +425,10 @@ async fn chat_inner<'r>(
             Plan::Broken(why) => Err(Error::new(ErrorKind::UpstreamCredentials, why.clone())),
             Plan::Forward(up) => crate::upstream::forward(&x, up, client).await,
         };
+        match &result {
+            Ok(_) => core.endpoint_answered(endpoint.id()),
+            Err(e) => core.endpoint_failed(endpoint.id(), &e.message),
+        }
         match result {
             Ok(done) => return done,
             Err(e) if try_next(e.kind) => {

@@ -66,6 +66,10 @@ pub struct Shared {
     pub keys: Arc<crate::auth::KeyStore>,
     /// Per-tenant rate limits and daily budgets (one set of counters for all cores).
     pub limits: crate::limits::Limits,
+    /// Endpoint health observed from traffic.
+    pub health: Arc<crate::health::Health>,
+    /// The admin API (served on the main listener off the executors, and on `--admin-listen`).
+    pub admin: Arc<crate::admin::Admin>,
 }
 
 impl Shared {
@@ -93,6 +97,8 @@ pub struct Core {
     keys: RefCell<(u64, Rc<Arc<crate::auth::KeySet>>)>,
     /// This core's handles on tenants' shared counters.
     tenant_states: RefCell<std::collections::HashMap<String, Arc<crate::limits::TenantState>>>,
+    /// When this core last reported each endpoint healthy (absent: never, or it failed since).
+    health_reported: RefCell<std::collections::HashMap<String, i64>>,
     pub pool: Pool,
     /// Where this core appends audit records (`None` when auditing is off).
     pub audit: Option<crate::audit::AuditSink>,
@@ -116,6 +122,7 @@ impl Core {
             table: RefCell::new((generation, Rc::new(table))),
             keys: RefCell::new((key_generation, Rc::new(keys))),
             tenant_states: RefCell::new(std::collections::HashMap::new()),
+            health_reported: RefCell::new(std::collections::HashMap::new()),
             connections: Cell::new(0),
             next_id: Cell::new(seed),
         }
@@ -156,6 +163,29 @@ impl Core {
             .borrow_mut()
             .insert(tenant.to_owned(), Arc::clone(&s));
         s
+    }
+
+    /// An attempt at `endpoint` got an answer. Reported to the shared map at most once a
+    /// second per endpoint while it keeps answering (see [`crate::health`]).
+    pub fn endpoint_answered(&self, endpoint: &str) {
+        let now = crate::audit::now_ms();
+        let mut seen = self.health_reported.borrow_mut();
+        match seen.get_mut(endpoint) {
+            Some(at) if now - *at < crate::health::SUCCESS_REPORT_MS => return,
+            Some(at) => *at = now,
+            None => {
+                seen.insert(endpoint.to_owned(), now);
+            }
+        }
+        self.shared.health.success(endpoint, now);
+    }
+
+    /// An attempt at `endpoint` failed.
+    pub fn endpoint_failed(&self, endpoint: &str, error: &str) {
+        self.health_reported.borrow_mut().remove(endpoint);
+        self.shared
+            .health
+            .failure(endpoint, crate::audit::now_ms(), error);
     }
 
     /// A fresh request id number (unique per process run with high probability: a
@@ -241,13 +271,17 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         Some(path) => Loaded::from_file(path, &settings)?,
         None => Loaded::demo(&settings)?,
     };
-    log_table(&first);
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "cannot create the data directory `{}`",
             config.data_dir.display()
         )
     })?;
+    let admin_dir = config.data_dir.join("admin");
+    let first = crate::manage::Manager::startup_table(&admin_dir, first, &settings).context(
+        "cannot load the policy persisted by the admin API (move it away to discard those changes)",
+    )?;
+    log_table(&first);
     let tables = Arc::new(TableCell::new(first));
     let audit_stats = Arc::new(crate::audit::AuditStats::default());
     let (ship_tx, ship_rx) = mpsc::channel();
@@ -292,7 +326,6 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let admin_dir = config.data_dir.join("admin");
     let keys = Arc::new(
         crate::auth::KeyStore::open(&admin_dir)
             .map_err(anyhow::Error::msg)
@@ -314,6 +347,15 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             "AUTHENTICATION IS OFF (--no-auth): any client can use any tenant by sending X-Tenant; never run this way in production"
         );
     }
+    let health = Arc::new(crate::health::Health::default());
+    let admin = Arc::new(crate::admin::Admin {
+        audit_dir: config.audit_dir.clone(),
+        keys: Arc::clone(&keys),
+        admin_keys,
+        tables: Arc::clone(&tables),
+        manager: crate::manage::Manager::new(admin_dir, Arc::clone(&tables), settings.clone()),
+        health: Arc::clone(&health),
+    });
     let shared = Arc::new(Shared {
         config: config.clone(),
         tables: Arc::clone(&tables),
@@ -321,20 +363,13 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         metrics: (0..config.cores).map(|_| Metrics::default()).collect(),
         audit: audit.clone(),
         audit_stats,
-        keys: Arc::clone(&keys),
+        keys,
         limits: crate::limits::Limits::default(),
+        health,
+        admin: Arc::clone(&admin),
     });
 
-    let admin = crate::admin::start(
-        config.admin_listen,
-        crate::admin::Admin {
-            audit_dir: config.audit_dir.clone(),
-            keys,
-            admin_keys,
-            tables: Arc::clone(&tables),
-        },
-    )
-    .with_context(|| {
+    let admin = crate::admin::start(config.admin_listen, admin).with_context(|| {
         format!(
             "cannot listen on {} (the admin listener, --admin-listen)",
             config.admin_listen

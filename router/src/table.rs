@@ -46,6 +46,8 @@ pub enum LoadError {
 pub enum Origin {
     Demo,
     File(PathBuf),
+    /// Compiled by the admin API and persisted at this path.
+    Admin(PathBuf),
 }
 
 impl std::fmt::Display for Origin {
@@ -53,6 +55,7 @@ impl std::fmt::Display for Origin {
         match self {
             Self::Demo => f.write_str("embedded demo policy"),
             Self::File(p) => write!(f, "{}", p.display()),
+            Self::Admin(p) => write!(f, "admin API ({})", p.display()),
         }
     }
 }
@@ -181,6 +184,15 @@ impl Loaded {
             path: path.display().to_string(),
             source,
         })?;
+        Self::from_bytes(bytes, Origin::File(path.to_owned()), settings)
+    }
+
+    /// Validates table bytes that came from `origin`.
+    pub fn from_bytes(
+        bytes: Vec<u8>,
+        origin: Origin,
+        settings: &PlanSettings,
+    ) -> Result<Self, LoadError> {
         let owner: Arc<[u8]> = Arc::from(bytes);
         #[expect(unsafe_code, reason = "a table borrowing the bytes stored beside it")]
         // SAFETY: `owner` is a shared heap allocation that is never mutated and lives as long
@@ -190,15 +202,10 @@ impl Loaded {
         // never escapes.
         let bytes: &'static [u8] = unsafe { &*std::ptr::from_ref::<[u8]>(&*owner) };
         let table = Table::from_bytes(bytes).map_err(|source| LoadError::Invalid {
-            path: path.display().to_string(),
+            path: origin.to_string(),
             source,
         })?;
-        Ok(Self::prepare(
-            table,
-            Some(owner),
-            Origin::File(path.to_owned()),
-            settings,
-        ))
+        Ok(Self::prepare(table, Some(owner), origin, settings))
     }
 
     fn prepare(
@@ -471,7 +478,8 @@ impl TableCell {
         (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
     }
 
-    fn swap(&self, next: Loaded) {
+    /// Makes `next` the current table; requests already running keep theirs.
+    pub fn swap(&self, next: Loaded) {
         let mut guard = self
             .current
             .lock()

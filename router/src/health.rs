@@ -1,0 +1,102 @@
+//! Endpoint health as this node observes it from real traffic (passive: no probes).
+//!
+//! After each attempt at an endpoint the core reports whether the endpoint answered. A
+//! failure is always recorded; a success only when the core last saw a failure or has not
+//! reported one for a second, so a busy endpoint costs the shared map one write per core per
+//! second, not one per request. `GET /v1/endpoints` shows the result.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use serde_json::{Value, json};
+
+/// How often a core reports an endpoint that keeps answering.
+pub const SUCCESS_REPORT_MS: i64 = 1000;
+
+/// What is known about one endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    pub last_success_ms: Option<i64>,
+    pub last_failure_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// Failures since the last success.
+    pub consecutive_failures: u64,
+}
+
+/// Every endpoint's observations, by id (shared by all cores and the admin API).
+#[derive(Debug, Default)]
+pub struct Health {
+    by_id: Mutex<HashMap<String, Observed>>,
+}
+
+impl Health {
+    pub fn success(&self, endpoint: &str, now_ms: i64) {
+        let mut map = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        let o = map.entry(endpoint.to_owned()).or_default();
+        o.last_success_ms = Some(o.last_success_ms.map_or(now_ms, |t| t.max(now_ms)));
+        o.consecutive_failures = 0;
+    }
+
+    pub fn failure(&self, endpoint: &str, now_ms: i64, error: &str) {
+        let mut map = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        let o = map.entry(endpoint.to_owned()).or_default();
+        o.last_failure_ms = Some(now_ms);
+        o.last_error = Some(error.chars().take(300).collect());
+        o.consecutive_failures += 1;
+    }
+
+    #[must_use]
+    pub fn get(&self, endpoint: &str) -> Option<Observed> {
+        self.by_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(endpoint)
+            .cloned()
+    }
+
+    /// The `health` object of `GET /v1/endpoints`: `unknown` before any request reached the
+    /// endpoint, `unhealthy` when the last attempt failed, else `healthy`.
+    #[must_use]
+    pub fn to_json(&self, endpoint: &str) -> Value {
+        let iso = |ms: Option<i64>| ms.map(crate::audit::query::iso8601);
+        match self.get(endpoint) {
+            None => json!({"status": "unknown", "source": "no request has reached it yet"}),
+            Some(o) => {
+                let status = if o.consecutive_failures > 0 && o.last_failure_ms >= o.last_success_ms
+                {
+                    "unhealthy"
+                } else {
+                    "healthy"
+                };
+                json!({
+                    "status": status,
+                    "source": "observed traffic",
+                    "last_success_at": iso(o.last_success_ms),
+                    "last_failure_at": iso(o.last_failure_ms),
+                    "last_error": o.last_error,
+                    "consecutive_failures": o.consecutive_failures,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_the_last_attempt() {
+        let h = Health::default();
+        assert_eq!(h.to_json("a")["status"], "unknown");
+        h.failure("a", 10, "connection refused");
+        h.failure("a", 20, "connection refused");
+        assert_eq!(h.to_json("a")["status"], "unhealthy");
+        assert_eq!(h.to_json("a")["consecutive_failures"], 2);
+        h.success("a", 30);
+        let j = h.to_json("a");
+        assert_eq!(j["status"], "healthy");
+        assert_eq!(j["last_error"], "connection refused");
+        assert_eq!(j["consecutive_failures"], 0);
+    }
+}

@@ -1,0 +1,324 @@
+//! Changes to the policy, its endpoints and its tenants made through the admin API.
+//!
+//! The serving table is the source of truth. A change is applied to the policy object the
+//! serving table decompiles to ([`policyc::json::table_to_json`]); the whole bundle is then
+//! compiled with the compiler library — the rules as the policy document, the endpoints,
+//! tenants and data classes as its catalogue — and only a bundle without errors is persisted
+//! (`<data-dir>/admin/policy.swt`, written atomically) and installed, with the revision after
+//! the serving one. A refused change leaves the serving table untouched.
+//!
+//! At start the persisted table is used when its revision is higher than the `--table` file's
+//! (or the demo's); a newer `--table` (CI published a new policy) supersedes admin changes.
+//! Each change is appended to `<data-dir>/admin/changes.jsonl`: who, what, when, revision.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value, json};
+
+use crate::table::{LoadError, Loaded, Origin, PlanSettings, TableCell};
+
+/// The catalogue sections a change may carry over from the serving policy.
+const SECTIONS: [&str; 3] = ["endpoints", "tenants", "data_classes"];
+/// Name of the persisted table under the admin directory.
+const TABLE_FILE: &str = "policy.swt";
+/// Name of the change log under the admin directory.
+const LOG_FILE: &str = "changes.jsonl";
+
+/// One change to apply.
+#[derive(Debug)]
+pub enum Change {
+    /// `POST /v1/policies`: a whole policy. Sections it leaves out (endpoints, tenants,
+    /// data classes) are kept from the serving policy. `text` is the YAML it came as, if it
+    /// did (diagnostics then point into it).
+    Policy { doc: Option<Value>, text: String },
+    /// `POST /v1/endpoints`: create an endpoint, or update the fields given (`null` removes).
+    Endpoint(Map<String, Value>),
+    /// `POST /v1/tenants`: likewise for a tenant.
+    Tenant(Map<String, Value>),
+}
+
+impl Change {
+    /// The change log's name for it.
+    fn action(&self, created: bool) -> &'static str {
+        match (self, created) {
+            (Self::Policy { .. }, _) => "policy.deploy",
+            (Self::Endpoint(_), true) => "endpoint.create",
+            (Self::Endpoint(_), false) => "endpoint.update",
+            (Self::Tenant(_), true) => "tenant.create",
+            (Self::Tenant(_), false) => "tenant.update",
+        }
+    }
+}
+
+/// A change that is now serving.
+#[derive(Debug)]
+pub struct Applied {
+    pub revision: u64,
+    /// An endpoint or tenant that did not exist before.
+    pub created: bool,
+    /// The compiler's warnings (its JSON report).
+    pub report: Value,
+}
+
+/// Why a change was not applied.
+#[derive(Debug)]
+pub enum Rejected {
+    /// The bundle does not compile: the compiler's JSON report.
+    Invalid { report: Value, errors: usize },
+    /// It compiled but could not be persisted or loaded; nothing changed.
+    Failed(String),
+}
+
+/// Applies admin changes, one at a time.
+#[derive(Debug)]
+pub struct Manager {
+    dir: PathBuf,
+    tables: Arc<TableCell>,
+    settings: PlanSettings,
+    lock: Mutex<()>,
+}
+
+impl Manager {
+    #[must_use]
+    pub fn new(dir: PathBuf, tables: Arc<TableCell>, settings: PlanSettings) -> Self {
+        Self {
+            dir,
+            tables,
+            settings,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The table to start with: `first` (the `--table` file or the demo), or the persisted
+    /// admin table when its revision is higher.
+    pub fn startup_table(
+        dir: &Path,
+        first: Loaded,
+        settings: &PlanSettings,
+    ) -> Result<Loaded, LoadError> {
+        let path = dir.join(TABLE_FILE);
+        if !path.exists() {
+            return Ok(first);
+        }
+        let bytes = std::fs::read(&path).map_err(|source| LoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let persisted = Loaded::from_bytes(bytes, Origin::Admin(path.clone()), settings)?;
+        let (theirs, ours) = (first.table().revision(), persisted.table().revision());
+        if ours > theirs {
+            tracing::info!(
+                table = %path.display(),
+                revision = ours,
+                superseded = %first.origin,
+                superseded_revision = theirs,
+                "serving the policy last changed through the admin API"
+            );
+            Ok(persisted)
+        } else {
+            tracing::warn!(
+                table = %first.origin,
+                revision = theirs,
+                admin_revision = ours,
+                "the table is as new as or newer than the admin API's changes ({}); those are superseded",
+                path.display()
+            );
+            Ok(first)
+        }
+    }
+
+    /// Compiles the serving policy with `change` applied and, when it has no errors,
+    /// persists and installs it. `who` is the admin key's id, for the change log.
+    pub fn apply(&self, who: &str, change: &Change) -> Result<Applied, Rejected> {
+        let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let (_, current) = self.tables.load();
+        let mut base = match policyc::json::table_to_json(current.table()) {
+            Value::Object(o) => o,
+            _ => Map::new(),
+        };
+        let mut catalogue = Map::new();
+        let mut created = false;
+        let mut target = String::new();
+        let (policy_name, policy_text) = match change {
+            Change::Policy { doc, text } => {
+                // Sections the posted policy leaves out stay as they are. (Text that does
+                // not parse is compiled alone, for its syntax errors.)
+                if let Some(doc) = doc {
+                    for section in SECTIONS {
+                        if doc.get(section).is_none()
+                            && let Some(v) = base.remove(section)
+                        {
+                            catalogue.insert(section.to_owned(), v);
+                        }
+                    }
+                }
+                ("posted policy", text.clone())
+            }
+            Change::Endpoint(item) | Change::Tenant(item) => {
+                let section = if matches!(change, Change::Endpoint(_)) {
+                    "endpoints"
+                } else {
+                    "tenants"
+                };
+                for s in SECTIONS {
+                    if let Some(v) = base.remove(s) {
+                        catalogue.insert(s.to_owned(), v);
+                    }
+                }
+                let list = catalogue
+                    .entry(section.to_owned())
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if let Value::Array(items) = list {
+                    created = upsert(items, item);
+                }
+                target = item
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                ("serving policy", pretty(&Value::Object(base)))
+            }
+        };
+        let mut sources = policyc::source::Sources::new();
+        let policy = sources.add(policy_name, policy_text);
+        let cat = (!catalogue.is_empty()).then(|| {
+            sources.add(
+                "serving endpoints, tenants and data classes",
+                pretty(&Value::Object(catalogue)),
+            )
+        });
+        let revision = current.table().revision() + 1;
+        let out = policyc::compile_sources(&sources, policy, cat, revision)
+            .map_err(|e| Rejected::Failed(e.to_string()))?;
+        let report: Value =
+            serde_json::from_str(&policyc::diag::render_json(&sources, &out.diagnostics))
+                .unwrap_or(Value::Null);
+        let Some(compiled) = out.compiled else {
+            let errors = report.get("errors").and_then(Value::as_u64).unwrap_or(1);
+            return Err(Rejected::Invalid {
+                report,
+                errors: usize::try_from(errors).unwrap_or(1),
+            });
+        };
+        let path = self.dir.join(TABLE_FILE);
+        let next = Loaded::from_bytes(
+            compiled.table.clone(),
+            Origin::Admin(path.clone()),
+            &self.settings,
+        )
+        .map_err(|e| Rejected::Failed(e.to_string()))?;
+        // Persisted before it serves: a change that would not survive a restart is not made.
+        crate::state::write_atomic(&path, &compiled.table).map_err(|e| {
+            Rejected::Failed(format!(
+                "cannot persist the new policy to `{}`: {e}",
+                path.display()
+            ))
+        })?;
+        self.tables.swap(next);
+        let action = change.action(created);
+        tracing::info!(
+            admin = who,
+            action,
+            target = target.as_str(),
+            revision,
+            "admin: policy changed"
+        );
+        self.log(who, action, &target, Some(revision));
+        Ok(Applied {
+            revision,
+            created,
+            report,
+        })
+    }
+
+    /// Appends one line to the change log (a failure to write it is logged, not fatal: the
+    /// change itself is already persisted).
+    pub fn log(&self, who: &str, action: &str, target: &str, revision: Option<u64>) {
+        let line = json!({
+            "ts": crate::audit::query::iso8601(crate::audit::now_ms()),
+            "admin": who,
+            "action": action,
+            "target": target,
+            "revision": revision,
+        });
+        let path = self.dir.join(LOG_FILE);
+        let result = std::fs::create_dir_all(&self.dir).and_then(|()| {
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
+            bytes.push(b'\n');
+            f.write_all(&bytes)?;
+            f.sync_data()
+        });
+        if let Err(e) = result {
+            tracing::error!(error = %e, path = %path.display(), "cannot append to the admin change log");
+        }
+    }
+
+    /// The change log, newest first, at most `limit` entries.
+    #[must_use]
+    pub fn changes(&self, limit: usize) -> Vec<Value> {
+        let text = std::fs::read_to_string(self.dir.join(LOG_FILE)).unwrap_or_default();
+        text.lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .take(limit)
+            .collect()
+    }
+}
+
+/// Creates the item with its id, or updates the fields it gives (`null` removes one).
+/// Whether it was created.
+fn upsert(items: &mut Vec<Value>, item: &Map<String, Value>) -> bool {
+    let id = item.get("id");
+    if let Some(Value::Object(existing)) = items.iter_mut().find(|v| v.get("id") == id) {
+        for (k, v) in item {
+            if v.is_null() {
+                existing.remove(k);
+            } else {
+                existing.insert(k.clone(), v.clone());
+            }
+        }
+        return false;
+    }
+    let fresh: Map<String, Value> = item
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    items.push(Value::Object(fresh));
+    true
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    #[test]
+    fn upsert_creates_then_merges_fields() {
+        let mut items = vec![json!({"id": "a", "rate_limit_rpm": 5, "audit_bucket": "s3://x"})];
+        let created = upsert(
+            &mut items,
+            json!({"id": "a", "rate_limit_rpm": 9, "audit_bucket": null})
+                .as_object()
+                .unwrap(),
+        );
+        assert!(!created);
+        assert_eq!(items, vec![json!({"id": "a", "rate_limit_rpm": 9})]);
+        let created = upsert(
+            &mut items,
+            json!({"id": "b", "x": null}).as_object().unwrap(),
+        );
+        assert!(created);
+        assert_eq!(items.get(1), Some(&json!({"id": "b"})));
+    }
+}
