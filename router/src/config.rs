@@ -2,7 +2,8 @@
 //! server runs on.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
@@ -39,6 +40,23 @@ pub struct Args {
     /// admin API refuses every request.
     #[arg(long, env = "SWITCHYARD_ADMIN_KEYS_FILE", value_name = "FILE")]
     pub admin_keys_file: Option<PathBuf>,
+    /// Serve HTTPS on `--listen` with this certificate chain (PEM, leaf first); needs
+    /// `--tls-key`.
+    #[arg(
+        long,
+        env = "SWITCHYARD_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of `--tls-cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(
+        long,
+        env = "SWITCHYARD_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
     /// Executors (one thread and listener per core). Default: every CPU this process may use.
     #[arg(long, env = "SWITCHYARD_CORES")]
     pub cores: Option<usize>,
@@ -170,6 +188,8 @@ pub struct Config {
     /// API keys required on the public API (`--no-auth` clears it).
     pub auth: bool,
     pub admin_keys_file: Option<PathBuf>,
+    /// TLS on the main listener (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     pub cores: usize,
     pub pin: bool,
     pub data_dir: PathBuf,
@@ -238,6 +258,16 @@ impl Args {
                 why: "must be at least 1".into(),
             });
         }
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(server_tls(cert, key)?),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError {
+                    flag: "tls-cert",
+                    why: "`--tls-cert` and `--tls-key` go together".into(),
+                });
+            }
+        };
         let ms = |flag: &'static str, v: u64| {
             if v == 0 {
                 Err(ConfigError {
@@ -253,6 +283,7 @@ impl Args {
             listen: self.listen,
             admin_listen: self.admin_listen,
             auth: !self.no_auth,
+            tls,
             admin_keys_file: self.admin_keys_file.clone(),
             cores,
             pin: !self.no_pin,
@@ -295,4 +326,41 @@ impl Args {
             shutdown_timeout: ms("shutdown-timeout-ms", self.shutdown_timeout_ms)?,
         })
     }
+}
+
+/// The TLS server configuration of `--tls-cert` and `--tls-key` (HTTP/1.1 by ALPN).
+fn server_tls(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(Iterator::collect::<Result<Vec<_>, _>>)
+        .map_err(|e| ConfigError {
+            flag: "tls-cert",
+            why: format!("cannot read certificates from `{}`: {e}", cert.display()),
+        })?;
+    if chain.is_empty() {
+        return Err(ConfigError {
+            flag: "tls-cert",
+            why: format!("`{}` holds no PEM certificate", cert.display()),
+        });
+    }
+    let private = PrivateKeyDer::from_pem_file(key).map_err(|e| ConfigError {
+        flag: "tls-key",
+        why: format!("cannot read a private key from `{}`: {e}", key.display()),
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, private))
+        .map_err(|e| ConfigError {
+            flag: "tls-key",
+            why: format!(
+                "`{}` and `{}` do not make a usable certificate: {e}",
+                cert.display(),
+                key.display()
+            ),
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }

@@ -57,10 +57,69 @@ pub enum Next {
     Close,
 }
 
+/// A client connection: plain TCP, or TLS over it (`--tls-cert`).
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Stream::Plain",
+            Self::Tls(_) => "Stream::Tls",
+        })
+    }
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(t) => t.get_ref().0,
+        }
+    }
+
+    /// Best effort, like every timeout setting here: a failure leaves the previous one.
+    fn set_read_timeout(&self, limit: Option<Duration>) {
+        let _ = self.tcp().set_read_timeout(limit);
+    }
+
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf).await,
+            Self::Tls(t) => t.read(buf).await,
+        }
+    }
+
+    /// Writes all of `bytes` (through TLS: encrypted and flushed).
+    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            Self::Plain(s) => s.write_all(bytes).await,
+            Self::Tls(t) => {
+                t.write_all(bytes).await?;
+                t.flush().await
+            }
+        }
+    }
+
+    /// Ends the write side (TLS: `close_notify` first). Best effort: the peer may be gone.
+    async fn shutdown(&mut self, how: Shutdown) {
+        match self {
+            Self::Plain(s) => {
+                let _ = s.shutdown(how).await;
+            }
+            Self::Tls(t) => {
+                let _ = t.close().await;
+            }
+        }
+    }
+}
+
 /// The client side of the connection, for handlers to write to.
 #[derive(Debug)]
 pub struct Client<'c> {
-    pub stream: &'c mut TcpStream,
+    pub stream: &'c mut Stream,
     /// Reusable output buffer.
     pub out: &'c mut Vec<u8>,
     /// HTTP/1.`minor` of the request being answered.
@@ -103,7 +162,7 @@ pub async fn refuse(stream: TcpStream) {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     filled: usize,
     headers: Vec<HeaderIdx>,
@@ -123,6 +182,13 @@ enum Read {
 pub async fn serve(stream: TcpStream, core: &Core) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(core.config().write_timeout));
+    let stream = match &core.config().tls {
+        None => Stream::Plain(stream),
+        Some(tls) => match handshake(stream, tls, core.config().head_timeout).await {
+            Some(s) => s,
+            None => return,
+        },
+    };
     let mut c = Conn {
         stream,
         buf: vec![0; INITIAL_BUFFER],
@@ -177,7 +243,7 @@ pub async fn serve(stream: TcpStream, core: &Core) {
         };
         let next = crate::api::handle(core, &req, &mut client).await;
         if next == Next::Close || !head.keep_alive || core.shutting_down() {
-            let _ = c.stream.shutdown(Shutdown::Write).await;
+            c.stream.shutdown(Shutdown::Write).await;
             return;
         }
         // Keep what follows this request (a pipelined one) at the front of the buffer.
@@ -187,6 +253,34 @@ pub async fn serve(stream: TcpStream, core: &Core) {
         if c.buf.len() > 4 * INITIAL_BUFFER && c.filled <= INITIAL_BUFFER {
             c.buf.truncate(INITIAL_BUFFER);
             c.buf.shrink_to(INITIAL_BUFFER);
+        }
+    }
+}
+
+/// The TLS handshake, within the head timeout; `None` (logged at debug) if it fails.
+async fn handshake(
+    stream: TcpStream,
+    tls: &std::sync::Arc<rustls::ServerConfig>,
+    limit: Duration,
+) -> Option<Stream> {
+    use futures_lite::FutureExt as _;
+    let _ = stream.set_read_timeout(Some(limit));
+    let accept = futures_rustls::TlsAcceptor::from(std::sync::Arc::clone(tls)).accept(stream);
+    let done = async { Some(accept.await) }
+        .or(async {
+            glommio::timer::sleep(limit).await;
+            None
+        })
+        .await;
+    match done {
+        Some(Ok(s)) => Some(Stream::Tls(Box::new(s))),
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        None => {
+            tracing::debug!("TLS handshake not completed within the head timeout");
+            None
         }
     }
 }
@@ -248,7 +342,7 @@ impl Conn {
                     (idle - now).min(IDLE_SLICE)
                 }
             };
-            let _ = self.stream.set_read_timeout(Some(wait));
+            self.stream.set_read_timeout(Some(wait));
             let spare = self.buf.get_mut(self.filled..).unwrap_or_default();
             match self.stream.read(spare).await {
                 Ok(0) => return Read::Gone,
@@ -339,7 +433,7 @@ impl Conn {
         if now >= deadline {
             return Err(body_timeout(limit));
         }
-        let _ = self.stream.set_read_timeout(Some(deadline - now));
+        self.stream.set_read_timeout(Some(deadline - now));
         let spare = self.buf.get_mut(self.filled..).unwrap_or_default();
         match self.stream.read(spare).await {
             Ok(0) => Ok(false),
@@ -368,7 +462,7 @@ impl Conn {
         if self.stream.write_all(&self.out).await.is_err() {
             return;
         }
-        let _ = self.stream.shutdown(Shutdown::Write).await;
+        self.stream.shutdown(Shutdown::Write).await;
         // Lingering close: read (and drop) what the client is still sending for a moment,
         // so closing with unread data does not turn into a reset that eats the answer.
         let until = Instant::now() + Duration::from_secs(1);
@@ -379,7 +473,7 @@ impl Conn {
             if now >= until {
                 break;
             }
-            let _ = self.stream.set_read_timeout(Some(until - now));
+            self.stream.set_read_timeout(Some(until - now));
             match self.stream.read(&mut sink).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,

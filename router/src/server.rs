@@ -417,7 +417,8 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         addr = %addr,
         cores = config.cores,
         pinned = config.pin && config.cores <= cpus.len(),
-        "switchyard listening on http://{addr}"
+        "switchyard listening on {}://{addr}",
+        if config.tls.is_some() { "https" } else { "http" }
     );
 
     // Wait for shutdown, then give the cores the drain deadline.
@@ -654,7 +655,10 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
         let metrics = core.metrics();
         if core.connections.get() >= max {
             metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
-            glommio::spawn_local(crate::conn::refuse(stream)).detach();
+            // A plaintext 503 means nothing to a TLS client: it is just closed.
+            if core.config().tls.is_none() {
+                glommio::spawn_local(crate::conn::refuse(stream)).detach();
+            }
             continue;
         }
         core.connections.set(core.connections.get() + 1);

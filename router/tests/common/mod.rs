@@ -175,7 +175,12 @@ fn start_router(args: &[&str], env: &[(&str, &str)], auth: bool) -> Proc {
         "switchyard's admin listener",
         &log,
     );
-    let addr = wait_for_addr(&rx, "switchyard listening on http://", "switchyard", &log);
+    let marker = if args.contains(&"--tls-cert") {
+        "switchyard listening on https://"
+    } else {
+        "switchyard listening on http://"
+    };
+    let addr = wait_for_addr(&rx, marker, "switchyard", &log);
     Proc {
         child,
         addr,
