@@ -78,6 +78,7 @@ struct Draft {
     model: Option<String>,
     stream: bool,
     fallback_from: Option<String>,
+    key_id: Option<String>,
     pricing: Option<(Micros, Micros)>,
     /// The tenant's limit counters and `rate_limit_tpm`, charged when the request ends.
     limit: Option<(std::sync::Arc<crate::limits::TenantState>, u64)>,
@@ -201,6 +202,7 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
         response_bytes: signed(o.response_bytes),
         upstream_status: o.upstream_status.map(i32::from),
         fallback_from: d.fallback_from,
+        key_id: d.key_id,
     }
 }
 
@@ -242,6 +244,7 @@ async fn chat_inner<'r>(
         Err(e) => return refuse(core, client, id, &e, &none),
     };
     if let Some(key) = who {
+        draft.key_id = Some(key.id.clone());
         // The key fixes the tenant (and its role, when it has one): a header may repeat
         // them, never change them.
         if let Some(claimed) = attrs.tenant

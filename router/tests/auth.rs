@@ -1,6 +1,6 @@
 //! API keys over real sockets: the 401 codes, a key fixing its tenant, the key calls of the
 //! admin API (issue, list, revoke), admin-only access, persistence across a restart, and
-//! no raw key in logs or state.
+//! no raw key in logs, audit records or state.
 
 #![allow(
     clippy::unwrap_used,
@@ -232,6 +232,39 @@ fn keys_fix_the_tenant_and_every_refusal_has_its_code() {
         "authentication_error",
         "key_expired",
     );
+
+    // Audit records name the key by its id, and no record holds a key.
+    let until = Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let resp = admin(&r, "GET", "/v1/audit?limit=1000", b"");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let v = resp.json();
+        let with_acme_key = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|rec| rec["key_id"] == acme_id.as_str() && rec["status"] == 200)
+            .count();
+        if with_acme_key >= 2 {
+            break v;
+        }
+        assert!(
+            Instant::now() < until,
+            "no audit record with key_id {acme_id}: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let unauthenticated = records["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rec| rec["status"] == 401)
+        .expect("a refused request has a record");
+    assert!(unauthenticated["key_id"].is_null(), "{unauthenticated}");
+    let all = records.to_string();
+    for key in [&acme_key, &globex_key, &short_key] {
+        assert!(!all.contains(key.as_str()), "raw key in an audit record");
+    }
 
     // No raw key in the log or in any file under --data-dir.
     for key in [&acme_key, &globex_key, &short_key] {

@@ -26,7 +26,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS switchyard_audit (
   response_bytes      bigint,
   upstream_status     int,
   fallback_from       string,
-  tenant_claimed      string
+  tenant_claimed      string,
+  key_id              string
 )
 PARTITIONED BY (
   tenant string,

@@ -44,6 +44,7 @@ pub(super) fn write_row_group(
             20 => i32s(&mut col, rows, |r| r.upstream_status, false)?,
             21 => strings(&mut col, rows, |r| r.fallback_from.take(), false)?,
             22 => strings(&mut col, rows, |r| r.tenant_claimed.take(), false)?,
+            23 => strings(&mut col, rows, |r| r.key_id.take(), false)?,
             _ => {
                 return Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),

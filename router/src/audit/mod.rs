@@ -71,6 +71,7 @@ message audit {
   OPTIONAL INT32 upstream_status;
   OPTIONAL BYTE_ARRAY fallback_from (STRING);
   OPTIONAL BYTE_ARRAY tenant_claimed (STRING);
+  OPTIONAL BYTE_ARRAY key_id (STRING);
 }
 ";
 
@@ -105,6 +106,8 @@ pub struct Record {
     pub response_bytes: i64,
     pub upstream_status: Option<i32>,
     pub fallback_from: Option<String>,
+    /// The id of the client key that authenticated the request (never the key).
+    pub key_id: Option<String>,
 }
 
 /// Longest string stored from client input (tenant, data class, role, request id).
@@ -755,7 +758,7 @@ mod tests {
     #[test]
     fn schema_parses() {
         let t = parse_message_type(SCHEMA).unwrap();
-        assert_eq!(t.get_fields().len(), 23);
+        assert_eq!(t.get_fields().len(), 24);
     }
 
     #[test]

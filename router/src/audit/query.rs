@@ -256,6 +256,7 @@ fn from_row(row: &parquet::record::Row) -> Record {
             "response_bytes" => r.response_bytes = long().unwrap_or(0),
             "upstream_status" => r.upstream_status = int(),
             "fallback_from" => r.fallback_from = text(),
+            "key_id" => r.key_id = text(),
             _ => {}
         }
     }
@@ -288,6 +289,7 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "request_bytes": r.request_bytes,
         "response_bytes": r.response_bytes,
         "upstream_status": r.upstream_status,
+        "key_id": r.key_id,
         "fallback_from": r.fallback_from,
     })
 }

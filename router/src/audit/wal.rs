@@ -12,7 +12,9 @@
 
 use super::Record;
 
-const VERSION: u8 = 1;
+/// Frame payload version: 2 added `key_id` (version 1 frames, left by an older router, are
+/// still read, without it).
+const VERSION: u8 = 2;
 /// Largest frame accepted when reading (a record is a few hundred bytes).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -44,6 +46,7 @@ pub(super) fn append(r: &Record, out: &mut Vec<u8>) {
     i64(out, r.response_bytes);
     opt_i64(out, r.upstream_status.map(i64::from));
     opt_string(out, r.fallback_from.as_deref());
+    opt_string(out, r.key_id.as_deref());
     let payload = out.get(start + 8..).unwrap_or_default();
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
@@ -162,7 +165,8 @@ impl Cur<'_> {
 
 fn decode(payload: &[u8]) -> Option<Record> {
     let mut c = Cur { b: payload, i: 0 };
-    if c.u8()? != VERSION {
+    let version = c.u8()?;
+    if !(1..=VERSION).contains(&version) {
         return None;
     }
     let r = Record {
@@ -189,6 +193,7 @@ fn decode(payload: &[u8]) -> Option<Record> {
         response_bytes: c.i64()?,
         upstream_status: c.opt_i32()?,
         fallback_from: c.opt_string()?,
+        key_id: if version >= 2 { c.opt_string()? } else { None },
     };
     (c.i == payload.len()).then_some(r)
 }
@@ -209,8 +214,28 @@ mod tests {
             stream: i % 2 == 0,
             error: (i == 1).then(|| "boom \u{1f4a5}".into()),
             upstream_status: Some(200),
+            key_id: (i == 2).then(|| "key_0123".into()),
             ..Record::default()
         }
+    }
+
+    #[test]
+    fn version_1_frames_from_an_older_router_are_read() {
+        let r = Record {
+            key_id: None,
+            ..sample(1)
+        };
+        let mut frame = Vec::new();
+        append(&r, &mut frame);
+        // A version 1 payload is the version 2 one without its last field (`key_id`, absent:
+        // one zero byte).
+        let mut payload = frame[8..frame.len() - 1].to_vec();
+        payload[0] = 1;
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_le_bytes());
+        v1.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        v1.extend_from_slice(&payload);
+        assert_eq!(read(&v1), vec![r]);
     }
 
     #[test]
