@@ -212,7 +212,7 @@ impl Token {
             Self::Admin => ADMIN_KEY.as_bytes().to_vec(),
             Self::Garbage => b"sk-swy-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_vec(),
             Self::AcmeUpper => keys.acme.to_uppercase().into_bytes(),
-            Self::AcmeTruncated => keys.acme[..keys.acme.len() - 1].as_bytes().to_vec(),
+            Self::AcmeTruncated => keys.acme.as_bytes()[..keys.acme.len() - 1].to_vec(),
             Self::Long(n) => vec![b'k'; *n],
             Self::NonUtf8 => {
                 let mut k = keys.acme.clone().into_bytes();
