@@ -2,6 +2,7 @@
 """Load benchmark: mock upstream direct vs nginx vs switchyard in front of it, in one run.
 
     benches/load/run.py [--duration 10] [--connections 64] [--out results.json] [--audit-rounds N]
+                        [--auth-rounds N]
 
 Installs wrk and nginx from Debian when missing (root), builds the release binaries, then for
 each body (JSON, streaming SSE) measures, with wrk (one thread) and the mock upstream pinned
@@ -101,13 +102,15 @@ def children(pid):
     return [int(x) for x in out.split()]
 
 
-def wrk(url, body_file, connections, duration):
+def wrk(url, body_file, connections, duration, headers=None):
     script = os.path.join(os.path.dirname(body_file), "post.lua")
+    headers = headers or {"X-Tenant": "bench"}
     with open(script, "w") as f:
         f.write(f'wrk.method = "POST"\n'
                 f'local f = io.open("{body_file}", "rb"); wrk.body = f:read("*a"); f:close()\n'
-                f'wrk.headers["Content-Type"] = "application/json"\n'
-                f'wrk.headers["X-Tenant"] = "bench"\n')
+                f'wrk.headers["Content-Type"] = "application/json"\n')
+        for k, v in headers.items():
+            f.write(f'wrk.headers["{k}"] = "{v}"\n')
     out = subprocess.run(["taskset", "-c", "0", "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
                           "--latency", "-s", script, url], capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out or "Socket errors" in out and re.search(r"(connect|read|write|timeout) [1-9]", out):
@@ -141,6 +144,10 @@ def main():
                     help="instead of the full comparison, run only switchyard audit off / buffered /"
                          " strict, N alternating rounds per body (order rotated each round), and"
                          " report each round's ratios and their median")
+    ap.add_argument("--auth-rounds", type=int, default=0,
+                    help="instead of the full comparison, run only switchyard without keys (--no-auth,"
+                         " tenant undeclared) vs with a client key and a tenant with rpm/tpm limits and"
+                         " daily budgets (never reached), both --no-audit, N alternating rounds per body")
     ap.add_argument("--no-locked", action="store_true",
                     help="build without --locked (experiments with a [patch] override)")
     args = ap.parse_args()
@@ -217,6 +224,9 @@ http {{
         if args.audit_rounds:
             audit_rounds(sy_targets, tmp, args)
             return
+        if args.auth_rounds:
+            auth_rounds(mock_addr, tmp, args, procs)
+            return
         results = []
         for stream in (False, True):
             kind = "stream" if stream else "json"
@@ -279,6 +289,90 @@ def audit_rounds(sy_targets, tmp, args):
         b = statistics.median(g[names[1]]["rps"] / g[names[0]]["rps"] for g in mine)
         s = statistics.median(g[names[2]]["rps"] / g[names[0]]["rps"] for g in mine)
         print(f"\n{kind}: median buffered / off = {b:.2f}x, strict / off = {s:.2f}x")
+
+
+def auth_rounds(mock_addr, tmp, args, procs):
+    """Keys and limits off vs on, alternating, both without audit (to isolate their cost)."""
+    import statistics
+    import urllib.request
+    policy = os.path.join(tmp, "bench-limits.yaml")
+    with open(policy, "w") as f:
+        f.write(f"""version: v1
+endpoints:
+  - id: bench-upstream
+    type: vllm
+    url: http://{mock_addr}/v1
+    transport: privatelink
+    models: [bench-model]
+tenants:
+  - id: bench
+    model_allowlist: [bench-model]
+    rate_limit_rpm: 1000000000
+    rate_limit_tpm: 1000000000000
+    daily_token_budget: 1000000000000000
+    daily_spend_usd: 1000000000
+rules:
+  - default:
+      route_to: bench-upstream
+""")
+    table = os.path.join(tmp, "bench-limits.swt")
+    sh(os.path.join(TARGET, "policyc"), "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
+    admin_key = "bench-admin-key-0123456789"
+    targets = []
+    for name, tbl, extra in (("no-auth", os.path.join(tmp, "bench.swt"), ["--no-auth"]),
+                             ("auth+limits", table, [])):
+        env = dict(os.environ, SWITCHYARD_ADMIN_KEYS=admin_key)
+        p = subprocess.Popen(["taskset", "-c", "1", os.path.join(TARGET, "switchyard"), "--table", tbl,
+                              "--listen", "127.0.0.1:0", "--cores", "1", "--no-audit",
+                              "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, name),
+                              "--admin-listen", "127.0.0.1:0"] + extra,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        procs.append(p)
+        addr = None
+        deadline = time.time() + 20
+        while time.time() < deadline and addr is None:
+            m = re.search(r"switchyard listening on http://(\S+?)\"", p.stderr.readline())
+            addr = m and m.group(1)
+        if addr is None:
+            sys.exit(f"switchyard ({name}) did not start")
+        headers = {"X-Tenant": "bench"}
+        if name == "auth+limits":
+            req = urllib.request.Request(f"http://{addr}/v1/tenants/bench/keys", data=b"{}", method="POST",
+                                         headers={"Authorization": f"Bearer {admin_key}",
+                                                  "Content-Type": "application/json"})
+            key = json.load(urllib.request.urlopen(req))["key"]
+            headers = {"Authorization": f"Bearer {key}"}
+        targets.append((name, addr, p, headers))
+    rows = []
+    for stream in (False, True):
+        kind = "stream" if stream else "json"
+        body_file = os.path.join(tmp, f"body-{kind}.json")
+        with open(body_file, "w") as f:
+            f.write(body(stream))
+        for i in range(args.auth_rounds):
+            order = targets[i % 2:] + targets[:i % 2]
+            got = {}
+            for name, a, p, headers in order:
+                print(f"{kind:6} round {i + 1} {name:12} ...", flush=True)
+                before = cpu_seconds([p.pid])
+                load = wrk(f"http://{a}/v1/chat/completions", body_file, args.connections, args.duration,
+                           headers)
+                load["cpu_us_per_req"] = (cpu_seconds([p.pid]) - before) / load["requests"] * 1e6
+                got[name] = load
+            rows.append((kind, i + 1, got))
+    print(f"\n{args.connections} connections, {args.duration} s per run, {args.auth_rounds} rounds\n")
+    print("| body | round | no-auth req/s | auth+limits req/s (×) | p99 ms no-auth / auth | CPU µs/req no-auth / auth |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    for kind, i, got in rows:
+        off, on = got["no-auth"], got["auth+limits"]
+        print(f"| {kind} | {i} | {off['rps']:.0f} | {on['rps']:.0f} ({on['rps'] / off['rps']:.2f}×) | "
+              f"{off['p99_us'] / 1000:.1f} / {on['p99_us'] / 1000:.1f} | "
+              f"{off['cpu_us_per_req']:.1f} / {on['cpu_us_per_req']:.1f} |")
+    for kind in ("json", "stream"):
+        mine = [got for k, _, got in rows if k == kind]
+        r = statistics.median(g["auth+limits"]["rps"] / g["no-auth"]["rps"] for g in mine)
+        c = statistics.median(g["auth+limits"]["cpu_us_per_req"] - g["no-auth"]["cpu_us_per_req"] for g in mine)
+        print(f"\n{kind}: median auth+limits / no-auth = {r:.2f}x, CPU per request {c:+.1f} µs")
 
 
 def report(results, args):

@@ -383,6 +383,31 @@ fn endpoints_tenants_and_policies_change_validate_and_persist() {
         ],
         "{changes}"
     );
+    assert_eq!(
+        on_main(r.addr, "GET", "/v1/changes?limit=2", &Value::Null).json()["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    for bad in ["/v1/changes?limit=0", "/v1/changes?limit=many", "/v1/changes?since=1"] {
+        assert_error(&on_main(r.addr, "GET", bad, &Value::Null), 400, "bad_request");
+    }
+    assert_error(
+        &on_main(r.addr, "GET", "/v1/tenants/nobody", &Value::Null),
+        404,
+        "unknown_url",
+    );
+    assert_error(
+        &on_main(r.addr, "POST", "/v1/tenants/nobody/keys", &Value::Null),
+        404,
+        "unknown_url",
+    );
+    assert_error(
+        &on_main(r.addr, "PUT", "/v1/policies", &json!({})),
+        405,
+        "method_not_allowed",
+    );
     let first = &changes["data"][0];
     assert!(
         first["admin"].as_str().unwrap().starts_with("admin-"),
