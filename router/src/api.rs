@@ -44,13 +44,14 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                 Ok(who) => {
                     let tenant = match who {
                         Some(k) => Some(k.tenant.clone()),
+                        // (A key's tenant missing from the policy sees nothing: `models`.)
                         // Without auth, `X-Tenant` says whose view this is.
                         None => req
                             .header(b"x-tenant")
                             .and_then(|t| std::str::from_utf8(t).ok())
                             .map(str::to_owned),
                     };
-                    let body = models(core, tenant.as_deref());
+                    let body = models(core, tenant.as_deref(), who.is_some());
                     json(core, req, client, 200, &body)
                 }
                 Err(e) => error(core, req, client, &e),
@@ -248,11 +249,16 @@ pub fn principal<'k>(
 }
 
 /// `GET /v1/models`: every model an endpoint of the table lists (or resolves `auto` to) that
-/// the tenant may use (all of them for no tenant, or one without an allowlist).
-fn models(core: &Core, tenant: Option<&str>) -> serde_json::Value {
+/// the tenant may use (all of them for no tenant, or one without an allowlist). A key's
+/// tenant (`keyed`) that the table does not declare may use none.
+fn models(core: &Core, tenant: Option<&str>, keyed: bool) -> serde_json::Value {
     let loaded = core.table();
     let t = loaded.table();
-    let tenant = tenant.and_then(|id| t.tenant_by_id(id));
+    let declared = tenant.and_then(|id| t.tenant_by_id(id));
+    if keyed && declared.is_none() {
+        return serde_json::json!({ "object": "list", "data": [] });
+    }
+    let tenant = declared;
     let mut seen = std::collections::BTreeMap::new();
     for e in t.endpoints() {
         for m in e.models().chain(e.default_model()) {

@@ -51,6 +51,8 @@ pub enum ErrorKind {
     TenantMismatch,
     /// A client key (or none) on the admin API.
     AdminOnly,
+    /// A key whose tenant the serving policy no longer declares.
+    TenantUnknown,
     /// No candidate endpoint's worst-case cost fits `X-Cost-Budget-Usd`.
     CostBudgetExceeded,
     /// A tenant's `rate_limit_rpm` or `rate_limit_tpm` is used up for now.
@@ -75,7 +77,9 @@ impl ErrorKind {
             | Self::InvalidPolicy
             | Self::CostBudgetExceeded => 400,
             Self::MissingApiKey | Self::InvalidApiKey | Self::KeyDisabled | Self::KeyExpired => 401,
-            Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly => 403,
+            Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly | Self::TenantUnknown => {
+                403
+            }
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
@@ -105,7 +109,10 @@ impl ErrorKind {
             Side::Client
                 if matches!(
                     self,
-                    Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly
+                    Self::PolicyDenied
+                        | Self::TenantMismatch
+                        | Self::AdminOnly
+                        | Self::TenantUnknown
                 ) =>
             {
                 "access_denied"
@@ -164,6 +171,7 @@ impl ErrorKind {
             Self::KeyExpired => "key_expired",
             Self::TenantMismatch => "tenant_mismatch",
             Self::AdminOnly => "admin_key_required",
+            Self::TenantUnknown => "unknown_tenant",
             Self::CostBudgetExceeded => "cost_budget_exceeded",
             Self::RateLimited => "rate_limit_exceeded",
             Self::BudgetExhausted => "daily_budget_exceeded",

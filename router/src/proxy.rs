@@ -285,6 +285,21 @@ async fn chat_inner<'r>(
         .and_then(|t| std::str::from_utf8(t).ok())
         .and_then(|t| table.tenant_by_id(t));
     draft.tenant = tenant.map(|t| t.id().to_owned());
+    if let Some(key) = who
+        && tenant.is_none()
+    {
+        // The tenant was removed from the policy after the key was issued: an undeclared
+        // tenant has no allowlist or limits, so serving it would widen the key's access.
+        draft.tenant_claimed = Some(key.tenant.clone());
+        let err = Error::new(
+            ErrorKind::TenantUnknown,
+            format!(
+                "this API key belongs to tenant `{}`, which the serving policy does not declare",
+                key.tenant
+            ),
+        );
+        return refuse(core, client, id, &err, &none);
+    }
     if draft.tenant.is_none() {
         draft.tenant_claimed = attrs.tenant.map(audit::text);
     }

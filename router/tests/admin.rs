@@ -390,8 +390,16 @@ fn endpoints_tenants_and_policies_change_validate_and_persist() {
             .len(),
         2
     );
-    for bad in ["/v1/changes?limit=0", "/v1/changes?limit=many", "/v1/changes?since=1"] {
-        assert_error(&on_main(r.addr, "GET", bad, &Value::Null), 400, "bad_request");
+    for bad in [
+        "/v1/changes?limit=0",
+        "/v1/changes?limit=many",
+        "/v1/changes?since=1",
+    ] {
+        assert_error(
+            &on_main(r.addr, "GET", bad, &Value::Null),
+            400,
+            "bad_request",
+        );
     }
     assert_error(
         &on_main(r.addr, "GET", "/v1/tenants/nobody", &Value::Null),
@@ -436,6 +444,23 @@ fn endpoints_tenants_and_policies_change_validate_and_persist() {
     assert_eq!(revision(&r), rev + 10);
     let tenants = on_main(r.addr, "GET", "/v1/tenants", &Value::Null).json();
     assert_eq!(tenants["data"].as_array().unwrap().len(), 1, "{tenants}");
+    // `beta` is gone from the policy: its key no longer routes (an undeclared tenant has no
+    // allowlist, so serving it would widen the key) and sees no models.
+    let orphan = chat_with(&r, &beta_key, "auto");
+    let v = assert_error(&orphan, 403, "unknown_tenant");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("beta"),
+        "{v}"
+    );
+    let models = call(
+        r.addr,
+        "GET",
+        "/v1/models",
+        &[("Authorization", &format!("Bearer {beta_key}"))],
+        &[],
+    );
+    assert_eq!(models.status, 200);
+    assert_eq!(models.json()["data"], json!([]));
 }
 
 #[test]
