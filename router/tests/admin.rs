@@ -427,6 +427,9 @@ fn endpoints_tenants_and_policies_change_validate_and_persist() {
     // A restart keeps every change (and the tenant's key).
     let before = on_main(r.addr, "GET", "/v1/policies", &Value::Null).json();
     let rev = revision(&r);
+    for secret in [beta_key.as_str(), acme_key.as_str(), ADMIN_KEY] {
+        assert!(!r.log().contains(secret), "a key in the log");
+    }
     r.signal(15);
     r.wait_exit(Duration::from_secs(10)).unwrap();
     let r = start(&table, &data);
@@ -461,6 +464,34 @@ fn endpoints_tenants_and_policies_change_validate_and_persist() {
     );
     assert_eq!(models.status, 200);
     assert_eq!(models.json()["data"], json!([]));
+
+    // No key — client or admin — in the log or in any file the router wrote (persisted
+    // tables, change log, key store, audit logs and shards).
+    for secret in [beta_key.as_str(), acme_key.as_str(), ADMIN_KEY] {
+        assert!(!r.log().contains(secret), "a key in the log");
+        for file in files(&data) {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "a key in {}",
+                file.display()
+            );
+        }
+    }
+    assert!(data.join("admin/policy.swt").exists());
+}
+
+fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
