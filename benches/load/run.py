@@ -255,25 +255,33 @@ http {{
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def audit_rounds(sy_targets, tmp, args):
-    """Audit off vs buffered vs strict, alternating, so slow drifts of this VM hit all three."""
-    import statistics
+def alternate(targets, tmp, args, rounds):
+    """Each body, `rounds` rounds over `targets` (name, addr, proc, headers), the order rotated
+    each round so this VM's slow drifts hit all alike. Returns (body, round, {name: load})."""
     rows = []
     for stream in (False, True):
         kind = "stream" if stream else "json"
         body_file = os.path.join(tmp, f"body-{kind}.json")
         with open(body_file, "w") as f:
             f.write(body(stream))
-        for i in range(args.audit_rounds):
-            order = sy_targets[i % 3:] + sy_targets[:i % 3]
+        for i in range(rounds):
+            shift = i % len(targets)
             got = {}
-            for name, a, p in order:
+            for name, a, p, headers in targets[shift:] + targets[:shift]:
                 print(f"{kind:6} round {i + 1} {name:24} ...", flush=True)
                 before = cpu_seconds([p.pid])
-                load = wrk(f"http://{a}/v1/chat/completions", body_file, args.connections, args.duration)
+                load = wrk(f"http://{a}/v1/chat/completions", body_file, args.connections, args.duration,
+                           headers)
                 load["cpu_us_per_req"] = (cpu_seconds([p.pid]) - before) / load["requests"] * 1e6
                 got[name] = load
             rows.append((kind, i + 1, got))
+    return rows
+
+
+def audit_rounds(sy_targets, tmp, args):
+    """Audit off vs buffered vs strict, alternating, so slow drifts of this VM hit all three."""
+    import statistics
+    rows = alternate([(n, a, p, None) for n, a, p in sy_targets], tmp, args, args.audit_rounds)
     print(f"\n{args.connections} connections, {args.duration} s per run, {args.audit_rounds} rounds\n")
     print("| body | round | off req/s | buffered req/s (×) | strict req/s (×) | p99 ms off / buffered / strict | CPU µs/req off / buffered / strict |")
     print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
@@ -343,23 +351,7 @@ rules:
             key = json.load(urllib.request.urlopen(req))["key"]
             headers = {"Authorization": f"Bearer {key}"}
         targets.append((name, addr, p, headers))
-    rows = []
-    for stream in (False, True):
-        kind = "stream" if stream else "json"
-        body_file = os.path.join(tmp, f"body-{kind}.json")
-        with open(body_file, "w") as f:
-            f.write(body(stream))
-        for i in range(args.auth_rounds):
-            order = targets[i % 2:] + targets[:i % 2]
-            got = {}
-            for name, a, p, headers in order:
-                print(f"{kind:6} round {i + 1} {name:12} ...", flush=True)
-                before = cpu_seconds([p.pid])
-                load = wrk(f"http://{a}/v1/chat/completions", body_file, args.connections, args.duration,
-                           headers)
-                load["cpu_us_per_req"] = (cpu_seconds([p.pid]) - before) / load["requests"] * 1e6
-                got[name] = load
-            rows.append((kind, i + 1, got))
+    rows = alternate(targets, tmp, args, args.auth_rounds)
     print(f"\n{args.connections} connections, {args.duration} s per run, {args.auth_rounds} rounds\n")
     print("| body | round | no-auth req/s | auth+limits req/s (×) | p99 ms no-auth / auth | CPU µs/req no-auth / auth |")
     print("| --- | ---: | ---: | ---: | --- | --- |")

@@ -481,19 +481,6 @@ fn endpoints_tenants_and_policies_change_validate_and_persist() {
     assert!(data.join("admin/policy.swt").exists());
 }
 
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn the_admin_listener_and_the_main_listener_answer_alike() {
     let dir = tempfile::tempdir().unwrap();

@@ -280,22 +280,6 @@ fn keys_fix_the_tenant_and_every_refusal_has_its_code() {
     }
 }
 
-fn files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn the_admin_api_takes_only_admin_keys_and_checks_its_input() {
     let s = setup();

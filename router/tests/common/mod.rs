@@ -486,3 +486,17 @@ pub fn mock_requests(mock: &Proc) -> Vec<serde_json::Value> {
     let r = call(mock.addr, "GET", "/__mock/requests", &[], b"");
     r.json().as_array().unwrap().clone()
 }
+
+/// Every file under `dir`, recursively (for greps of what the router wrote).
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
