@@ -232,18 +232,14 @@ fn serve(mut stream: TcpStream, admin: &Admin) {
 impl Admin {
     /// Answers one admin call: authenticates it, then routes it.
     pub fn answer(&self, call: &Call) -> Result<(u16, Value), Error> {
-        let who = self.authenticate(call)?;
+        let who = self.authenticate(call.token.as_ref().map(Option::as_deref).map_err(|r| *r))?;
         self.route(call, who)
     }
 
-    /// The admin key's id, or why not: no key or an unknown one is 401, a client key is 403.
-    fn authenticate(&self, call: &Call) -> Result<&str, Error> {
-        let token = call
-            .token
-            .as_ref()
-            .map_err(|r| r.error())?
-            .as_deref()
-            .ok_or_else(|| {
+    /// The admin key's id for a request's bearer token (as [`crate::auth::bearer`] read it),
+    /// or why not: no key or an unknown one is 401, a client key is 403.
+    pub fn authenticate(&self, token: Result<Option<&[u8]>, Refused>) -> Result<&str, Error> {
+        let token = token.map_err(Refused::error)?.ok_or_else(|| {
                 Error::new(
                     ErrorKind::MissingApiKey,
                     "the admin API needs an admin key: send `Authorization: Bearer <admin key>`",
@@ -477,8 +473,8 @@ impl Admin {
         ))
     }
 
-    /// `POST /v1/tenants/{id}/keys`, body optional: `{"role"?, "name"?, "expires_at"?}` with
-    /// `expires_at` in Unix seconds or ISO 8601.
+    /// `POST /v1/tenants/{id}/keys`, body optional: `{"role"?, "name"?, "expires_at"?,
+    /// "assert_roles"?}` with `expires_at` in Unix seconds or ISO 8601.
     fn issue_key(&self, call: &Call, who: &str, tenant: &str) -> Result<(u16, Value), Error> {
         self.known_tenant(tenant)?;
         let obj = if call.body.iter().all(u8::is_ascii_whitespace) {
@@ -487,10 +483,12 @@ impl Admin {
             object_body(&call.body)?
         };
         for key in obj.keys() {
-            if !matches!(key.as_str(), "role" | "name" | "expires_at") {
+            if !matches!(key.as_str(), "role" | "name" | "expires_at" | "assert_roles") {
                 return Err(Error::new(
                     ErrorKind::BadRequest,
-                    format!("unknown field `{key}`: a key takes `role`, `name` and `expires_at`"),
+                    format!(
+                        "unknown field `{key}`: a key takes `role`, `name`, `expires_at` and `assert_roles`"
+                    ),
                 ));
             }
         }
@@ -524,7 +522,31 @@ impl Admin {
         if expires_ms.is_some_and(|e| e <= now) {
             return Err(bad_expiry("in the future"));
         }
-        let (record, key) = self.keys.issue(tenant, role, name, expires_ms, now)?;
+        let assert_roles = match obj.get("assert_roles") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(Error::new(
+                    ErrorKind::BadRequest,
+                    "`assert_roles` must be true or false",
+                )
+                .with_param("assert_roles"));
+            }
+        };
+        if assert_roles && role.is_some() {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "a key has a `role` or `assert_roles: true` (its requests say their role), not both",
+            )
+            .with_param("assert_roles"));
+        }
+        let spec = crate::auth::KeySpec {
+            role,
+            name,
+            expires_ms,
+            assert_roles,
+        };
+        let (record, key) = self.keys.issue(tenant, spec, now)?;
         self.manager
             .log(who, "key.issue", &format!("{tenant}/{}", record.id), None);
         tracing::info!(
@@ -635,6 +657,7 @@ fn key_json(k: &KeyRecord) -> Value {
         "created_at": k.created_ms / 1000,
         "expires_at": k.expires_ms.map(|ms| ms / 1000),
         "disabled": k.disabled,
+        "assert_roles": k.assert_roles,
     })
 }
 

@@ -12,33 +12,118 @@ use std::fmt::Write as _;
 
 use crate::conn::{Client, Next, Request};
 use crate::error::{Error, ErrorKind};
-use crate::http::request::Method;
+use crate::http::HeaderIdx;
+use crate::http::request::{Head, Method};
 use crate::respond::{self, RequestId, RouteReport};
 use crate::route::MAX_REQUEST_ID;
 use crate::server::Core;
 
+/// What a request's path and method ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Chat,
+    Healthz,
+    Models,
+    Metrics,
+    Admin,
+    Messages,
+    #[cfg(debug_assertions)]
+    Panic,
+    /// A path served with other methods: 405, these in `Allow`.
+    WrongMethod(&'static str),
+    NotFound,
+}
+
+fn target(path: &[u8], method: Method) -> Target {
+    let get = matches!(method, Method::Get | Method::Head);
+    let only = |ok: bool, t: Target, allow: &'static str| {
+        if ok { t } else { Target::WrongMethod(allow) }
+    };
+    match path {
+        b"/v1/chat/completions" | b"/v1/route" => {
+            only(method == Method::Post, Target::Chat, "POST")
+        }
+        b"/healthz" => only(get, Target::Healthz, "GET, HEAD"),
+        b"/v1/models" => only(get, Target::Models, "GET, HEAD"),
+        b"/metrics" => only(get, Target::Metrics, "GET, HEAD"),
+        b"/v1/messages" => Target::Messages,
+        p if crate::admin::is_admin_path(p) => Target::Admin,
+        #[cfg(debug_assertions)]
+        b"/__switchyard/panic" if get && fault_injection() => Target::Panic,
+        _ => Target::NotFound,
+    }
+}
+
+/// The answer for a target that is refused whatever the request says.
+fn refusal(target: Target, path: &[u8]) -> Option<Error> {
+    match target {
+        Target::Messages => Some(Error::new(
+            ErrorKind::NotImplemented,
+            "the Anthropic Messages API (`POST /v1/messages`) is not served yet; use `POST /v1/chat/completions`",
+        )),
+        Target::WrongMethod(allow) => Some(
+            Error::new(
+                ErrorKind::MethodNotAllowed,
+                format!(
+                    "method not allowed on `{}`; it takes {allow}",
+                    String::from_utf8_lossy(path)
+                ),
+            )
+            .with_allow(allow),
+        ),
+        Target::NotFound => Some(Error::new(
+            ErrorKind::NotFound,
+            format!(
+                "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, GET /v1/models, GET /healthz, GET /metrics, and (with an admin key) /v1/endpoints, /v1/policies, /v1/tenants, /v1/audit, /v1/changes",
+                String::from_utf8_lossy(path)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// Checks a request on its head alone, before its body is read: the path and method are
+/// served and the caller's key is good. A request refused here never gets a body buffer (or
+/// a `100 Continue`); the handlers check everything again on the whole request.
+pub fn admit(core: &Core, buf: &[u8], head: &Head, headers: &[HeaderIdx]) -> Result<(), Error> {
+    let path = head.path(buf);
+    let target = target(path, head.method);
+    if let Some(err) = refusal(target, path) {
+        return Err(err);
+    }
+    match target {
+        Target::Chat | Target::Models => {
+            let keys = core.keys();
+            principal_of(core, buf, headers, &keys).map(|_| ())
+        }
+        Target::Admin => core
+            .shared
+            .admin
+            .authenticate(crate::auth::bearer(buf, headers))
+            .map(|_| ()),
+        _ => Ok(()),
+    }
+}
+
 /// Answers one request.
 pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> Next {
     let path = req.head.path(req.buf);
-    let method = req.head.method;
-    let get = matches!(method, Method::Get | Method::Head);
-    let next = match path {
-        b"/v1/chat/completions" | b"/v1/route" if method == Method::Post => {
-            return crate::proxy::chat(core, req, client).await;
-        }
-        b"/healthz" if get => {
+    let target = target(path, req.head.method);
+    let next = match target {
+        Target::Chat => return crate::proxy::chat(core, req, client).await,
+        Target::Healthz => {
             let loaded = core.table();
             let t = loaded.table();
+            // Unauthenticated: liveness and the revision, nothing about the host.
             let body = serde_json::json!({
                 "status": if core.shutting_down() { "draining" } else { "ok" },
-                "table": loaded.origin.to_string(),
                 "revision": t.revision(),
                 "rules": t.rule_count(),
             });
             let status = if core.shutting_down() { 503 } else { 200 };
             json(core, req, client, status, &body)
         }
-        b"/v1/models" if get => {
+        Target::Models => {
             let keys = core.keys();
             match principal(core, req, &keys) {
                 Ok(who) => {
@@ -57,9 +142,9 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                 Err(e) => error(core, req, client, &e),
             }
         }
-        p if crate::admin::is_admin_path(p) => admin(core, req, client).await,
+        Target::Admin => admin(core, req, client).await,
         #[cfg(debug_assertions)]
-        b"/__switchyard/panic" if get && fault_injection() => {
+        Target::Panic => {
             // Test-only (debug builds, SWITCHYARD_FAULT_INJECTION=1): proves a panicking
             // connection task takes down only its connection.
             #[expect(clippy::panic, reason = "fault injection for the isolation test")]
@@ -67,7 +152,7 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                 panic!("fault injection: panic requested on /__switchyard/panic");
             }
         }
-        b"/metrics" if get => {
+        Target::Metrics => {
             let text = metrics(core);
             simple(
                 core,
@@ -78,29 +163,11 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                 text.as_bytes(),
             )
         }
-        b"/v1/messages" => {
-            let err = Error::new(
-                ErrorKind::NotImplemented,
-                "the Anthropic Messages API (`POST /v1/messages`) is not served yet; use `POST /v1/chat/completions`",
-            );
-            error(core, req, client, &err)
-        }
-        b"/v1/chat/completions" | b"/v1/route" | b"/healthz" | b"/v1/models" | b"/metrics" => {
-            let err = Error::new(
-                ErrorKind::MethodNotAllowed,
-                format!("method not allowed on `{}`", String::from_utf8_lossy(path)),
-            );
-            error(core, req, client, &err)
-        }
-        _ => {
-            let err = Error::new(
-                ErrorKind::NotFound,
-                format!(
-                    "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, GET /v1/models, GET /healthz, GET /metrics, and (with an admin key) /v1/endpoints, /v1/policies, /v1/tenants, /v1/audit, /v1/changes",
-                    String::from_utf8_lossy(path)
-                ),
-            );
-            error(core, req, client, &err)
+        Target::Messages | Target::WrongMethod(_) | Target::NotFound => {
+            match refusal(target, path) {
+                Some(err) => error(core, req, client, &err),
+                None => Next::Close,
+            }
         }
     };
     if client.flush().await.is_err() {
@@ -174,11 +241,6 @@ fn simple(
 ) -> Next {
     core.metrics().count_status(status);
     let id = request_id(core, req);
-    let body = if req.head.method == Method::Head {
-        &[][..]
-    } else {
-        body
-    };
     respond::full(
         client.out,
         status,
@@ -189,6 +251,11 @@ fn simple(
         client.must_close,
         &[],
     );
+    if req.head.method == Method::Head {
+        // The head a GET would get, `content-length` included (RFC 9110 §9.3.2), no body.
+        let len = client.out.len() - body.len();
+        client.out.truncate(len);
+    }
     Next::KeepAlive
 }
 
@@ -237,10 +304,19 @@ pub fn principal<'k>(
     req: &Request<'_>,
     keys: &'k crate::auth::KeySet,
 ) -> Result<Option<&'k crate::auth::KeyRecord>, Error> {
+    principal_of(core, req.buf, req.headers, keys)
+}
+
+fn principal_of<'k>(
+    core: &Core,
+    buf: &[u8],
+    headers: &[HeaderIdx],
+    keys: &'k crate::auth::KeySet,
+) -> Result<Option<&'k crate::auth::KeyRecord>, Error> {
     if !core.config().auth {
         return Ok(None);
     }
-    let token = crate::auth::bearer(req.buf, req.headers)
+    let token = crate::auth::bearer(buf, headers)
         .map_err(crate::auth::Refused::error)?
         .ok_or_else(|| crate::auth::Refused::Missing.error())?;
     keys.verify(token, crate::audit::now_ms())

@@ -86,6 +86,20 @@ pub struct KeyRecord {
     pub expires_ms: Option<i64>,
     #[serde(default)]
     pub disabled: bool,
+    /// A key without a role normally has none: `X-User-Role` is refused on it. With this set
+    /// (an explicit choice when the key is issued, for a trusted front end that tells the
+    /// router its users' roles) the header says the request's role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub assert_roles: bool,
+}
+
+/// What a new key is bound to besides its tenant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeySpec {
+    pub role: Option<String>,
+    pub name: Option<String>,
+    pub expires_ms: Option<i64>,
+    pub assert_roles: bool,
 }
 
 /// Why a request's credentials were refused.
@@ -248,9 +262,7 @@ impl KeyStore {
     pub fn issue(
         &self,
         tenant: &str,
-        role: Option<String>,
-        name: Option<String>,
-        expires_ms: Option<i64>,
+        spec: KeySpec,
         now_ms: i64,
     ) -> Result<(KeyRecord, String), Error> {
         let secret: [u8; 24] =
@@ -260,12 +272,13 @@ impl KeyStore {
         let record = KeyRecord {
             id: format!("key_{}", hex(&id)),
             tenant: tenant.to_owned(),
-            role,
-            name,
+            role: spec.role,
+            name: spec.name,
             sha256: hex(&hash(key.as_bytes())),
             created_ms: now_ms,
-            expires_ms,
+            expires_ms: spec.expires_ms,
             disabled: false,
+            assert_roles: spec.assert_roles,
         };
         let stored = record.clone();
         self.update(move |keys| {
@@ -403,7 +416,7 @@ mod tests {
     fn issue_verify_revoke_persist() {
         let dir = tempfile::tempdir().unwrap();
         let store = KeyStore::open(dir.path()).unwrap();
-        let (rec, key) = store.issue("acme", None, None, None, 1000).unwrap();
+        let (rec, key) = store.issue("acme", KeySpec::default(), 1000).unwrap();
         assert!(key.starts_with(KEY_PREFIX) && key.len() == KEY_PREFIX.len() + 48);
         let (_, set) = store.cell.load();
         assert_eq!(set.verify(key.as_bytes(), 2000).unwrap().tenant, "acme");
@@ -427,7 +440,11 @@ mod tests {
             set.verify(key.as_bytes(), 2000).unwrap_err(),
             Refused::Disabled
         );
-        let (_, key2) = again.issue("acme", None, None, Some(1500), 1000).unwrap();
+        let spec = KeySpec {
+            expires_ms: Some(1500),
+            ..KeySpec::default()
+        };
+        let (_, key2) = again.issue("acme", spec, 1000).unwrap();
         let (_, set) = again.cell.load();
         assert_eq!(set.verify(key2.as_bytes(), 1499).unwrap().tenant, "acme");
         assert_eq!(

@@ -124,6 +124,15 @@ pub struct Args {
     /// Largest request body, in bytes.
     #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_body_bytes: u64,
+    /// Most bytes of request bodies buffered at once on this node (beyond each connection's
+    /// initial 16 KiB buffer); a body that would go past it is refused with 503 and
+    /// `Retry-After`. Bounds what slow or hostile uploads can make the router hold.
+    #[arg(
+        long,
+        env = "SWITCHYARD_MAX_PENDING_BODY_BYTES",
+        default_value_t = 512 * 1024 * 1024
+    )]
+    pub max_pending_body_bytes: u64,
     /// Most open client connections per core; more are answered 503 and closed.
     #[arg(
         long,
@@ -203,6 +212,7 @@ pub struct Config {
     pub audit_local_retention: Duration,
     pub audit_upload_timeout: Duration,
     pub limits: Limits,
+    pub max_pending_body_bytes: u64,
     pub max_connections_per_core: usize,
     pub head_timeout: Duration,
     pub body_timeout: Duration,
@@ -314,6 +324,7 @@ impl Args {
                 max_uri_bytes: self.max_uri_bytes,
                 max_body_bytes: self.max_body_bytes,
             },
+            max_pending_body_bytes: self.max_pending_body_bytes,
             max_connections_per_core: self.max_connections_per_core,
             head_timeout: ms("head-timeout-ms", self.head_timeout_ms)?,
             body_timeout: ms("body-timeout-ms", self.body_timeout_ms)?,

@@ -6,10 +6,18 @@
 //! byte until the head is complete (so a slowloris client trickling bytes is cut off at the
 //! deadline, not reset by every byte), `body` for the body. A refused request is answered
 //! with its status and the connection is closed gracefully (write side shut, input drained
-//! briefly) so the client reads the answer instead of a reset.
+//! briefly) so the client reads the answer instead of a reset; every close does the same.
+//!
+//! Memory: a body is read into a buffer that grows only as its bytes arrive, never to the
+//! length a head declares. A head whose body is not already buffered is checked first
+//! ([`crate::api::admit`]: path, method and key), so an unauthenticated client cannot make the
+//! router hold a body at all, and `100 Continue` is sent only after that check. Buffer growth
+//! past the initial size is reserved from one node-wide budget ([`BodyBudget`],
+//! `--max-pending-body-bytes`); a body that does not fit is refused with 503.
 
 use std::io::ErrorKind as IoKind;
 use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -17,15 +25,59 @@ use glommio::net::TcpStream;
 
 use crate::error::{Error, ErrorKind};
 use crate::http::HeaderIdx;
-use crate::http::chunked::{Decoder, decode_into};
+use crate::http::chunked::{Chunk, Decoder, decode_into};
 use crate::http::request::{Framing, Head, HeadError, parse_head};
 use crate::respond::{self, RequestId, RouteReport};
 use crate::server::Core;
 
 /// Initial connection buffer; grows up to the head limit, or to hold a body.
 const INITIAL_BUFFER: usize = 16 * 1024;
-/// While idle, wake this often to notice shutdown.
-const IDLE_SLICE: Duration = Duration::from_millis(250);
+/// How long a closing connection keeps reading (and dropping) what the client still sends.
+const LINGER: Duration = Duration::from_secs(1);
+/// Most bytes a closing connection drains.
+const LINGER_BYTES: usize = 1 << 20;
+
+/// Bytes of request bodies buffered on this node beyond the connections' initial buffers,
+/// against one cap (`--max-pending-body-bytes`). Touched only by bodies larger than the
+/// initial buffer, when their buffer grows.
+#[derive(Debug)]
+pub struct BodyBudget {
+    used: AtomicU64,
+    cap: u64,
+}
+
+impl BodyBudget {
+    #[must_use]
+    pub fn new(cap: u64) -> Self {
+        Self {
+            used: AtomicU64::new(0),
+            cap,
+        }
+    }
+
+    /// Takes `n` bytes of the budget; `false` (nothing taken) when they do not fit.
+    fn reserve(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.cap)
+            })
+            .is_ok()
+    }
+
+    fn release(&self, n: u64) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(n))
+            });
+    }
+
+    /// Bytes reserved now (for `/metrics`).
+    #[must_use]
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+}
 
 /// A request as the handlers see it: head and headers borrowed from the connection buffer.
 #[derive(Debug)]
@@ -161,13 +213,22 @@ pub async fn refuse(stream: TcpStream) {
     let _ = stream.shutdown(Shutdown::Write).await;
 }
 
-struct Conn {
+struct Conn<'c> {
     stream: Stream,
     buf: Vec<u8>,
     filled: usize,
     headers: Vec<HeaderIdx>,
     body: Vec<u8>,
     out: Vec<u8>,
+    budget: &'c BodyBudget,
+    /// Bytes of `budget` this connection holds: its buffers' capacity past the initial size.
+    reserved: u64,
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.reserved);
+    }
 }
 
 /// What reading a request produced.
@@ -196,6 +257,8 @@ pub async fn serve(stream: TcpStream, core: &Core) {
         headers: Vec::new(),
         body: Vec::new(),
         out: Vec::with_capacity(4096),
+        budget: &core.shared.body_budget,
+        reserved: 0,
     };
     loop {
         let head = match c.read_head(core).await {
@@ -203,9 +266,19 @@ pub async fn serve(stream: TcpStream, core: &Core) {
             Read::Gone => return,
             Read::Refuse(err) => return c.refuse(core, &err).await,
         };
-        core.metrics()
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        core.metrics().requests.fetch_add(1, Ordering::Relaxed);
+        // A body that is not here yet is awaited only for a request that may be served: the
+        // path, method and key are checked on the head alone.
+        if !c.body_buffered(&head)
+            && let Err(err) = crate::api::admit(
+                core,
+                c.buf.get(..head.len).unwrap_or_default(),
+                &head,
+                &c.headers,
+            )
+        {
+            return c.refuse(core, &err).await;
+        }
         let consumed = match c.read_body(core, &head).await {
             Ok(Some(n)) => n,
             Ok(None) => return,
@@ -243,17 +316,12 @@ pub async fn serve(stream: TcpStream, core: &Core) {
         };
         let next = crate::api::handle(core, &req, &mut client).await;
         if next == Next::Close || !head.keep_alive || core.shutting_down() {
-            c.stream.shutdown(Shutdown::Write).await;
-            return;
+            return c.close().await;
         }
         // Keep what follows this request (a pipelined one) at the front of the buffer.
         c.buf.copy_within(consumed..c.filled, 0);
         c.filled -= consumed;
-        c.body.clear();
-        if c.buf.len() > 4 * INITIAL_BUFFER && c.filled <= INITIAL_BUFFER {
-            c.buf.truncate(INITIAL_BUFFER);
-            c.buf.shrink_to(INITIAL_BUFFER);
-        }
+        c.shrink();
     }
 }
 
@@ -285,7 +353,7 @@ async fn handshake(
     }
 }
 
-impl Conn {
+impl Conn<'_> {
     async fn read_head(&mut self, core: &Core) -> Read {
         let cfg = core.config();
         let limits = &cfg.limits;
@@ -339,12 +407,29 @@ impl Conn {
                     if now >= idle || core.shutting_down() {
                         return Read::Gone;
                     }
-                    (idle - now).min(IDLE_SLICE)
+                    idle - now
                 }
             };
             self.stream.set_read_timeout(Some(wait));
             let spare = self.buf.get_mut(self.filled..).unwrap_or_default();
-            match self.stream.read(spare).await {
+            // An idle connection sleeps until a byte, its deadline or shutdown: nothing wakes
+            // it to poll.
+            let read = if head_deadline.is_none() {
+                use futures_lite::FutureExt as _;
+                let stream = &mut self.stream;
+                async { Some(stream.read(spare).await) }
+                    .or(async {
+                        core.shutdown_started().await;
+                        None
+                    })
+                    .await
+            } else {
+                Some(self.stream.read(spare).await)
+            };
+            let Some(read) = read else {
+                return Read::Gone;
+            };
+            match read {
                 Ok(0) => return Read::Gone,
                 Ok(n) => {
                     if self.filled == 0 {
@@ -358,25 +443,50 @@ impl Conn {
         }
     }
 
+    /// Whether the whole body of `head` is already in the buffer (nothing to wait for).
+    fn body_buffered(&self, head: &Head) -> bool {
+        match head.framing {
+            Framing::Empty => true,
+            Framing::Length(n) => {
+                usize::try_from(n).is_ok_and(|n| head.len.saturating_add(n) <= self.filled)
+            }
+            Framing::Chunked => {
+                // Cheap to decide without decoding: the terminating chunk is in the buffer
+                // only if the decoder finishes on what is there.
+                let mut probe = Decoder::new();
+                let mut at = head.len;
+                loop {
+                    let input = self.buf.get(at..self.filled).unwrap_or_default();
+                    match probe.decode(input) {
+                        Ok((_, Some(Chunk::End))) => return true,
+                        Ok((used, Some(Chunk::Data(_)))) if used > 0 => at += used,
+                        _ => return false,
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads the body; returns how many buffer bytes the request used (head and raw body),
     /// or `None` if the client went away.
     async fn read_body(&mut self, core: &Core, head: &Head) -> Result<Option<usize>, Error> {
         let cfg = core.config();
         let mut deadline = None;
+        if head.expect_continue && !self.body_buffered(head) {
+            // Only now: the head passed `api::admit`, so the client may send the body.
+            let _ = self
+                .stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await;
+        }
         match head.framing {
             Framing::Empty => Ok(Some(head.len)),
             Framing::Length(n) => {
                 let need = head.len + usize::try_from(n).unwrap_or(usize::MAX);
-                if need > self.buf.len() {
-                    self.buf.resize(need, 0);
-                }
-                if head.expect_continue && self.filled < need {
-                    let _ = self
-                        .stream
-                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                        .await;
-                }
                 while self.filled < need {
+                    if self.filled == self.buf.len() {
+                        self.grow_buffer(need)?;
+                    }
                     let until = *deadline.get_or_insert_with(|| Instant::now() + cfg.body_timeout);
                     if !self.read_more(until, cfg.body_timeout).await? {
                         return Ok(None);
@@ -385,19 +495,16 @@ impl Conn {
                 Ok(Some(need))
             }
             Framing::Chunked => {
-                if head.expect_continue && self.filled == head.len {
-                    let _ = self
-                        .stream
-                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                        .await;
-                }
                 let mut decoder = Decoder::new();
                 self.body.clear();
                 let mut raw = head.len;
                 loop {
                     let input = self.buf.get(raw..self.filled).unwrap_or_default();
-                    let (done, used) = decode_into(&mut decoder, input, &mut self.body)
-                        .map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?;
+                    let before = self.body.capacity();
+                    let decoded = decode_into(&mut decoder, input, &mut self.body);
+                    self.account_body_growth(before)?;
+                    let (done, used) =
+                        decoded.map_err(|e| Error::new(ErrorKind::BadRequest, e.to_string()))?;
                     raw += used;
                     if self.body.len() as u64 > cfg.limits.max_body_bytes {
                         return Err(Error::new(
@@ -416,7 +523,10 @@ impl Conn {
                     self.filled -= raw - head.len;
                     raw = head.len;
                     if self.filled == self.buf.len() {
-                        self.buf.resize(self.buf.len() * 2, 0);
+                        // Only a chunk-size line or trailer longer than the spare room gets
+                        // here (the decoder consumes data as it comes): bounded by its caps.
+                        let grown = self.buf.len() * 2;
+                        self.grow_buffer(grown)?;
                     }
                     let until = *deadline.get_or_insert_with(|| Instant::now() + cfg.body_timeout);
                     if !self.read_more(until, cfg.body_timeout).await? {
@@ -424,6 +534,55 @@ impl Conn {
                     }
                 }
             }
+        }
+    }
+
+    /// Grows the buffer (doubling, at most to `limit` bytes) after reserving the growth from
+    /// the node's body budget.
+    fn grow_buffer(&mut self, limit: usize) -> Result<(), Error> {
+        let len = self.buf.len();
+        let next = len.saturating_mul(2).min(limit).max(len + 1);
+        self.reserve((next - len) as u64)?;
+        self.buf.resize(next, 0);
+        Ok(())
+    }
+
+    /// Reserves what the decoded-body buffer grew by since it had `before` bytes of capacity.
+    fn account_body_growth(&mut self, before: usize) -> Result<(), Error> {
+        let after = self.body.capacity();
+        if after > before {
+            self.reserve((after - before) as u64)?;
+        }
+        Ok(())
+    }
+
+    fn reserve(&mut self, n: u64) -> Result<(), Error> {
+        if !self.budget.reserve(n) {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                "this server is buffering too many request bodies right now; retry shortly",
+            )
+            .with_retry_after(1));
+        }
+        self.reserved += n;
+        Ok(())
+    }
+
+    /// After a request: buffers back to their initial size, their budget released.
+    fn shrink(&mut self) {
+        self.body.clear();
+        if self.body.capacity() > INITIAL_BUFFER {
+            self.body = Vec::new();
+        }
+        if self.buf.len() > INITIAL_BUFFER && self.filled <= INITIAL_BUFFER {
+            self.buf.truncate(INITIAL_BUFFER);
+            self.buf.shrink_to(INITIAL_BUFFER);
+        }
+        let held = self.buf.len().saturating_sub(INITIAL_BUFFER) as u64
+            + self.body.capacity() as u64;
+        if held < self.reserved {
+            self.budget.release(self.reserved - held);
+            self.reserved = held;
         }
     }
 
@@ -462,19 +621,28 @@ impl Conn {
         if self.stream.write_all(&self.out).await.is_err() {
             return;
         }
+        self.close().await;
+    }
+
+    /// Closes gracefully: write side shut, then what the client is still sending is read and
+    /// dropped for a moment, so closing with unread input does not turn into a reset that
+    /// eats the answer (RFC 9112 §9.6).
+    async fn close(mut self) {
+        // Whatever body was buffered is dropped now, not after the drain.
+        self.filled = 0;
+        self.shrink();
         self.stream.shutdown(Shutdown::Write).await;
-        // Lingering close: read (and drop) what the client is still sending for a moment,
-        // so closing with unread data does not turn into a reset that eats the answer.
-        let until = Instant::now() + Duration::from_secs(1);
-        let mut sink = [0u8; 4096];
+        let until = Instant::now() + LINGER;
         let mut drained = 0usize;
-        while drained < 1 << 20 {
+        let keep = INITIAL_BUFFER.min(self.buf.len());
+        let sink = self.buf.get_mut(..keep).unwrap_or_default();
+        while drained < LINGER_BYTES {
             let now = Instant::now();
             if now >= until {
                 break;
             }
             self.stream.set_read_timeout(Some(until - now));
-            match self.stream.read(&mut sink).await {
+            match self.stream.read(sink).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => drained += n,
             }

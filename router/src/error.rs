@@ -49,6 +49,8 @@ pub enum ErrorKind {
     KeyExpired,
     /// A key bound to one tenant used with `X-Tenant` (or `X-User-Role`) naming another.
     TenantMismatch,
+    /// `X-User-Role` on a key that has no role and may not assert one.
+    RoleNotAssertable,
     /// A client key (or none) on the admin API.
     AdminOnly,
     /// A key whose tenant the serving policy no longer declares.
@@ -61,6 +63,8 @@ pub enum ErrorKind {
     BudgetExhausted,
     /// A policy (or endpoint, or tenant) change posted to the admin API does not compile.
     InvalidPolicy,
+    /// The node is at a capacity limit (request bodies being buffered); retry shortly.
+    Overloaded,
     Internal,
 }
 
@@ -77,9 +81,11 @@ impl ErrorKind {
             | Self::InvalidPolicy
             | Self::CostBudgetExceeded => 400,
             Self::MissingApiKey | Self::InvalidApiKey | Self::KeyDisabled | Self::KeyExpired => 401,
-            Self::PolicyDenied | Self::TenantMismatch | Self::AdminOnly | Self::TenantUnknown => {
-                403
-            }
+            Self::PolicyDenied
+            | Self::TenantMismatch
+            | Self::RoleNotAssertable
+            | Self::AdminOnly
+            | Self::TenantUnknown => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
@@ -96,7 +102,8 @@ impl ErrorKind {
             | Self::ShuttingDown
             | Self::UpstreamUnavailable
             | Self::UpstreamCredentials
-            | Self::AuditUnavailable => 503,
+            | Self::AuditUnavailable
+            | Self::Overloaded => 503,
             Self::UpstreamTimeout => 504,
             Self::VersionNotSupported => 505,
         }
@@ -111,6 +118,7 @@ impl ErrorKind {
                     self,
                     Self::PolicyDenied
                         | Self::TenantMismatch
+                        | Self::RoleNotAssertable
                         | Self::AdminOnly
                         | Self::TenantUnknown
                 ) =>
@@ -170,12 +178,14 @@ impl ErrorKind {
             Self::KeyDisabled => "key_disabled",
             Self::KeyExpired => "key_expired",
             Self::TenantMismatch => "tenant_mismatch",
+            Self::RoleNotAssertable => "role_not_assertable",
             Self::AdminOnly => "admin_key_required",
             Self::TenantUnknown => "unknown_tenant",
             Self::CostBudgetExceeded => "cost_budget_exceeded",
             Self::RateLimited => "rate_limit_exceeded",
             Self::BudgetExhausted => "daily_budget_exceeded",
             Self::InvalidPolicy => "invalid_policy",
+            Self::Overloaded => "server_busy",
             Self::Internal => "internal_error",
         }
     }
@@ -191,6 +201,7 @@ impl ErrorKind {
             | Self::ShuttingDown
             | Self::UpstreamCredentials
             | Self::AuditUnavailable
+            | Self::Overloaded
             | Self::Internal => Side::Internal,
             _ => Side::Client,
         }
@@ -210,8 +221,10 @@ pub struct Error {
     pub kind: ErrorKind,
     pub message: Cow<'static, str>,
     pub param: Option<&'static str>,
-    /// Seconds to send as `Retry-After` (429s).
+    /// Seconds to send as `Retry-After` (429s, 503s).
     pub retry_after: Option<u64>,
+    /// The methods a path takes, sent as `Allow` with a 405.
+    pub allow: Option<&'static str>,
     /// More top-level fields for the body beside `error` (the compiler's diagnostics for
     /// [`ErrorKind::InvalidPolicy`]).
     pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
@@ -225,8 +238,15 @@ impl Error {
             message: message.into(),
             param: None,
             retry_after: None,
+            allow: None,
             details: None,
         }
+    }
+
+    #[must_use]
+    pub fn with_allow(mut self, methods: &'static str) -> Self {
+        self.allow = Some(methods);
+        self
     }
 
     /// Adds the fields of `details` (an object) to the body beside `error`.

@@ -262,10 +262,10 @@ async fn chat_inner<'r>(
             return refuse(core, client, id, &err, &none);
         }
         attrs.tenant = Some(key.tenant.as_bytes());
-        if let Some(role) = &key.role {
-            if let Some(claimed) = attrs.user_role
-                && claimed != role.as_bytes()
-            {
+        // The role comes from the key too: a key without one has none, unless it was issued
+        // to let its requests say their role (`assert_roles`).
+        match (&key.role, attrs.user_role) {
+            (Some(role), Some(claimed)) if claimed != role.as_bytes() => {
                 let err = Error::new(
                     ErrorKind::TenantMismatch,
                     format!(
@@ -275,7 +275,18 @@ async fn chat_inner<'r>(
                 );
                 return refuse(core, client, id, &err, &none);
             }
-            attrs.user_role = Some(role.as_bytes());
+            (Some(role), _) => attrs.user_role = Some(role.as_bytes()),
+            (None, Some(claimed)) if !key.assert_roles => {
+                let err = Error::new(
+                    ErrorKind::RoleNotAssertable,
+                    format!(
+                        "this API key has no role, so `X-User-Role: {}` cannot give it one; issue a key with that role (or with `assert_roles: true` for a front end that vouches for its users' roles)",
+                        String::from_utf8_lossy(claimed)
+                    ),
+                );
+                return refuse(core, client, id, &err, &none);
+            }
+            (None, _) => {}
         }
     }
     let loaded = core.table();

@@ -142,8 +142,8 @@ pub fn error(
     let mut body = Vec::with_capacity(160 + err.message.len());
     err.write_body(&mut body);
     let retry_after = err.retry_after.map(|s| s.to_string());
-    let extra: &[(&str, &str)] = if err.kind.status() == 405 {
-        &[("allow", "GET, HEAD, POST")]
+    let extra: &[(&str, &str)] = if let Some(allow) = err.allow {
+        &[("allow", allow)]
     } else if let Some(s) = &retry_after {
         &[("retry-after", s)]
     } else {

@@ -70,6 +70,8 @@ pub struct Shared {
     pub health: Arc<crate::health::Health>,
     /// The admin API (served on the main listener off the executors, and on `--admin-listen`).
     pub admin: Arc<crate::admin::Admin>,
+    /// Request-body bytes buffered beyond the connections' initial buffers, node-wide.
+    pub body_budget: crate::conn::BodyBudget,
 }
 
 impl Shared {
@@ -106,6 +108,8 @@ pub struct Core {
     audit_batch: RefCell<Vec<crate::audit::Record>>,
     pub connections: Cell<usize>,
     next_id: Cell<u64>,
+    /// Closed when shutdown starts: idle connections wait on it instead of polling.
+    shutdown_gate: glommio::sync::Semaphore,
 }
 
 impl Core {
@@ -125,7 +129,17 @@ impl Core {
             health_reported: RefCell::new(std::collections::HashMap::new()),
             connections: Cell::new(0),
             next_id: Cell::new(seed),
+            shutdown_gate: glommio::sync::Semaphore::new(0),
         }
+    }
+
+    /// Resolves once this core has seen shutdown start (the accept loop closes the gate).
+    pub async fn shutdown_started(&self) {
+        if self.shutting_down() {
+            return;
+        }
+        // Never signalled, only closed: `acquire` returns (with an error) at close.
+        let _ = self.shutdown_gate.acquire(1).await;
     }
 
     /// The current table. One atomic load when nothing changed; the returned handle keeps
@@ -367,6 +381,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         limits: crate::limits::Limits::default(),
         health,
         admin: Arc::clone(&admin),
+        body_budget: crate::conn::BodyBudget::new(config.max_pending_body_bytes),
     });
 
     let admin = crate::admin::start(config.admin_listen, admin).with_context(|| {
@@ -684,6 +699,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
         .detach();
     }
     drop(listener);
+    core.shutdown_gate.close();
     while core.connections.get() > 0 {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }

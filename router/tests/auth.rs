@@ -36,14 +36,6 @@ rules:
       route_to: big
 ";
 
-/// A temporary directory holding `yaml` compiled to `t.swt` (revision 1).
-fn compiled(yaml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.swt");
-    compile(yaml, &table, 1);
-    (dir, table)
-}
-
 struct Setup {
     _dir: tempfile::TempDir,
     table: std::path::PathBuf,
@@ -74,20 +66,6 @@ fn start(s: &Setup) -> Proc {
     )
 }
 
-fn issue(r: &Proc, tenant: &str, body: &str) -> (String, String) {
-    let resp = admin(
-        r,
-        "POST",
-        &format!("/v1/tenants/{tenant}/keys"),
-        body.as_bytes(),
-    );
-    assert_eq!(resp.status, 201, "{}", resp.text());
-    let v = resp.json();
-    let key = v["key"].as_str().unwrap().to_owned();
-    assert!(key.starts_with("sk-swy-"), "{v}");
-    (v["id"].as_str().unwrap().to_owned(), key)
-}
-
 fn chat_as(r: &Proc, key: Option<&str>, extra: &[(&str, &str)]) -> Response {
     let auth = key.map(|k| format!("Bearer {k}"));
     let mut headers: Vec<(&str, &str)> = extra.to_vec();
@@ -115,8 +93,8 @@ fn assert_error(resp: &Response, status: u16, kind: &str, code: &str) {
 fn keys_fix_the_tenant_and_every_refusal_has_its_code() {
     let s = setup();
     let r = start(&s);
-    let (acme_id, acme_key) = issue(&r, "acme", "{}");
-    let (_, globex_key) = issue(&r, "globex", r#"{"name": "ci", "role": "batch"}"#);
+    let (acme_id, acme_key) = issue_key(&r, "acme", "{}");
+    let (_, globex_key) = issue_key(&r, "globex", r#"{"name": "ci", "role": "batch"}"#);
 
     // 401s, each with its code.
     assert_error(
@@ -223,7 +201,7 @@ fn keys_fix_the_tenant_and_every_refusal_has_its_code() {
         .unwrap()
         .as_secs()
         + 2;
-    let (_, short_key) = issue(&r, "globex", &format!(r#"{{"expires_at": {soon}}}"#));
+    let (_, short_key) = issue_key(&r, "globex", &format!(r#"{{"expires_at": {soon}}}"#));
     assert_eq!(chat_as(&r, Some(&short_key), &[]).status, 200);
     std::thread::sleep(Duration::from_millis(2600));
     assert_error(
@@ -285,7 +263,7 @@ fn the_admin_api_takes_only_admin_keys_and_checks_its_input() {
     let s = setup();
     let r = start(&s);
     let admin_addr = r.admin.unwrap();
-    let (_, client_key) = issue(&r, "acme", "{}");
+    let (_, client_key) = issue_key(&r, "acme", "{}");
 
     // No key: 401; a client key: 403; a wrong key: 401.
     let none = call(admin_addr, "GET", "/v1/tenants/acme/keys", &[], b"");
@@ -332,8 +310,8 @@ fn the_admin_api_takes_only_admin_keys_and_checks_its_input() {
 fn keys_survive_a_restart() {
     let s = setup();
     let mut r = start(&s);
-    let (revoked_id, revoked) = issue(&r, "acme", "{}");
-    let (_, kept) = issue(&r, "acme", "{}");
+    let (revoked_id, revoked) = issue_key(&r, "acme", "{}");
+    let (_, kept) = issue_key(&r, "acme", "{}");
     assert_eq!(
         admin(
             &r,
@@ -448,7 +426,7 @@ rules:
 
     // rpm 20, 40 requests from 4 threads on 2 cores: 20 pass (21 if a 3 s refill fell
     // inside the burst), the rest are 429 with Retry-After.
-    let (_, key) = issue(&r, "rpm", "{}");
+    let (_, key) = issue_key(&r, "rpm", "{}");
     let answers = burst(&r, &key, 40, 4);
     let ok = answers.iter().filter(|a| a.status == 200).count();
     assert!((20..=21).contains(&ok), "{ok} passed");
@@ -459,7 +437,7 @@ rules:
 
     // tpm 600: the mock reports ~(body bytes / 4) prompt + completion tokens per request;
     // a few requests spend the minute's tokens, then 429 until they come back.
-    let (_, key) = issue(&r, "tpm", "{}");
+    let (_, key) = issue_key(&r, "tpm", "{}");
     let answers = burst(&r, &key, 30, 2);
     let ok = answers.iter().filter(|a| a.status == 200).count();
     assert!((1..30).contains(&ok), "{ok} passed");
@@ -473,7 +451,7 @@ rules:
     // Daily token budget 400 and daily spend $0.50 (at $1 per 1k tokens): spent after a few
     // requests, then 429 `daily_budget_exceeded` until UTC midnight.
     for tenant in ["daily", "spend"] {
-        let (_, key) = issue(&r, tenant, "{}");
+        let (_, key) = issue_key(&r, tenant, "{}");
         let answers = burst(&r, &key, 40, 1);
         let ok = answers.iter().take_while(|a| a.status == 200).count();
         assert!((1..40).contains(&ok), "{tenant}: {ok} passed");
@@ -484,7 +462,7 @@ rules:
     }
 
     // A tenant without limits is untouched by the others.
-    let (_, key) = issue(&r, "free", "{}");
+    let (_, key) = issue_key(&r, "free", "{}");
     assert!(burst(&r, &key, 40, 4).iter().all(|a| a.status == 200));
 }
 

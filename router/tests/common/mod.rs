@@ -244,6 +244,30 @@ pub fn compile(yaml: &str, path: &Path, revision: u64) {
     policyc::write_atomic(path, &compiled.table).unwrap();
 }
 
+/// A temporary directory holding `yaml` compiled to `t.swt` (revision 1).
+pub fn compiled(yaml: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(yaml, &table, 1);
+    (dir, table)
+}
+
+/// Issues a client key for `tenant` through the admin API (`body`: the key's fields);
+/// returns its id and the key.
+pub fn issue_key(r: &Proc, tenant: &str, body: &str) -> (String, String) {
+    let resp = admin(
+        r,
+        "POST",
+        &format!("/v1/tenants/{tenant}/keys"),
+        body.as_bytes(),
+    );
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let v = resp.json();
+    let key = v["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("sk-swy-"), "{v}");
+    (v["id"].as_str().unwrap().to_owned(), key)
+}
+
 /// A parsed HTTP response.
 #[derive(Debug)]
 pub struct Response {
@@ -305,7 +329,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn open(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).unwrap();
+        Self::from_stream(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Wraps a connection opened (and perhaps written to) by hand.
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
             .unwrap();

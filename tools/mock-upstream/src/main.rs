@@ -2,8 +2,11 @@
 //! tests and load benchmarks.
 //!
 //! It answers `POST .../chat/completions` (any prefix) with a JSON completion, or with Server-
-//! Sent Events when the body says `"stream": true`. Defaults come from flags; each request may
-//! override them with headers (the router forwards `x-mock-*` headers unchanged):
+//! Sent Events when the body says `"stream": true`. Like OpenAI, a stream carries a usage chunk
+//! (`"choices": []` and `usage`, before `[DONE]`) only when the request sets
+//! `stream_options.include_usage`, and then every other chunk has `"usage": null`. Defaults
+//! come from flags; each request may override them with headers (the router forwards
+//! `x-mock-*` headers when started with `--forward-header 'x-mock-*'`, as the tests do):
 //!
 //! | header | effect |
 //! | --- | --- |
@@ -18,6 +21,8 @@
 //! | `x-mock-fault: drop-after-N` | stream N chunks, then reset the connection |
 //! | `x-mock-fault: short-body` | promise a longer `Content-Length` than sent, then close |
 //! | `x-mock-fault: no-length` | answer with neither length nor chunking: the body ends at close |
+//! | `x-mock-fault: no-usage` | never report usage (JSON or stream), as some servers do |
+//! | `x-mock-fault: early-hints` | send `103 Early Hints` and the final head in one write |
 //!
 //! `GET /__mock/requests` returns the requests received so far (method, target, headers and
 //! body, base64-free: the body as a UTF-8 string) so tests can check exactly what the router
@@ -358,9 +363,16 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         }
         _ => {}
     }
-    let text = String::from_utf8_lossy(body);
-    let model = find_model(&text).unwrap_or_else(|| "unknown".to_owned());
-    let stream = text.contains("\"stream\":true") || text.contains("\"stream\": true");
+    let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    let model = request
+        .get("model")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("unknown")
+        .to_owned();
+    let stream = request.get("stream") == Some(&serde_json::Value::Bool(true));
+    let no_usage = plan.fault.as_deref() == Some("no-usage");
+    let include_usage = !no_usage
+        && request.pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true));
     let prompt_tokens = body.len().div_ceil(4);
     if plan.status >= 400 {
         let mut err = Vec::new();
@@ -379,15 +391,19 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
             b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
         );
         write_json_string(&mut b, &piece.repeat(plan.chunks));
-        b.extend_from_slice(b"},\"finish_reason\":\"stop\"}],");
-        b.extend_from_slice(
-            format!(
-                "\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":{},\"total_tokens\":{}}}}}",
-                plan.chunks,
-                prompt_tokens + plan.chunks
-            )
-            .as_bytes(),
-        );
+        b.extend_from_slice(b"},\"finish_reason\":\"stop\"}]");
+        if no_usage {
+            b.push(b'}');
+        } else {
+            b.extend_from_slice(
+                format!(
+                    ",\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":{},\"total_tokens\":{},\"prompt_tokens_details\":{{\"cached_tokens\":0}}}}}}",
+                    plan.chunks,
+                    prompt_tokens + plan.chunks
+                )
+                .as_bytes(),
+            );
+        }
         if plan.fault.as_deref() == Some("no-length") {
             let mut resp =
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
@@ -403,9 +419,14 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
             let _ = s.flush().await;
             return false;
         }
-        let _ = s
-            .write_all(&response(200, "application/json", &b, None))
-            .await;
+        let mut resp = Vec::new();
+        if plan.fault.as_deref() == Some("early-hints") {
+            resp.extend_from_slice(
+                b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n",
+            );
+        }
+        resp.extend_from_slice(&response(200, "application/json", &b, None));
+        let _ = s.write_all(&resp).await;
         return s.flush().await.is_ok();
     }
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
@@ -425,7 +446,11 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         e.extend_from_slice(delta.as_bytes());
         e.extend_from_slice(b",\"finish_reason\":");
         e.extend_from_slice(finish.as_bytes());
-        e.extend_from_slice(b"}]}\n\n");
+        e.extend_from_slice(b"}]");
+        if include_usage {
+            e.extend_from_slice(b",\"usage\":null");
+        }
+        e.extend_from_slice(b"}\n\n");
         e
     };
     let mut events = vec![event("{\"role\":\"assistant\",\"content\":\"\"}", "null")];
@@ -438,7 +463,8 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         events.push(event(&delta, "null"));
     }
     events.push(event("{}", "\"stop\""));
-    events.push(
+    if include_usage {
+        events.push(
         format!(
             "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"{model}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
             plan.chunks,
@@ -446,6 +472,7 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         )
         .into_bytes(),
     );
+    }
     events.push(b"data: [DONE]\n\n".to_vec());
     for (i, e) in events.iter().enumerate() {
         if drop_after.is_some_and(|n| i > n) {
@@ -496,12 +523,6 @@ fn response(status: u16, content_type: &str, body: &[u8], claimed_len: Option<us
     .into_bytes();
     out.extend_from_slice(body);
     out
-}
-
-/// The top-level `"model"` string of a request body (good enough for a mock: the first one).
-fn find_model(text: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    v.get("model")?.as_str().map(str::to_owned)
 }
 
 mod serde_like {

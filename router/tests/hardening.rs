@@ -1,0 +1,236 @@
+//! Regression tests for the defects a close review of the router found (issue 11), each named
+//! after what broke and each against the real router over real sockets.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation,
+    reason = "test harness"
+)]
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The router's resident memory, KiB.
+fn rss_kib(p: &Proc) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+const DECLARED: usize = 16 * 1024 * 1024;
+
+fn head_declaring(len: usize, extra: &str) -> Vec<u8> {
+    format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {len}\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// Polls `check` until it holds or `limit` passes.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
+/// Item 1: 60 heads declaring 16 MiB each took the router from 17 MB to 1.0 GB (the buffer
+/// was zero-filled to the declared length before a byte arrived or the key was checked).
+#[test]
+fn heads_declaring_huge_bodies_do_not_allocate_them() {
+    // With keys on, a head without a key is refused before any body is awaited.
+    let r = router_with_auth(&["--cores", "2"], &[]);
+    let before = rss_kib(&r);
+    let mut conns = Vec::new();
+    for _ in 0..60 {
+        let mut c = Conn::open(r.addr);
+        c.send(&head_declaring(DECLARED, ""));
+        conns.push(c);
+    }
+    for c in &mut conns {
+        let resp = c.read_response().expect("refused with an answer");
+        assert_eq!(resp.status, 401, "{}", resp.text());
+        assert_eq!(resp.error_code(), "missing_api_key");
+        assert!(c.is_closed(Duration::from_secs(3)), "the unread body ends the connection");
+    }
+    let grown = rss_kib(&r).saturating_sub(before);
+    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB for 60 refused heads");
+    drop(conns);
+
+    // Without keys (or with a good one) the body is awaited, but memory grows only as bytes
+    // arrive: 60 connections that send nothing after the head hold no body buffer.
+    let r = router(&["--cores", "2", "--body-timeout-ms", "20000"]);
+    let before = rss_kib(&r);
+    let mut socks = Vec::new();
+    for _ in 0..60 {
+        let mut s = TcpStream::connect(r.addr).unwrap();
+        s.write_all(&head_declaring(DECLARED, "")).unwrap();
+        socks.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = rss_kib(&r).saturating_sub(before);
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} KiB for 60 heads with no body byte"
+    );
+    // And a real 3 MiB body on one of them still works (the buffer grows to it).
+    let body = big_chat_body(3 * 1024 * 1024);
+    let mut c = Conn::open(r.addr);
+    c.send(&request(
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Tenant", "demo")],
+        &body,
+    ));
+    let resp = c.read_response().unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// A chat body of about `size` bytes (one long message).
+fn big_chat_body(size: usize) -> Vec<u8> {
+    serde_json::json!({
+        "model": "auto",
+        "messages": [{"role": "user", "content": "x".repeat(size)}],
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Item 1: `100 Continue` went out before the key was checked, inviting the body.
+#[test]
+fn no_100_continue_before_the_key_is_checked() {
+    let r = router_with_auth(&[], &[]);
+    let mut c = Conn::open(r.addr);
+    c.send(&head_declaring(1000, "Expect: 100-continue\r\n"));
+    let (status, _) = c.read_head().unwrap();
+    assert_eq!(status, 401, "the first answer is the refusal, not 100 Continue");
+
+    // With a key, 100 Continue comes and the request is served.
+    let r = router(&[]);
+    let body = chat_body("auto", false);
+    let mut c = Conn::open(r.addr);
+    c.send(&head_declaring(body.len(), "Expect: 100-continue\r\nX-Tenant: demo\r\n"));
+    let (status, _) = c.read_head().unwrap();
+    assert_eq!(status, 100);
+    c.send(&body);
+    let resp = c.read_response().unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+}
+
+/// Item 1: no cap on the bytes all unfinished bodies together may hold.
+#[test]
+fn bodies_in_progress_share_one_budget() {
+    let r = router(&[
+        "--max-pending-body-bytes",
+        "1048576",
+        "--body-timeout-ms",
+        "20000",
+    ]);
+    let first = big_chat_body(700 * 1024);
+    let mut a = TcpStream::connect(r.addr).unwrap();
+    a.write_all(&request("POST", "/v1/chat/completions", &[("X-Tenant", "demo")], &first)[..first.len() / 2 + 200])
+        .unwrap();
+    // Let the router buffer the first half (it grows its buffer to hold it).
+    std::thread::sleep(Duration::from_millis(300));
+    let second = big_chat_body(700 * 1024);
+    let mut b = Conn::open(r.addr);
+    b.send(&request(
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Tenant", "demo")],
+        &second,
+    ));
+    let resp = b.read_response().expect("an answer");
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.error_code(), "server_busy");
+    assert_eq!(resp.header("retry-after"), Some("1"));
+    // The first body completes within the budget and is served.
+    let full = request("POST", "/v1/chat/completions", &[("X-Tenant", "demo")], &first);
+    a.write_all(&full[first.len() / 2 + 200..]).unwrap();
+    let resp = Conn::from_stream(a).read_response().unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // Once it is done (its connection returns the buffer right after answering), the budget
+    // is free again.
+    let served = eventually(Duration::from_secs(3), || {
+        call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("X-Tenant", "demo")],
+            &second,
+        )
+        .status
+            == 200
+    });
+    assert!(served, "the budget was not released");
+}
+
+/// Item 8: a key issued without a role reached a rule gated on `user_role: admin` by sending
+/// `X-User-Role: admin`.
+#[test]
+fn a_key_without_a_role_cannot_claim_one() {
+    let (dir, table) = compiled(
+        "version: v1
+endpoints:
+  - id: admin-only
+    type: mock
+    transport: privatelink
+    models: [m]
+  - id: everyone
+    type: mock
+    transport: privatelink
+    models: [m]
+tenants:
+  - id: acme
+rules:
+  - name: admins
+    match: { user_role: admin }
+    route_to: admin-only
+  - default:
+      route_to: everyone
+",
+    );
+    let r = router_with_auth(
+        &[
+            "--table",
+            table.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let chat_as = |key: &str, role: Option<&str>| {
+        let auth = format!("Bearer {key}");
+        let mut headers = vec![("Authorization", auth.as_str())];
+        headers.extend(role.map(|r| ("X-User-Role", r)));
+        chat(r.addr, "auto", &headers)
+    };
+    let (_, plain) = issue_key(&r, "acme", "{}");
+    let resp = chat_as(&plain, Some("admin"));
+    assert_eq!(resp.status, 403, "{}", resp.text());
+    assert_eq!(resp.error_code(), "role_not_assertable");
+    assert_eq!(chat_as(&plain, None).route().0, "everyone");
+
+    // A key with the role gets the rule; one issued to assert roles may say it.
+    let (_, admin_key) = issue_key(&r, "acme", r#"{"role": "admin"}"#);
+    assert_eq!(chat_as(&admin_key, None).route().0, "admin-only");
+    let (_, front_end) = issue_key(&r, "acme", r#"{"assert_roles": true}"#);
+    assert_eq!(chat_as(&front_end, Some("admin")).route().0, "admin-only");
+    assert_eq!(chat_as(&front_end, None).route().0, "everyone");
+    let both = admin(&r, "POST", "/v1/tenants/acme/keys", br#"{"role": "x", "assert_roles": true}"#);
+    assert_eq!(both.status, 400, "{}", both.text());
+}
