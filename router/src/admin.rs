@@ -240,11 +240,11 @@ impl Admin {
     /// or why not: no key or an unknown one is 401, a client key is 403.
     pub fn authenticate(&self, token: Result<Option<&[u8]>, Refused>) -> Result<&str, Error> {
         let token = token.map_err(Refused::error)?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::MissingApiKey,
-                    "the admin API needs an admin key: send `Authorization: Bearer <admin key>`",
-                )
-            })?;
+            Error::new(
+                ErrorKind::MissingApiKey,
+                "the admin API needs an admin key: send `Authorization: Bearer <admin key>`",
+            )
+        })?;
         if let Some(who) = self.admin_keys.verify(token) {
             return Ok(who);
         }
@@ -483,7 +483,10 @@ impl Admin {
             object_body(&call.body)?
         };
         for key in obj.keys() {
-            if !matches!(key.as_str(), "role" | "name" | "expires_at" | "assert_roles") {
+            if !matches!(
+                key.as_str(),
+                "role" | "name" | "expires_at" | "assert_roles"
+            ) {
                 return Err(Error::new(
                     ErrorKind::BadRequest,
                     format!(

@@ -578,8 +578,8 @@ impl Conn<'_> {
             self.buf.truncate(INITIAL_BUFFER);
             self.buf.shrink_to(INITIAL_BUFFER);
         }
-        let held = self.buf.len().saturating_sub(INITIAL_BUFFER) as u64
-            + self.body.capacity() as u64;
+        let held =
+            self.buf.len().saturating_sub(INITIAL_BUFFER) as u64 + self.body.capacity() as u64;
         if held < self.reserved {
             self.budget.release(self.reserved - held);
             self.reserved = held;

@@ -22,11 +22,13 @@ pub const MAX_DEPTH: usize = 256;
 pub struct Fields<'b> {
     /// The `model` string: its token (quotes included) and its decoded value.
     pub model: Option<Model<'b>>,
-    /// `max_tokens`, or `max_completion_tokens` when that is the one given.
+    /// `max_completion_tokens`, else `max_tokens` (OpenAI and vLLM: the newer field wins).
     pub max_tokens: Option<u64>,
     pub stream: bool,
     /// Whether a `messages` array is present.
     pub has_messages: bool,
+    /// Byte range of the top-level `stream_options` value, when there is one.
+    pub stream_options: Option<Range<usize>>,
 }
 
 /// Where the top-level `model` value is and what it says.
@@ -73,6 +75,7 @@ enum Key {
     MaxTokens,
     MaxCompletionTokens,
     Stream,
+    StreamOptions,
     Messages,
     Other,
 }
@@ -96,7 +99,7 @@ pub fn scan(body: &[u8]) -> Result<Fields<'_>, BodyError> {
     }
     p.i += 1;
     let mut fields = Fields::default();
-    let mut seen = [false; 5];
+    let mut seen = [false; KEY_NAMES.len()];
     let mut max_completion = None;
     p.ws();
     if p.peek() == Some(b'}') {
@@ -163,6 +166,11 @@ pub fn scan(body: &[u8]) -> Result<Fields<'_>, BodyError> {
                     };
                     p.value()?;
                 }
+                Key::StreamOptions => {
+                    let start = p.i;
+                    p.value()?;
+                    fields.stream_options = Some(start..p.i);
+                }
                 Key::Messages => {
                     if p.peek() != Some(b'[') {
                         p.value()?;
@@ -189,18 +197,19 @@ pub fn scan(body: &[u8]) -> Result<Fields<'_>, BodyError> {
     if p.i != body.len() {
         return Err(p.err("trailing characters after the JSON object"));
     }
-    if fields.max_tokens.is_none() {
+    if max_completion.is_some() {
         fields.max_tokens = max_completion;
     }
     Ok(fields)
 }
 
-const KEY_NAMES: [&str; 5] = [
+const KEY_NAMES: [&str; 6] = [
     "model",
     "max_tokens",
     "max_completion_tokens",
     "stream",
     "messages",
+    "stream_options",
 ];
 
 fn key_slot(key: Key) -> Option<usize> {
@@ -210,6 +219,7 @@ fn key_slot(key: Key) -> Option<usize> {
         Key::MaxCompletionTokens => Some(2),
         Key::Stream => Some(3),
         Key::Messages => Some(4),
+        Key::StreamOptions => Some(5),
         Key::Other => None,
     }
 }
@@ -221,6 +231,7 @@ fn classify(name: &[u8]) -> Key {
         b"max_completion_tokens" => Key::MaxCompletionTokens,
         b"stream" => Key::Stream,
         b"messages" => Key::Messages,
+        b"stream_options" => Key::StreamOptions,
         _ => Key::Other,
     }
 }
@@ -228,10 +239,52 @@ fn classify(name: &[u8]) -> Key {
 /// Writes `body` to `out` with the `model` token at `span` replaced by `model` as a JSON
 /// string; every other byte is copied unchanged.
 pub fn rewrite_model(body: &[u8], span: Range<usize>, model: &str, out: &mut Vec<u8>) {
-    out.reserve(body.len() + model.len() + 2);
-    out.extend_from_slice(body.get(..span.start).unwrap_or_default());
-    write_json_string(out, model);
-    out.extend_from_slice(body.get(span.end..).unwrap_or_default());
+    let mut token = Vec::with_capacity(model.len() + 2);
+    write_json_string(&mut token, model);
+    apply_edits(body, &mut [(span, &token[..])], out);
+}
+
+/// Writes `body` to `out` with each range replaced by its bytes (an empty range inserts);
+/// every other byte is copied unchanged. Ranges must not overlap.
+pub fn apply_edits(body: &[u8], edits: &mut [(Range<usize>, &[u8])], out: &mut Vec<u8>) {
+    edits.sort_by_key(|(r, _)| r.start);
+    out.reserve(body.len() + edits.iter().map(|(_, b)| b.len()).sum::<usize>());
+    let mut at = 0;
+    for (range, bytes) in edits.iter() {
+        out.extend_from_slice(body.get(at..range.start).unwrap_or_default());
+        out.extend_from_slice(bytes);
+        at = range.end.max(at);
+    }
+    out.extend_from_slice(body.get(at..).unwrap_or_default());
+}
+
+/// How a streamed request's `stream_options` must change so that an OpenAI-compatible
+/// upstream reports usage (`include_usage: true`), or `None` when the client already asked
+/// for it (then its usage chunk is the client's) or the value is not an object we can
+/// extend (the upstream judges it). `Some(edit)` replaces `range` with the bytes.
+#[must_use]
+pub fn ask_for_usage(
+    body: &[u8],
+    fields: &Fields<'_>,
+) -> Option<(Range<usize>, Cow<'static, [u8]>)> {
+    const ASK: &[u8] = br#""stream_options":{"include_usage":true},"#;
+    let Some(span) = fields.stream_options.clone() else {
+        // Insert it as the first member (the body is an object with `messages`).
+        let open = body.iter().position(|&b| b == b'{')? + 1;
+        return Some((open..open, Cow::Borrowed(ASK)));
+    };
+    let value: serde_json::Value = serde_json::from_slice(body.get(span.clone())?).ok()?;
+    let mut options = match value {
+        serde_json::Value::Null => serde_json::Map::new(),
+        serde_json::Value::Object(o) => o,
+        _ => return None,
+    };
+    if options.get("include_usage") == Some(&serde_json::Value::Bool(true)) {
+        return None;
+    }
+    options.insert("include_usage".into(), serde_json::Value::Bool(true));
+    let bytes = serde_json::to_vec(&options).ok()?;
+    Some((span, Cow::Owned(bytes)))
 }
 
 /// Appends `s` as a JSON string literal.
@@ -680,5 +733,44 @@ mod tests {
             out,
             br#"{ "model" : "llama \"3\"" , "messages": [] }"#.to_vec()
         );
+    }
+
+    #[test]
+    fn max_completion_tokens_wins_over_max_tokens() {
+        let f = scan(br#"{"max_tokens":10,"max_completion_tokens":20}"#).unwrap();
+        assert_eq!(f.max_tokens, Some(20));
+        let f = scan(br#"{"max_completion_tokens":20,"max_tokens":10}"#).unwrap();
+        assert_eq!(f.max_tokens, Some(20));
+        let f = scan(br#"{"max_tokens":10}"#).unwrap();
+        assert_eq!(f.max_tokens, Some(10));
+    }
+
+    #[test]
+    fn usage_is_asked_for_without_losing_the_clients_options() {
+        let ask = |body: &[u8]| {
+            let f = scan(body).unwrap();
+            ask_for_usage(body, &f).map(|(range, bytes)| {
+                let mut out = Vec::new();
+                apply_edits(body, &mut [(range, &bytes)], &mut out);
+                serde_json::from_slice::<serde_json::Value>(&out).unwrap()
+            })
+        };
+        let v = ask(br#"{"model":"m","stream":true,"messages":[]}"#).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["model"], "m");
+        let v = ask(br#"{"stream_options":{"include_obfuscation":false},"messages":[]}"#).unwrap();
+        assert_eq!(
+            v["stream_options"],
+            serde_json::json!({"include_obfuscation": false, "include_usage": true})
+        );
+        let v = ask(br#"{"stream_options":{"include_usage":false},"messages":[]}"#).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        let v = ask(br#"{"stream_options":null,"messages":[]}"#).unwrap();
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        // Asked already: nothing to change (the usage chunk is the client's).
+        assert!(ask(br#"{"stream_options":{"include_usage":true},"messages":[]}"#).is_none());
+        // Not an object: left for the upstream to judge.
+        assert!(ask(br#"{"stream_options":"x","messages":[]}"#).is_none());
+        assert!(scan(br#"{"stream_options":{},"stream_options":{}}"#).is_err());
     }
 }

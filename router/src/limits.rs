@@ -154,8 +154,8 @@ impl TenantState {
     /// Counts what a finished request used.
     pub fn charge(&self, tpm: u64, tokens: u64, micros: u64, now_ns: u64, now_ms: i64) {
         self.roll_day(now_ms);
-        self.day_tokens.fetch_add(tokens, Ordering::Relaxed);
-        self.day_micros.fetch_add(micros, Ordering::Relaxed);
+        add_saturating(&self.day_tokens, tokens);
+        add_saturating(&self.day_micros, micros);
         if tpm > 0 && tokens > 0 {
             let cost = interval(tpm).saturating_mul(tokens);
             let mut tat = self.tpm_tat.load(Ordering::Acquire);
@@ -189,6 +189,14 @@ impl TenantState {
             self.day_micros.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Adds without wrapping: a reported count near `u64::MAX` pins the counter at the top
+/// (budget spent) instead of wrapping it back to a small number.
+fn add_saturating(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_add(n))
+    });
 }
 
 fn budget(_t: &TenantView<'_>, message: String, now_ms: i64) -> Error {
@@ -255,6 +263,21 @@ mod tests {
             s.admit(&tenant, later + 11 * MINUTE_NS, DAY_MS + 7)
                 .unwrap_err()
                 .kind,
+            ErrorKind::BudgetExhausted
+        );
+    }
+
+    #[test]
+    fn huge_reported_usage_saturates_instead_of_wrapping() {
+        let bytes = table("{id: a, daily_token_budget: 5000}");
+        let t = switchyard_table::Table::from_bytes(&bytes).unwrap();
+        let tenant = t.tenant_by_id("a").unwrap();
+        let s = TenantState::default();
+        s.charge(0, u64::MAX - 1, u64::MAX, 0, 0);
+        s.charge(0, 10, 10, 0, 0);
+        assert_eq!(s.day_tokens.load(Ordering::Relaxed), u64::MAX);
+        assert_eq!(
+            s.admit(&tenant, 0, 1).unwrap_err().kind,
             ErrorKind::BudgetExhausted
         );
     }

@@ -1,5 +1,7 @@
 //! The `mock` endpoint type: a canned OpenAI chat completion (or stream) answered in-process,
-//! for demos and load tests that need no upstream and no keys.
+//! for demos and load tests that need no upstream and no keys. Its stream carries the usage
+//! chunk only when the client asked for it (`stream_options.include_usage`), as OpenAI's does;
+//! the audit record has the mock's token counts either way.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -68,11 +70,15 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> (Next, Outcom
             event(&mut body, std::str::from_utf8(&delta).unwrap_or("{}"), None);
         }
         event(&mut body, "{}", Some("stop"));
-        body.extend_from_slice(b"data: ");
-        prefix(&mut body, x, created, "chat.completion.chunk");
-        body.extend_from_slice(b",\"choices\":[],");
-        usage(&mut body, prompt_tokens, completion_tokens);
-        body.extend_from_slice(b"}\n\ndata: [DONE]\n\n");
+        // Like OpenAI: the usage chunk only for a client that asked for it.
+        if !x.strip_usage {
+            body.extend_from_slice(b"data: ");
+            prefix(&mut body, x, created, "chat.completion.chunk");
+            body.extend_from_slice(b",\"choices\":[],");
+            usage(&mut body, prompt_tokens, completion_tokens);
+            body.extend_from_slice(b"}\n\n");
+        }
+        body.extend_from_slice(b"data: [DONE]\n\n");
         push_hex(out, body.len());
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(&body);

@@ -30,8 +30,11 @@ pub struct Exchange<'a> {
     pub endpoint: &'a str,
     pub model: &'a str,
     pub stream: bool,
-    /// The body to send (the client's, with `model` rewritten if needed).
+    /// The body to send (the client's, with `model` rewritten and usage asked for if needed).
     pub body: &'a [u8],
+    /// A stream whose client did not ask for the usage chunk (`stream_options.include_usage`):
+    /// the proxy asked the upstream for it, and the relay takes it out again.
+    pub strip_usage: bool,
     /// Leave the end of the response unsent (`strict` audit: it goes once the record is
     /// durable).
     pub hold_last: bool,
@@ -58,6 +61,8 @@ pub struct Outcome {
     pub response_bytes: u64,
     /// The upstream's `usage` block, when it sent one.
     pub usage: Option<Usage>,
+    /// Without `usage`: completion tokens estimated from the generated text, when readable.
+    pub estimated_completion: Option<u64>,
     pub upstream_status: Option<u16>,
     /// Time from the request head to the upstream's response head.
     pub upstream_latency_ms: Option<u64>,
@@ -107,7 +112,10 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
     let limit = draft.limit.take();
     let record = record(req, id, draft, outcome);
     if let Some((state, tpm)) = limit {
-        let tokens = record.tokens_in.unwrap_or(0) + record.tokens_out.unwrap_or(0);
+        let tokens = record
+            .tokens_in
+            .unwrap_or(0)
+            .saturating_add(record.tokens_out.unwrap_or(0));
         state.charge(
             tpm,
             u64::try_from(tokens).unwrap_or(0),
@@ -161,19 +169,24 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
     let answered = (200..300).contains(&o.status) && d.endpoint_id.is_some();
     let (tokens_in, tokens_out, estimated) = match o.usage {
         Some(u) => (Some(u.prompt_tokens), Some(u.completion_tokens), false),
-        // No usage block: estimate from sizes (documented in the README), flagged.
+        // No usage block: estimated from the text of the prompt and of the answer (README,
+        // "Token counts"), and flagged as an estimate.
         None if answered => (
-            Some((req.body.len() as u64).div_ceil(route::BYTES_PER_TOKEN)),
-            Some(o.response_bytes.div_ceil(route::BYTES_PER_TOKEN)),
+            Some(crate::usage::estimate_prompt_tokens(req.body)),
+            Some(
+                o.estimated_completion
+                    .unwrap_or_else(|| o.response_bytes.div_ceil(crate::usage::CHARS_PER_TOKEN)),
+            ),
             true,
         ),
         None => (None, None, false),
     };
     let cost_micros = match (d.pricing, tokens_in, tokens_out) {
         (Some((input, output)), Some(i), Some(out)) => {
-            let micros =
-                u128::from(i) * u128::from(input.0) + u128::from(out) * u128::from(output.0);
-            i64::try_from((micros + 500) / 1000).ok()
+            let micros = u128::from(i)
+                .saturating_mul(u128::from(input.0))
+                .saturating_add(u128::from(out).saturating_mul(u128::from(output.0)));
+            Some(i64::try_from(micros.saturating_add(500) / 1000).unwrap_or(i64::MAX))
         }
         _ => None,
     };
@@ -389,6 +402,13 @@ async fn chat_inner<'r>(
     draft.rule_index = Some(choice.rule_index);
     draft.rule_name = Some(choice.rule_name.to_owned());
 
+    let usage_edit = if fields.stream {
+        json::ask_for_usage(req.body, &fields)
+    } else {
+        None
+    };
+    // Whether the client asked for the usage chunk itself (then it is relayed as it comes).
+    let asked_usage = fields.stream && usage_edit.is_none();
     let mut last: Option<(Error, &str)> = None;
     let mut over_budget: Vec<String> = Vec::new();
     for (index, send) in choice.candidates(requested) {
@@ -412,13 +432,33 @@ async fn chat_inner<'r>(
         let Some(plan) = loaded.plans.get(index as usize) else {
             continue;
         };
+        // The body as this endpoint gets it: `model` rewritten when it changed, and usage
+        // asked for on a stream to an OpenAI-compatible upstream (the relay removes the
+        // usage chunk again when the client had not asked for it).
+        let usage_edit = match plan {
+            Plan::Forward(_) => usage_edit.as_ref(),
+            _ => None,
+        };
         let rewritten;
-        let body: &[u8] = if send_model == requested {
+        let body: &[u8] = if send_model == requested && usage_edit.is_none() {
             req.body
         } else {
+            let mut token = core.pool.bytes.take();
+            token.clear();
+            let mut edits: [(std::ops::Range<usize>, &[u8]); 2] = [(0..0, &[]), (0..0, &[])];
+            let mut n = 0;
+            if send_model != requested {
+                json::write_json_string(&mut token, send_model);
+                edits[0] = (model.span.clone(), token.as_slice());
+                n += 1;
+            }
+            if let Some((range, bytes)) = usage_edit {
+                edits[n] = (range.clone(), bytes.as_ref());
+                n += 1;
+            }
             let mut buf = core.pool.bytes.take();
             buf.clear();
-            json::rewrite_model(req.body, model.span.clone(), send_model, &mut buf);
+            json::apply_edits(req.body, edits.get_mut(..n).unwrap_or_default(), &mut buf);
             rewritten = buf;
             &rewritten
         };
@@ -440,6 +480,7 @@ async fn chat_inner<'r>(
             model: send_model,
             stream: fields.stream,
             body,
+            strip_usage: fields.stream && !asked_usage,
             hold_last: core.config().audit_strict,
         };
         let result = match plan {

@@ -33,7 +33,7 @@ use crate::proxy::{Exchange, Outcome};
 use crate::recycle::FreeList;
 use crate::respond::{self, push_hex, push_u64};
 use crate::table::Upstream;
-use crate::usage::UsageTap;
+use crate::usage::{Meter, Mode};
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -540,8 +540,15 @@ async fn relay(
         _ => 0,
     };
     let mut decoder = Decoder::new();
-    let mut tail = core.pool.bytes.take();
-    let mut tap = UsageTap::new(&mut tail);
+    let mut held = core.pool.bytes.take();
+    let mode = if head.event_stream && (200..300).contains(&head.status) {
+        Mode::Events {
+            strip_usage: x.strip_usage,
+        }
+    } else {
+        Mode::Json
+    };
+    let mut meter = Meter::new(mode, &mut held);
     let mut pending = head.len..filled;
     let mut clean = true;
     let mut done = out_framing == Out::Empty;
@@ -552,7 +559,9 @@ async fn relay(
             BodyFraming::Length(_) => {
                 let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
                 let data = input.get(..take).unwrap_or_default();
-                tap.feed(data);
+                // A length-framed body goes out with the same length: passed through whole
+                // (an event stream with a length is rare; its usage chunk stays).
+                meter.pass(data, &mut |_| {});
                 outcome.response_bytes += data.len() as u64;
                 client.out.extend_from_slice(data);
                 remaining -= take as u64;
@@ -570,9 +579,10 @@ async fn relay(
                                 Some(Chunk::Data(r)) => {
                                     let data =
                                         input.get(base + r.start..base + r.end).unwrap_or_default();
-                                    tap.feed(data);
-                                    outcome.response_bytes += data.len() as u64;
-                                    emit(client.out, out_framing, data);
+                                    meter.pass(data, &mut |kept| {
+                                        outcome.response_bytes += kept.len() as u64;
+                                        emit(client.out, out_framing, kept);
+                                    });
                                 }
                                 Some(Chunk::End) => {
                                     done = true;
@@ -583,6 +593,7 @@ async fn relay(
                             }
                         }
                         Err(e) => {
+                            settle(&mut meter, &mut outcome, client.out, out_framing);
                             return cut(
                                 x,
                                 conn,
@@ -598,10 +609,17 @@ async fn relay(
                 }
             }
             BodyFraming::UntilClose => {
-                tap.feed(input);
-                outcome.response_bytes += input.len() as u64;
-                emit(client.out, out_framing, input);
+                meter.pass(input, &mut |kept| {
+                    outcome.response_bytes += kept.len() as u64;
+                    emit(client.out, out_framing, kept);
+                });
             }
+        }
+        if done {
+            meter.finish(&mut |kept| {
+                outcome.response_bytes += kept.len() as u64;
+                emit(client.out, out_framing, kept);
+            });
         }
         if done && out_framing == Out::Chunked {
             client.out.extend_from_slice(b"0\r\n\r\n");
@@ -611,7 +629,8 @@ async fn relay(
         if !hold && !client.out.is_empty() && client.flush().await.is_err() {
             // The client went away: drop the upstream connection (its response is unread),
             // which also tells the upstream to stop generating.
-            outcome.usage = tap.usage();
+            outcome.usage = meter.usage();
+            outcome.estimated_completion = meter.estimated_completion_tokens();
             outcome.error = Some("client closed the connection during the response".into());
             return (Next::Close, outcome);
         }
@@ -637,6 +656,7 @@ async fn relay(
             ),
             Err(e) => format!("failed in the middle of the response: {e}"),
         };
+        settle(&mut meter, &mut outcome, client.out, out_framing);
         return cut(
             x,
             conn,
@@ -648,8 +668,11 @@ async fn relay(
         )
         .await;
     }
-    let usage = tap.usage();
+    let usage = meter.usage();
     outcome.usage = usage;
+    if usage.is_none() {
+        outcome.estimated_completion = meter.estimated_completion_tokens();
+    }
     tracing::debug!(
         request_id = x.id.as_str(),
         endpoint = x.endpoint,
@@ -670,6 +693,18 @@ async fn relay(
         Next::KeepAlive
     };
     (next, outcome)
+}
+
+/// A body cut short: what the meter holds goes out, and what it read goes in the outcome.
+fn settle(meter: &mut Meter<'_>, outcome: &mut Outcome, out: &mut Vec<u8>, framing: Out) {
+    meter.finish(&mut |kept| {
+        outcome.response_bytes += kept.len() as u64;
+        emit(out, framing, kept);
+    });
+    outcome.usage = meter.usage();
+    if outcome.usage.is_none() {
+        outcome.estimated_completion = meter.estimated_completion_tokens();
+    }
 }
 
 fn emit(out: &mut Vec<u8>, framing: Out, data: &[u8]) {

@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
+use std::io::Write as _;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
@@ -65,10 +65,16 @@ fn heads_declaring_huge_bodies_do_not_allocate_them() {
         let resp = c.read_response().expect("refused with an answer");
         assert_eq!(resp.status, 401, "{}", resp.text());
         assert_eq!(resp.error_code(), "missing_api_key");
-        assert!(c.is_closed(Duration::from_secs(3)), "the unread body ends the connection");
+        assert!(
+            c.is_closed(Duration::from_secs(3)),
+            "the unread body ends the connection"
+        );
     }
     let grown = rss_kib(&r).saturating_sub(before);
-    assert!(grown < 64 * 1024, "RSS grew by {grown} KiB for 60 refused heads");
+    assert!(
+        grown < 64 * 1024,
+        "RSS grew by {grown} KiB for 60 refused heads"
+    );
     drop(conns);
 
     // Without keys (or with a good one) the body is awaited, but memory grows only as bytes
@@ -117,13 +123,19 @@ fn no_100_continue_before_the_key_is_checked() {
     let mut c = Conn::open(r.addr);
     c.send(&head_declaring(1000, "Expect: 100-continue\r\n"));
     let (status, _) = c.read_head().unwrap();
-    assert_eq!(status, 401, "the first answer is the refusal, not 100 Continue");
+    assert_eq!(
+        status, 401,
+        "the first answer is the refusal, not 100 Continue"
+    );
 
     // With a key, 100 Continue comes and the request is served.
     let r = router(&[]);
     let body = chat_body("auto", false);
     let mut c = Conn::open(r.addr);
-    c.send(&head_declaring(body.len(), "Expect: 100-continue\r\nX-Tenant: demo\r\n"));
+    c.send(&head_declaring(
+        body.len(),
+        "Expect: 100-continue\r\nX-Tenant: demo\r\n",
+    ));
     let (status, _) = c.read_head().unwrap();
     assert_eq!(status, 100);
     c.send(&body);
@@ -142,8 +154,15 @@ fn bodies_in_progress_share_one_budget() {
     ]);
     let first = big_chat_body(700 * 1024);
     let mut a = TcpStream::connect(r.addr).unwrap();
-    a.write_all(&request("POST", "/v1/chat/completions", &[("X-Tenant", "demo")], &first)[..first.len() / 2 + 200])
-        .unwrap();
+    a.write_all(
+        &request(
+            "POST",
+            "/v1/chat/completions",
+            &[("X-Tenant", "demo")],
+            &first,
+        )[..first.len() / 2 + 200],
+    )
+    .unwrap();
     // Let the router buffer the first half (it grows its buffer to hold it).
     std::thread::sleep(Duration::from_millis(300));
     let second = big_chat_body(700 * 1024);
@@ -159,7 +178,12 @@ fn bodies_in_progress_share_one_budget() {
     assert_eq!(resp.error_code(), "server_busy");
     assert_eq!(resp.header("retry-after"), Some("1"));
     // The first body completes within the budget and is served.
-    let full = request("POST", "/v1/chat/completions", &[("X-Tenant", "demo")], &first);
+    let full = request(
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Tenant", "demo")],
+        &first,
+    );
     a.write_all(&full[first.len() / 2 + 200..]).unwrap();
     let resp = Conn::from_stream(a).read_response().unwrap();
     assert_eq!(resp.status, 200, "{}", resp.text());
@@ -231,6 +255,142 @@ rules:
     let (_, front_end) = issue_key(&r, "acme", r#"{"assert_roles": true}"#);
     assert_eq!(chat_as(&front_end, Some("admin")).route().0, "admin-only");
     assert_eq!(chat_as(&front_end, None).route().0, "everyone");
-    let both = admin(&r, "POST", "/v1/tenants/acme/keys", br#"{"role": "x", "assert_roles": true}"#);
+    let both = admin(
+        &r,
+        "POST",
+        "/v1/tenants/acme/keys",
+        br#"{"role": "x", "assert_roles": true}"#,
+    );
     assert_eq!(both.status, 400, "{}", both.text());
+}
+
+/// Routes every request to the mock upstream at `mock` (type `vllm`).
+fn upstream_policy(mock: std::net::SocketAddr) -> String {
+    format!(
+        "version: v1
+endpoints:
+  - id: up
+    type: vllm
+    url: http://{mock}/v1
+    transport: privatelink
+    models: [m]
+    pricing: {{ input_per_1k: 1.0, output_per_1k: 2.0 }}
+rules:
+  - default:
+      route_to: up
+"
+    )
+}
+
+/// The audit record of `request_id`, read back through `GET /v1/audit` once it is there.
+fn audit_record(r: &Proc, request_id: &str) -> serde_json::Value {
+    let mut found = None;
+    let there = eventually(Duration::from_secs(10), || {
+        let resp = admin(r, "GET", "/v1/audit?limit=1000", b"");
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        found = resp.json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["request_id"] == request_id)
+            .cloned();
+        found.is_some()
+    });
+    assert!(there, "no audit record for {request_id}");
+    found.unwrap()
+}
+
+fn stream_request(r: &Proc, id: &str, body: &serde_json::Value, extra: &[(&str, &str)]) -> String {
+    let mut headers = vec![
+        ("X-Request-Id", id),
+        ("x-mock-chunks", "6"),
+        ("x-mock-chunk-bytes", "3"),
+    ];
+    headers.extend_from_slice(extra);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &headers,
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp.text()
+}
+
+/// Item 2: a 6-token streamed answer without `stream_options.include_usage` (the SDK
+/// default) was recorded as `tokens_out = 197`: SSE wire bytes divided by 4.
+#[test]
+fn a_stream_is_metered_by_the_upstreams_own_count() {
+    let mock = mock(&[]);
+    let (dir, table) = compiled(&upstream_policy(mock.addr));
+    let r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let plain = serde_json::json!({
+        "model": "m", "stream": true,
+        "messages": [{"role": "user", "content": "count to six"}],
+    });
+    // The client did not ask: it gets no usage chunk, the record gets the upstream's count.
+    let text = stream_request(&r, "plain", &plain, &[]);
+    assert!(!text.contains("completion_tokens"), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let row = audit_record(&r, "plain");
+    assert_eq!(row["tokens_out"], 6, "{row}");
+    assert_eq!(row["tokens_estimated"], false, "{row}");
+    // The upstream was asked for usage (and the client's body otherwise left alone).
+    let sent = mock_requests(&mock);
+    let body: serde_json::Value =
+        serde_json::from_str(sent.last().unwrap()["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["stream_options"],
+        serde_json::json!({"include_usage": true})
+    );
+    assert_eq!(body["messages"], plain["messages"]);
+
+    // A client that asked gets the chunk, with its other options kept.
+    let mut asked = plain.clone();
+    asked["stream_options"] = serde_json::json!({"include_usage": true});
+    let text = stream_request(&r, "asked", &asked, &[]);
+    assert!(text.contains("\"completion_tokens\":6"), "{text}");
+    assert_eq!(audit_record(&r, "asked")["tokens_out"], 6);
+
+    // An upstream that never reports usage: estimated from the 18 characters it generated
+    // (not from the bytes on the wire), and flagged as an estimate.
+    let text = stream_request(&r, "no-usage", &plain, &[("x-mock-fault", "no-usage")]);
+    assert!(text.contains("xxx"), "{text}");
+    let row = audit_record(&r, "no-usage");
+    assert_eq!(row["tokens_out"], 5, "ceil(18 / 4): {row}");
+    assert_eq!(row["tokens_estimated"], true, "{row}");
+}
+
+/// Item 2: the usage object was read up to its first `}` taking the first digits after each
+/// key, so nested details or another key order gave wrong counts. (The mock's JSON answer
+/// carries `prompt_tokens_details` inside `usage`.)
+#[test]
+fn json_usage_is_parsed_not_scraped() {
+    let mock = mock(&[]);
+    let (dir, table) = compiled(&upstream_policy(mock.addr));
+    let r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Request-Id", "json"), ("x-mock-chunks", "9")],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200);
+    let usage = &resp.json()["usage"];
+    let row = audit_record(&r, "json");
+    assert_eq!(row["tokens_in"], usage["prompt_tokens"], "{row}");
+    assert_eq!(row["tokens_out"], 9, "{row}");
+    assert_eq!(row["tokens_estimated"], false);
 }

@@ -22,6 +22,9 @@
 //! | `x-mock-fault: short-body` | promise a longer `Content-Length` than sent, then close |
 //! | `x-mock-fault: no-length` | answer with neither length nor chunking: the body ends at close |
 //! | `x-mock-fault: no-usage` | never report usage (JSON or stream), as some servers do |
+//!
+//! A JSON answer's `usage` starts with `prompt_tokens_details` (key order is not part of the
+//! format, so readers must not depend on it).
 //! | `x-mock-fault: early-hints` | send `103 Early Hints` and the final head in one write |
 //!
 //! `GET /__mock/requests` returns the requests received so far (method, target, headers and
@@ -397,7 +400,7 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         } else {
             b.extend_from_slice(
                 format!(
-                    ",\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":{},\"total_tokens\":{},\"prompt_tokens_details\":{{\"cached_tokens\":0}}}}}}",
+                    ",\"usage\":{{\"prompt_tokens_details\":{{\"cached_tokens\":0}},\"completion_tokens\":{},\"prompt_tokens\":{prompt_tokens},\"total_tokens\":{}}}}}",
                     plan.chunks,
                     prompt_tokens + plan.chunks
                 )
