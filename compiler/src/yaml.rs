@@ -108,6 +108,11 @@ enum Frame {
     Map(Vec<(Node, Node)>, Option<Node>, Span),
 }
 
+/// Deepest nesting of sequences and mappings accepted. A policy needs about seven levels;
+/// the cap keeps every later stage (which walks the tree recursively, as does dropping it)
+/// far from the stack limit, whatever a file or an admin request holds.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parses one YAML document. Returns the root (`None` for an empty file) and every
 /// diagnostic found; a syntax error stops parsing and yields no root.
 pub fn parse(file_id: FileId, file: &SourceFile) -> (Option<Node>, Vec<Diagnostic>) {
@@ -192,6 +197,17 @@ pub fn parse(file_id: FileId, file: &SourceFile) -> (Option<Node>, Vec<Diagnosti
                     }
                 };
                 Node { value, span }
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= MAX_DEPTH => {
+                diags.push(
+                    Diagnostic::error(
+                        Code::UnsupportedYaml,
+                        format!("the document nests deeper than {MAX_DEPTH} levels"),
+                    )
+                    .label(span, "too deep here")
+                    .help("a policy needs only a few levels; flatten this value"),
+                );
+                return (None, diags);
             }
             Event::SequenceStart(_, tag) | Event::MappingStart(_, tag) if tag.is_some() => {
                 diags.push(

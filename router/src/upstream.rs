@@ -387,10 +387,36 @@ async fn exchange_head(
     if conn.send(wire).await.is_err() {
         return Err(SendFailure::Stale);
     }
-    let mut now = Instant::now();
-    let deadline = now + up.timeout;
+    let deadline = Instant::now() + up.timeout;
     let mut filled = 0;
+    // Any byte at all (an interim response too) means the connection was not stale.
+    let mut answered = false;
     loop {
+        // What is buffered is parsed before reading again: an interim response and the final
+        // head often arrive in one read.
+        if filled > 0 {
+            match parse_response_head(
+                rbuf.get(..filled).unwrap_or_default(),
+                MAX_RESPONSE_HEAD,
+                headers,
+            ) {
+                Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    // Interim response (100 Continue, 103 Early Hints): skip it.
+                    rbuf.copy_within(head.len..filled, 0);
+                    filled -= head.len;
+                    continue;
+                }
+                Ok(Some(head)) => return Ok((head, filled)),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(fatal(
+                        ErrorKind::UpstreamBadResponse,
+                        format!("sent an invalid response: {}", e.0),
+                    ));
+                }
+            }
+        }
+        let now = Instant::now();
         if now >= deadline {
             return Err(timeout(x, up));
         }
@@ -405,16 +431,19 @@ async fn exchange_head(
         }
         let spare = rbuf.get_mut(filled..).unwrap_or_default();
         match conn.read(spare, deadline - now).await {
-            Ok(0) if filled == 0 => return Err(SendFailure::Stale),
+            Ok(0) if !answered => return Err(SendFailure::Stale),
             Ok(0) => {
                 return Err(fatal(
                     ErrorKind::UpstreamBadResponse,
                     "closed the connection in the middle of the response head".into(),
                 ));
             }
-            Ok(n) => filled += n,
+            Ok(n) => {
+                filled += n;
+                answered = true;
+            }
             Err(e) if e.kind() == IoKind::TimedOut => return Err(timeout(x, up)),
-            Err(_) if filled == 0 => return Err(SendFailure::Stale),
+            Err(_) if !answered => return Err(SendFailure::Stale),
             Err(e) => {
                 return Err(fatal(
                     ErrorKind::UpstreamBadResponse,
@@ -422,26 +451,6 @@ async fn exchange_head(
                 ));
             }
         }
-        match parse_response_head(
-            rbuf.get(..filled).unwrap_or_default(),
-            MAX_RESPONSE_HEAD,
-            headers,
-        ) {
-            Ok(Some(head)) if (100..200).contains(&head.status) => {
-                // Interim response (100 Continue, 103 Early Hints): skip it.
-                rbuf.copy_within(head.len..filled, 0);
-                filled -= head.len;
-            }
-            Ok(Some(head)) => return Ok((head, filled)),
-            Ok(None) => {}
-            Err(e) => {
-                return Err(fatal(
-                    ErrorKind::UpstreamBadResponse,
-                    format!("sent an invalid response: {}", e.0),
-                ));
-            }
-        }
-        now = Instant::now();
     }
 }
 

@@ -394,3 +394,101 @@ fn json_usage_is_parsed_not_scraped() {
     assert_eq!(row["tokens_out"], 9, "{row}");
     assert_eq!(row["tokens_estimated"], false);
 }
+
+/// Starts the router on `upstream_policy(mock)` with `extra` flags.
+fn router_to(mock: &Proc, extra: &[&str]) -> (tempfile::TempDir, Proc) {
+    let (dir, table) = compiled(&upstream_policy(mock.addr));
+    let data = dir.path().join("data");
+    let mut args = vec![
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let r = router(&args);
+    (dir, r)
+}
+
+/// Item 11: an upstream that sent `103 Early Hints` and its `200` in one write left the
+/// client waiting for the whole upstream timeout (then 504): the buffered final head was not
+/// parsed before reading again.
+#[test]
+fn an_interim_response_and_the_final_head_in_one_read() {
+    let mock = mock(&[]);
+    let (_dir, r) = router_to(&mock, &["--upstream-timeout-ms", "5000"]);
+    let started = Instant::now();
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-mock-fault", "early-hints")],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(resp.json()["choices"].is_array());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered after {:?}",
+        started.elapsed()
+    );
+}
+
+/// Item 12: a chunked body ending `0\r\n\n` (bare LF before the trailer section's end) was
+/// accepted, and the pipelined `GET` behind it was swallowed as trailer bytes — the desync a
+/// lenient front proxy turns into request smuggling.
+#[test]
+fn a_bare_lf_ending_a_chunked_body_is_refused() {
+    let r = router(&[]);
+    let body = chat_body("auto", false);
+    let mut raw = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Tenant: demo\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    raw.extend_from_slice(b"\r\n0\r\n\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut c = Conn::open(r.addr);
+    c.send(&raw);
+    let resp = c.read_response().unwrap();
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert!(
+        c.is_closed(Duration::from_secs(3)),
+        "nothing after a refused framing is read"
+    );
+    // A head with a bare LF is refused the same way.
+    let mut c = Conn::open(r.addr);
+    c.send(b"GET /healthz HTTP/1.1\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().unwrap().status, 400);
+}
+
+/// Item 13: `POST /v1/policies` with `{"yaml": "- - - …"}` overflowed the stack and aborted
+/// the whole process (the YAML reader had no depth cap; later stages recurse).
+#[test]
+fn a_deeply_nested_policy_is_refused_not_a_crash() {
+    let r = router(&[]);
+    for yaml in [
+        format!("{}x", "- ".repeat(100_000)),
+        format!("rules: {}{}", "[".repeat(100_000), "]".repeat(100_000)),
+        format!("rules: {}", "{a: ".repeat(50_000)),
+    ] {
+        let body = serde_json::json!({ "yaml": yaml }).to_string();
+        let resp = admin(&r, "POST", "/v1/policies", body.as_bytes());
+        assert_eq!(
+            resp.status,
+            400,
+            "{}",
+            &resp.text()[..resp.text().len().min(300)]
+        );
+        assert_eq!(resp.error_code(), "invalid_policy");
+    }
+    // A JSON policy object nested as deep is refused as JSON.
+    let deep = format!(
+        "{{\"rules\": {}{}}}",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let resp = admin(&r, "POST", "/v1/policies", deep.as_bytes());
+    assert_eq!(resp.status, 400);
+    assert_eq!(call(r.addr, "GET", "/healthz", &[], b"").status, 200);
+}

@@ -144,7 +144,9 @@ impl Checker<'_> {
     fn parse_file(&mut self, file: FileId) -> Option<Option<Node>> {
         let source = self.sources.file(file)?;
         let (root, diags) = yaml::parse(file, source);
-        let fatal = diags.iter().any(|d| d.code == Code::YamlSyntax);
+        // A syntax error, or an error that stopped the reader (too deep), leaves no tree.
+        let fatal = diags.iter().any(|d| d.code == Code::YamlSyntax)
+            || (root.is_none() && !diags.is_empty());
         self.diags.extend(diags);
         if fatal { None } else { Some(root) }
     }

@@ -3,8 +3,10 @@
 //! [`Decoder::decode`] consumes what it can of the bytes it is given and hands back the data
 //! it found as a range of that input, so request and response bodies are decoded without
 //! copying. Chunk extensions and trailer fields are accepted and dropped. Line lengths are
-//! capped so a peer cannot make the decoder buffer without bound; bare `LF` line endings are
-//! refused (lenient line parsing is how request smuggling starts).
+//! capped so a peer cannot make the decoder buffer without bound. Bare `LF` line endings are
+//! refused everywhere — size lines, after data, trailers and the blank line that ends them
+//! (lenient line parsing is how request smuggling starts); request heads follow the same
+//! rule ([`super::request`]).
 
 use std::ops::Range;
 
@@ -161,6 +163,10 @@ impl Decoder {
                 State::TrailerStart => {
                     if b == b'\r' {
                         self.state = State::TrailerLf { blank: true };
+                    } else if b == b'\n' {
+                        // `0\r\n\n`: a lenient peer ends the body here, a strict one reads on
+                        // into the next request — the desync request smuggling needs.
+                        return Err(ChunkError("the last chunk must end with CRLF CRLF"));
                     } else {
                         self.state = State::Trailer;
                         self.line = 1;
@@ -293,6 +299,9 @@ mod tests {
             b"ffffffffffffffffff\r\n",
             b"-1\r\n",
             b"0\r\nTrailer: x\n",
+            b"0\r\n\n",
+            b"0\r\nTrailer: x\r\n\n",
+            b"5\r\nhello\n0\r\n\r\n",
         ] {
             assert!(
                 decode_into(&mut Decoder::new(), bad, &mut Vec::new()).is_err(),

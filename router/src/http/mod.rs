@@ -4,6 +4,11 @@
 //! deadlines; this module owns the wire format (RFC 9112): request heads ([`request`]), chunked
 //! bodies ([`chunked`]) and upstream response heads ([`response`]). Parsed heads are kept as
 //! offsets into the connection's buffer, so headers are borrowed, never copied.
+//!
+//! Line endings: CRLF only. RFC 9112 §2.2 lets a recipient accept a bare LF; this module
+//! refuses it in request heads (400), upstream response heads (502) and chunked framing in
+//! both directions, because two parsers that disagree about where a line ends are how
+//! requests are smuggled past a front proxy.
 
 pub mod chunked;
 pub mod request;
@@ -37,6 +42,11 @@ impl HeaderIdx {
 fn range_in(whole: &[u8], part: &[u8]) -> Range<usize> {
     let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
     start..start + part.len()
+}
+
+/// Whether some LF in `head` is not preceded by CR.
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|i| i == 0 || head.get(i - 1) != Some(&b'\r'))
 }
 
 /// Parses a `Content-Length` value: one or more digits, nothing else (RFC 9110 §8.6). A list

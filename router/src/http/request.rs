@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::{HeaderIdx, has_token, parse_content_length, range_in};
+use super::{HeaderIdx, has_bare_lf, has_token, parse_content_length, range_in};
 
 /// Hard ceiling on the configurable header-count cap: the parse array lives on the stack.
 pub const MAX_HEADERS_CEILING: usize = 512;
@@ -133,12 +133,14 @@ pub fn parse_head(
     limits: &Limits,
     headers: &mut Vec<HeaderIdx>,
 ) -> Result<Option<Head>, HeadError> {
-    // RFC 9112 §2.2: a server SHOULD ignore empty lines received before the request line.
+    // RFC 9112 §2.2: a server SHOULD ignore empty lines received before the request line
+    // (CRLF only, like every other line here).
     let skip = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .chunks(2)
+        .take_while(|pair| *pair == b"\r\n")
         .count()
-        .min(8);
+        .min(4)
+        * 2;
     let rest = buf.get(skip..).unwrap_or_default();
     check_request_line(rest, limits)?;
 
@@ -161,6 +163,14 @@ pub fn parse_head(
     };
     if len > limits.max_head_bytes {
         return Err(HeadError::HeadTooLarge(limits.max_head_bytes));
+    }
+    // RFC 9112 §2.2 lets a recipient accept a bare LF as a line end; we do not. A front
+    // proxy that reads lines differently from us is how requests get smuggled, and every
+    // client worth serving sends CRLF. (The chunked decoder has the same rule.)
+    if has_bare_lf(buf.get(skip..len).unwrap_or_default()) {
+        return Err(HeadError::Malformed(
+            "a line of the request head ends with a bare LF; use CRLF",
+        ));
     }
     let method = match req.method.unwrap_or_default() {
         "GET" => Method::Get,
@@ -404,6 +414,11 @@ mod tests {
             (b"GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505),
             (b"GET /a HTTP/1.2\r\nHost: x\r\n\r\n", 505),
             (b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n", 413),
+            (b"GET /a HTTP/1.1\nHost: x\r\n\r\n", 400),
+            (b"GET /a HTTP/1.1\r\nHost: x\n\r\n", 400),
+            (b"GET /a HTTP/1.1\r\nHost: x\r\n\n", 400),
+            (b"GET /a HTTP/1.1\nHost: x\n\n", 400),
+            (b"\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         ];
         for (buf, status) in cases {
             let got = parse_head(buf, &small(), &mut Vec::new());

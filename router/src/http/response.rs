@@ -1,6 +1,6 @@
 //! Upstream response heads (RFC 9112 §4, §6.3): status, header fields and body framing.
 
-use super::{HeaderIdx, has_token, parse_content_length, range_in};
+use super::{HeaderIdx, has_bare_lf, has_token, parse_content_length, range_in};
 
 /// Most header fields accepted from an upstream response.
 const MAX_RESPONSE_HEADERS: usize = 128;
@@ -51,6 +51,11 @@ pub fn parse_response_head(
         }
         Err(_) => return Err(ResponseError("malformed response head")),
     };
+    if has_bare_lf(buf.get(..len).unwrap_or_default()) {
+        return Err(ResponseError(
+            "a line of the response head ends with a bare LF",
+        ));
+    }
     let status = resp.code.unwrap_or(0);
     let minor = resp.version.unwrap_or(1);
     headers.clear();
@@ -160,6 +165,7 @@ mod tests {
             parse(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n").is_err()
         );
         assert!(parse(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").is_err());
+        assert!(parse(b"HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n").is_err());
         assert!(parse_response_head(&[b'a'; 100], 50, &mut Vec::new()).is_err());
     }
 }
