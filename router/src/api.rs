@@ -287,13 +287,25 @@ pub fn error_with_id(
     route: &RouteReport<'_>,
 ) -> u64 {
     core.metrics().count_status(err.kind.status());
-    tracing::debug!(
-        request_id = id.as_str(),
-        status = err.kind.status(),
-        code = err.kind.code(),
-        error = %err,
-        "request failed"
-    );
+    if let Some(detail) = &err.internal {
+        // Held back from the client; the operator gets it here, by request id.
+        tracing::warn!(
+            request_id = id.as_str(),
+            status = err.kind.status(),
+            code = err.kind.code(),
+            error = %err,
+            detail = &**detail,
+            "request failed"
+        );
+    } else {
+        tracing::debug!(
+            request_id = id.as_str(),
+            status = err.kind.status(),
+            code = err.kind.code(),
+            error = %err,
+            "request failed"
+        );
+    }
     respond::error(client.out, err, id, route, client.must_close) as u64
 }
 

@@ -228,6 +228,9 @@ pub struct Error {
     /// More top-level fields for the body beside `error` (the compiler's diagnostics for
     /// [`ErrorKind::InvalidPolicy`]).
     pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
+    /// What the operator needs and the client must not see (addresses, host names, file
+    /// paths, variable names): logged with the request id, never sent or audited.
+    pub internal: Option<Box<str>>,
 }
 
 impl Error {
@@ -240,6 +243,23 @@ impl Error {
             retry_after: None,
             allow: None,
             details: None,
+            internal: None,
+        }
+    }
+
+    /// Adds detail for the log only (see [`Error::internal`]).
+    #[must_use]
+    pub fn with_internal(mut self, detail: impl Into<Box<str>>) -> Self {
+        self.internal = Some(detail.into());
+        self
+    }
+
+    /// The message and, when there is one, the internal detail: for log lines.
+    #[must_use]
+    pub fn for_log(&self) -> String {
+        match &self.internal {
+            Some(detail) => format!("{} ({detail})", self.message),
+            None => self.message.to_string(),
         }
     }
 

@@ -492,12 +492,19 @@ async fn chat_inner<'r>(
                     endpoint.id()
                 ),
             )),
-            Plan::Broken(why) => Err(Error::new(ErrorKind::UpstreamCredentials, why.clone())),
+            Plan::Broken(why) => Err(Error::new(
+                ErrorKind::UpstreamCredentials,
+                format!(
+                    "endpoint `{}` is misconfigured on this router (its operator finds why in the router's log)",
+                    endpoint.id()
+                ),
+            )
+            .with_internal(why.as_str())),
             Plan::Forward(up) => crate::upstream::forward(&x, up, client).await,
         };
         match &result {
             Ok(_) => core.endpoint_answered(endpoint.id()),
-            Err(e) => core.endpoint_failed(endpoint.id(), &e.message),
+            Err(e) => core.endpoint_failed(endpoint.id(), &e.for_log()),
         }
         match result {
             Ok(done) => return done,
@@ -505,7 +512,7 @@ async fn chat_inner<'r>(
                 tracing::warn!(
                     request_id = id.as_str(),
                     endpoint = endpoint.id(),
-                    error = %e,
+                    error = e.for_log(),
                     "endpoint unavailable; trying the next candidate"
                 );
                 last = Some((e, endpoint.id()));

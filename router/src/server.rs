@@ -285,12 +285,16 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         Some(path) => Loaded::from_file(path, &settings)?,
         None => Loaded::demo(&settings)?,
     };
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory `{}`",
-            config.data_dir.display()
-        )
-    })?;
+    // One process per directory: a second one would delete the first's live write-ahead
+    // logs and temporary shards at its start, and overwrite its keys. Held until exit.
+    let _data_lock = crate::state::DirLock::acquire(&config.data_dir, "--data-dir")
+        .map_err(anyhow::Error::msg)?;
+    let _audit_lock = match &config.audit_dir {
+        Some(dir) if !dir.starts_with(&config.data_dir) => {
+            Some(crate::state::DirLock::acquire(dir, "--audit-dir").map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
     let admin_dir = config.data_dir.join("admin");
     let first = crate::manage::Manager::startup_table(&admin_dir, first, &settings).context(
         "cannot load the policy persisted by the admin API (move it away to discard those changes)",

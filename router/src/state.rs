@@ -1,7 +1,8 @@
-//! Files the router keeps under `--data-dir`: written whole, atomically.
+//! Files the router keeps under `--data-dir`: written whole, atomically; and the lock that
+//! gives one process the directory.
 
-use std::io::Write as _;
-use std::path::Path;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
 /// a temporary file beside it, fsynced, renamed over `path`, then the directory fsynced.
@@ -24,4 +25,79 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// An exclusive lock on a directory for the life of the process: `.switchyard.lock` inside
+/// it, locked with `flock` (released by the kernel when the process ends, however it ends),
+/// holding the owner's pid for the message a second process gets.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+    pub path: PathBuf,
+}
+
+impl DirLock {
+    /// Locks `dir` (created if missing), or says which process holds it.
+    pub fn acquire(dir: &Path, flag: &str) -> Result<Self, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create `{}` ({flag}): {e}", dir.display()))?;
+        let path = dir.join(".switchyard.lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+        if !try_lock(&file) {
+            let mut owner = String::new();
+            let _ = file.read_to_string(&mut owner);
+            let owner = owner.trim();
+            return Err(format!(
+                "`{}` ({flag}) is in use by another switchyard process{}; two routers on one directory would delete each other's audit logs and overwrite each other's keys — give each its own {flag}",
+                dir.display(),
+                if owner.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {owner})")
+                }
+            ));
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "{}", std::process::id());
+        let _ = file.sync_all();
+        Ok(Self { _file: file, path })
+    }
+}
+
+/// `flock(LOCK_EX | LOCK_NB)`: whether this process now holds the lock.
+fn try_lock(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd as _;
+    #[expect(unsafe_code, reason = "flock on a descriptor this function borrows")]
+    // SAFETY: the descriptor belongs to `file`, which outlives the call; flock takes no
+    // pointers.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test")]
+    use super::*;
+
+    #[test]
+    fn a_directory_is_locked_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = DirLock::acquire(dir.path(), "--data-dir").unwrap();
+        // flock locks belong to the open file description: a second open, even in the same
+        // process, is refused as another process would be.
+        let second = DirLock::acquire(dir.path(), "--data-dir").unwrap_err();
+        assert!(
+            second.contains(&format!("pid {}", std::process::id())),
+            "{second}"
+        );
+        drop(first);
+        DirLock::acquire(dir.path(), "--data-dir").unwrap();
+    }
 }

@@ -194,16 +194,21 @@ impl Pool {
     }
 
     async fn connect(&self, up: &Upstream, endpoint: &str) -> Result<UpConn, Error> {
-        let unavailable = |what: String| {
+        // The client learns which step failed; addresses, host names and OS errors go to
+        // the log only (they describe the operator's network).
+        let unavailable = |step: &str, detail: String| {
             Error::new(
                 ErrorKind::UpstreamUnavailable,
-                format!("endpoint `{endpoint}` is unavailable: {what}"),
+                format!("endpoint `{endpoint}` is unavailable: {step}"),
             )
+            .with_internal(detail)
         };
-        let addrs = self
-            .resolve(&up.host, up.port)
-            .await
-            .map_err(|e| unavailable(format!("cannot resolve `{}`: {e}", up.host)))?;
+        let addrs = self.resolve(&up.host, up.port).await.map_err(|e| {
+            unavailable(
+                "its address could not be resolved",
+                format!("cannot resolve `{}`: {e}", up.host),
+            )
+        })?;
         let mut last = None;
         let mut tcp = None;
         for addr in addrs {
@@ -215,14 +220,18 @@ impl Pool {
                 Err(e) => last = Some(format!("cannot connect to {addr}: {e}")),
             }
         }
-        let tcp = tcp.ok_or_else(|| unavailable(last.unwrap_or_default()))?;
+        let tcp = tcp.ok_or_else(|| unavailable("could not connect", last.unwrap_or_default()))?;
         let _ = tcp.set_nodelay(true);
         let _ = tcp.set_write_timeout(Some(up.timeout));
         let Some(tls) = &up.tls else {
             return Ok(UpConn::Plain(tcp));
         };
-        let name = rustls::pki_types::ServerName::try_from(up.host.clone())
-            .map_err(|e| unavailable(format!("`{}` is not a TLS server name: {e}", up.host)))?;
+        let name = rustls::pki_types::ServerName::try_from(up.host.clone()).map_err(|e| {
+            unavailable(
+                "its TLS server name is invalid",
+                format!("`{}` is not a TLS server name: {e}", up.host),
+            )
+        })?;
         let connector = futures_rustls::TlsConnector::from(Arc::clone(tls));
         let handshake = async {
             connector
@@ -232,7 +241,10 @@ impl Pool {
         };
         match glommio::timer::timeout(self.connect_timeout, handshake).await {
             Ok(s) => Ok(UpConn::Tls(Box::new(s))),
-            Err(e) => Err(unavailable(format!("TLS handshake failed: {e}"))),
+            Err(e) => Err(unavailable(
+                "the TLS handshake failed",
+                format!("TLS handshake with `{}` failed: {e}", up.host),
+            )),
         }
     }
 }

@@ -492,3 +492,131 @@ fn a_deeply_nested_policy_is_refused_not_a_crash() {
     assert_eq!(resp.status, 400);
     assert_eq!(call(r.addr, "GET", "/healthz", &[], b"").status, 200);
 }
+
+/// Item 17: 503 bodies named a secret file's path, an environment variable and an internal
+/// address; the unauthenticated `/healthz` named the table's path. The client gets which
+/// step failed; the operator gets the detail in the log, by request id.
+#[test]
+fn client_errors_carry_no_internal_detail() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret-dir-7f3a/openai.key");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = listener.local_addr().unwrap().port();
+    drop(listener);
+    let yaml = format!(
+        "version: v1
+endpoints:
+  - id: by-file
+    type: vllm
+    url: http://127.0.0.1:{dead}/v1
+    transport: privatelink
+    models: [a]
+    api_key_file: {secret}
+  - id: by-env
+    type: vllm
+    url: http://127.0.0.1:{dead}/v1
+    transport: privatelink
+    models: [b]
+    api_key_env: UNSET_SECRET_VARIABLE_7F3A
+  - id: dead
+    type: vllm
+    url: http://127.0.0.1:{dead}/v1
+    transport: privatelink
+    models: [c]
+rules:
+  - match: {{ model: a }}
+    route_to: by-file
+  - match: {{ model: b }}
+    route_to: by-env
+  - default:
+      route_to: dead
+",
+        secret = secret.display()
+    );
+    let table = dir.path().join("secret-table-path-9c1e.swt");
+    compile(&yaml, &table, 1);
+    let r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let leaks = [
+        "secret-dir-7f3a",
+        "UNSET_SECRET_VARIABLE_7F3A",
+        &format!(":{dead}"),
+        "127.0.0.1",
+        "secret-table-path-9c1e",
+    ];
+    for (model, id) in [("a", "file"), ("b", "env"), ("c", "dead")] {
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("X-Request-Id", id)],
+            &chat_body(model, false),
+        );
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        let text = resp.text();
+        for leak in leaks {
+            assert!(!text.contains(leak), "`{leak}` in {text}");
+        }
+        let row = audit_record(&r, id);
+        for leak in leaks {
+            assert!(
+                !row.to_string().contains(leak),
+                "`{leak}` in the audit record {row}"
+            );
+        }
+    }
+    let health = call(r.addr, "GET", "/healthz", &[], b"").text();
+    assert!(!health.contains("secret-table-path-9c1e"), "{health}");
+    // The operator still learns exactly what failed.
+    let log = r.log();
+    assert!(log.contains("secret-dir-7f3a") && log.contains("UNSET_SECRET_VARIABLE_7F3A"));
+    assert!(log.contains(&format!("127.0.0.1:{dead}")), "{log}");
+}
+
+/// Item 7: a second router started on the same `--data-dir` ran beside the first, deleting
+/// its live write-ahead logs and temporary shards at start and overwriting its keys.
+#[test]
+fn a_second_router_on_the_same_data_dir_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = router(&["--data-dir", data.to_str().unwrap()]);
+    let resp = chat(first.addr, "auto", &[("X-Request-Id", "before")]);
+    assert_eq!(resp.status, 200);
+    let wals = || -> Vec<_> {
+        files(&data)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect()
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || !wals().is_empty()),
+        "the first router has a live write-ahead log"
+    );
+    let wals_before = wals();
+    let out = std::process::Command::new(binary("switchyard"))
+        .args([
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "text", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second router must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("in use by another switchyard process")
+            && stderr.contains(&format!("pid {}", first.child.id())),
+        "{stderr}"
+    );
+    for wal in &wals_before {
+        assert!(wal.exists(), "{} was deleted", wal.display());
+    }
+    assert_eq!(chat(first.addr, "auto", &[]).status, 200);
+}
