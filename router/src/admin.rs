@@ -646,6 +646,10 @@ fn rejected(r: Rejected) -> Error {
             )
             .with_details(report)
         }
+        Rejected::Secret(why) => Error::new(
+            ErrorKind::InvalidPolicy,
+            format!("the change was not applied: {why}"),
+        ),
         Rejected::Failed(why) => Error::new(ErrorKind::Internal, why),
     }
 }

@@ -162,6 +162,39 @@ pub struct Args {
         default_value_t = 120_000
     )]
     pub upstream_timeout_ms: u64,
+    /// A directory whose files endpoints created or changed through the admin API may name as
+    /// `api_key_file` (repeatable). Files the serving policy already names stay usable; any
+    /// other path posted through the admin API is refused. Without it, the admin API cannot
+    /// introduce a secret file.
+    #[arg(
+        long = "secrets-dir",
+        env = "SWITCHYARD_SECRETS_DIRS",
+        value_name = "DIR",
+        value_delimiter = ','
+    )]
+    pub secrets_dirs: Vec<PathBuf>,
+    /// A prefix of the environment variables that endpoints created or changed through the
+    /// admin API may name as `api_key_env` (repeatable, e.g. `SWITCHYARD_SECRET_`).
+    /// Variables the serving policy already names stay usable. Without it, the admin API
+    /// cannot introduce a secret variable.
+    #[arg(
+        long = "secret-env-prefix",
+        env = "SWITCHYARD_SECRET_ENV_PREFIXES",
+        value_name = "PREFIX",
+        value_delimiter = ','
+    )]
+    pub secret_env_prefixes: Vec<String>,
+    /// A client header to pass to upstreams besides the built-in ones (`accept`,
+    /// `user-agent`, `traceparent`, `tracestate`, `openai-beta`): a name, or a prefix ending
+    /// in `*` (`x-mock-*`). Repeat the flag, or give a comma-separated list. Credentials,
+    /// framing and routing headers cannot be forwarded.
+    #[arg(
+        long = "forward-header",
+        env = "SWITCHYARD_FORWARD_HEADERS",
+        value_name = "NAME",
+        value_delimiter = ','
+    )]
+    pub forward_headers: Vec<String>,
     /// Upstream TCP connect timeout, ms.
     #[arg(long, env = "SWITCHYARD_CONNECT_TIMEOUT_MS", default_value_t = 5_000)]
     pub connect_timeout_ms: u64,
@@ -219,6 +252,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Operator-added client headers passed upstream (`--forward-header`).
+    pub forward_headers: Vec<String>,
+    /// Where admin-posted endpoints may find secrets.
+    pub secrets: crate::manage::SecretScope,
     pub connect_timeout: Duration,
     pub upstream_idle_per_endpoint: usize,
     pub reload_interval: Duration,
@@ -331,12 +368,76 @@ impl Args {
             idle_timeout: ms("idle-timeout-ms", self.idle_timeout_ms)?,
             write_timeout: ms("write-timeout-ms", self.write_timeout_ms)?,
             upstream_timeout: ms("upstream-timeout-ms", self.upstream_timeout_ms)?,
+            forward_headers: forward_headers(&self.forward_headers)?,
+            secrets: crate::manage::SecretScope {
+                dirs: self.secrets_dirs.clone(),
+                env_prefixes: self
+                    .secret_env_prefixes
+                    .iter()
+                    .map(|p| p.trim().to_owned())
+                    .filter(|p| !p.is_empty())
+                    .collect(),
+            },
             connect_timeout: ms("connect-timeout-ms", self.connect_timeout_ms)?,
             upstream_idle_per_endpoint: self.upstream_idle_per_endpoint,
             reload_interval: ms("reload-interval-ms", self.reload_interval_ms)?,
             shutdown_timeout: ms("shutdown-timeout-ms", self.shutdown_timeout_ms)?,
         })
     }
+}
+
+/// Checks `--forward-header` patterns: header-name characters with an optional trailing
+/// `*`, and none that could match a credential, framing or routing header.
+fn forward_headers(patterns: &[String]) -> Result<Vec<String>, ConfigError> {
+    const NEVER: [&str; 20] = [
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "x-api-key",
+        "api-key",
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "te",
+        "upgrade",
+        "expect",
+        "x-request-id",
+        "x-tenant",
+        "x-data-class",
+        "x-user-role",
+        "x-latency-budget-ms",
+        "x-cost-budget-usd",
+    ];
+    let mut out = Vec::new();
+    for raw in patterns {
+        let p = raw.trim().to_ascii_lowercase();
+        if p.is_empty() {
+            continue;
+        }
+        let name = p.strip_suffix('*').unwrap_or(&p);
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'+-.^_`|~".contains(c);
+        if !name.chars().all(token) || (name.is_empty() && p != "*") {
+            return Err(ConfigError {
+                flag: "forward-header",
+                why: format!("`{raw}` is not a header name (or a prefix ending in `*`)"),
+            });
+        }
+        let blocked = NEVER
+            .iter()
+            .chain(&["x-switchyard-route"])
+            .find(|n| crate::upstream::header_matches(&p, n.as_bytes()));
+        if let Some(n) = blocked {
+            return Err(ConfigError {
+                flag: "forward-header",
+                why: format!("`{raw}` would forward `{n}`, which the router never passes on"),
+            });
+        }
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// The TLS server configuration of `--tls-cert` and `--tls-key` (HTTP/1.1 by ALPN).

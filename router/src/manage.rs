@@ -67,8 +67,101 @@ pub struct Applied {
 pub enum Rejected {
     /// The bundle does not compile: the compiler's JSON report.
     Invalid { report: Value, errors: usize },
+    /// It compiled but references a secret the admin API may not use.
+    Secret(String),
     /// It compiled but could not be persisted or loaded; nothing changed.
     Failed(String),
+}
+
+/// Where secrets referenced through the admin API may live (`--secrets-dir`,
+/// `--secret-env-prefix`). An admin key may change endpoints, so without this bound it could
+/// point `api_key_file` at `/etc/shadow` or `api_key_env` at `AWS_SECRET_ACCESS_KEY` and
+/// send the value to a URL of its choosing. References the serving policy already makes
+/// (reviewed and shipped by the operator) stay usable.
+#[derive(Clone, Debug, Default)]
+pub struct SecretScope {
+    pub dirs: Vec<PathBuf>,
+    pub env_prefixes: Vec<String>,
+}
+
+impl SecretScope {
+    /// Why the new table's secret references are not allowed, if they are not: each one
+    /// must be made by the serving table already or lie inside the scope.
+    fn check(&self, serving: &Loaded, next: &Loaded) -> Result<(), String> {
+        let known_env = |name: &str| serving.table().endpoints().any(|e| e.api_key_env() == name);
+        let known_file = |path: &str| {
+            serving
+                .table()
+                .endpoints()
+                .any(|e| e.api_key_file() == path)
+        };
+        for e in next.table().endpoints() {
+            let env = e.api_key_env();
+            if !env.is_empty()
+                && !known_env(env)
+                && !self
+                    .env_prefixes
+                    .iter()
+                    .any(|p| env.starts_with(p.as_str()))
+            {
+                return Err(format!(
+                    "endpoint `{}`: `api_key_env: {env}` is not a variable the admin API may use; allowed prefixes: {} (--secret-env-prefix)",
+                    e.id(),
+                    list(&self.env_prefixes)
+                ));
+            }
+            let file = e.api_key_file();
+            if !file.is_empty() && !known_file(file) && !self.allows_file(Path::new(file)) {
+                return Err(format!(
+                    "endpoint `{}`: `api_key_file: {file}` is outside the directories the admin API may use: {} (--secrets-dir)",
+                    e.id(),
+                    list(
+                        &self
+                            .dirs
+                            .iter()
+                            .map(|d| d.display().to_string())
+                            .collect::<Vec<_>>()
+                    )
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Inside one of the directories: lexically (absolute, no `..`) and, when the file
+    /// exists, after resolving symbolic links.
+    fn allows_file(&self, path: &Path) -> bool {
+        let plain = path.is_absolute()
+            && path
+                .components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir));
+        if !plain {
+            return false;
+        }
+        self.dirs.iter().any(|dir| {
+            let Ok(root) = dir.canonicalize() else {
+                return false;
+            };
+            let lexical = path.starts_with(dir) || path.starts_with(&root);
+            let resolved = match path.canonicalize() {
+                Ok(real) => real.starts_with(&root),
+                Err(_) => true,
+            };
+            lexical && resolved
+        })
+    }
+}
+
+fn list(items: &[String]) -> String {
+    if items.is_empty() {
+        "none configured".to_owned()
+    } else {
+        items
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Applies admin changes, one at a time.
@@ -77,16 +170,23 @@ pub struct Manager {
     dir: PathBuf,
     tables: Arc<TableCell>,
     settings: PlanSettings,
+    secrets: SecretScope,
     lock: Mutex<()>,
 }
 
 impl Manager {
     #[must_use]
-    pub fn new(dir: PathBuf, tables: Arc<TableCell>, settings: PlanSettings) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        tables: Arc<TableCell>,
+        settings: PlanSettings,
+        secrets: SecretScope,
+    ) -> Self {
         Self {
             dir,
             tables,
             settings,
+            secrets,
             lock: Mutex::new(()),
         }
     }
@@ -209,6 +309,9 @@ impl Manager {
             &self.settings,
         )
         .map_err(|e| Rejected::Failed(e.to_string()))?;
+        self.secrets
+            .check(&current, &next)
+            .map_err(Rejected::Secret)?;
         // Persisted before it serves: a change that would not survive a restart is not made.
         crate::state::write_atomic(&path, &compiled.table).map_err(|e| {
             Rejected::Failed(format!(

@@ -371,7 +371,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         keys: Arc::clone(&keys),
         admin_keys,
         tables: Arc::clone(&tables),
-        manager: crate::manage::Manager::new(admin_dir, Arc::clone(&tables), settings.clone()),
+        manager: crate::manage::Manager::new(
+            admin_dir,
+            Arc::clone(&tables),
+            settings.clone(),
+            config.secrets.clone(),
+        ),
         health: Arc::clone(&health),
     });
     let shared = Arc::new(Shared {

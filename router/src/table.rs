@@ -325,25 +325,36 @@ fn forward_plan(
 }
 
 /// The endpoint's secret, from `api_key_env` or `api_key_file`; `None` if it has neither.
+/// Surrounding whitespace (a file's final newline) is dropped; a control character inside
+/// is refused, since the value becomes a header line and a newline in it would add lines.
 fn read_secret(e: &switchyard_table::EndpointView<'_>) -> Result<Option<String>, String> {
-    if !e.api_key_env().is_empty() {
+    let (value, source) = if !e.api_key_env().is_empty() {
         let name = e.api_key_env();
-        return match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_owned())),
-            _ => Err(format!(
-                "environment variable `{name}` (its `api_key_env`) is not set"
-            )),
-        };
-    }
-    if !e.api_key_file().is_empty() {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => (v, format!("environment variable `{name}`")),
+            _ => {
+                return Err(format!(
+                    "environment variable `{name}` (its `api_key_env`) is not set"
+                ));
+            }
+        }
+    } else if !e.api_key_file().is_empty() {
         let path = e.api_key_file();
-        return match std::fs::read_to_string(path) {
-            Ok(v) if !v.trim().is_empty() => Ok(Some(v.trim().to_owned())),
-            Ok(_) => Err(format!("its `api_key_file` `{path}` is empty")),
-            Err(err) => Err(format!("cannot read its `api_key_file` `{path}`: {err}")),
-        };
+        match std::fs::read_to_string(path) {
+            Ok(v) if !v.trim().is_empty() => (v, format!("its `api_key_file` `{path}`")),
+            Ok(_) => return Err(format!("its `api_key_file` `{path}` is empty")),
+            Err(err) => return Err(format!("cannot read its `api_key_file` `{path}`: {err}")),
+        }
+    } else {
+        return Ok(None);
+    };
+    let value = value.trim();
+    if value.bytes().any(|b| b < 0x20 || b == 0x7f) {
+        return Err(format!(
+            "the secret in {source} holds a control character (a line break inside the key?); it must be one line"
+        ));
     }
-    Ok(None)
+    Ok(Some(value.to_owned()))
 }
 
 /// A parsed `http(s)://host[:port]/path` URL.

@@ -28,7 +28,7 @@ use crate::conn::{Client, Next};
 use crate::error::{Error, ErrorKind};
 use crate::http::chunked::{Chunk, Decoder};
 use crate::http::response::{BodyFraming, ResponseHead, parse_response_head};
-use crate::http::{HeaderIdx, is_hop_by_hop};
+use crate::http::{HeaderIdx, has_token, is_hop_by_hop};
 use crate::proxy::{Exchange, Outcome};
 use crate::recycle::FreeList;
 use crate::respond::{self, push_hex, push_u64};
@@ -321,8 +321,8 @@ fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
     Error::new(kind, format!("endpoint `{}` {what}", x.endpoint))
 }
 
-/// The upstream request head: our framing and credentials, then the client's end-to-end
-/// headers minus those that are the router's business.
+/// The upstream request head: our framing and credentials, then the client headers the
+/// allowlist passes ([`forwarded`]).
 fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
     out.extend_from_slice(b"POST ");
     up.path.target(x.model, out);
@@ -340,9 +340,15 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
         out.extend_from_slice(b"\r\n");
     }
     let buf = x.req.buf;
+    let extra = &x.core.config().forward_headers;
+    let named_by_connection = |name: &[u8]| {
+        x.req.headers.iter().any(|h| {
+            h.name(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value(buf), name)
+        })
+    };
     for h in x.req.headers {
         let name = h.name(buf);
-        if forwardable(name) {
+        if forwarded(name, extra) && !named_by_connection(name) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(h.value(buf));
@@ -352,34 +358,38 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
-/// Client request headers passed to the upstream. Credentials are never passed (the client's
-/// key is for the router; the endpoint gets its own), nor framing, nor the routing headers.
-/// `accept-encoding` is dropped so the upstream answers uncompressed and the usage block can
-/// be read from the relayed bytes.
-fn forwardable(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 13] = [
-        b"host",
-        b"authorization",
-        b"api-key",
-        b"x-api-key",
-        b"cookie",
-        b"expect",
-        b"content-type",
-        b"accept-encoding",
-        b"x-request-id",
-        b"x-tenant",
-        b"x-data-class",
-        b"x-user-role",
-        b"x-cost-budget-usd",
-    ];
-    let ours = name
-        .get(..12)
-        .is_some_and(|p| p.eq_ignore_ascii_case(b"x-switchyard"));
-    let dropped = is_hop_by_hop(name)
-        || ours
-        || name.eq_ignore_ascii_case(b"x-latency-budget-ms")
-        || DROP.iter().any(|d| d.eq_ignore_ascii_case(name));
-    !dropped
+/// Client headers every upstream gets: content negotiation, the client's identity and W3C
+/// trace context. Everything else stays at the router — credentials (the endpoint gets its
+/// own), account selectors (`OpenAI-Organization`, `OpenAI-Project`, `x-goog-user-project`
+/// would pick a different account beside the operator's key), cookies, framing, routing
+/// headers — unless the operator adds it with `--forward-header`. A header named in the
+/// client's `Connection` is hop-by-hop (RFC 9110 §7.6.1) and never forwarded.
+pub const FORWARDED: [&str; 5] = [
+    "accept",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+    "openai-beta",
+];
+
+/// Whether a client header goes upstream: on [`FORWARDED`] or matching an operator's
+/// `--forward-header` pattern (a name, or a prefix ending in `*`).
+fn forwarded(name: &[u8], extra: &[String]) -> bool {
+    FORWARDED
+        .iter()
+        .any(|f| f.as_bytes().eq_ignore_ascii_case(name))
+        || extra.iter().any(|pattern| header_matches(pattern, name))
+}
+
+/// Case-insensitive match of a header name against `name` or `prefix*`.
+#[must_use]
+pub fn header_matches(pattern: &str, name: &[u8]) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes())),
+        None => pattern.as_bytes().eq_ignore_ascii_case(name),
+    }
 }
 
 async fn exchange_head(

@@ -620,3 +620,196 @@ fn a_second_router_on_the_same_data_dir_is_refused() {
     }
     assert_eq!(chat(first.addr, "auto", &[]).status, 200);
 }
+
+/// Item 9: client headers were forwarded unless on a denylist, so `OpenAI-Organization`,
+/// `OpenAI-Project`, `x-goog-user-project` and headers the client named in `Connection:`
+/// reached the upstream beside the operator's key.
+#[test]
+fn only_allowlisted_client_headers_reach_the_upstream() {
+    let mock = mock(&[]);
+    let (_dir, r) = router_to(&mock, &["--forward-header", "x-mock-*,x-team"]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("Authorization", "Bearer client-secret"),
+            ("OpenAI-Organization", "org-attacker"),
+            ("OpenAI-Project", "proj-attacker"),
+            ("x-goog-user-project", "billing-attacker"),
+            ("Cookie", "session=1"),
+            ("X-Something-Else", "1"),
+            ("Connection", "keep-alive, X-Team"),
+            ("X-Team", "named-in-connection"),
+            ("User-Agent", "OpenAI/Python 1.99"),
+            (
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("x-mock-chunks", "2"),
+        ],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let seen = mock_requests(&mock).pop().unwrap();
+    let names: Vec<String> = seen["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h[0].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    for kept in [
+        "user-agent",
+        "traceparent",
+        "x-mock-chunks",
+        "host",
+        "content-length",
+    ] {
+        assert!(
+            names.contains(&kept.to_owned()),
+            "{kept} missing: {names:?}"
+        );
+    }
+    for dropped in [
+        "authorization",
+        "openai-organization",
+        "openai-project",
+        "x-goog-user-project",
+        "cookie",
+        "x-something-else",
+        "connection",
+        "x-team",
+    ] {
+        assert!(
+            !names.contains(&dropped.to_owned()),
+            "{dropped} forwarded: {names:?}"
+        );
+    }
+    // Credentials cannot be put on the list.
+    for bad in ["authorization", "x-*", "*", "cookie", "x-tenant"] {
+        let out = std::process::Command::new(binary("switchyard"))
+            .args(["--no-auth", "--forward-header", bad, "--data-dir"])
+            .arg(tempfile::tempdir().unwrap().path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--forward-header {bad} accepted");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("forward-header"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Item 10: an endpoint posted through the admin API with `api_key_file: /etc/passwd` made
+/// the router send that file upstream as its key; `api_key_env` could name any variable of
+/// the router's environment; a secret with a line break injected header lines.
+#[test]
+fn admin_posted_endpoints_reach_only_scoped_secrets() {
+    let mock = mock(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("secrets");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("ok.key"), "sk-file-secret\n").unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", secrets.join("escape.key")).unwrap();
+    let yaml = format!(
+        "version: v1
+endpoints:
+  - id: reviewed
+    type: vllm
+    url: http://{mock}/v1
+    transport: privatelink
+    models: [m]
+    api_key_env: GPU_TOKEN_7F3A
+  - id: injected
+    type: vllm
+    url: http://{mock}/v1
+    transport: privatelink
+    models: [n]
+    api_key_env: MULTILINE_SECRET_7F3A
+rules:
+  - match: {{ model: n }}
+    route_to: injected
+  - default:
+      route_to: reviewed
+",
+        mock = mock.addr
+    );
+    let table = dir.path().join("t.swt");
+    compile(&yaml, &table, 1);
+    let r = router_env(
+        &[
+            "--table",
+            table.to_str().unwrap(),
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--secrets-dir",
+            secrets.to_str().unwrap(),
+            "--secret-env-prefix",
+            "SWITCHYARD_SECRET_",
+        ],
+        &[
+            ("GPU_TOKEN_7F3A", "sk-gpu"),
+            ("MULTILINE_SECRET_7F3A", "sk-a\r\nX-Injected: 1"),
+            ("SWITCHYARD_SECRET_EXTRA", "sk-extra"),
+        ],
+    );
+    let post = |endpoint: serde_json::Value| {
+        admin(&r, "POST", "/v1/endpoints", endpoint.to_string().as_bytes())
+    };
+    let base = |id: &str| {
+        serde_json::json!({
+            "id": id, "type": "vllm", "url": format!("http://{}/v1", mock.addr),
+            "transport": "privatelink", "models": ["x"],
+        })
+    };
+    for (field, value) in [
+        ("api_key_file", "/etc/passwd".to_owned()),
+        (
+            "api_key_file",
+            format!("{}/../../../etc/passwd", secrets.display()),
+        ),
+        (
+            "api_key_file",
+            secrets.join("escape.key").display().to_string(),
+        ),
+        ("api_key_env", "AWS_SECRET_ACCESS_KEY".to_owned()),
+        ("api_key_env", "HOME".to_owned()),
+    ] {
+        let mut e = base("evil");
+        e[field] = value.clone().into();
+        let resp = post(e);
+        assert_eq!(resp.status, 400, "{field}: {value}: {}", resp.text());
+        assert_eq!(resp.error_code(), "invalid_policy");
+        let message = resp.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.contains("--secrets-dir") || message.contains("--secret-env-prefix"),
+            "{message}"
+        );
+    }
+    // Inside the scope, or already used by the serving policy: accepted.
+    for (id, field, value) in [
+        (
+            "file",
+            "api_key_file",
+            secrets.join("ok.key").display().to_string(),
+        ),
+        ("env", "api_key_env", "SWITCHYARD_SECRET_EXTRA".to_owned()),
+        ("reuse", "api_key_env", "GPU_TOKEN_7F3A".to_owned()),
+    ] {
+        let mut e = base(id);
+        e[field] = value.into();
+        let resp = post(e);
+        assert_eq!(resp.status, 201, "{id}: {}", resp.text());
+    }
+    // A secret with a line break is never sent: the endpoint is refused as misconfigured.
+    let before = mock_requests(&mock).len();
+    let resp = chat(r.addr, "n", &[]);
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(
+        mock_requests(&mock).len(),
+        before,
+        "nothing reached the upstream"
+    );
+    assert!(r.log().contains("control character"), "{}", r.log());
+}

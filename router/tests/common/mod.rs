@@ -150,6 +150,11 @@ fn start_router(args: &[&str], env: &[(&str, &str)], auth: bool) -> Proc {
     if !args.contains(&"--admin-listen") {
         cmd.args(["--admin-listen", "127.0.0.1:0"]);
     }
+    // The mock upstream takes its per-request instructions from `x-mock-*` headers, which
+    // the router forwards only when told to.
+    if !args.contains(&"--forward-header") {
+        cmd.args(["--forward-header", "x-mock-*"]);
+    }
     cmd.args([
         "--listen",
         "127.0.0.1:0",
