@@ -651,6 +651,10 @@ fn rejected(r: Rejected) -> Error {
             format!("the change was not applied: {why}"),
         ),
         Rejected::Failed(why) => Error::new(ErrorKind::Internal, why),
+        Rejected::Conflict => Error::new(
+            ErrorKind::Internal,
+            "the serving table changed while this change compiled; retry",
+        ),
     }
 }
 

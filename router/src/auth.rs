@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -161,37 +160,8 @@ impl KeySet {
     }
 }
 
-/// The current [`KeySet`], swapped on every change; cores cache it by generation.
-#[derive(Debug, Default)]
-pub struct KeyCell {
-    current: Mutex<Arc<KeySet>>,
-    generation: AtomicU64,
-}
-
-impl KeyCell {
-    #[must_use]
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    #[must_use]
-    pub fn load(&self) -> (u64, Arc<KeySet>) {
-        let guard = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (self.generation(), Arc::clone(&guard))
-    }
-
-    fn swap(&self, next: KeySet) {
-        let mut guard = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *guard = Arc::new(next);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-}
+/// The current [`KeySet`], replaced on every change; cores cache it by generation.
+pub type KeyCell = crate::published::Published<KeySet>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct KeyFile {
@@ -217,8 +187,7 @@ impl KeyStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => KeyFile::default(),
             Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
         };
-        let cell = Arc::new(KeyCell::default());
-        cell.swap(KeySet::new(&file.keys));
+        let cell = Arc::new(KeyCell::new(KeySet::new(&file.keys)));
         Ok(Self {
             path,
             file: Mutex::new(file),
@@ -253,7 +222,7 @@ impl KeyStore {
                 format!("cannot persist keys to `{}`: {e}", self.path.display()),
             )
         })?;
-        self.cell.swap(KeySet::new(&next.keys));
+        self.cell.replace(KeySet::new(&next.keys));
         *file = next;
         Ok(out)
     }

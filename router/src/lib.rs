@@ -24,6 +24,7 @@ pub mod limits;
 pub mod manage;
 pub mod mock;
 pub mod proxy;
+pub mod published;
 pub mod recycle;
 pub mod respond;
 pub mod route;

@@ -23,6 +23,8 @@ use crate::table::{LoadError, Loaded, Origin, PlanSettings, TableCell};
 const SECTIONS: [&str; 3] = ["endpoints", "tenants", "data_classes"];
 /// Name of the persisted table under the admin directory.
 const TABLE_FILE: &str = "policy.swt";
+/// Times a change is compiled again when the serving table changed under it.
+const MAX_ATTEMPTS: usize = 3;
 /// Name of the change log under the admin directory.
 const LOG_FILE: &str = "changes.jsonl";
 
@@ -69,6 +71,8 @@ pub enum Rejected {
     Invalid { report: Value, errors: usize },
     /// It compiled but references a secret the admin API may not use.
     Secret(String),
+    /// The serving table changed (a newer file) while it compiled: compile again on it.
+    Conflict,
     /// It compiled but could not be persisted or loaded; nothing changed.
     Failed(String),
 }
@@ -192,7 +196,7 @@ impl Manager {
     }
 
     /// The table to start with: `first` (the `--table` file or the demo), or the persisted
-    /// admin table when its revision is higher.
+    /// admin table when its revision is not lower.
     pub fn startup_table(
         dir: &Path,
         first: Loaded,
@@ -208,7 +212,9 @@ impl Manager {
         })?;
         let persisted = Loaded::from_bytes(bytes, Origin::Admin(path.clone()), settings)?;
         let (theirs, ours) = (first.table().revision(), persisted.table().revision());
-        if ours > theirs {
+        // Ties go to the admin table, as at runtime (`table::not_older`): a file replaces admin
+        // changes only with a higher revision.
+        if ours >= theirs {
             tracing::info!(
                 table = %path.display(),
                 revision = ours,
@@ -222,7 +228,7 @@ impl Manager {
                 table = %first.origin,
                 revision = theirs,
                 admin_revision = ours,
-                "the table is as new as or newer than the admin API's changes ({}); those are superseded",
+                "the table is newer than the admin API's changes ({}); those are superseded",
                 path.display()
             );
             Ok(first)
@@ -233,6 +239,20 @@ impl Manager {
     /// persists and installs it. `who` is the admin key's id, for the change log.
     pub fn apply(&self, who: &str, change: &Change) -> Result<Applied, Rejected> {
         let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // The table watcher may swap in a newer file while a change compiles: the change is
+        // then recompiled on top of it (it must not undo what the file brought).
+        for _ in 0..MAX_ATTEMPTS {
+            match self.attempt(who, change) {
+                Err(Rejected::Conflict) => continue,
+                result => return result,
+            }
+        }
+        Err(Rejected::Failed(
+            "the serving table kept changing while this change compiled; retry".into(),
+        ))
+    }
+
+    fn attempt(&self, who: &str, change: &Change) -> Result<Applied, Rejected> {
         let (_, current) = self.tables.load();
         let mut base = match policyc::json::table_to_json(current.table()) {
             Value::Object(o) => o,
@@ -312,14 +332,20 @@ impl Manager {
         self.secrets
             .check(&current, &next)
             .map_err(Rejected::Secret)?;
-        // Persisted before it serves: a change that would not survive a restart is not made.
-        crate::state::write_atomic(&path, &compiled.table).map_err(|e| {
-            Rejected::Failed(format!(
-                "cannot persist the new policy to `{}`: {e}",
-                path.display()
-            ))
+        // Under the table's lock: still the table this change was compiled on, then persisted
+        // (a change that would not survive a restart is not made), then serving.
+        let base_revision = current.table().revision();
+        self.tables.replace_if(next, |serving, _| {
+            if serving.table().revision() != base_revision {
+                return Err(Rejected::Conflict);
+            }
+            crate::state::write_atomic(&path, &compiled.table).map_err(|e| {
+                Rejected::Failed(format!(
+                    "cannot persist the new policy to `{}`: {e}",
+                    path.display()
+                ))
+            })
         })?;
-        self.tables.swap(next);
         let action = change.action(created);
         tracing::info!(
             admin = who,

@@ -12,8 +12,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use switchyard_table::{EndpointKind, Table, TableError};
@@ -32,7 +31,7 @@ pub enum LoadError {
     #[error("`{path}` is not a valid decision table: {source}")]
     Invalid { path: String, source: TableError },
     #[error(
-        "`{path}` has revision {found}, older than the loaded revision {current}; refusing to roll back"
+        "`{path}` has revision {found} and the serving table {current}: refusing to roll back (a table replaces a file's only at the same or a higher revision, an admin change's only at a higher one)"
     )]
     Older {
         path: String,
@@ -458,46 +457,22 @@ fn client_tls(ca_file: &str) -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 /// The current table, shared by all cores.
-#[derive(Debug)]
-pub struct TableCell {
-    current: Mutex<Arc<Loaded>>,
-    generation: AtomicU64,
-}
+pub type TableCell = crate::published::Published<Loaded>;
 
-impl TableCell {
-    #[must_use]
-    pub fn new(first: Loaded) -> Self {
-        Self {
-            current: Mutex::new(Arc::new(first)),
-            generation: AtomicU64::new(1),
-        }
+/// Accepts `next` (a file) to replace `current`: not an older revision. The same revision
+/// may be re-published over a file's table, but replaces an admin change only when higher
+/// (the change was made on top of that revision; an equal file must not silently undo it).
+pub fn not_older(current: &Loaded, next: &Loaded) -> Result<(), LoadError> {
+    let (found, have) = (next.table().revision(), current.table().revision());
+    let admin = matches!(current.origin, Origin::Admin(_));
+    if found < have || (admin && found == have) {
+        return Err(LoadError::Older {
+            path: next.origin.to_string(),
+            found,
+            current: have,
+        });
     }
-
-    /// Increments on every swap; cores compare it with the generation they hold.
-    #[must_use]
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// The current table and its generation.
-    #[must_use]
-    pub fn load(&self) -> (u64, Arc<Loaded>) {
-        let guard = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        (self.generation.load(Ordering::Acquire), Arc::clone(&guard))
-    }
-
-    /// Makes `next` the current table; requests already running keep theirs.
-    pub fn swap(&self, next: Loaded) {
-        let mut guard = self
-            .current
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *guard = Arc::new(next);
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
+    Ok(())
 }
 
 /// What identifies a version of the table file without reading it.
@@ -517,24 +492,6 @@ fn stamp(path: &Path) -> Option<Stamp> {
         len: m.len(),
         mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
     })
-}
-
-/// Loads `path` as the successor of `current`: valid, and not an older revision.
-pub fn load_successor(
-    path: &Path,
-    current: &Loaded,
-    settings: &PlanSettings,
-) -> Result<Loaded, LoadError> {
-    let next = Loaded::from_file(path, settings)?;
-    let (found, have) = (next.table().revision(), current.table().revision());
-    if found < have {
-        return Err(LoadError::Older {
-            path: path.display().to_string(),
-            found,
-            current: have,
-        });
-    }
-    Ok(next)
 }
 
 /// Watches the table file and swaps in each valid new version. Runs on its own thread:
@@ -575,11 +532,16 @@ impl Watcher {
             // A stamp that changed but is still being written (non-atomic writers) settles
             // by the next tick; atomic renames (policyc compile) are complete at once.
             seen = now;
-            let (_, current) = self.cell.load();
-            match load_successor(&self.path, &current, &self.settings) {
-                Ok(next) => {
-                    let (revision, rules) = (next.table().revision(), next.table().rule_count());
-                    self.cell.swap(next);
+            // Loading and preparing is slow (secrets, CA files); the revision check is made
+            // against the table serving at the moment of the swap, under its lock, so an
+            // admin change that landed meanwhile is never replaced by an older file.
+            let loaded = Loaded::from_file(&self.path, &self.settings).and_then(|next| {
+                let (revision, rules) = (next.table().revision(), next.table().rule_count());
+                self.cell.replace_if(next, not_older)?;
+                Ok((revision, rules))
+            });
+            match loaded {
+                Ok((revision, rules)) => {
                     tracing::info!(
                         table = %self.path.display(),
                         revision,
@@ -591,7 +553,7 @@ impl Watcher {
                 Err(err) => {
                     tracing::error!(
                         error = %err,
-                        revision = current.table().revision(),
+                        revision = self.cell.load().1.table().revision(),
                         "new table refused; still serving the last good one"
                     );
                 }

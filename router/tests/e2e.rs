@@ -580,18 +580,35 @@ fn hot_reload_under_load_fails_no_request() {
         assert!(Instant::now() < until, "new table not in effect within 5 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // A bad table is refused and the last good one keeps serving.
+    // A bad table is refused (the log says why) and the last good one keeps serving.
+    let refusals = |what: &str| {
+        s.router
+            .log()
+            .lines()
+            .filter(|l| l.contains("new table refused") && l.contains(what))
+            .count()
+    };
+    let waited_for = |what: &str| {
+        let until = Instant::now() + Duration::from_secs(5);
+        while refusals(what) == 0 {
+            assert!(
+                Instant::now() < until,
+                "no refusal naming `{what}` within 5 s:\n{}",
+                s.router.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
     std::fs::write(s.table.with_extension("tmp"), b"SWYTABLE garbage").unwrap();
     std::fs::rename(s.table.with_extension("tmp"), &s.table).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    waited_for("is not a valid decision table");
     assert_eq!(
         chat(addr, "auto", &[("X-Tenant", "nobody")]).route().0,
         "gpu-a"
     );
-    assert!(s.router.log().contains("new table refused"));
     // An older revision is refused too.
     compile(&policy(s.mock.addr, dead_port()), &s.table, 1);
-    std::thread::sleep(Duration::from_millis(1500));
+    waited_for("has revision 1 and the serving table 2");
     assert_eq!(
         chat(addr, "auto", &[("X-Tenant", "nobody")]).route().0,
         "gpu-a"
