@@ -864,7 +864,6 @@ rules:
     };
     let publisher = {
         let stop = std::sync::Arc::clone(&stop);
-        let table = table.clone();
         std::thread::spawn(move || {
             let mut rev = 1000;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
