@@ -459,6 +459,12 @@ fn metrics(core: &Core) -> String {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     metric(
+        "switchyard_audit_shards_held",
+        "Sealed audit shards whose destination answered with a permanent error (no such bucket, access denied); kept on disk, retried every 5 minutes.",
+        "gauge",
+        audit.ship_held.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
         "switchyard_table_revision",
         "Revision of the table being served.",
         "gauge",

@@ -306,7 +306,11 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let (audit, audit_writer) = match &config.audit_dir {
         Some(dir) => {
             let writer = crate::audit::WriterConfig {
-                ship: Some(ship_tx.clone()),
+                ship: Some(crate::audit::Shipping {
+                    tx: ship_tx.clone(),
+                    tables: Arc::clone(&tables),
+                    sink: config.audit_sink.clone(),
+                }),
                 dir: dir.clone(),
                 max_shard_bytes: config.audit_max_shard_bytes,
                 max_shard_age: config.audit_max_shard_age,

@@ -779,6 +779,104 @@ fn shipping(store: Store) {
     assert_eq!(unique, sent, "every record shipped exactly once");
 }
 
+/// Issue 11, item 3: a failed upload went back to the front of one queue and was retried
+/// forever, so one tenant's missing `audit_bucket` stopped shipping for every tenant while
+/// the disk filled. Now each destination has its own queue; a permanent error (no such
+/// bucket) holds that destination only, counted and logged; a shard's destination is the one
+/// recorded when it was sealed.
+#[test]
+fn a_missing_tenant_bucket_does_not_hold_back_other_tenants() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let s3 = S3::start(Store::Moto, port, &dir.path().join("store"));
+    s3.create_bucket("sink");
+    s3.create_bucket("good-audit");
+    let table = dir.path().join("t.swt");
+    let policy = |bad_bucket: &str| {
+        format!(
+            "version: v1\nendpoints:\n  - id: local\n    type: mock\n    models: [m]\ntenants:\n  - id: bad\n    audit_bucket: {bad_bucket}\n  - id: good\n    audit_bucket: s3://good-audit\nrules:\n  - default:\n      route_to: local\n"
+        )
+    };
+    compile(&policy("s3://no-such-bucket"), &table, 1);
+    let data = dir.path().join("data");
+    let r = router_env(
+        &[
+            "--table",
+            table.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--audit-sink",
+            "s3://sink",
+            "--audit-local-retention-s",
+            "0",
+            "--audit-max-shard-age-s",
+            "1",
+            "--audit-upload-timeout-ms",
+            "2000",
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", &s3.endpoint()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    );
+    let send = |tenant: &str, n: usize| {
+        for _ in 0..n {
+            let resp = chat(r.addr, "auto", &[("X-Tenant", tenant)]);
+            assert_eq!(resp.status, 200);
+        }
+    };
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while !done() {
+            assert!(std::time::Instant::now() < until, "{what}\n{}", r.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    // The bad tenant's shard is sealed and fails first, so on a single queue it would stand
+    // in front of everything after it.
+    send("bad", 3);
+    wait("the bad tenant's upload was not tried", &|| {
+        r.log().contains("no-such-bucket")
+    });
+    // Its bucket is fixed in the policy now; the shard already sealed keeps the destination
+    // recorded when it was sealed (it is not silently sent elsewhere).
+    compile(&policy("s3://good-audit/moved"), &table, 2);
+    send("good", 3);
+    send("nobody", 3);
+    wait("other tenants' shards did not ship", &|| {
+        !s3.keys("good-audit").is_empty() && !s3.keys("sink").is_empty()
+    });
+    assert!(
+        s3.keys("good-audit")
+            .iter()
+            .all(|k| k.starts_with("tenant=good/")),
+        "{:?}",
+        s3.keys("good-audit")
+    );
+    let held_metric = || {
+        let m = call(r.addr, "GET", "/metrics", &[], b"").text();
+        m.lines()
+            .find_map(|l| l.strip_prefix("switchyard_audit_shards_held "))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    wait("the held destination is not counted", &|| {
+        held_metric() >= 1
+    });
+    assert!(r.log().contains("is held"), "{}", r.log());
+    let local: Vec<String> = parquet_files(&data.join("audit"));
+    assert!(
+        !local.is_empty() && local.iter().all(|p| p.contains("tenant=bad")),
+        "only the bad tenant's shard waits on disk: {local:?}"
+    );
+}
+
 /// A request the audit API test sent: id, tenant, data class, when it was answered.
 type Sent = (String, &'static str, Option<&'static str>, i64);
 

@@ -148,6 +148,9 @@ pub struct AuditStats {
     pub ship_errors: AtomicU64,
     /// Sealed shards waiting for upload.
     pub ship_pending: AtomicU64,
+    /// Of those, shards whose destination is held (permanent error: no such bucket,
+    /// access denied).
+    pub ship_held: AtomicU64,
 }
 
 impl Default for AuditStats {
@@ -161,6 +164,7 @@ impl Default for AuditStats {
             shards_shipped: AtomicU64::new(0),
             ship_errors: AtomicU64::new(0),
             ship_pending: AtomicU64::new(0),
+            ship_held: AtomicU64::new(0),
         }
     }
 }
@@ -180,8 +184,19 @@ pub struct WriterConfig {
     pub node: String,
     /// How often write-ahead logs are fsynced.
     pub flush_interval: Duration,
-    /// Where sealed shards are announced for shipping.
-    pub ship: Option<Sender<ship::ShipMsg>>,
+    /// Where sealed shards are announced for shipping, and what decides their destination.
+    pub ship: Option<Shipping>,
+}
+
+/// How the writer hands sealed shards to the shipper.
+#[derive(Clone, Debug)]
+pub struct Shipping {
+    pub tx: Sender<ship::ShipMsg>,
+    /// The serving policy: a shard's destination is its tenant's `audit_bucket` when it is
+    /// sealed.
+    pub tables: Arc<crate::table::TableCell>,
+    /// `--audit-sink`.
+    pub sink: Option<ship::Destination>,
 }
 
 /// What cores send the writer.
@@ -691,17 +706,38 @@ impl Writer {
             let _ = std::fs::remove_file(&wal_path);
             return true;
         }
+        // The destination is fixed now and written beside the shard before it appears, so a
+        // later policy change or a restart never sends these records elsewhere.
+        let destination = self.config.ship.as_ref().and_then(|s| {
+            ship::Destination::for_tenant(&s.tables, s.sink.as_ref(), partition.tenant.as_deref())
+        });
+        let record_destination = || -> std::io::Result<()> {
+            match ship::destination_file(&path) {
+                Some(file) if self.config.ship.is_some() => {
+                    let mut f = File::create(file)?;
+                    std::io::Write::write_all(
+                        &mut f,
+                        ship::destination_text(destination.as_ref()).as_bytes(),
+                    )?;
+                    f.sync_all()
+                }
+                _ => Ok(()),
+            }
+        };
         let sealed = writer
             .into_inner()
             .map_err(|e| e.to_string())
             .and_then(|file| file.sync_all().map_err(|e| e.to_string()))
+            .and_then(|()| record_destination().map_err(|e| e.to_string()))
             .and_then(|()| std::fs::rename(&tmp, &path).map_err(|e| e.to_string()))
             .and_then(|()| sync_dir(&path).map_err(|e| e.to_string()));
         match sealed {
             Ok(()) => {
                 let _ = std::fs::remove_file(&wal_path);
                 if let Some(ship) = &self.config.ship {
-                    let _ = ship.send(ship::ShipMsg::Sealed(path.clone()));
+                    let _ = ship
+                        .tx
+                        .send(ship::ShipMsg::Sealed(path.clone(), destination));
                 }
                 self.stats
                     .records_written
