@@ -289,14 +289,17 @@ pub fn error_with_id(
     core.metrics().count_status(err.kind.status());
     if let Some(detail) = &err.internal {
         // Held back from the client; the operator gets it here, by request id.
-        tracing::warn!(
-            request_id = id.as_str(),
-            status = err.kind.status(),
-            code = err.kind.code(),
-            error = %err,
-            detail = &**detail,
-            "request failed"
-        );
+        if let Some(suppressed) = crate::logging::allow(&crate::logging::INTERNAL_DETAIL) {
+            tracing::warn!(
+                request_id = id.as_str(),
+                status = err.kind.status(),
+                code = err.kind.code(),
+                error = %err,
+                detail = &**detail,
+                suppressed,
+                "request failed"
+            );
+        }
     } else {
         tracing::debug!(
             request_id = id.as_str(),
@@ -459,10 +462,28 @@ fn metrics(core: &Core) -> String {
             .load(std::sync::atomic::Ordering::Relaxed),
     );
     metric(
+        "switchyard_audit_unauthenticated_unrecorded_total",
+        "Unauthenticated refusals left out of the audit trail (beyond 10 a second per core).",
+        "counter",
+        shared.sum(|m| &m.unaudited_refusals),
+    );
+    metric(
+        "switchyard_audit_records_queued",
+        "Audit records waiting on the cores for the writer.",
+        "gauge",
+        shared.audit_gates.iter().map(|g| g.queued() as u64).sum(),
+    );
+    metric(
         "switchyard_audit_shards_held",
-        "Sealed audit shards whose destination answered with a permanent error (no such bucket, access denied); kept on disk, retried every 5 minutes.",
+        "Sealed audit shards whose destination answered with a permanent error (no such bucket, access denied); kept on disk, retried every --audit-ship-hold-retry-s.",
         "gauge",
         audit.ship_held.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
+        "switchyard_log_lines_dropped_total",
+        "Log lines dropped because stderr could not keep up (logging never blocks a request).",
+        "counter",
+        crate::logging::dropped_lines(),
     );
     metric(
         "switchyard_table_revision",

@@ -94,6 +94,11 @@ pub struct Args {
         default_value_t = 30_000
     )]
     pub audit_upload_timeout_ms: u64,
+    /// How long shipping to a destination waits after a permanent error (no such bucket,
+    /// access denied, bad credentials) before it tries again, s. Other destinations keep
+    /// shipping meanwhile.
+    #[arg(long, env = "SWITCHYARD_AUDIT_SHIP_HOLD_RETRY_S", default_value_t = 60)]
+    pub audit_ship_hold_retry_s: u64,
     /// How long a shipped shard stays on local disk (and queryable by GET /v1/audit), s.
     #[arg(
         long,
@@ -244,6 +249,7 @@ pub struct Config {
     pub audit_sink: Option<crate::audit::ship::Destination>,
     pub audit_local_retention: Duration,
     pub audit_upload_timeout: Duration,
+    pub audit_ship_hold_retry: Duration,
     pub limits: Limits,
     pub max_pending_body_bytes: u64,
     pub max_connections_per_core: usize,
@@ -354,6 +360,7 @@ impl Args {
                 None => None,
             },
             audit_local_retention: Duration::from_secs(self.audit_local_retention_s),
+            audit_ship_hold_retry: Duration::from_secs(self.audit_ship_hold_retry_s.max(1)),
             audit_upload_timeout: ms("audit-upload-timeout-ms", self.audit_upload_timeout_ms)?,
             limits: Limits {
                 max_head_bytes: self.max_header_bytes,

@@ -21,6 +21,7 @@ pub mod health;
 pub mod http;
 pub mod json;
 pub mod limits;
+pub mod logging;
 pub mod manage;
 pub mod mock;
 pub mod proxy;

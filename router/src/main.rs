@@ -1,22 +1,11 @@
 //! The `switchyard` binary: flags, logging, then [`switchyard::server::run`].
 
 use clap::Parser as _;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> std::process::ExitCode {
     let args = switchyard::config::Args::parse();
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&args.log))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    if args.log_format == "json" {
-        builder.json().flatten_event(true).init();
-    } else {
-        builder.init();
-    }
+    // Flushes the log queue when dropped, at the end of `main`.
+    let _log = switchyard::logging::init(&args.log_format, &args.log);
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()

@@ -97,6 +97,8 @@ fn try_next(kind: ErrorKind) -> bool {
 /// Routes and answers a chat request, then appends its audit record.
 pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>) -> Next {
     let id = api::request_id(core, req);
+    // Owed from here: whatever happens below, this request leaves a record or is counted.
+    let due = core.audit_gate().map(crate::audit::gate::Gate::begin);
     let mut draft = Draft::default();
     let strict = core.config().audit_strict;
     let (mut next, outcome) = match &core.audit {
@@ -127,15 +129,22 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
             audit::now_ms(),
         );
     }
-    match &core.audit {
-        Some(sink) if strict => {
+    let unauthenticated = record.status == 401;
+    match due {
+        Some(due) if strict => {
             // The end of the response waits for the record to be durable.
-            let durable = sink.append_durable(record).await.unwrap_or(false);
+            let durable = match due.finish_durable(record) {
+                Some(ack) => ack.await.unwrap_or(false),
+                None => false,
+            };
             if !durable {
-                tracing::error!(
-                    request_id = id.as_str(),
-                    "audit record not durable (strict): response withheld"
-                );
+                if let Some(suppressed) = crate::logging::allow(&crate::logging::NOT_DURABLE) {
+                    tracing::error!(
+                        request_id = id.as_str(),
+                        suppressed,
+                        "audit record not durable (strict): response withheld"
+                    );
+                }
                 client.out.clear();
                 if client.sent {
                     return Next::Close;
@@ -151,12 +160,14 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
                 next = Next::Close;
             }
         }
-        sink => {
+        due => {
             if !client.out.is_empty() && client.flush().await.is_err() {
                 next = Next::Close;
             }
-            if sink.is_some() {
-                core.audit(record);
+            match due {
+                Some(due) if unauthenticated && !core.audit_unauthenticated() => due.skip(),
+                Some(due) => due.finish(record),
+                None => {}
             }
         }
     }
@@ -509,12 +520,15 @@ async fn chat_inner<'r>(
         match result {
             Ok(done) => return done,
             Err(e) if try_next(e.kind) => {
-                tracing::warn!(
-                    request_id = id.as_str(),
-                    endpoint = endpoint.id(),
-                    error = e.for_log(),
-                    "endpoint unavailable; trying the next candidate"
-                );
+                if let Some(suppressed) = crate::logging::allow(&crate::logging::CANDIDATE_FAILED) {
+                    tracing::warn!(
+                        request_id = id.as_str(),
+                        endpoint = endpoint.id(),
+                        error = e.for_log(),
+                        suppressed,
+                        "endpoint unavailable; trying the next candidate"
+                    );
+                }
                 last = Some((e, endpoint.id()));
             }
             Err(e) => {

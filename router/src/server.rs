@@ -37,8 +37,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     pub connections_refused: AtomicU64,
     pub panics: AtomicU64,
-    /// Audit records queued on the core, not yet handed to the writer.
-    pub audit_queued: AtomicU64,
+    /// Unauthenticated refusals left out of the audit trail (past the per-core sample).
+    pub unaudited_refusals: AtomicU64,
 }
 
 impl Metrics {
@@ -72,6 +72,8 @@ pub struct Shared {
     pub admin: Arc<crate::admin::Admin>,
     /// Request-body bytes buffered beyond the connections' initial buffers, node-wide.
     pub body_budget: crate::conn::BodyBudget,
+    /// Each core's hand-over to the audit writer, by core id (empty when auditing is off).
+    pub audit_gates: Box<[crate::audit::gate::Gate]>,
 }
 
 impl Shared {
@@ -102,10 +104,12 @@ pub struct Core {
     /// When this core last reported each endpoint healthy (absent: never, or it failed since).
     health_reported: RefCell<std::collections::HashMap<String, i64>>,
     pub pool: Pool,
-    /// Where this core appends audit records (`None` when auditing is off).
+    /// The audit writer's sink (`None` when auditing is off); records go through
+    /// [`Core::audit_gate`].
     pub audit: Option<crate::audit::AuditSink>,
-    /// `buffered` records waiting to go to the writer as one batch (see [`Core::audit`]).
-    audit_batch: RefCell<Vec<crate::audit::Record>>,
+    /// This second (since the epoch) and how many unauthenticated refusals were audited in
+    /// it on this core.
+    unauthenticated_audited: Cell<(u64, u64)>,
     pub connections: Cell<usize>,
     next_id: Cell<u64>,
     /// Closed when shutdown starts: idle connections wait on it instead of polling.
@@ -121,7 +125,7 @@ impl Core {
             id,
             pool: Pool::new(&shared.config),
             audit: shared.audit.clone(),
-            audit_batch: RefCell::new(Vec::new()),
+            unauthenticated_audited: Cell::new((0, 0)),
             shared,
             table: RefCell::new((generation, Rc::new(table))),
             keys: RefCell::new((key_generation, Rc::new(keys))),
@@ -210,32 +214,34 @@ impl Core {
         n
     }
 
-    /// Queues a `buffered` audit record. Records leave in batches — when
-    /// [`AUDIT_BATCH`] are queued, or every [`audit_batch_interval`] — so the writer
-    /// thread is woken once per batch, not once per request.
-    pub fn audit(&self, record: crate::audit::Record) {
-        let Some(sink) = &self.audit else {
-            return;
-        };
-        let mut batch = self.audit_batch.borrow_mut();
-        batch.push(record);
-        if batch.len() >= AUDIT_BATCH {
-            sink.append_batch(std::mem::take(&mut *batch));
-        }
-        self.metrics()
-            .audit_queued
-            .store(batch.len() as u64, Ordering::Relaxed);
+    /// This core's hand-over to the audit writer (`None` when auditing is off).
+    pub fn audit_gate(&self) -> Option<&crate::audit::gate::Gate> {
+        self.shared.audit_gates.get(self.id)
     }
 
-    /// Sends the queued audit records to the writer now.
-    pub fn flush_audit(&self) {
-        if let Some(sink) = &self.audit {
-            let batch = std::mem::take(&mut *self.audit_batch.borrow_mut());
-            if !batch.is_empty() {
-                sink.append_batch(batch);
-            }
-            self.metrics().audit_queued.store(0, Ordering::Relaxed);
+    /// Whether an unauthenticated refusal gets its audit record: the first
+    /// [`UNAUTHENTICATED_AUDITED_PER_SECOND`] a second on each core do; the rest are counted
+    /// (`switchyard_audit_unauthenticated_unrecorded_total`) so that a flood of bad keys
+    /// cannot turn into a flood of audit rows.
+    pub fn audit_unauthenticated(&self) -> bool {
+        let now = u64::try_from(crate::audit::now_ms() / 1000).unwrap_or(0);
+        let (second, n) = self.unauthenticated_audited.get();
+        let n = if second == now { n } else { 0 };
+        self.unauthenticated_audited.set((now, n + 1));
+        if n < UNAUTHENTICATED_AUDITED_PER_SECOND {
+            return true;
         }
+        self.metrics()
+            .unaudited_refusals
+            .fetch_add(1, Ordering::Relaxed);
+        if let Some(suppressed) = crate::logging::allow(&crate::logging::UNAUDITED_REFUSALS) {
+            tracing::warn!(
+                core = self.id,
+                suppressed,
+                "unauthenticated requests beyond {UNAUTHENTICATED_AUDITED_PER_SECOND} a second per core are refused without an audit record (counted in switchyard_audit_unauthenticated_unrecorded_total)"
+            );
+        }
+        false
     }
 
     pub fn shutting_down(&self) -> bool {
@@ -267,8 +273,9 @@ impl SystemTimeSeed {
     }
 }
 
-/// Records a core queues before sending them to the audit writer.
-const AUDIT_BATCH: usize = 512;
+/// Unauthenticated refusals audited per second on each core (see
+/// [`Core::audit_unauthenticated`]).
+pub const UNAUTHENTICATED_AUDITED_PER_SECOND: u64 = 10;
 
 /// How long a core may hold queued audit records: a fifth of the flush interval (so the
 /// crash-loss bound stays the flush interval), at most 50 ms.
@@ -288,10 +295,16 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     // One process per directory: a second one would delete the first's live write-ahead
     // logs and temporary shards at its start, and overwrite its keys. Held until exit.
     let _data_lock = crate::state::DirLock::acquire(&config.data_dir, "--data-dir")
-        .map_err(anyhow::Error::msg)?;
+        .map_err(|e| anyhow::Error::msg(e.to_string()))?;
     let _audit_lock = match &config.audit_dir {
         Some(dir) if !dir.starts_with(&config.data_dir) => {
-            Some(crate::state::DirLock::acquire(dir, "--audit-dir").map_err(anyhow::Error::msg)?)
+            match crate::state::DirLock::acquire(dir, "--audit-dir") {
+                Ok(lock) => Some(lock),
+                Err(e @ crate::state::LockError::Busy(_)) => anyhow::bail!("{e}"),
+                // An unusable audit directory does not stop the router: the writer reports
+                // it and retries with every shard; `strict` refuses requests meanwhile.
+                Err(crate::state::LockError::Unusable(_)) => None,
+            }
         }
         _ => None,
     };
@@ -339,6 +352,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                     sink: config.audit_sink.clone(),
                     retention: config.audit_local_retention,
                     timeout: config.audit_upload_timeout,
+                    hold_retry: config.audit_ship_hold_retry,
                 },
                 Arc::clone(&tables),
                 Arc::clone(&audit_stats),
@@ -383,6 +397,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         ),
         health: Arc::clone(&health),
     });
+    let audit_gates = match &audit {
+        Some(sink) => (0..config.cores)
+            .map(|_| crate::audit::gate::Gate::new(sink.clone(), Arc::clone(&audit_stats)))
+            .collect(),
+        None => Box::new([]) as Box<[_]>,
+    };
     let shared = Arc::new(Shared {
         config: config.clone(),
         tables: Arc::clone(&tables),
@@ -395,6 +415,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         health,
         admin: Arc::clone(&admin),
         body_budget: crate::conn::BodyBudget::new(config.max_pending_body_bytes),
+        audit_gates,
     });
 
     let admin = crate::admin::start(config.admin_listen, admin).with_context(|| {
@@ -465,17 +486,18 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         let _ = w.join();
     }
     let unfinished = handles.iter().filter(|h| !h.is_finished()).count();
+    // Close every core's audit gate: what is queued goes to the writer now, and requests
+    // still in flight (cut off by the exit) are counted as failed records, each once.
+    let cut_off: u64 = shared
+        .audit_gates
+        .iter()
+        .map(crate::audit::gate::Gate::close)
+        .sum();
     if unfinished > 0 {
-        // Records still queued on those cores will not reach the writer: count them.
-        let lost = shared.sum(|m| &m.audit_queued);
-        shared
-            .audit_stats
-            .records_failed
-            .fetch_add(lost, Ordering::Relaxed);
         tracing::warn!(
             cores = unfinished,
-            audit_records_lost = lost,
-            "shutdown deadline passed with requests still in flight; exiting"
+            audit_records_lost = cut_off,
+            "shutdown deadline passed with requests still in flight; exiting (their audit records are counted as failed)"
         );
     } else {
         for h in handles {
@@ -652,13 +674,15 @@ pub async fn shutdown_signal(core: &Core) {
 
 async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
     let max = core.config().max_connections_per_core;
-    if core.audit.is_some() {
+    if core.audit_gate().is_some() {
         let flusher = Rc::clone(core);
         glommio::spawn_local(async move {
             let every = audit_batch_interval(flusher.config());
             loop {
                 glommio::timer::sleep(every).await;
-                flusher.flush_audit();
+                if let Some(gate) = flusher.audit_gate() {
+                    gate.flush();
+                }
             }
         })
         .detach();
@@ -716,7 +740,9 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
     while core.connections.get() > 0 {
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
-    core.flush_audit();
+    if let Some(gate) = core.audit_gate() {
+        gate.flush();
+    }
 }
 
 #[cfg(test)]

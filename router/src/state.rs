@@ -36,11 +36,29 @@ pub struct DirLock {
     pub path: PathBuf,
 }
 
+/// Why a directory could not be locked.
+#[derive(Debug)]
+pub enum LockError {
+    /// Another process holds it.
+    Busy(String),
+    /// It cannot be created or written.
+    Unusable(String),
+}
+
+impl std::fmt::Display for LockError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Busy(m) | Self::Unusable(m) => f.write_str(m),
+        }
+    }
+}
+
 impl DirLock {
     /// Locks `dir` (created if missing), or says which process holds it.
-    pub fn acquire(dir: &Path, flag: &str) -> Result<Self, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create `{}` ({flag}): {e}", dir.display()))?;
+    pub fn acquire(dir: &Path, flag: &str) -> Result<Self, LockError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            LockError::Unusable(format!("cannot create `{}` ({flag}): {e}", dir.display()))
+        })?;
         let path = dir.join(".switchyard.lock");
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -48,12 +66,12 @@ impl DirLock {
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("cannot open `{}`: {e}", path.display()))?;
+            .map_err(|e| LockError::Unusable(format!("cannot open `{}`: {e}", path.display())))?;
         if !try_lock(&file) {
             let mut owner = String::new();
             let _ = file.read_to_string(&mut owner);
             let owner = owner.trim();
-            return Err(format!(
+            return Err(LockError::Busy(format!(
                 "`{}` ({flag}) is in use by another switchyard process{}; two routers on one directory would delete each other's audit logs and overwrite each other's keys — give each its own {flag}",
                 dir.display(),
                 if owner.is_empty() {
@@ -61,7 +79,7 @@ impl DirLock {
                 } else {
                     format!(" (pid {owner})")
                 }
-            ));
+            )));
         }
         let _ = file.set_len(0);
         let _ = file.rewind();
@@ -92,7 +110,9 @@ mod tests {
         let first = DirLock::acquire(dir.path(), "--data-dir").unwrap();
         // flock locks belong to the open file description: a second open, even in the same
         // process, is refused as another process would be.
-        let second = DirLock::acquire(dir.path(), "--data-dir").unwrap_err();
+        let second = DirLock::acquire(dir.path(), "--data-dir")
+            .unwrap_err()
+            .to_string();
         assert!(
             second.contains(&format!("pid {}", std::process::id())),
             "{second}"

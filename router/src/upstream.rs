@@ -770,12 +770,15 @@ async fn cut(
         .metrics()
         .upstream_errors
         .fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(
-        request_id = x.id.as_str(),
-        endpoint = x.endpoint,
-        error = why,
-        "upstream response cut short"
-    );
+    if let Some(suppressed) = crate::logging::allow(&crate::logging::UPSTREAM_CUT) {
+        tracing::warn!(
+            request_id = x.id.as_str(),
+            endpoint = x.endpoint,
+            error = why,
+            suppressed,
+            "upstream response cut short"
+        );
+    }
     if framing != Out::Chunked {
         // A short fixed-length (or close-delimited) body: closing is the only honest signal.
         let _ = client.flush().await;

@@ -445,6 +445,94 @@ fn an_unwritable_audit_directory_is_reported_and_strict_mode_refuses() {
     }
 }
 
+/// Issue 11, item 16: when the shutdown deadline passed with requests in flight, the router
+/// exited without counting them — their records were lost silently (and a late batch could
+/// be counted twice). Now every request is in a sealed shard or counted once in
+/// `records_failed`, and the last log line says so.
+#[test]
+fn a_shutdown_past_its_deadline_counts_every_record_once() {
+    let mock = mock(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(
+        &format!(
+            "version: v1\nendpoints:\n  - id: up\n    type: vllm\n    url: http://{}/v1\n    transport: privatelink\n    models: [m]\nrules:\n  - default:\n      route_to: up\n",
+            mock.addr
+        ),
+        &table,
+        1,
+    );
+    let data = dir.path().join("data");
+    let mut r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--cores",
+        "2",
+        "--shutdown-timeout-ms",
+        "800",
+    ]);
+    for i in 0..20 {
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("X-Request-Id", &format!("done-{i}"))],
+            &chat_body("m", false),
+        );
+        assert_eq!(resp.status, 200);
+    }
+    let addr = r.addr;
+    let slow: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Conn::open(addr);
+                c.send(&request(
+                    "POST",
+                    "/v1/chat/completions",
+                    &[("x-mock-latency-ms", "20000")],
+                    &chat_body("m", false),
+                ));
+                let _ =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.read_response()));
+            })
+        })
+        .collect();
+    // All three are waiting on the upstream before the stop signal.
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while mock_requests(&mock).len() < 23 {
+        assert!(
+            std::time::Instant::now() < until,
+            "slow requests never reached the mock"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    r.signal(15);
+    assert!(
+        r.wait_exit(Duration::from_secs(15)).is_some(),
+        "router did not exit\n{}",
+        r.log()
+    );
+    for t in slow {
+        let _ = t.join();
+    }
+    let log = r.log();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("audit shards sealed"))
+        .unwrap_or_else(|| panic!("no final audit line:\n{log}"));
+    let line: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(line["records"], 20, "{line}");
+    assert_eq!(line["failed"], 3, "the three cut off by the exit: {line}");
+    let rows = duckdb_rows(&data.join("audit"))["rows"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(rows, 20);
+}
+
 /// Which local S3-compatible server a shipping test runs against.
 #[derive(Clone, Copy, Debug)]
 enum Store {
@@ -663,6 +751,10 @@ fn shipping(store: Store) {
             "1",
             "--audit-upload-timeout-ms",
             "1000",
+            // The buckets are created just after the store comes up: an upload in between
+            // finds them missing and holds its destination for this long.
+            "--audit-ship-hold-retry-s",
+            "1",
         ],
         &[
             ("AWS_ENDPOINT_URL", &endpoint),

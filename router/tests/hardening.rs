@@ -887,3 +887,99 @@ rules:
     publisher.join().unwrap();
     assert!(monitor.join().unwrap() > 20);
 }
+
+/// Item 14: executors wrote log lines to stderr synchronously, so a stderr nobody reads (a
+/// full pipe) stopped every request on the node. Here the router's stderr is read until it
+/// listens and never again; thousands of requests that each log a line are still answered.
+#[test]
+fn a_stuck_stderr_does_not_stop_requests() {
+    use std::io::BufRead as _;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(binary("switchyard"))
+        .args([
+            "--no-auth",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--log-format", "json", "--log", "debug", "--cores", "2"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let addr: std::net::SocketAddr = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "exited at start");
+        if let Some(at) = line.find("switchyard listening on http://") {
+            let rest = &line[at + "switchyard listening on http://".len()..];
+            let end = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':'))
+                .unwrap();
+            break rest[..end].parse().unwrap();
+        }
+    };
+    // From here on nobody reads the pipe: it fills after a few hundred lines.
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut c = Conn::open(addr);
+    for i in 0..3000 {
+        c.send(&request("GET", &format!("/no-such-path-{i}"), &[], b""));
+        let resp = c.read_response().expect("answered");
+        assert_eq!(resp.status, 404);
+        assert!(Instant::now() < until, "only {i} answered in 60 s");
+    }
+    let metrics = call(addr, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics.contains("switchyard_log_lines_dropped_total"),
+        "{metrics}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(stderr);
+}
+
+/// Item 6: every unauthenticated refusal became an audit row, so a client with a bad key
+/// could flood the audit trail (and the unbounded channel behind it). Now each core audits
+/// the first 10 a second and counts the rest.
+#[test]
+fn unauthenticated_refusals_are_sampled_in_the_audit_trail() {
+    let r = router_with_auth(&["--cores", "1"], &[]);
+    let started = Instant::now();
+    let mut c = Conn::open(r.addr);
+    for i in 0..200 {
+        c.send(&request(
+            "POST",
+            "/v1/chat/completions",
+            &[
+                ("Authorization", "Bearer sk-swy-wrong"),
+                ("X-Request-Id", &format!("bad-{i}")),
+            ],
+            &chat_body("auto", false),
+        ));
+        assert_eq!(c.read_response().unwrap().status, 401);
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    let counted = |name: &str| {
+        call(r.addr, "GET", "/metrics", &[], b"")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap()
+    };
+    let unrecorded = counted("switchyard_audit_unauthenticated_unrecorded_total");
+    let mut rows = 0;
+    let settled = eventually(Duration::from_secs(10), || {
+        let resp = admin(&r, "GET", "/v1/audit?limit=1000", b"");
+        rows = resp.json()["data"].as_array().unwrap().len() as u64;
+        rows + unrecorded == 200
+    });
+    assert!(settled, "{rows} rows + {unrecorded} unrecorded != 200");
+    assert!(
+        rows >= 10 && rows <= 10 * seconds,
+        "{rows} rows in {seconds} s"
+    );
+}

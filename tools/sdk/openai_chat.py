@@ -29,21 +29,29 @@ def main(base: str) -> None:
     route = raw.headers.get("x-switchyard-route", "")
     assert route.startswith("endpoint=mock-fast; rule="), route
 
-    pieces = []
-    usage = None
-    stream = client.chat.completions.create(
-        model="auto",
-        messages=[{"role": "user", "content": "Stream please"}],
-        stream=True,
-        extra_headers={"X-Latency-Budget-Ms": "100"},
-    )
-    for chunk in stream:
-        if chunk.choices and chunk.choices[0].delta.content:
-            pieces.append(chunk.choices[0].delta.content)
-        if chunk.usage is not None:
-            usage = chunk.usage
-    assert len(pieces) > 3, pieces
-    assert "mock completion" in "".join(pieces), pieces
+    def streamed(**options):
+        pieces, usage = [], None
+        stream = client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Stream please"}],
+            stream=True,
+            extra_headers={"X-Latency-Budget-Ms": "100"},
+            **options,
+        )
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                pieces.append(chunk.choices[0].delta.content)
+            if chunk.usage is not None:
+                usage = chunk.usage
+        assert len(pieces) > 3, pieces
+        assert "mock completion" in "".join(pieces), pieces
+        return pieces, usage
+
+    # The SDK's default: no usage chunk, as from OpenAI.
+    _, usage = streamed()
+    assert usage is None, usage
+    # Asked for: the usage chunk, counting the pieces.
+    pieces, usage = streamed(stream_options={"include_usage": True})
     assert usage is not None and usage.completion_tokens == len(pieces), usage
 
     models = [m.id for m in client.models.list()]

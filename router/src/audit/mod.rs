@@ -28,7 +28,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parquet::basic::{Compression, ZstdLevel};
@@ -39,6 +39,7 @@ use parquet::schema::parser::parse_message_type;
 use crate::respond::civil_from_days;
 
 mod columns;
+pub mod gate;
 pub mod query;
 pub mod ship;
 mod wal;
@@ -210,41 +211,90 @@ enum Msg {
     Stop,
 }
 
+impl Msg {
+    fn records(&self) -> usize {
+        match self {
+            Self::Record(..) => 1,
+            Self::Batch(b) => b.len(),
+            Self::Stop => 0,
+        }
+    }
+}
+
+/// Messages the writer's channel holds; a core sends one per batch.
+const CHANNEL_MESSAGES: usize = 4096;
+/// Records waiting in the channel at most (about 100 MB); beyond it a core's records are
+/// counted as failed (`switchyard_audit_records_failed_total`) instead of queueing without
+/// bound while the writer cannot keep up.
+pub const MAX_QUEUED_RECORDS: u64 = 262_144;
+
 /// The sending side, one clone per core.
 #[derive(Clone, Debug)]
 pub struct AuditSink {
-    tx: Sender<Msg>,
+    tx: SyncSender<Msg>,
     stats: Arc<AuditStats>,
+    /// Records sent and not yet taken by the writer.
+    queued: Arc<AtomicU64>,
 }
 
 impl AuditSink {
-    /// Appends a record; never blocks. A record the writer can no longer take (it has
-    /// stopped) is counted as failed.
-    pub fn append(&self, record: Record) {
-        if self.tx.send(Msg::Record(Box::new(record), None)).is_err() {
-            self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
+    /// A sink whose receiving end is returned instead of given to a writer (tests).
+    #[cfg(test)]
+    fn detached(stats: Arc<AuditStats>) -> (Self, Receiver<Msg>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_MESSAGES);
+        let sink = Self {
+            tx,
+            stats,
+            queued: Arc::new(AtomicU64::new(0)),
+        };
+        (sink, rx)
+    }
+
+    /// Sends without blocking; a message over the caps, or one the writer can no longer
+    /// take (it has stopped), is counted as failed, and said in the log (at most once a
+    /// second).
+    fn send(&self, msg: Msg) -> bool {
+        let n = msg.records() as u64;
+        let before = self.queued.fetch_add(n, Ordering::AcqRel);
+        let refused = if before.saturating_add(n) > MAX_QUEUED_RECORDS {
+            Some("the audit writer is behind (too many records queued)")
+        } else {
+            match self.tx.try_send(msg) {
+                Ok(()) => None,
+                Err(TrySendError::Full(_)) => {
+                    Some("the audit writer is behind (its channel is full)")
+                }
+                Err(TrySendError::Disconnected(_)) => Some("the audit writer has stopped"),
+            }
+        };
+        let Some(why) = refused else {
+            return true;
+        };
+        self.queued.fetch_sub(n, Ordering::AcqRel);
+        self.stats.records_failed.fetch_add(n, Ordering::Relaxed);
+        if let Some(suppressed) = crate::logging::allow(&crate::logging::AUDIT_OVERFLOW) {
+            tracing::error!(
+                records = n,
+                reason = why,
+                suppressed,
+                "audit records not written; counted as failed"
+            );
         }
+        false
     }
 
     /// Appends a core's batch of records; never blocks.
     pub fn append_batch(&self, records: Vec<Record>) {
-        let n = records.len() as u64;
-        if self.tx.send(Msg::Batch(records)).is_err() {
-            self.stats.records_failed.fetch_add(n, Ordering::Relaxed);
-        }
+        self.send(Msg::Batch(records));
     }
 
     /// Appends a record and returns a future that resolves to whether it is durable (in a
     /// write-ahead log that has been fsynced). Records arriving together share one fsync.
     pub fn append_durable(&self, record: Record) -> futures_channel::oneshot::Receiver<bool> {
         let (tx, rx) = futures_channel::oneshot::channel();
-        if self
-            .tx
-            .send(Msg::Record(Box::new(record), Some(tx)))
-            .is_err()
-        {
-            self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
-        }
+        // Refused: the sender is dropped with the message, and the request sees "not
+        // durable".
+        self.send(Msg::Record(Box::new(record), Some(tx)));
         rx
     }
 
@@ -254,7 +304,8 @@ impl AuditSink {
         self.stats.healthy.load(Ordering::Relaxed)
     }
 
-    /// Asks the writer to seal every open shard and stop.
+    /// Asks the writer to seal every open shard and stop (waits for room in the channel:
+    /// the stop must not be lost).
     pub fn stop(&self) {
         let _ = self.tx.send(Msg::Stop);
     }
@@ -275,8 +326,10 @@ pub fn start(
     }
     let schema = parse_message_type(SCHEMA)
         .map_err(|e| std::io::Error::other(format!("audit schema: {e}")))?;
-    let (tx, rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::sync_channel(CHANNEL_MESSAGES);
+    let queued = Arc::new(AtomicU64::new(0));
     let mut writer = Writer::new(config, Arc::clone(&stats), Arc::new(schema));
+    writer.queued = Arc::clone(&queued);
     writer.recover();
     let handle = std::thread::Builder::new()
         .name("audit-writer".into())
@@ -284,7 +337,7 @@ pub fn start(
             background_priority("audit-writer");
             writer.run(&rx);
         })?;
-    Ok((AuditSink { tx, stats }, handle))
+    Ok((AuditSink { tx, stats, queued }, handle))
 }
 
 /// Niceness of the audit threads: when they and a request executor both want a CPU, the
@@ -358,6 +411,8 @@ struct Shard {
     path: PathBuf,
     writer: SerializedFileWriter<File>,
     pending: Vec<Record>,
+    /// Estimated bytes of `pending`.
+    pending_bytes: usize,
     rows: u64,
     opened: Instant,
     wal_path: PathBuf,
@@ -377,6 +432,36 @@ struct Writer {
     failed_since_sync: bool,
     props: Arc<WriterProperties>,
     schema: Arc<parquet::schema::types::Type>,
+    /// Records in the channel (shared with the sinks; decremented as they are taken).
+    queued: Arc<AtomicU64>,
+    /// Estimated bytes of records waiting in open shards for their row group.
+    pending_bytes: usize,
+}
+
+/// Bytes of records the writer holds before encoding (they wait for a row group of
+/// `row_group_rows`); past it the fullest shard's row group is written early, so many open
+/// partitions cannot add up to unbounded memory.
+const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+
+/// A record's size in memory, roughly: the fixed fields plus its strings.
+fn record_bytes(r: &Record) -> usize {
+    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    160 + r.request_id.len()
+        + [
+            &r.tenant,
+            &r.tenant_claimed,
+            &r.data_class,
+            &r.user_role,
+            &r.rule_name,
+            &r.endpoint_id,
+            &r.model,
+            &r.error,
+            &r.fallback_from,
+            &r.key_id,
+        ]
+        .iter()
+        .map(|s| text(s))
+        .sum::<usize>()
 }
 
 impl Writer {
@@ -417,7 +502,27 @@ impl Writer {
             failed_since_sync: false,
             props: Arc::new(props),
             schema,
+            queued: Arc::new(AtomicU64::new(0)),
+            pending_bytes: 0,
         }
+    }
+
+    /// Takes one message off the channel; `true` for the stop message.
+    fn receive(
+        &mut self,
+        msg: Msg,
+        acks: &mut Vec<(futures_channel::oneshot::Sender<bool>, bool)>,
+    ) -> bool {
+        self.queued
+            .fetch_sub(msg.records() as u64, Ordering::AcqRel);
+        match msg {
+            Msg::Record(record, ack) => self.take(*record, ack, acks),
+            Msg::Batch(records) => records.into_iter().for_each(|r| {
+                self.add(r);
+            }),
+            Msg::Stop => return true,
+        }
+        false
     }
 
     fn run(mut self, rx: &Receiver<Msg>) {
@@ -426,22 +531,19 @@ impl Writer {
         let mut acks = Vec::new();
         'run: loop {
             match rx.recv_timeout(tick) {
-                Ok(Msg::Record(record, ack)) => self.take(*record, ack, &mut acks),
-                Ok(Msg::Batch(records)) => records.into_iter().for_each(|r| {
-                    self.add(r);
-                }),
-                Ok(Msg::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(msg) => {
+                    if self.receive(msg, &mut acks) {
+                        break;
+                    }
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
             }
             // Drain what is queued before looking at the clock: one write (and, for
             // `strict` records, one fsync) per batch — group commit.
             while let Ok(msg) = rx.try_recv() {
-                match msg {
-                    Msg::Record(record, ack) => self.take(*record, ack, &mut acks),
-                    Msg::Batch(records) => records.into_iter().for_each(|r| {
-                        self.add(r);
-                    }),
-                    Msg::Stop => break 'run,
+                if self.receive(msg, &mut acks) {
+                    break 'run;
                 }
             }
             self.write_wals();
@@ -454,14 +556,9 @@ impl Writer {
             }
             self.rotate_aged();
         }
+        // Everything sent before the stop (the cores' gates are closed by then) is here.
         while let Ok(msg) = rx.try_recv() {
-            match msg {
-                Msg::Record(record, ack) => self.take(*record, ack, &mut acks),
-                Msg::Batch(records) => records.into_iter().for_each(|r| {
-                    self.add(r);
-                }),
-                Msg::Stop => {}
-            }
+            self.receive(msg, &mut acks);
         }
         self.write_wals();
         let ok = self.sync_wals();
@@ -497,7 +594,16 @@ impl Writer {
             return false;
         };
         wal::append(&record, &mut shard.wal_buf);
+        let size = record_bytes(&record);
+        shard.pending_bytes += size;
+        self.pending_bytes += size;
         shard.pending.push(record);
+        if self.pending_bytes > MAX_PENDING_BYTES {
+            self.flush_fullest();
+        }
+        let Some(shard) = self.open.get_mut(&partition) else {
+            return true;
+        };
         if shard.pending.len() >= self.config.row_group_rows {
             self.flush_row_group(&partition);
             if self
@@ -539,6 +645,7 @@ impl Writer {
                         path,
                         writer,
                         pending: Vec::new(),
+                        pending_bytes: 0,
                         rows: 0,
                         opened: Instant::now(),
                         wal_path,
@@ -649,10 +756,29 @@ impl Writer {
         tracing::error!(path = %path.display(), error = what, "audit write failed");
     }
 
+    /// Writes the row groups of the shards holding the most pending records until the
+    /// writer is back under [`MAX_PENDING_BYTES`].
+    fn flush_fullest(&mut self) {
+        while self.pending_bytes > MAX_PENDING_BYTES / 2 {
+            let Some(fullest) = self
+                .open
+                .iter()
+                .filter(|(_, s)| !s.pending.is_empty())
+                .max_by_key(|(_, s)| s.pending_bytes)
+                .map(|(p, _)| p.clone())
+            else {
+                return;
+            };
+            self.flush_row_group(&fullest);
+        }
+    }
+
     fn flush_row_group(&mut self, partition: &Partition) {
         let Some(shard) = self.open.get_mut(partition) else {
             return;
         };
+        self.pending_bytes = self.pending_bytes.saturating_sub(shard.pending_bytes);
+        shard.pending_bytes = 0;
         if shard.pending.is_empty() {
             return;
         }
@@ -712,8 +838,10 @@ impl Writer {
             ship::Destination::for_tenant(&s.tables, s.sink.as_ref(), partition.tenant.as_deref())
         });
         let record_destination = || -> std::io::Result<()> {
+            // Only a shard that ships records where to: one that stays local is shipped by
+            // whatever destination applies when shipping is configured later.
             match ship::destination_file(&path) {
-                Some(file) if self.config.ship.is_some() => {
+                Some(file) if destination.is_some() => {
                     let mut f = File::create(file)?;
                     std::io::Write::write_all(
                         &mut f,
@@ -790,6 +918,36 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test")]
     use super::*;
+
+    /// Issue 11, item 6: the channel to the writer was unbounded (and unauthenticated
+    /// refusals fed it too): a writer that falls behind grew memory without limit. Now a
+    /// sink never blocks and never queues past its caps; what does not fit is counted.
+    #[test]
+    fn a_stalled_writer_bounds_the_queue_and_counts_what_does_not_fit() {
+        let stats = Arc::new(AuditStats::default());
+        let (sink, rx) = AuditSink::detached(Arc::clone(&stats));
+        let batches = 600u64;
+        for _ in 0..batches {
+            sink.append_batch(vec![Record::default(); 512]);
+        }
+        let queued = rx.try_iter().map(|m| m.records() as u64).sum::<u64>();
+        assert_eq!(queued, MAX_QUEUED_RECORDS);
+        assert_eq!(
+            stats.records_failed.load(Ordering::Relaxed),
+            batches * 512 - MAX_QUEUED_RECORDS
+        );
+        // Taken by the writer, the room is back (the writer decrements as it receives).
+        sink.queued.store(0, Ordering::Relaxed);
+        for _ in 0..CHANNEL_MESSAGES + 10 {
+            drop(sink.append_durable(Record::default()));
+        }
+        assert_eq!(
+            stats.records_failed.load(Ordering::Relaxed),
+            batches * 512 - MAX_QUEUED_RECORDS + 10,
+            "a full channel refuses, without blocking"
+        );
+        drop(rx);
+    }
 
     #[test]
     fn schema_parses() {

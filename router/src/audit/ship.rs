@@ -13,8 +13,8 @@
 //! tenant's unreachable bucket never holds back another's shards. A destination that
 //! answers with a permanent error — no such bucket, access denied, bad credentials — is
 //! *held*: its shards stay on disk, the error is logged once and counted
-//! (`switchyard_audit_shards_held`), and it is tried again every [`HOLD_RETRY`] until
-//! someone fixes the bucket. A shard is deleted locally only after its upload is confirmed,
+//! (`switchyard_audit_shards_held`), and it is tried again every
+//! `--audit-ship-hold-retry-s` (60 s by default) until someone fixes the bucket. A shard is deleted locally only after its upload is confirmed,
 //! and then only once `--audit-local-retention-s` has passed (it stays queryable by
 //! `GET /v1/audit` until then; a `.shipped` marker beside it records the upload).
 
@@ -110,9 +110,6 @@ pub fn destination_text(d: Option<&Destination>) -> String {
     d.map_or_else(|| "local".to_owned(), Destination::to_string)
 }
 
-/// How long a held destination (permanent error) waits before it is tried again.
-pub const HOLD_RETRY: Duration = Duration::from_secs(300);
-
 /// Messages to the shipper.
 #[derive(Debug)]
 pub enum ShipMsg {
@@ -131,6 +128,8 @@ pub struct ShipConfig {
     pub retention: Duration,
     /// Time allowed for one upload attempt.
     pub timeout: Duration,
+    /// How long a held destination (permanent error) waits before it is tried again.
+    pub hold_retry: Duration,
 }
 
 /// Starts the shipper thread.
@@ -339,14 +338,14 @@ impl Shipper {
                 );
             }
             Err(Failure::Permanent(e)) => {
-                queue.next_try = Instant::now() + HOLD_RETRY;
+                queue.next_try = Instant::now() + self.config.hold_retry;
                 self.stats.ship_errors.fetch_add(1, Ordering::Relaxed);
                 if queue.held.is_none() {
                     tracing::error!(
                         destination = %dest,
                         error = %e,
                         shards = queue.shards.len(),
-                        retry_in_s = HOLD_RETRY.as_secs(),
+                        retry_in_s = self.config.hold_retry.as_secs(),
                         "audit shipping to this destination is held: its shards stay on disk until the bucket or its credentials are fixed; other destinations keep shipping"
                     );
                 }

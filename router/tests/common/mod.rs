@@ -140,10 +140,8 @@ fn start_router(args: &[&str], env: &[(&str, &str)], auth: bool) -> Proc {
         cmd.arg("--no-auth");
     }
     cmd.env("SWITCHYARD_ADMIN_KEYS", ADMIN_KEY);
-    let data = (!args
-        .iter()
-        .any(|a| *a == "--data-dir" || *a == "--audit-dir"))
-    .then(|| tempfile::tempdir().unwrap());
+    // Every router gets its own data directory (it is locked per process).
+    let data = (!args.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
     if let Some(d) = &data {
         cmd.arg("--data-dir").arg(d.path());
     }
