@@ -132,7 +132,14 @@ pub fn start(addr: SocketAddr, admin: Arc<Admin>) -> std::io::Result<SocketAddr>
                     std::thread::Builder::new()
                         .name("admin-conn".into())
                         .spawn(move || {
-                            serve(stream, &admin);
+                            // A panic ends this connection only, and frees its slot.
+                            let served =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                    serve(stream, &admin);
+                                }));
+                            if served.is_err() {
+                                tracing::error!("an admin connection panicked; it was dropped");
+                            }
                             active.fetch_sub(1, Ordering::Relaxed);
                         });
                 if spawned.is_err() {

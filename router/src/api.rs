@@ -176,8 +176,8 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
     next
 }
 
-/// The admin API on the main listener: answered on the executor's blocking thread (it reads
-/// files and compiles policies), never on the executor itself.
+/// The admin API on the main listener: answered on the admin worker threads
+/// ([`crate::offload`]; it reads files and compiles policies), never on the executor.
 async fn admin(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> Next {
     let call = crate::admin::Call::new(
         req.head.method,
@@ -189,9 +189,11 @@ async fn admin(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> Next 
     let answer = match call {
         Ok(call) => {
             let admin = std::sync::Arc::clone(&core.shared.admin);
-            glommio::executor()
-                .spawn_blocking(move || admin.answer(&call))
+            core.shared
+                .admin_pool
+                .run(move || admin.answer(&call))
                 .await
+                .and_then(|answer| answer)
         }
         Err(e) => Err(e),
     };

@@ -74,6 +74,10 @@ pub struct Shared {
     pub body_budget: crate::conn::BodyBudget,
     /// Each core's hand-over to the audit writer, by core id (empty when auditing is off).
     pub audit_gates: Box<[crate::audit::gate::Gate]>,
+    /// Upstream name resolution (its own worker threads).
+    pub resolver: Arc<crate::resolve::Resolver>,
+    /// The admin API's worker threads (compiles, Parquet reads, fsyncs).
+    pub admin_pool: crate::offload::Offload,
 }
 
 impl Shared {
@@ -123,7 +127,7 @@ impl Core {
         let seed = SystemTimeSeed::now() ^ ((id as u64) << 56);
         Self {
             id,
-            pool: Pool::new(&shared.config),
+            pool: Pool::new(&shared.config, Arc::clone(&shared.resolver)),
             audit: shared.audit.clone(),
             unauthenticated_audited: Cell::new((0, 0)),
             shared,
@@ -273,6 +277,13 @@ impl SystemTimeSeed {
     }
 }
 
+/// Threads resolving upstream names (`getaddrinfo` blocks, sometimes for seconds).
+const DNS_THREADS: usize = 4;
+/// Threads answering admin API calls on the main listener.
+const ADMIN_THREADS: usize = 2;
+/// How often a core closes expired idle upstream connections and forgets old DNS answers.
+const REAP_EVERY: Duration = Duration::from_secs(10);
+
 /// Unauthenticated refusals audited per second on each core (see
 /// [`Core::audit_unauthenticated`]).
 pub const UNAUTHENTICATED_AUDITED_PER_SECOND: u64 = 10;
@@ -403,6 +414,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             .collect(),
         None => Box::new([]) as Box<[_]>,
     };
+    // Separate workers for DNS and for the admin API: a slow compile or audit query never
+    // delays an upstream lookup.
+    let resolver =
+        crate::resolve::Resolver::start(DNS_THREADS).context("cannot start the DNS workers")?;
+    let admin_pool = crate::offload::Offload::start("admin", ADMIN_THREADS, 64)
+        .context("cannot start the admin workers")?;
     let shared = Arc::new(Shared {
         config: config.clone(),
         tables: Arc::clone(&tables),
@@ -416,6 +433,8 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         admin: Arc::clone(&admin),
         body_budget: crate::conn::BodyBudget::new(config.max_pending_body_bytes),
         audit_gates,
+        resolver,
+        admin_pool,
     });
 
     let admin = crate::admin::start(config.admin_listen, admin).with_context(|| {
@@ -636,6 +655,7 @@ fn spawn_core(
 ) -> anyhow::Result<(std::thread::JoinHandle<()>, SocketAddr)> {
     let (tx, rx) = mpsc::channel();
     let shared = Arc::clone(shared);
+    // The executor's own blocking pool is not used (see `crate::offload`): one thread.
     let builder = LocalExecutorBuilder::new(placement)
         .name(&format!("core-{id}"))
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1));
@@ -674,6 +694,17 @@ pub async fn shutdown_signal(core: &Core) {
 
 async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
     let max = core.config().max_connections_per_core;
+    let reaper = Rc::clone(core);
+    glommio::spawn_local(async move {
+        loop {
+            glommio::timer::sleep(REAP_EVERY).await;
+            reaper.pool.reap();
+            if reaper.id == 0 {
+                reaper.shared.resolver.reap();
+            }
+        }
+    })
+    .detach();
     if core.audit_gate().is_some() {
         let flusher = Rc::clone(core);
         glommio::spawn_local(async move {

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::ErrorKind as IoKind;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -39,8 +39,6 @@ use crate::usage::{Meter, Mode};
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
 /// Idle pooled connections older than this are closed rather than reused.
 const POOL_IDLE_TTL: Duration = Duration::from_secs(30);
-/// Resolved addresses are reused for this long.
-const DNS_TTL: Duration = Duration::from_secs(30);
 /// Read buffer for upstream responses.
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -92,7 +90,7 @@ struct Idle {
 }
 
 /// Resolved addresses by (host, port), with when they were resolved.
-type DnsCache = HashMap<(String, u16), (Vec<SocketAddr>, Instant)>;
+type DnsCache = HashMap<(String, u16), (Arc<[SocketAddr]>, Instant)>;
 
 /// One core's upstream connections and DNS answers.
 pub struct Pool {
@@ -106,6 +104,7 @@ pub struct Pool {
     pub header_lists: FreeList<Vec<HeaderIdx>>,
     max_idle: usize,
     connect_timeout: Duration,
+    resolver: Arc<crate::resolve::Resolver>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -118,8 +117,9 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     #[must_use]
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, resolver: Arc<crate::resolve::Resolver>) -> Self {
         Self {
+            resolver,
             idle: RefCell::new(HashMap::new()),
             dns: RefCell::new(HashMap::new()),
             bytes: FreeList::default(),
@@ -163,34 +163,32 @@ impl Pool {
         }
     }
 
-    async fn resolve(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
+    /// `host:port`'s addresses: this core's copy of a recent answer, else the node's
+    /// resolver (off the executor, single-flight, with a deadline).
+    async fn resolve(&self, host: &str, port: u16) -> crate::resolve::Answer {
         if let Some((addrs, at)) = self.dns.borrow().get(&(host.to_owned(), port))
-            && at.elapsed() < DNS_TTL
+            && at.elapsed() < crate::resolve::TTL
         {
-            return Ok(addrs.clone());
+            return Ok(Arc::clone(addrs));
         }
-        // getaddrinfo blocks: run it on the executor's blocking pool, never on the executor.
-        let name = host.to_owned();
-        let addrs: Vec<SocketAddr> = glommio::executor()
-            .spawn_blocking(move || {
-                (name.as_str(), port)
-                    .to_socket_addrs()
-                    .map(Iterator::collect)
-            })
-            .await?;
-        if addrs.is_empty() {
-            return Err(std::io::Error::new(
-                IoKind::NotFound,
-                "name resolved to no address",
-            ));
-        }
+        let addrs = self.resolver.resolve(host, port).await?;
+        self.dns.borrow_mut().insert(
+            (host.to_owned(), port),
+            (Arc::clone(&addrs), Instant::now()),
+        );
+        Ok(addrs)
+    }
+
+    /// Closes idle connections past their time and forgets old DNS answers (called every
+    /// few seconds by the core, so neither grows with upstreams no longer used).
+    pub fn reap(&self) {
+        self.idle.borrow_mut().retain(|_, list| {
+            list.retain(|c| c.since.elapsed() < POOL_IDLE_TTL);
+            !list.is_empty()
+        });
         self.dns
             .borrow_mut()
-            .insert((host.to_owned(), port), (addrs.clone(), Instant::now()));
-        Ok(addrs)
+            .retain(|_, (_, at)| at.elapsed() < crate::resolve::TTL);
     }
 
     async fn connect(&self, up: &Upstream, endpoint: &str) -> Result<UpConn, Error> {
@@ -211,7 +209,7 @@ impl Pool {
         })?;
         let mut last = None;
         let mut tcp = None;
-        for addr in addrs {
+        for &addr in addrs.iter() {
             match TcpStream::connect_timeout(addr, self.connect_timeout).await {
                 Ok(s) => {
                     tcp = Some(s);
