@@ -183,6 +183,19 @@ pub struct Client<'c> {
 }
 
 impl Client<'_> {
+    /// Resolves when the client has closed its side of the connection (or reset it), while
+    /// the router is busy elsewhere (waiting for an upstream): a one-byte `MSG_PEEK`, which
+    /// consumes nothing. If the client sent more bytes instead (a pipelined request), it is
+    /// alive and this never resolves. Over TLS a closing client usually sends `close_notify`
+    /// first, which also counts as "more bytes": such a close is noticed at the next write.
+    pub async fn closed(&self) {
+        let mut probe = [0u8; 1];
+        match self.stream.tcp().peek(&mut probe).await {
+            Ok(0) | Err(_) => {}
+            Ok(_) => std::future::pending::<()>().await,
+        }
+    }
+
     /// Writes and clears the output buffer.
     pub async fn flush(&mut self) -> std::io::Result<()> {
         self.sent |= !self.out.is_empty();

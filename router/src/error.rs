@@ -65,6 +65,9 @@ pub enum ErrorKind {
     InvalidPolicy,
     /// The node is at a capacity limit (request bodies being buffered); retry shortly.
     Overloaded,
+    /// The client closed its connection before the answer (nginx's 499: never seen by the
+    /// client, recorded in the audit trail).
+    ClientClosed,
     Internal,
 }
 
@@ -94,6 +97,7 @@ impl ErrorKind {
             Self::UriTooLong => 414,
             Self::UnsupportedMediaType => 415,
             Self::RateLimited | Self::BudgetExhausted => 429,
+            Self::ClientClosed => 499,
             Self::HeadersTooLarge => 431,
             Self::Internal => 500,
             Self::NotImplemented => 501,
@@ -186,6 +190,7 @@ impl ErrorKind {
             Self::BudgetExhausted => "daily_budget_exceeded",
             Self::InvalidPolicy => "invalid_policy",
             Self::Overloaded => "server_busy",
+            Self::ClientClosed => "client_closed_request",
             Self::Internal => "internal_error",
         }
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
+use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _, FutureExt as _};
 use glommio::net::TcpStream;
 
 use crate::config::Config;
@@ -251,6 +251,8 @@ impl Pool {
 enum SendFailure {
     /// No response byte came back on a reused connection: the upstream had closed it.
     Stale,
+    /// The client closed its connection while the upstream had not answered yet.
+    ClientGone,
     Fatal(Error),
 }
 
@@ -278,7 +280,7 @@ pub async fn forward(
         None => (connect(x, up).await?, false),
     };
     let (head, filled) = loop {
-        match exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers).await {
+        match exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client).await {
             Ok(v) => break v,
             Err(SendFailure::Stale) if reused => {
                 conn = connect(x, up).await?;
@@ -296,6 +298,15 @@ pub async fn forward(
                     .upstream_errors
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(e);
+            }
+            Err(SendFailure::ClientGone) => {
+                return Err(Error::new(
+                    ErrorKind::ClientClosed,
+                    format!(
+                        "the client closed the connection before endpoint `{}` answered; the upstream request was cancelled",
+                        x.endpoint
+                    ),
+                ));
             }
         }
     };
@@ -397,6 +408,7 @@ async fn exchange_head(
     wire: &[u8],
     rbuf: &mut Vec<u8>,
     headers: &mut Vec<HeaderIdx>,
+    client: &Client<'_>,
 ) -> Result<(ResponseHead, usize), SendFailure> {
     let fatal = |kind, what: String| {
         SendFailure::Fatal(Error::new(
@@ -450,7 +462,18 @@ async fn exchange_head(
             rbuf.resize(rbuf.len() * 2, 0);
         }
         let spare = rbuf.get_mut(filled..).unwrap_or_default();
-        match conn.read(spare, deadline - now).await {
+        // While the upstream thinks, the client may give up: then the upstream request is
+        // dropped (closing its connection tells the upstream to stop generating).
+        let read = async { Some(conn.read(spare, deadline - now).await) }
+            .or(async {
+                client.closed().await;
+                None
+            })
+            .await;
+        let Some(read) = read else {
+            return Err(SendFailure::ClientGone);
+        };
+        match read {
             Ok(0) if !answered => return Err(SendFailure::Stale),
             Ok(0) => {
                 return Err(fatal(
@@ -666,7 +689,23 @@ async fn relay(
         if done {
             break;
         }
-        let why = match conn.read(rbuf, up.timeout).await {
+        // A quiet stream (the model thinking) must not hide a client that left.
+        let read = async { Some(conn.read(rbuf, up.timeout).await) }
+            .or(async {
+                client.closed().await;
+                None
+            })
+            .await;
+        let Some(read) = read else {
+            settle(&mut meter, &mut outcome, client.out, out_framing);
+            client.out.clear();
+            outcome.error = Some(
+                "client closed the connection during the response; the upstream request was cancelled"
+                    .into(),
+            );
+            return (Next::Close, outcome);
+        };
+        let why = match read {
             Ok(0) if head.framing == BodyFraming::UntilClose => {
                 // The end of a close-delimited body; the loop top writes the last chunk.
                 done = true;

@@ -1048,3 +1048,173 @@ rules:
     assert_eq!(status, 200);
     assert!(took > Duration::from_millis(300));
 }
+
+/// Item 15: a client that disconnected while the upstream was still thinking (before the
+/// response head, or in a quiet gap of a stream) was noticed only at the next write: the
+/// upstream kept generating, and the record said nothing useful. Now the client socket is
+/// watched while the router waits: the upstream request is dropped at once and the record
+/// says the client left.
+#[test]
+fn a_client_that_leaves_cancels_the_upstream_request() {
+    let mock = mock(&[]);
+    let (_dir, r) = router_to(&mock, &[]);
+    // Before the head: the upstream takes 4 s; the client leaves after 300 ms.
+    let mut c = Conn::open(r.addr);
+    c.send(&request(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("X-Request-Id", "left-early"),
+            ("x-mock-latency-ms", "4000"),
+        ],
+        &chat_body("m", false),
+    ));
+    std::thread::sleep(Duration::from_millis(300));
+    drop(c);
+    let row = audit_record(&r, "left-early");
+    assert_eq!(row["status"], 499, "{row}");
+    assert!(
+        row["error"].as_str().unwrap().contains("client closed"),
+        "{row}"
+    );
+    assert!(
+        row["latency_ms"].as_i64().unwrap() < 3000,
+        "noticed at once: {row}"
+    );
+
+    // In a quiet gap of a stream: chunks 4 s apart; the client leaves after the first.
+    let mut c = Conn::open(r.addr);
+    c.send(&request(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("X-Request-Id", "left-mid-stream"),
+            ("x-mock-chunks", "3"),
+            ("x-mock-chunk-delay-ms", "4000"),
+        ],
+        &chat_body("m", true),
+    ));
+    let (status, _) = c.read_head().unwrap();
+    assert_eq!(status, 200);
+    let _first = c.read_chunk().unwrap();
+    drop(c);
+    let row = audit_record(&r, "left-mid-stream");
+    assert!(
+        row["error"].as_str().unwrap().contains("client closed"),
+        "{row}"
+    );
+    assert!(
+        row["latency_ms"].as_i64().unwrap() < 3000,
+        "noticed at once: {row}"
+    );
+}
+
+/// Item 18: `strict` durability acknowledged records whose new write-ahead log and
+/// partition directories had never been fsynced into their parents — a machine crash could
+/// unlink a log full of acknowledged records. Here the router runs under `strace`; before the
+/// log's first `fdatasync` (which acknowledges the record), every directory it created has
+/// had its parent fsynced, and so has the log's own directory.
+#[test]
+fn strict_records_are_acknowledged_only_after_their_directories_are_durable() {
+    assert!(
+        std::process::Command::new("strace")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success()),
+        "strace is needed: apt-get install strace (tools/test-all does)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.txt");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let (_t, table) = compiled(
+        "version: v1\nendpoints:\n  - id: m\n    type: mock\n    models: [m]\ntenants:\n  - id: acme\nrules:\n  - default:\n      route_to: m\n",
+    );
+    let r = router_under(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-s",
+            "512",
+            "-e",
+            "trace=mkdir,mkdirat,openat,fsync,fdatasync",
+            "-o",
+            trace.to_str().unwrap(),
+        ],
+        &[
+            "--table",
+            table.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--audit-durability",
+            "strict",
+        ],
+    );
+    let resp = chat(r.addr, "auto", &[("X-Tenant", "acme")]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    drop(r);
+    let text = std::fs::read_to_string(&trace).unwrap();
+    // Replay the trace: descriptors → paths, and the order of creations and syncs.
+    let mut fds: std::collections::HashMap<(String, String), String> = Default::default();
+    let mut created_dirs: Vec<String> = Vec::new();
+    let mut synced: Vec<String> = Vec::new();
+    let mut wal: Option<(String, String)> = None;
+    let quoted = |line: &str| line.split('"').nth(1).map(str::to_owned);
+    let mut acknowledged = false;
+    for line in text.lines() {
+        let pid = line.split_whitespace().next().unwrap_or("").to_owned();
+        let ret = line
+            .rsplit(" = ")
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next()
+            .unwrap_or("");
+        if line.contains("mkdir") && ret == "0" {
+            created_dirs.push(quoted(line).unwrap());
+        } else if line.contains("openat(") {
+            if let (Some(path), Ok(fd)) = (quoted(line), ret.parse::<i32>()) {
+                fds.insert((pid.clone(), fd.to_string()), path.clone());
+                if path.ends_with(".wal") && line.contains("O_CREAT") {
+                    wal = Some((pid, fd.to_string()));
+                }
+            }
+        } else if line.contains("fsync(") || line.contains("fdatasync(") {
+            // `fsync(12) = 0`, or `fsync(12 <unfinished ...>` when another thread's call
+            // interleaves: the descriptor is the leading digits either way.
+            let args = line.split('(').nth(1).unwrap_or("");
+            let fd: String = args.chars().take_while(char::is_ascii_digit).collect();
+            let key = (pid.clone(), fd);
+            if line.contains("fdatasync(") && wal.as_ref() == Some(&key) {
+                acknowledged = true;
+                break;
+            }
+            if let Some(path) = fds.get(&key) {
+                synced.push(path.clone());
+            }
+        }
+    }
+    assert!(acknowledged, "the log was never synced:\n{text}");
+    let audit_dirs: Vec<&String> = created_dirs
+        .iter()
+        .filter(|d| d.contains("/audit"))
+        .collect();
+    assert!(
+        audit_dirs.iter().any(|d| d.contains("hour=")),
+        "the partition was created: {created_dirs:?}"
+    );
+    for d in &audit_dirs {
+        let parent = std::path::Path::new(d).parent().unwrap().to_str().unwrap();
+        assert!(
+            synced.iter().any(|s| s == parent),
+            "`{d}` was created but `{parent}` not fsynced before the record was acknowledged; synced: {synced:?}"
+        );
+    }
+    let wal_dir = created_dirs.iter().find(|d| d.contains("hour=")).unwrap();
+    let syncs_of_wal_dir = synced.iter().filter(|s| *s == wal_dir).count();
+    assert!(
+        syncs_of_wal_dir >= 1,
+        "the log's directory was never fsynced: {synced:?}"
+    );
+}

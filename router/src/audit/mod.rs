@@ -317,7 +317,7 @@ pub fn start(
     config: WriterConfig,
     stats: Arc<AuditStats>,
 ) -> std::io::Result<(AuditSink, std::thread::JoinHandle<()>)> {
-    if let Err(e) = std::fs::create_dir_all(&config.dir) {
+    if let Err(e) = create_dirs_durably(&config.dir) {
         // Not fatal: the router keeps serving (buffered) or refuses (strict), the failure is
         // counted and logged, and every new shard retries the directory.
         stats.healthy.store(false, Ordering::Relaxed);
@@ -619,7 +619,7 @@ impl Writer {
 
     fn open_shard(&mut self, partition: &Partition) -> bool {
         let dir = partition.dir(&self.config.dir);
-        if let Err(e) = std::fs::create_dir_all(&dir) {
+        if let Err(e) = create_dirs_durably(&dir) {
             self.write_error(&dir, &e.to_string());
             return false;
         }
@@ -628,7 +628,16 @@ impl Writer {
         let path = dir.join(&name);
         let tmp = dir.join(format!(".{name}.tmp"));
         let wal_path = dir.join(format!(".{name}.wal"));
-        let (file, wal) = match File::create(&tmp).and_then(|f| Ok((f, File::create(&wal_path)?))) {
+        // The new log's directory entry is made durable before any record in it is
+        // acknowledged: an fsynced log that a crash unlinks (its entry never reached the
+        // disk) would lose acknowledged records.
+        let created = File::create(&tmp)
+            .and_then(|f| Ok((f, File::create(&wal_path)?)))
+            .and_then(|files| {
+                File::open(&dir)?.sync_all()?;
+                Ok(files)
+            });
+        let (file, wal) = match created {
             Ok(files) => files,
             Err(e) => {
                 self.write_error(&tmp, &e.to_string());
@@ -905,6 +914,30 @@ fn sealed_shard_of(log: &Path) -> Option<PathBuf> {
     let name = log.file_name()?.to_str()?;
     let shard = name.strip_prefix('.')?.strip_suffix(".wal")?;
     Some(log.with_file_name(shard))
+}
+
+/// Creates `dir` and its missing parents, fsyncing each parent after its new entry, so the
+/// whole path survives a machine crash once this returns.
+fn create_dirs_durably(dir: &Path) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    while !at.is_dir() {
+        missing.push(at);
+        match at.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => at = parent,
+            _ => break,
+        }
+    }
+    for d in missing.iter().rev() {
+        match std::fs::create_dir(d) {
+            Ok(()) => {}
+            // Another thread or process made it meanwhile: fine, it is synced below too.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        sync_dir(d)?;
+    }
+    Ok(())
 }
 
 fn sync_dir(path: &Path) -> std::io::Result<()> {

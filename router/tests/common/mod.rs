@@ -135,7 +135,24 @@ pub fn router_with_auth(args: &[&str], env: &[(&str, &str)]) -> Proc {
 }
 
 fn start_router(args: &[&str], env: &[(&str, &str)], auth: bool) -> Proc {
-    let mut cmd = Command::new(binary("switchyard"));
+    start_router_under(&[], args, env, auth)
+}
+
+/// [`router`] started through `wrapper` (a command and its arguments, e.g. `strace -f`),
+/// which must pass stderr through.
+pub fn router_under(wrapper: &[&str], args: &[&str]) -> Proc {
+    start_router_under(wrapper, args, &[], false)
+}
+
+fn start_router_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)], auth: bool) -> Proc {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(binary("switchyard"));
+            c
+        }
+        None => Command::new(binary("switchyard")),
+    };
     if !auth {
         cmd.arg("--no-auth");
     }
