@@ -149,20 +149,33 @@ pub fn is_table(bytes: &[u8]) -> bool {
 /// rename over the target, fsync the directory. A reader (the router watching the file)
 /// sees the old table or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let err = |source| Error::Write {
+    write_file_atomic(path, bytes, None).map_err(|source| Error::Write {
         path: path.display().to_string(),
         source,
-    };
+    })
+}
+
+/// The one atomic whole-file write of the workspace (the router's state files use it
+/// too): a temporary file beside `path` (created with `mode` when given), fsync, rename over
+/// `path`, fsync the directory, so a crash leaves the old file or the new one. The directory
+/// must exist.
+pub fn write_file_atomic(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
     };
     let name = path
         .file_name()
-        .map_or_else(|| "table".into(), |n| n.to_string_lossy().into_owned());
+        .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        if let Some(mode) = mode {
+            options.mode(mode);
+        }
+        let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
@@ -172,5 +185,5 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.map_err(err)
+    result
 }

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use crate::codec::{hex, unhex};
 use crate::error::{Error, ErrorKind};
 use crate::http::HeaderIdx;
 
@@ -36,29 +37,6 @@ pub fn hash(key: &[u8]) -> KeyHash {
 pub fn ct_eq(a: &KeyHash, b: &KeyHash) -> bool {
     let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
     std::hint::black_box(diff) == 0
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
-fn unhex(text: &str) -> Option<KeyHash> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        *out.get_mut(i)? = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Random bytes from the kernel.
@@ -287,9 +265,60 @@ pub struct AdminKeys {
     keys: Vec<(KeyHash, String)>,
 }
 
+/// HMAC-SHA256 (RFC 2104) with a key of at most one block (64 bytes).
+fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut ipad = [0x36u8; 64];
+    let mut opad = [0x5cu8; 64];
+    for (i, b) in key.iter().take(64).enumerate() {
+        ipad[i] ^= b;
+        opad[i] ^= b;
+    }
+    let inner = Sha256::new()
+        .chain_update(ipad)
+        .chain_update(message)
+        .finalize();
+    Sha256::new()
+        .chain_update(opad)
+        .chain_update(inner)
+        .finalize()
+        .into()
+}
+
+/// The node's secret for naming admin keys (`<admin dir>/admin-id.key`, 32 random bytes,
+/// made on first start, mode 0600). An id that is a plain hash prefix of the key would let
+/// anyone who reads the change log test guesses offline; one keyed with this secret does not.
+pub fn admin_id_secret(dir: &Path) -> Result<[u8; 32], String> {
+    use std::io::Read as _;
+    let path = dir.join("admin-id.key");
+    let mut existing = Vec::new();
+    match std::fs::File::open(&path) {
+        Ok(mut f) => {
+            f.read_to_end(&mut existing)
+                .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+            return existing.try_into().map_err(|_| {
+                format!(
+                    "`{}` is not 32 bytes: delete it to make a new one (admin key ids change)",
+                    path.display()
+                )
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
+    }
+    let secret: [u8; 32] = random().map_err(|e| e.to_string())?;
+    let written = crate::state::write_atomic_mode(&path, &secret, Some(0o600));
+    written.map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
+    Ok(secret)
+}
+
 impl AdminKeys {
-    /// From a comma-separated list and/or a file with one key per line (`#` comments).
-    pub fn load(list: Option<&str>, file: Option<&Path>) -> Result<Self, String> {
+    /// From a comma-separated list and/or a file with one key per line (`#` comments); ids
+    /// are keyed with `id_secret` ([`admin_id_secret`]).
+    pub fn load(
+        list: Option<&str>,
+        file: Option<&Path>,
+        id_secret: &[u8; 32],
+    ) -> Result<Self, String> {
         let mut raw: Vec<String> = list
             .unwrap_or_default()
             .split(',')
@@ -316,8 +345,11 @@ impl AdminKeys {
         let keys = raw
             .iter()
             .map(|k| {
-                let h = hash(k.as_bytes());
-                (h, format!("admin-{}", hex(h.get(..4).unwrap_or_default())))
+                let id = hmac_sha256(id_secret, k.as_bytes());
+                (
+                    hash(k.as_bytes()),
+                    format!("admin-{}", hex(id.get(..4).unwrap_or_default())),
+                )
             })
             .collect();
         Ok(Self { keys })
@@ -452,9 +484,38 @@ mod tests {
 
     #[test]
     fn admin_keys() {
-        let keys = AdminKeys::load(Some("0123456789abcdef, fedcba9876543210"), None).unwrap();
+        let secret = [7u8; 32];
+        let keys =
+            AdminKeys::load(Some("0123456789abcdef, fedcba9876543210"), None, &secret).unwrap();
         assert!(keys.verify(b"0123456789abcdef").is_some());
         assert!(keys.verify(b"0123456789abcdeX").is_none());
-        assert!(AdminKeys::load(Some("short"), None).is_err());
+        assert!(AdminKeys::load(Some("short"), None, &secret).is_err());
+        // The id is keyed: not the key's hash, and another node's secret gives another id.
+        let id = keys.verify(b"0123456789abcdef").unwrap().to_owned();
+        assert!(!id.ends_with(&hex(&hash(b"0123456789abcdef")[..4])));
+        let other = AdminKeys::load(Some("0123456789abcdef"), None, &[8u8; 32]).unwrap();
+        assert_ne!(other.verify(b"0123456789abcdef").unwrap(), id);
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // RFC 4231 test case 2: key "Jefe".
+        assert_eq!(
+            hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    #[test]
+    fn the_id_secret_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = admin_id_secret(dir.path()).unwrap();
+        assert_eq!(admin_id_secret(dir.path()).unwrap(), a);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.path().join("admin-id.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }

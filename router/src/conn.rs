@@ -20,7 +20,7 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
+use futures_lite::AsyncWriteExt as _;
 use glommio::net::TcpStream;
 
 use crate::error::{Error, ErrorKind};
@@ -110,63 +110,7 @@ pub enum Next {
 }
 
 /// A client connection: plain TCP, or TLS over it (`--tls-cert`).
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl std::fmt::Debug for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Plain(_) => "Stream::Plain",
-            Self::Tls(_) => "Stream::Tls",
-        })
-    }
-}
-
-impl Stream {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Plain(s) => s,
-            Self::Tls(t) => t.get_ref().0,
-        }
-    }
-
-    /// Best effort, like every timeout setting here: a failure leaves the previous one.
-    fn set_read_timeout(&self, limit: Option<Duration>) {
-        let _ = self.tcp().set_read_timeout(limit);
-    }
-
-    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            Self::Plain(s) => s.read(buf).await,
-            Self::Tls(t) => t.read(buf).await,
-        }
-    }
-
-    /// Writes all of `bytes` (through TLS: encrypted and flushed).
-    pub async fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Self::Plain(s) => s.write_all(bytes).await,
-            Self::Tls(t) => {
-                t.write_all(bytes).await?;
-                t.flush().await
-            }
-        }
-    }
-
-    /// Ends the write side (TLS: `close_notify` first). Best effort: the peer may be gone.
-    async fn shutdown(&mut self, how: Shutdown) {
-        match self {
-            Self::Plain(s) => {
-                let _ = s.shutdown(how).await;
-            }
-            Self::Tls(t) => {
-                let _ = t.close().await;
-            }
-        }
-    }
-}
+pub type Stream = crate::net::ClientSocket;
 
 /// The client side of the connection, for handlers to write to.
 #[derive(Debug)]
@@ -644,7 +588,7 @@ impl Conn<'_> {
         // Whatever body was buffered is dropped now, not after the drain.
         self.filled = 0;
         self.shrink();
-        self.stream.shutdown(Shutdown::Write).await;
+        self.stream.shutdown_write().await;
         let until = Instant::now() + LINGER;
         let mut drained = 0usize;
         let keep = INITIAL_BUFFER.min(self.buf.len());

@@ -39,12 +39,18 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> (Next, Outcom
     let out = &mut *client.out;
     let mut body = Vec::with_capacity(1024);
     let response_bytes;
+    // HTTP/1.0 has no chunked coding: its stream is the body up to the close.
+    let chunked = client.minor >= 1;
+    if x.stream && !chunked {
+        client.must_close = true;
+    }
     if x.stream {
         respond::status_line(out, 200);
         respond::ids(out, &x.id, &report);
-        out.extend_from_slice(
-            b"content-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n",
-        );
+        out.extend_from_slice(b"content-type: text/event-stream\r\ncache-control: no-cache\r\n");
+        if chunked {
+            out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+        }
         if client.must_close {
             out.extend_from_slice(b"connection: close\r\n");
         }
@@ -79,10 +85,14 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> (Next, Outcom
             body.extend_from_slice(b"}\n\n");
         }
         body.extend_from_slice(b"data: [DONE]\n\n");
-        push_hex(out, body.len());
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&body);
-        out.extend_from_slice(b"\r\n0\r\n\r\n");
+        if chunked {
+            push_hex(out, body.len());
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&body);
+            out.extend_from_slice(b"\r\n0\r\n\r\n");
+        } else {
+            out.extend_from_slice(&body);
+        }
         response_bytes = body.len() as u64;
     } else {
         prefix(&mut body, x, created, "chat.completion");

@@ -51,10 +51,11 @@ impl RequestId<'_> {
     /// `swy-` and 16 hex digits of `n`.
     #[must_use]
     pub fn generate(n: u64) -> RequestId<'static> {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digits = [0u8; 16];
+        crate::codec::push_hex16(&mut digits, n);
         let mut b = *b"swy-0000000000000000";
-        for (i, slot) in b[4..].iter_mut().enumerate() {
-            *slot = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+        for (slot, d) in b.iter_mut().skip(4).zip(digits) {
+            *slot = d;
         }
         RequestId::Generated(b)
     }
@@ -180,19 +181,7 @@ pub fn push_u64(out: &mut Vec<u8>, n: u64) {
 
 /// Appends `n` in lowercase hex (chunk sizes).
 pub fn push_hex(out: &mut Vec<u8>, n: usize) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 16];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = HEX[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+    crate::codec::push_hex(out, n as u64);
 }
 
 /// An IMF-fixdate (RFC 9110 §5.6.7), cached per thread for the current second.

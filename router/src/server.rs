@@ -378,9 +378,13 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
             .context("cannot load the client keys")?,
     );
+    let id_secret = crate::auth::admin_id_secret(&admin_dir)
+        .map_err(anyhow::Error::msg)
+        .context("cannot set up admin key ids")?;
     let admin_keys = crate::auth::AdminKeys::load(
         std::env::var("SWITCHYARD_ADMIN_KEYS").ok().as_deref(),
         config.admin_keys_file.as_deref(),
+        &id_secret,
     )
     .map_err(anyhow::Error::msg)
     .context("cannot load the admin keys")?;

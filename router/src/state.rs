@@ -4,27 +4,19 @@
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 
-/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
-/// a temporary file beside it, fsynced, renamed over `path`, then the directory fsynced.
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one
+/// (temporary file, fsync, rename, directory fsync: [`policyc::write_file_atomic`]),
+/// creating the directory first.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    write_atomic_mode(path, bytes, None)
+}
+
+/// [`write_atomic`], the file created with `mode` (e.g. `0o600` for a secret).
+pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
     }
-    result
+    policyc::write_file_atomic(path, bytes, mode)
 }
 
 /// An exclusive lock on a directory for the life of the process: `.switchyard.lock` inside

@@ -124,20 +124,12 @@ impl PathPlan {
             } => {
                 out.extend_from_slice(prefix.as_bytes());
                 out.extend_from_slice(b"/openai/deployments/");
-                percent_encode(model, out);
+                let mut segment = String::new();
+                crate::codec::percent_encode(model, crate::codec::unreserved, &mut segment);
+                out.extend_from_slice(segment.as_bytes());
                 out.extend_from_slice(b"/chat/completions?api-version=");
                 out.extend_from_slice(api_version.as_bytes());
             }
-        }
-    }
-}
-
-fn percent_encode(s: &str, out: &mut Vec<u8>) {
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(format!("%{b:02X}").as_bytes());
         }
     }
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _, FutureExt as _};
+use futures_lite::FutureExt as _;
 use glommio::net::TcpStream;
 
 use crate::config::Config;
@@ -43,45 +43,16 @@ const POOL_IDLE_TTL: Duration = Duration::from_secs(30);
 const READ_BUFFER: usize = 16 * 1024;
 
 /// A connection to an upstream, plain or TLS.
-pub enum UpConn {
-    Plain(TcpStream),
-    Tls(Box<futures_rustls::client::TlsStream<TcpStream>>),
-}
+pub type UpConn = crate::net::UpstreamSocket;
 
-impl std::fmt::Debug for UpConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Plain(_) => "UpConn::Plain",
-            Self::Tls(_) => "UpConn::Tls",
-        })
-    }
-}
-
-impl UpConn {
-    fn tcp(&self) -> &TcpStream {
-        match self {
-            Self::Plain(s) => s,
-            Self::Tls(t) => t.get_ref().0,
-        }
-    }
-
-    async fn read(&mut self, buf: &mut [u8], timeout: Duration) -> std::io::Result<usize> {
-        let _ = self.tcp().set_read_timeout(Some(timeout));
-        match self {
-            Self::Plain(s) => s.read(buf).await,
-            Self::Tls(t) => t.read(buf).await,
-        }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match self {
-            Self::Plain(s) => s.write_all(bytes).await,
-            Self::Tls(t) => {
-                t.write_all(bytes).await?;
-                t.flush().await
-            }
-        }
-    }
+/// Reads with a deadline for this read.
+async fn read_within(
+    conn: &mut UpConn,
+    buf: &mut [u8],
+    timeout: Duration,
+) -> std::io::Result<usize> {
+    conn.set_read_timeout(Some(timeout));
+    conn.read(buf).await
 }
 
 struct Idle {
@@ -283,7 +254,19 @@ pub async fn forward(
         match exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client).await {
             Ok(v) => break v,
             Err(SendFailure::Stale) if reused => {
-                conn = connect(x, up).await?;
+                // The request may have reached the upstream before it closed the pooled
+                // connection: from here on a failure is not safe to pass to another
+                // candidate (which could run it twice), so it is a 502, not a 503.
+                conn = connect(x, up).await.map_err(|e| {
+                    Error::new(
+                        ErrorKind::UpstreamBadResponse,
+                        format!(
+                            "endpoint `{}` closed a reused connection without answering, and a new connection failed",
+                            x.endpoint
+                        ),
+                    )
+                    .with_internal(e.for_log())
+                })?;
                 reused = false;
             }
             Err(SendFailure::Stale) => {
@@ -416,7 +399,7 @@ async fn exchange_head(
             format!("endpoint `{}` {what}", x.endpoint),
         ))
     };
-    if conn.send(wire).await.is_err() {
+    if conn.write_all(wire).await.is_err() {
         return Err(SendFailure::Stale);
     }
     let deadline = Instant::now() + up.timeout;
@@ -464,7 +447,7 @@ async fn exchange_head(
         let spare = rbuf.get_mut(filled..).unwrap_or_default();
         // While the upstream thinks, the client may give up: then the upstream request is
         // dropped (closing its connection tells the upstream to stop generating).
-        let read = async { Some(conn.read(spare, deadline - now).await) }
+        let read = async { Some(read_within(conn, spare, deadline - now).await) }
             .or(async {
                 client.closed().await;
                 None
@@ -607,7 +590,9 @@ async fn relay(
     loop {
         let input = rbuf.get(pending.clone()).unwrap_or_default();
         match head.framing {
-            BodyFraming::Empty => {}
+            // Bytes after a response that has no body are not ours to relay, and the
+            // connection that carried them cannot be trusted for the next request.
+            BodyFraming::Empty => clean &= input.is_empty(),
             BodyFraming::Length(_) => {
                 let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
                 let data = input.get(..take).unwrap_or_default();
@@ -690,7 +675,7 @@ async fn relay(
             break;
         }
         // A quiet stream (the model thinking) must not hide a client that left.
-        let read = async { Some(conn.read(rbuf, up.timeout).await) }
+        let read = async { Some(read_within(&mut conn, rbuf, up.timeout).await) }
             .or(async {
                 client.closed().await;
                 None

@@ -597,17 +597,24 @@ fn a_second_router_on_the_same_data_dir_is_refused() {
         "the first router has a live write-ahead log"
     );
     let wals_before = wals();
-    let out = std::process::Command::new(binary("switchyard"))
-        .args([
-            "--no-auth",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--log-format", "text", "--data-dir", data.to_str().unwrap()])
-        .output()
+    let mut second = std::process::Command::new(binary("switchyard"))
+        .args(["--no-auth", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--log-format", "text"])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    let exited = eventually(Duration::from_secs(10), || {
+        second.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        let _ = second.kill();
+        let _ = second.wait();
+        panic!("the second router started beside the first");
+    }
+    let out = second.wait_with_output().unwrap();
     assert!(!out.status.success(), "the second router must not start");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -1153,6 +1160,15 @@ fn strict_records_are_acknowledged_only_after_their_directories_are_durable() {
     );
     let resp = chat(r.addr, "auto", &[("X-Tenant", "acme")]);
     assert_eq!(resp.status, 200, "{}", resp.text());
+    // Killing strace would leave the router running, detached: stop the router itself.
+    let strace = r.child.id();
+    let children =
+        std::fs::read_to_string(format!("/proc/{strace}/task/{strace}/children")).unwrap();
+    for pid in children.split_whitespace() {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", pid])
+            .status();
+    }
     drop(r);
     let text = std::fs::read_to_string(&trace).unwrap();
     // Replay the trace: descriptors → paths, and the order of creations and syncs.

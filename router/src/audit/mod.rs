@@ -393,16 +393,15 @@ impl Partition {
     }
 }
 
-/// Hive-style escaping of a partition value: anything but `[A-Za-z0-9._-]` as `%XX`.
+/// Hive-style escaping of a partition value: anything but `[A-Za-z0-9._-]` as `%XX` (and a
+/// leading `.`, so no value names a hidden or parent directory).
 pub(crate) fn escape_path_value(v: &str) -> String {
     let mut out = String::with_capacity(v.len());
-    for b in v.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'.' && !out.is_empty() || b == b'_' || b == b'-' {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    crate::codec::percent_encode(
+        v,
+        |i, b| b.is_ascii_alphanumeric() || b == b'.' && i > 0 || b == b'_' || b == b'-',
+        &mut out,
+    );
     out
 }
 

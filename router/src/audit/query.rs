@@ -283,7 +283,13 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "tokens_in": r.tokens_in,
         "tokens_out": r.tokens_out,
         "tokens_estimated": r.tokens_estimated,
-        "cost_usd": r.cost_micros.map(|m| m as f64 / 1e6),
+        // Money stays exact: a decimal string (as billing APIs write it) and the integer
+        // micro-dollars, never a binary float.
+        "cost_usd": r
+            .cost_micros
+            .and_then(|m| u64::try_from(m).ok())
+            .map(|m| switchyard_table::Micros(m).to_string()),
+        "cost_micros": r.cost_micros,
         "stream": r.stream,
         "error": r.error,
         "request_bytes": r.request_bytes,
@@ -346,9 +352,23 @@ pub(crate) fn parse_time(s: &str, what: &str) -> Result<i64, QueryError> {
     } else if let Some(i) = rest.rfind(['+', '-']).filter(|&i| i >= 5) {
         let (c, off) = rest.split_at(i);
         let sign = if off.starts_with('-') { -1 } else { 1 };
-        let (h, m) = off[1..].split_once(':').unwrap_or((&off[1..], "0"));
-        let h: i64 = h.parse().map_err(|_| bad())?;
-        let m: i64 = m.parse().map_err(|_| bad())?;
+        // `±HH:MM`, `±HHMM` or `±HH`, at most 18 hours (ISO 8601's range): bounded before
+        // any arithmetic, so no input overflows.
+        let digits = off.get(1..).unwrap_or_default().replace(':', "");
+        if !matches!(digits.len(), 2 | 4) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let h: i64 = digits
+            .get(..2)
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(bad)?;
+        let m: i64 = digits
+            .get(2..)
+            .filter(|v| !v.is_empty())
+            .map_or(Ok(0), |v| v.parse().map_err(|_| bad()))?;
+        if h > 18 || m > 59 {
+            return Err(bad());
+        }
         (c, sign * (h * 3600 + m * 60) * 1000)
     } else {
         (rest, 0)
@@ -359,6 +379,10 @@ pub(crate) fn parse_time(s: &str, what: &str) -> Result<i64, QueryError> {
     let (sec, frac) = match fields.next() {
         Some(sf) => {
             let (sec, frac) = sf.split_once('.').unwrap_or((sf, ""));
+            if !frac.bytes().all(|b| b.is_ascii_digit()) || !sec.bytes().all(|b| b.is_ascii_digit())
+            {
+                return Err(bad());
+            }
             let sec: i64 = sec.parse().map_err(|_| bad())?;
             let ms = if frac.is_empty() {
                 0
@@ -377,27 +401,7 @@ pub(crate) fn parse_time(s: &str, what: &str) -> Result<i64, QueryError> {
 }
 
 fn percent_decode(s: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(s.len());
-    let b = s.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::codec::percent_decode(s, true)
 }
 
 #[cfg(test)]
@@ -423,9 +427,20 @@ mod tests {
             "2026-11-22T25:00Z",
             "2026-11-22X",
             "2026-11-22T08",
+            // Offsets that used to overflow the arithmetic, and other junk in them.
+            "2026-11-22T08:00+9999999999999999:00",
+            "2026-11-22T08:00-99:00",
+            "2026-11-22T08:00+01:99",
+            "2026-11-22T08:00+1",
+            "2026-11-22T08:00:00.+1Z",
+            "2026-11-22T08:00:+1Z",
         ] {
             assert!(parse_time(bad, "from").is_err(), "{bad}");
         }
+        assert_eq!(
+            parse_time("1970-01-01T05:30+0530", "from"),
+            parse_time("1970-01-01T00:00Z", "from")
+        );
         assert_eq!(iso8601(86_401_005), "1970-01-02T00:00:01.005Z");
     }
 

@@ -572,20 +572,7 @@ fn collect_markers(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// Reverses the partition-value escaping (`%XX`).
 fn unescape(v: &str) -> Option<String> {
-    let mut out = Vec::with_capacity(v.len());
-    let b = v.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
+    crate::codec::percent_decode(v, false)
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ impl Decoder {
             let b = input[i];
             match self.state {
                 State::Size { digits } => {
-                    if let Some(v) = hex(b) {
+                    if let Some(v) = crate::codec::digit(b) {
                         if digits >= 15 {
                             return Err(ChunkError("chunk size is too large"));
                         }
@@ -205,15 +205,6 @@ impl Decoder {
             return Ok((i, Some(Chunk::End)));
         }
         Ok((i, None))
-    }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -17,8 +17,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A binary built next to the test executables (`tools/test-all` builds them all first).
+/// A binary built next to the test executables (`tools/test-all` builds them all first), or
+/// the one `SWITCHYARD_TEST_BIN_<NAME>` names (to run a test against another build, e.g. to
+/// see a regression test fail on the code before its fix).
 pub fn binary(name: &str) -> PathBuf {
+    let var = format!(
+        "SWITCHYARD_TEST_BIN_{}",
+        name.to_ascii_uppercase().replace('-', "_")
+    );
+    if let Some(path) = std::env::var_os(&var) {
+        return PathBuf::from(path);
+    }
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap();
     let path = dir.join(name);

@@ -1,0 +1,137 @@
+//! The router's small text codings, once: lowercase hex (key hashes, ids, chunk sizes) and
+//! percent-encoding (URL path segments, Hive partition values, query strings).
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// `bytes` as lowercase hex.
+#[must_use]
+pub fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+/// The bytes of a hex string of exactly `N` bytes (either case).
+#[must_use]
+pub fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (slot, pair) in out.iter_mut().zip(bytes.chunks(2)) {
+        *slot = (digit(*pair.first()?)? << 4) | digit(*pair.get(1)?)?;
+    }
+    Some(out)
+}
+
+/// The value of one hex digit.
+#[must_use]
+pub fn digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Appends `n` in lowercase hex, no leading zeros (chunk sizes).
+pub fn push_hex(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = HEX[(n & 0xf) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(digits.get(i..).unwrap_or_default());
+}
+
+/// Appends `n` as exactly 16 lowercase hex digits (ids).
+pub fn push_hex16(out: &mut [u8; 16], n: u64) {
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
+    }
+}
+
+/// Appends `s` percent-encoded: bytes `keep` accepts as they are, every other byte as `%XX`.
+pub fn percent_encode(s: &str, keep: impl Fn(usize, u8) -> bool, out: &mut String) {
+    for (i, b) in s.bytes().enumerate() {
+        if keep(i, b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)].to_ascii_uppercase()));
+            out.push(char::from(HEX[usize::from(b & 0xf)].to_ascii_uppercase()));
+        }
+    }
+}
+
+/// RFC 3986 unreserved characters: what a URL path segment keeps as is.
+#[must_use]
+pub fn unreserved(_: usize, b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~".contains(&b)
+}
+
+/// Decodes `%XX` escapes (and `+` as a space when `plus_is_space`, as in a query string);
+/// `None` for a bad escape or bytes that are not UTF-8.
+#[must_use]
+pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
+        match c {
+            b'%' => {
+                let hi = digit(*b.get(i + 1)?)?;
+                let lo = digit(*b.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            b'+' if plus_is_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(unhex::<3>("00ABff"), Some([0x00, 0xab, 0xff]));
+        assert_eq!(unhex::<3>("00abf"), None);
+        assert_eq!(unhex::<1>("zz"), None);
+        let mut out = Vec::new();
+        push_hex(&mut out, 0x1a2b);
+        push_hex(&mut out, 0);
+        assert_eq!(out, b"1a2b0");
+        let mut id = [0u8; 16];
+        push_hex16(&mut id, 0xabc);
+        assert_eq!(&id, b"0000000000000abc");
+        let mut enc = String::new();
+        percent_encode("gpt 4o/é", unreserved, &mut enc);
+        assert_eq!(enc, "gpt%204o%2F%C3%A9");
+        assert_eq!(percent_decode(&enc, false).as_deref(), Some("gpt 4o/é"));
+        assert_eq!(percent_decode("a+b%2", true), None);
+        assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
+        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+    }
+}
