@@ -322,19 +322,14 @@ impl Admin {
                     ))
                 }
             }
-            (
-                _,
-                [
-                    "v1",
-                    "audit" | "changes" | "endpoints" | "tenants" | "policies",
-                ]
-                | ["v1", "endpoints" | "tenants", _]
-                | ["v1", "tenants", _, "keys"]
-                | ["v1", "tenants", _, "keys", _],
-            ) => Err(Error::new(
-                ErrorKind::MethodNotAllowed,
-                format!("method not allowed on `{}`", call.path),
-            )),
+            (_, path) if allowed(path).is_some() => {
+                let allow = allowed(path).unwrap_or_default();
+                Err(Error::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("method not allowed on `{}`; it takes {allow}", call.path),
+                )
+                .with_allow(allow))
+            }
             _ => Err(Error::new(
                 ErrorKind::NotFound,
                 format!("unknown admin path `{}`", call.path),
@@ -583,6 +578,18 @@ impl Admin {
         let records = query::run(dir, &q);
         let data: Vec<Value> = records.iter().map(query::to_json).collect();
         Ok(list(data))
+    }
+}
+
+/// The methods an admin path takes (for `405` and its `Allow`), if it is one.
+fn allowed(path: &[&str]) -> Option<&'static str> {
+    match path {
+        ["v1", "audit" | "changes"] | ["v1", "endpoints" | "tenants", _] => Some("GET"),
+        ["v1", "endpoints" | "tenants" | "policies"] | ["v1", "tenants", _, "keys"] => {
+            Some("GET, POST")
+        }
+        ["v1", "tenants", _, "keys", _] => Some("DELETE"),
+        _ => None,
     }
 }
 

@@ -403,6 +403,12 @@ fn metrics(core: &Core) -> String {
         shared.sum(|m| &m.connections_refused),
     );
     metric(
+        "switchyard_request_body_bytes_buffered",
+        "Request-body bytes buffered beyond the connections' initial buffers (--max-pending-body-bytes caps it).",
+        "gauge",
+        shared.body_budget.used(),
+    );
+    metric(
         "switchyard_panics_total",
         "Connection tasks that panicked (each dropped its connection only).",
         "counter",

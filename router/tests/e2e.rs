@@ -657,20 +657,37 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(400));
+    // All three are waiting on the upstream before the stop signal.
+    let until = Instant::now() + Duration::from_secs(10);
+    while mock_requests(&s.mock).len() < 3 {
+        assert!(
+            Instant::now() < until,
+            "the requests never reached the upstream"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     s.router.signal(15);
-    std::thread::sleep(Duration::from_millis(300));
-    // No new connections are accepted while draining.
-    assert!(
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500))
-            .map(|mut c| {
-                let _ = c.write_all(&request("GET", "/healthz", &[], b""));
-                let mut b = [0u8; 1];
-                c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                matches!(std::io::Read::read(&mut c, &mut b), Ok(0) | Err(_))
-            })
-            .unwrap_or(true)
-    );
+    let until = Instant::now() + Duration::from_secs(10);
+    while !s.router.log().contains("shutting down") {
+        assert!(Instant::now() < until, "no shutdown log line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // No new request is served while draining: the connection is refused, or (if it was
+    // accepted just before the listener closed) closed or reset without an answer — never
+    // left hanging.
+    match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+        Err(_) => {}
+        Ok(mut c) => {
+            let _ = c.write_all(&request("GET", "/healthz", &[], b""));
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut b = [0u8; 1];
+            match std::io::Read::read(&mut c, &mut b) {
+                Ok(0) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                other => panic!("a new connection during the drain got {other:?}"),
+            }
+        }
+    }
     for t in inflight {
         let r = t.join().unwrap();
         assert_eq!(r.status, 200, "in-flight request failed: {}", r.text());

@@ -36,6 +36,16 @@ fn head_declaring(len: usize, extra: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A counter or gauge from the router's `/metrics` (0 when absent).
+fn metric(r: &Proc, name: &str) -> u64 {
+    call(r.addr, "GET", "/metrics", &[], b"")
+        .text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Polls `check` until it holds or `limit` passes.
 fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
     let until = Instant::now() + limit;
@@ -87,7 +97,10 @@ fn heads_declaring_huge_bodies_do_not_allocate_them() {
         s.write_all(&head_declaring(DECLARED, "")).unwrap();
         socks.push(s);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Every one of them is open and waiting for its body.
+    assert!(eventually(Duration::from_secs(10), || {
+        metric(&r, "switchyard_connections") >= 60
+    }));
     let grown = rss_kib(&r).saturating_sub(before);
     assert!(
         grown < 64 * 1024,
@@ -163,8 +176,10 @@ fn bodies_in_progress_share_one_budget() {
         )[..first.len() / 2 + 200],
     )
     .unwrap();
-    // Let the router buffer the first half (it grows its buffer to hold it).
-    std::thread::sleep(Duration::from_millis(300));
+    // The router buffers the first half (its buffer grows to hold it).
+    assert!(eventually(Duration::from_secs(10), || {
+        metric(&r, "switchyard_request_body_bytes_buffered") >= 300 * 1024
+    }));
     let second = big_chat_body(700 * 1024);
     let mut b = Conn::open(r.addr);
     b.send(&request(
@@ -1233,4 +1248,90 @@ fn strict_records_are_acknowledged_only_after_their_directories_are_durable() {
         syncs_of_wal_dir >= 1,
         "the log's directory was never fsynced: {synced:?}"
     );
+}
+
+/// The smaller items: `405` says which methods a path takes (it said `GET, HEAD, POST`
+/// everywhere), `HEAD` answers with the length a `GET` would have (it said 0), and a
+/// pinned `max_completion_tokens` wins over `max_tokens`, as at OpenAI and vLLM.
+#[test]
+fn allow_head_and_max_completion_tokens() {
+    let r = router(&[]);
+    for (method, path, allow) in [
+        ("GET", "/v1/chat/completions", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/v1/models", "GET, HEAD"),
+        ("DELETE", "/v1/tenants", "GET, POST"),
+        ("POST", "/v1/audit", "GET"),
+        ("GET", "/v1/tenants/demo/keys/key_x", "DELETE"),
+    ] {
+        let resp = call(
+            r.addr,
+            method,
+            path,
+            &[("Authorization", &format!("Bearer {ADMIN_KEY}"))],
+            b"",
+        );
+        assert_eq!(resp.status, 405, "{method} {path}: {}", resp.text());
+        assert_eq!(resp.header("allow"), Some(allow), "{method} {path}");
+    }
+    let get = call(r.addr, "GET", "/healthz", &[], b"");
+    let mut c = Conn::open(r.addr);
+    c.send(&request("HEAD", "/healthz", &[], b""));
+    let (status, headers) = c.read_head().unwrap();
+    assert_eq!(status, 200);
+    let length = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .map(|(_, v)| v.clone());
+    assert_eq!(length, Some(get.body.len().to_string()));
+    // No body follows the head: the next request on the connection is answered.
+    c.send(&request("GET", "/healthz", &[], b""));
+    assert_eq!(c.read_response().unwrap().status, 200);
+
+    // `X-Cost-Budget-Usd` prices the worst case from the completion limit: with both
+    // fields, the newer one decides whether the mock endpoint (priced) fits.
+    let (dir, table) = compiled(
+        "version: v1
+endpoints:
+  - id: priced
+    type: mock
+    models: [m]
+    pricing: { input_per_1k: 0, output_per_1k: 1.0 }
+rules:
+  - default:
+      route_to: priced
+",
+    );
+    let r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let body = |max_tokens: u64, max_completion: u64| {
+        serde_json::json!({
+            "model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": max_tokens, "max_completion_tokens": max_completion,
+        })
+        .to_string()
+    };
+    // $0.01 fits 10 completion tokens at $1/1k, not 1,000.
+    let budget = [("X-Cost-Budget-Usd", "0.01")];
+    let fits = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &budget,
+        body(1000, 5).as_bytes(),
+    );
+    assert_eq!(fits.status, 200, "{}", fits.text());
+    let over = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &budget,
+        body(5, 1000).as_bytes(),
+    );
+    assert_eq!(over.status, 400, "{}", over.text());
+    assert_eq!(over.error_code(), "cost_budget_exceeded");
 }

@@ -220,7 +220,7 @@ fn keep_alive_pipelining_chunked_bodies_and_100_continue() {
     }
     // The same requests split at every byte boundary of the first one.
     let one = request("POST", "/v1/chat/completions", &[], &body);
-    for cut in (1..one.len()).step_by(7) {
+    for cut in 1..one.len() {
         let mut c = Conn::open(p.addr);
         c.send(&one[..cut]);
         c.stream.flush().unwrap();
@@ -271,7 +271,20 @@ fn connections_over_the_per_core_limit_get_503() {
     for _ in 0..40 {
         held.push(Conn::open(p.addr));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the router has accepted all of them (refused ones are counted at once).
+    let counted = |name: &str| -> u64 {
+        call(p.addr, "GET", "/metrics", &[], b"")
+            .text()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let until = Instant::now() + Duration::from_secs(5);
+    while counted("switchyard_connections_refused_total") < 40 - 16 {
+        assert!(Instant::now() < until, "connections not refused within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let mut refused = 0;
     for c in &mut held {
         c.stream
@@ -291,8 +304,12 @@ fn connections_over_the_per_core_limit_get_503() {
     }
     assert!(refused >= 40 - 16, "only {refused} refused");
     drop(held);
-    std::thread::sleep(Duration::from_millis(200));
-    still_serving(&p);
+    // The router sees the closes on its own time: serving resumes once it has.
+    let until = Instant::now() + Duration::from_secs(5);
+    while call(p.addr, "GET", "/healthz", &[], b"").status != 200 {
+        assert!(Instant::now() < until, "not serving again within 5 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]
