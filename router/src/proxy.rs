@@ -1,12 +1,21 @@
-//! `POST /v1/chat/completions` and `POST /v1/route`: the request phases in order.
+//! `POST /v1/chat/completions` and `POST /v1/route`: the request phases in order, each a
+//! small function over the request and the audit [`Draft`] it fills in.
 //!
-//! 1. routing headers ([`Attrs::from_headers`]) — bad values are a 400 naming the header;
-//! 2. body scan ([`json::scan`]) — not JSON, no `messages`, no `model`: 400, nothing sent;
-//! 3. decision ([`route::choose`]) — deny: 403 naming the rule; model not served: 400;
-//! 4. for each candidate endpoint in order: rewrite `model` if it changed, then answer
-//!    in-process (`mock`) or forward ([`crate::upstream::forward`]). A candidate that fails
-//!    before anything reached an upstream (connect refused, missing secret, dialect not
-//!    served) passes the request to the next; any other failure is answered.
+//! 1. [`identify`] — the key and the routing headers ([`Attrs::from_headers`]); the key
+//!    fixes the tenant and the role. Bad values: 400 naming the header; bad keys: 401/403;
+//! 2. [`admit`] — the tenant is declared (for a key) and within its limits and budgets: 429;
+//! 3. [`body_fields`] — the body scanned once ([`json::scan`]): not JSON, no `messages`, no
+//!    `model`: 400, nothing sent;
+//! 4. [`decide`] — the table's decision ([`route::choose`]): deny 403 naming the rule; model
+//!    not served 400;
+//! 5. [`candidates`] — each candidate endpoint in order: its body ([`endpoint_body`]: `model`
+//!    rewritten, usage asked for on a stream), then [`attempt`]: answered in-process
+//!    (`mock`) or forwarded ([`crate::upstream::forward`]). A candidate that fails before
+//!    anything reached an upstream (connect refused, missing secret, dialect not served)
+//!    passes the request to the next; any other failure is answered.
+//!
+//! [`chat`] wraps them: it owes the request's audit record from the start
+//! ([`crate::audit::gate`]) and builds it from the draft and the answer's [`Outcome`].
 
 use crate::api;
 use crate::audit::{self, Record};
@@ -259,179 +268,242 @@ async fn chat_inner<'r>(
 ) -> (Next, Outcome) {
     let none = RouteReport::none(req.started);
     let keys = core.keys();
-    let who = match api::principal(core, req, &keys) {
-        Ok(who) => who,
-        Err(e) => return refuse(core, client, id, &e, &none),
-    };
-    let mut attrs = match Attrs::from_headers(req.buf, req.headers) {
-        Ok(a) => a,
-        Err(e) => return refuse(core, client, id, &e, &none),
-    };
-    if let Some(key) = who {
-        draft.key_id = Some(key.id.clone());
-        // The key fixes the tenant (and its role, when it has one): a header may repeat
-        // them, never change them.
-        if let Some(claimed) = attrs.tenant
-            && claimed != key.tenant.as_bytes()
-        {
-            draft.tenant_claimed = Some(audit::text(claimed));
-            let err = Error::new(
-                ErrorKind::TenantMismatch,
-                format!(
-                    "this API key belongs to tenant `{}`; `X-Tenant: {}` names another tenant",
-                    key.tenant,
-                    String::from_utf8_lossy(claimed)
-                ),
-            );
-            return refuse(core, client, id, &err, &none);
-        }
-        attrs.tenant = Some(key.tenant.as_bytes());
-        // The role comes from the key too: a key without one has none, unless it was issued
-        // to let its requests say their role (`assert_roles`).
-        match (&key.role, attrs.user_role) {
-            (Some(role), Some(claimed)) if claimed != role.as_bytes() => {
-                let err = Error::new(
-                    ErrorKind::TenantMismatch,
-                    format!(
-                        "this API key has role `{role}`; `X-User-Role: {}` names another role",
-                        String::from_utf8_lossy(claimed)
-                    ),
-                );
-                return refuse(core, client, id, &err, &none);
-            }
-            (Some(role), _) => attrs.user_role = Some(role.as_bytes()),
-            (None, Some(claimed)) if !key.assert_roles => {
-                let err = Error::new(
-                    ErrorKind::RoleNotAssertable,
-                    format!(
-                        "this API key has no role, so `X-User-Role: {}` cannot give it one; issue a key with that role (or with `assert_roles: true` for a front end that vouches for its users' roles)",
-                        String::from_utf8_lossy(claimed)
-                    ),
-                );
-                return refuse(core, client, id, &err, &none);
-            }
-            (None, _) => {}
-        }
-    }
     let loaded = core.table();
     let table = loaded.table();
+    let before_decision = identify(core, req, &keys, draft).and_then(|(attrs, who)| {
+        admit(core, table, &attrs, who, draft)?;
+        Ok((attrs, body_fields(req, draft)?))
+    });
+    let (attrs, fields) = match before_decision {
+        Ok(v) => v,
+        Err(e) => return refuse(core, client, id, &e, &none),
+    };
+    let choice = match decide(table, req, &attrs, &fields, draft) {
+        Ok(c) => c,
+        Err((e, report)) => return refuse(core, client, id, &e, &report),
+    };
+    let route = Routed {
+        loaded: &loaded,
+        choice: &choice,
+        attrs: &attrs,
+        fields: &fields,
+    };
+    candidates(core, req, client, id, draft, &route).await
+}
+
+/// Phase 1, who is asking: the key (when authentication is on) and the routing headers. A
+/// key fixes the tenant and the role: headers may repeat them, never change them.
+fn identify<'a, 'k: 'a, 'r: 'a>(
+    core: &Core,
+    req: &Request<'r>,
+    keys: &'k crate::auth::KeySet,
+    draft: &mut Draft,
+) -> Result<(Attrs<'a>, Option<&'k crate::auth::KeyRecord>), Error> {
+    let who = api::principal(core, req, keys)?;
+    let mut attrs = Attrs::from_headers(req.buf, req.headers)?;
+    let Some(key) = who else {
+        return Ok((attrs, None));
+    };
+    draft.key_id = Some(key.id.clone());
+    if let Some(claimed) = attrs.tenant
+        && claimed != key.tenant.as_bytes()
+    {
+        draft.tenant_claimed = Some(audit::text(claimed));
+        return Err(Error::new(
+            ErrorKind::TenantMismatch,
+            format!(
+                "this API key belongs to tenant `{}`; `X-Tenant: {}` names another tenant",
+                key.tenant,
+                String::from_utf8_lossy(claimed)
+            ),
+        ));
+    }
+    attrs.tenant = Some(key.tenant.as_bytes());
+    // A key without a role has none, unless it was issued to let its requests say their
+    // role (`assert_roles`).
+    match (&key.role, attrs.user_role) {
+        (Some(role), Some(claimed)) if claimed != role.as_bytes() => Err(Error::new(
+            ErrorKind::TenantMismatch,
+            format!(
+                "this API key has role `{role}`; `X-User-Role: {}` names another role",
+                String::from_utf8_lossy(claimed)
+            ),
+        )),
+        (Some(role), _) => {
+            attrs.user_role = Some(role.as_bytes());
+            Ok((attrs, who))
+        }
+        (None, Some(claimed)) if !key.assert_roles => Err(Error::new(
+            ErrorKind::RoleNotAssertable,
+            format!(
+                "this API key has no role, so `X-User-Role: {}` cannot give it one; issue a key with that role (or with `assert_roles: true` for a front end that vouches for its users' roles)",
+                String::from_utf8_lossy(claimed)
+            ),
+        )),
+        (None, _) => Ok((attrs, who)),
+    }
+}
+
+/// Phase 2, may the tenant send now: declared (for a keyed request), within its rate limits
+/// and daily budgets — checked before any other work.
+fn admit(
+    core: &Core,
+    table: &switchyard_table::Table<'_>,
+    attrs: &Attrs<'_>,
+    who: Option<&crate::auth::KeyRecord>,
+    draft: &mut Draft,
+) -> Result<(), Error> {
     let tenant = attrs
         .tenant
         .and_then(|t| std::str::from_utf8(t).ok())
         .and_then(|t| table.tenant_by_id(t));
     draft.tenant = tenant.map(|t| t.id().to_owned());
-    if let Some(key) = who
-        && tenant.is_none()
-    {
-        // The tenant was removed from the policy after the key was issued: an undeclared
-        // tenant has no allowlist or limits, so serving it would widen the key's access.
-        draft.tenant_claimed = Some(key.tenant.clone());
-        let err = Error::new(
-            ErrorKind::TenantUnknown,
-            format!(
-                "this API key belongs to tenant `{}`, which the serving policy does not declare",
-                key.tenant
-            ),
-        );
-        return refuse(core, client, id, &err, &none);
-    }
-    if draft.tenant.is_none() {
-        draft.tenant_claimed = attrs.tenant.map(audit::text);
-    }
-    // Rate limits and daily budgets of a declared tenant, before any other work.
-    if let Some(t) = tenant
-        && (t.rate_limit_rpm() > 0
-            || t.rate_limit_tpm() > 0
-            || t.daily_token_budget() > 0
-            || t.daily_budget().0 > 0)
-    {
-        let state = core.tenant_state(t.id());
-        if let Err(e) = state.admit(&t, core.shared.limits.now_ns(), audit::now_ms()) {
-            return refuse(core, client, id, &e, &none);
-        }
-        draft.limit = Some((state, t.rate_limit_tpm()));
-    }
     draft.data_class = attrs.data_class.map(audit::text);
     draft.user_role = attrs.user_role.map(audit::text);
+    let Some(t) = tenant else {
+        if let Some(key) = who {
+            // Removed from the policy after the key was issued: an undeclared tenant has no
+            // allowlist or limits, so serving it would widen the key's access.
+            draft.tenant_claimed = Some(key.tenant.clone());
+            return Err(Error::new(
+                ErrorKind::TenantUnknown,
+                format!(
+                    "this API key belongs to tenant `{}`, which the serving policy does not declare",
+                    key.tenant
+                ),
+            ));
+        }
+        draft.tenant_claimed = attrs.tenant.map(audit::text);
+        return Ok(());
+    };
+    let limited = t.rate_limit_rpm() > 0
+        || t.rate_limit_tpm() > 0
+        || t.daily_token_budget() > 0
+        || t.daily_budget().0 > 0;
+    if limited {
+        let state = core.tenant_state(t.id());
+        state.admit(&t, core.shared.limits.now_ns(), audit::now_ms())?;
+        draft.limit = Some((state, t.rate_limit_tpm()));
+    }
+    Ok(())
+}
+
+/// Phase 3, what is asked: the body, scanned once (well-formed JSON, `messages`, `model`).
+fn body_fields<'r>(req: &Request<'r>, draft: &mut Draft) -> Result<json::Fields<'r>, Error> {
     if let Some(coding) = req.header(b"content-encoding")
         && !coding.eq_ignore_ascii_case(b"identity")
     {
-        let err = Error::new(
+        return Err(Error::new(
             ErrorKind::UnsupportedMediaType,
             format!(
                 "request bodies with `Content-Encoding: {}` are not accepted; send the JSON uncompressed",
                 String::from_utf8_lossy(coding)
             ),
-        );
-        return refuse(core, client, id, &err, &none);
+        ));
     }
-    let fields = match json::scan(req.body) {
-        Ok(f) => f,
-        Err(e) => {
-            let mut err = Error::new(ErrorKind::InvalidBody, e.to_string());
-            err.param = e.param();
-            return refuse(core, client, id, &err, &none);
-        }
-    };
+    let fields = json::scan(req.body).map_err(|e| {
+        let mut err = Error::new(ErrorKind::InvalidBody, e.to_string());
+        err.param = e.param();
+        err
+    })?;
     draft.stream = fields.stream;
     if !fields.has_messages {
-        let err = Error::new(
+        return Err(Error::new(
             ErrorKind::MissingMessages,
             "request body has no `messages` array",
         )
-        .with_param("messages");
-        return refuse(core, client, id, &err, &none);
+        .with_param("messages"));
     }
-    let Some(model) = fields.model.as_ref() else {
-        let err = Error::new(
+    let Some(model) = &fields.model else {
+        return Err(Error::new(
             ErrorKind::BadRequest,
             "request body has no `model`: send a model id, or \"auto\" to let the policy choose",
         )
-        .with_param("model");
-        return refuse(core, client, id, &err, &none);
+        .with_param("model"));
     };
-    let requested: &str = &model.value;
-    draft.model = Some(audit::text(requested.as_bytes()));
+    draft.model = Some(audit::text(model.value.as_bytes()));
+    Ok(fields)
+}
 
-    let treq = route::attributes(table, &attrs, &fields, requested, req.body.len());
-    let choice = match route::choose(table, &treq, requested) {
-        Ok(c) => c,
+/// Phase 4, where it may go: the table's decision and its candidate endpoints.
+fn decide<'t>(
+    table: &'t switchyard_table::Table<'_>,
+    req: &Request<'_>,
+    attrs: &Attrs<'_>,
+    fields: &json::Fields<'_>,
+    draft: &mut Draft,
+) -> Result<route::Choice<'t>, (Error, RouteReport<'static>)> {
+    let requested = requested(fields);
+    let treq = route::attributes(table, attrs, fields, requested, req.body.len());
+    match route::choose(table, &treq, requested) {
+        Ok(choice) => {
+            draft.rule_index = Some(choice.rule_index);
+            draft.rule_name = Some(choice.rule_name.to_owned());
+            Ok(choice)
+        }
         Err(refusal) => {
-            let report = RouteReport {
-                endpoint: None,
-                rule: refusal.rule,
-                latency_ms: elapsed_ms(req.started),
-            };
             draft.rule_index = refusal.rule;
             draft.rule_name = refusal
                 .rule
                 .and_then(|r| table.rule(r).or(Some(table.default_rule())))
                 .map(|r| r.name().to_owned());
-            return refuse(core, client, id, &refusal.error, &report);
+            let report = RouteReport {
+                endpoint: None,
+                rule: refusal.rule,
+                latency_ms: elapsed_ms(req.started),
+            };
+            Err((refusal.error, report))
         }
-    };
-    draft.rule_index = Some(choice.rule_index);
-    draft.rule_name = Some(choice.rule_name.to_owned());
+    }
+}
 
-    let usage_edit = if fields.stream {
-        json::ask_for_usage(req.body, &fields)
+/// The requested model (the body phase made sure there is one).
+fn requested<'a>(fields: &'a json::Fields<'_>) -> &'a str {
+    fields.model.as_ref().map_or("", |m| &m.value)
+}
+
+/// What the decision phases established, for the candidate phase.
+struct Routed<'a, 'r> {
+    loaded: &'a crate::table::Loaded,
+    choice: &'a route::Choice<'a>,
+    attrs: &'a Attrs<'r>,
+    fields: &'a json::Fields<'r>,
+}
+
+/// Phase 5, answer: each candidate in order until one answers; a candidate that fails
+/// before anything could have reached an upstream passes the request to the next.
+async fn candidates<'r>(
+    core: &Core,
+    req: &'r Request<'r>,
+    client: &mut Client<'_>,
+    id: RequestId<'r>,
+    draft: &mut Draft,
+    route: &Routed<'_, 'r>,
+) -> (Next, Outcome) {
+    let table = route.loaded.table();
+    let requested = requested(route.fields);
+    let usage_edit = if route.fields.stream {
+        json::ask_for_usage(req.body, route.fields)
     } else {
         None
     };
     // Whether the client asked for the usage chunk itself (then it is relayed as it comes).
-    let asked_usage = fields.stream && usage_edit.is_none();
+    let asked_usage = route.fields.stream && usage_edit.is_none();
     let mut last: Option<(Error, &str)> = None;
     let mut over_budget: Vec<String> = Vec::new();
-    for (index, send) in choice.candidates(requested) {
+    for (index, send) in route.choice.candidates(requested) {
         let send_model = send.as_str(requested);
-        let Some(endpoint) = table.endpoint(index) else {
+        let (Some(endpoint), Some(plan)) = (
+            table.endpoint(index),
+            route.loaded.plans.get(index as usize),
+        ) else {
             continue;
         };
         // `X-Cost-Budget-Usd`: an endpoint whose worst case exceeds it is passed over.
-        if let Some(budget) = attrs.cost_budget {
+        if let Some(budget) = route.attrs.cost_budget {
             let worst = route::worst_case_cost(
                 req.body.len(),
-                fields.max_tokens,
+                route.fields.max_tokens,
                 endpoint.input_per_1k(),
                 endpoint.output_per_1k(),
             );
@@ -440,39 +512,14 @@ async fn chat_inner<'r>(
                 continue;
             }
         }
-        let Some(plan) = loaded.plans.get(index as usize) else {
-            continue;
-        };
-        // The body as this endpoint gets it: `model` rewritten when it changed, and usage
-        // asked for on a stream to an OpenAI-compatible upstream (the relay removes the
-        // usage chunk again when the client had not asked for it).
+        // Usage is asked for on a stream to an OpenAI-compatible upstream (the relay takes
+        // the usage chunk out again when the client had not asked for it).
         let usage_edit = match plan {
             Plan::Forward(_) => usage_edit.as_ref(),
             _ => None,
         };
-        let rewritten;
-        let body: &[u8] = if send_model == requested && usage_edit.is_none() {
-            req.body
-        } else {
-            let mut token = core.pool.bytes.take();
-            token.clear();
-            let mut edits: [(std::ops::Range<usize>, &[u8]); 2] = [(0..0, &[]), (0..0, &[])];
-            let mut n = 0;
-            if send_model != requested {
-                json::write_json_string(&mut token, send_model);
-                edits[0] = (model.span.clone(), token.as_slice());
-                n += 1;
-            }
-            if let Some((range, bytes)) = usage_edit {
-                edits[n] = (range.clone(), bytes.as_ref());
-                n += 1;
-            }
-            let mut buf = core.pool.bytes.take();
-            buf.clear();
-            json::apply_edits(req.body, edits.get_mut(..n).unwrap_or_default(), &mut buf);
-            rewritten = buf;
-            &rewritten
-        };
+        let mut scratch = (core.pool.bytes.take(), core.pool.bytes.take());
+        let body = endpoint_body(req.body, route.fields, send_model, usage_edit, &mut scratch);
         if draft.endpoint_id.is_some() {
             draft.fallback_from = draft.fallback_from.take().or(draft.endpoint_id.take());
         }
@@ -486,33 +533,15 @@ async fn chat_inner<'r>(
             core,
             req,
             id,
-            rule: choice.rule_index,
+            rule: route.choice.rule_index,
             endpoint: endpoint.id(),
             model: send_model,
-            stream: fields.stream,
+            stream: route.fields.stream,
             body,
-            strip_usage: fields.stream && !asked_usage,
+            strip_usage: route.fields.stream && !asked_usage,
             hold_last: core.config().audit_strict,
         };
-        let result = match plan {
-            Plan::Mock => Ok(crate::mock::respond(&x, client).await),
-            Plan::Unsupported(kind) => Err(Error::new(
-                ErrorKind::NotImplemented,
-                format!(
-                    "endpoint `{}` has type `{kind}`, which this router does not serve yet (it serves OpenAI-compatible endpoints and `mock`)",
-                    endpoint.id()
-                ),
-            )),
-            Plan::Broken(why) => Err(Error::new(
-                ErrorKind::UpstreamCredentials,
-                format!(
-                    "endpoint `{}` is misconfigured on this router (its operator finds why in the router's log)",
-                    endpoint.id()
-                ),
-            )
-            .with_internal(why.as_str())),
-            Plan::Forward(up) => crate::upstream::forward(&x, up, client).await,
-        };
+        let result = attempt(&x, plan, client).await;
         match &result {
             Ok(_) => core.endpoint_answered(endpoint.id()),
             Err(e) => core.endpoint_failed(endpoint.id(), &e.for_log()),
@@ -537,30 +566,102 @@ async fn chat_inner<'r>(
             }
         }
     }
-    let (err, endpoint) = last.unwrap_or_else(|| {
-        if over_budget.is_empty() {
-            (
-                Error::new(ErrorKind::Internal, "no endpoint candidate was tried"),
-                "none",
-            )
-        } else {
-            let budget = attrs.cost_budget.unwrap_or_default();
-            (
-                Error::new(
-                    ErrorKind::CostBudgetExceeded,
-                    format!(
-                        "no endpoint fits `X-Cost-Budget-Usd: {budget}`: worst-case cost (estimated prompt plus `max_tokens`) at {}",
-                        over_budget.join(", ")
-                    ),
-                ),
-                "none",
-            )
-        }
-    });
+    let (err, endpoint) = exhausted(last, &over_budget, route.attrs);
     let report = RouteReport {
         endpoint: Some(endpoint),
-        rule: Some(choice.rule_index),
+        rule: Some(route.choice.rule_index),
         latency_ms: elapsed_ms(req.started),
     };
     refuse(core, client, id, &err, &report)
+}
+
+/// The body an endpoint gets: the client's unchanged, or (in `scratch`) with `model`
+/// replaced by `send_model` and the usage edit applied.
+fn endpoint_body<'a>(
+    body: &'a [u8],
+    fields: &json::Fields<'_>,
+    send_model: &str,
+    usage_edit: Option<&(std::ops::Range<usize>, std::borrow::Cow<'static, [u8]>)>,
+    scratch: &'a mut (
+        crate::recycle::Recycled<'_, Vec<u8>>,
+        crate::recycle::Recycled<'_, Vec<u8>>,
+    ),
+) -> &'a [u8] {
+    let model = fields.model.as_ref();
+    let rewrite_model = model.filter(|m| m.value != send_model);
+    if rewrite_model.is_none() && usage_edit.is_none() {
+        return body;
+    }
+    let (token, out) = scratch;
+    token.clear();
+    out.clear();
+    let mut edits: [(std::ops::Range<usize>, &[u8]); 2] = [(0..0, &[]), (0..0, &[])];
+    let mut n = 0;
+    if let Some(m) = rewrite_model {
+        json::write_json_string(token, send_model);
+        edits[0] = (m.span.clone(), token.as_slice());
+        n += 1;
+    }
+    if let Some((range, bytes)) = usage_edit {
+        edits[n] = (range.clone(), bytes.as_ref());
+        n += 1;
+    }
+    json::apply_edits(body, edits.get_mut(..n).unwrap_or_default(), out);
+    out.as_slice()
+}
+
+/// One candidate's answer: in-process, forwarded, or why it cannot take the request.
+async fn attempt(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    client: &mut Client<'_>,
+) -> Result<(Next, Outcome), Error> {
+    match plan {
+        Plan::Mock => Ok(crate::mock::respond(x, client).await),
+        Plan::Unsupported(kind) => Err(Error::new(
+            ErrorKind::NotImplemented,
+            format!(
+                "endpoint `{}` has type `{kind}`, which this router does not serve yet (it serves OpenAI-compatible endpoints and `mock`)",
+                x.endpoint
+            ),
+        )),
+        Plan::Broken(why) => Err(Error::new(
+            ErrorKind::UpstreamCredentials,
+            format!(
+                "endpoint `{}` is misconfigured on this router (its operator finds why in the router's log)",
+                x.endpoint
+            ),
+        )
+        .with_internal(why.as_str())),
+        Plan::Forward(up) => crate::upstream::forward(x, up, client).await,
+    }
+}
+
+/// The answer when no candidate took the request: the last failure, or that none fit the
+/// cost budget.
+fn exhausted<'e>(
+    last: Option<(Error, &'e str)>,
+    over_budget: &[String],
+    attrs: &Attrs<'_>,
+) -> (Error, &'e str) {
+    if let Some(failed) = last {
+        return failed;
+    }
+    if over_budget.is_empty() {
+        return (
+            Error::new(ErrorKind::Internal, "no endpoint candidate was tried"),
+            "none",
+        );
+    }
+    let budget = attrs.cost_budget.unwrap_or_default();
+    (
+        Error::new(
+            ErrorKind::CostBudgetExceeded,
+            format!(
+                "no endpoint fits `X-Cost-Budget-Usd: {budget}`: worst-case cost (estimated prompt plus `max_tokens`) at {}",
+                over_budget.join(", ")
+            ),
+        ),
+        "none",
+    )
 }

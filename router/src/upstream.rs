@@ -293,7 +293,13 @@ pub async fn forward(
             }
         }
     };
-    Ok(relay(x, up, conn, head, &mut rbuf, filled, &headers, client).await)
+    let answer = Answer {
+        head,
+        headers: &headers,
+        rbuf: &mut rbuf,
+        filled,
+    };
+    Ok(relay(x, up, conn, answer, client).await)
 }
 
 async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
@@ -501,29 +507,31 @@ enum Out {
     Empty,
 }
 
+/// An upstream's answer as read so far: its head, and the buffer holding the head (header
+/// ranges index it) and the first body bytes.
+struct Answer<'a> {
+    head: ResponseHead,
+    headers: &'a [HeaderIdx],
+    rbuf: &'a mut [u8],
+    filled: usize,
+}
+
 /// Relays the response head and body. Never fails: errors after the head are reported in the
 /// body (SSE) or by closing the connection.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the relay's whole state, passed once"
-)]
 async fn relay(
     x: &Exchange<'_>,
     up: &Upstream,
     mut conn: UpConn,
-    head: ResponseHead,
-    rbuf: &mut [u8],
-    filled: usize,
-    headers: &[HeaderIdx],
+    answer: Answer<'_>,
     client: &mut Client<'_>,
 ) -> (Next, Outcome) {
     let core = x.core;
-    let mut outcome = Outcome {
-        status: head.status,
-        upstream_status: Some(head.status),
-        upstream_latency_ms: Some(x.report().latency_ms),
-        ..Outcome::default()
-    };
+    let Answer {
+        head,
+        headers,
+        rbuf,
+        filled,
+    } = answer;
     core.metrics().count_status(head.status);
     client.must_close |= core.shutting_down();
     let out_framing = match head.framing {
@@ -533,10 +541,158 @@ async fn relay(
         BodyFraming::Chunked | BodyFraming::UntilClose => Out::Close,
     };
     let close_client = client.must_close || out_framing == Out::Close;
+    write_head(
+        x,
+        &head,
+        rbuf.get(..head.len).unwrap_or_default(),
+        headers,
+        out_framing,
+        close_client,
+        client.out,
+    );
+    let mut held = core.pool.bytes.take();
+    let mode = if head.event_stream && (200..300).contains(&head.status) {
+        Mode::Events {
+            strip_usage: x.strip_usage,
+        }
+    } else {
+        Mode::Json
+    };
+    let mut body = Body {
+        framing: head.framing,
+        out: out_framing,
+        remaining: match head.framing {
+            BodyFraming::Length(n) => n,
+            _ => 0,
+        },
+        decoder: Decoder::new(),
+        meter: Meter::new(mode, &mut held),
+        outcome: Outcome {
+            status: head.status,
+            upstream_status: Some(head.status),
+            upstream_latency_ms: Some(x.report().latency_ms),
+            ..Outcome::default()
+        },
+        clean: true,
+        done: out_framing == Out::Empty,
+    };
+    let mut pending = head.len..filled;
+    loop {
+        let input = rbuf.get(pending.clone()).unwrap_or_default();
+        if let Err(why) = body.take(input, client.out) {
+            body.settle(client.out);
+            return cut(
+                x,
+                conn,
+                client,
+                out_framing,
+                head.event_stream,
+                &why,
+                body.outcome,
+            )
+            .await;
+        }
+        if body.done {
+            body.end(client.out);
+        }
+        // `strict` audit: the end of the response waits (in `proxy::chat`) for the record.
+        let hold = body.done && x.hold_last;
+        if !hold && !client.out.is_empty() && client.flush().await.is_err() {
+            // The client went away: drop the upstream connection (its response is unread),
+            // which also tells the upstream to stop generating.
+            body.abandon();
+            body.outcome.error = Some("client closed the connection during the response".into());
+            return (Next::Close, body.outcome);
+        }
+        if body.done {
+            break;
+        }
+        // A quiet stream (the model thinking) must not hide a client that left.
+        let read = async { Some(read_within(&mut conn, rbuf, up.timeout).await) }
+            .or(async {
+                client.closed().await;
+                None
+            })
+            .await;
+        let Some(read) = read else {
+            body.abandon();
+            client.out.clear();
+            body.outcome.error = Some(
+                "client closed the connection during the response; the upstream request was cancelled"
+                    .into(),
+            );
+            return (Next::Close, body.outcome);
+        };
+        let why = match read {
+            Ok(0) if head.framing == BodyFraming::UntilClose => {
+                // The end of a close-delimited body; the loop top writes the last chunk.
+                body.done = true;
+                body.clean = false;
+                pending = 0..0;
+                continue;
+            }
+            Ok(n) if n > 0 => {
+                pending = 0..n;
+                continue;
+            }
+            Ok(_) => "closed the connection before the response was complete".to_owned(),
+            Err(e) if e.kind() == IoKind::TimedOut => format!(
+                "stopped sending for {} ms in the middle of the response",
+                up.timeout.as_millis()
+            ),
+            Err(e) => format!("failed in the middle of the response: {e}"),
+        };
+        body.settle(client.out);
+        return cut(
+            x,
+            conn,
+            client,
+            out_framing,
+            head.event_stream,
+            &why,
+            body.outcome,
+        )
+        .await;
+    }
+    let mut outcome = body.outcome;
+    outcome.usage = body.meter.usage();
+    if outcome.usage.is_none() {
+        outcome.estimated_completion = body.meter.estimated_completion_tokens();
+    }
+    tracing::debug!(
+        request_id = x.id.as_str(),
+        endpoint = x.endpoint,
+        rule = x.rule,
+        model = x.model,
+        status = head.status,
+        stream = x.stream,
+        tokens_in = outcome.usage.map(|u| u.prompt_tokens),
+        tokens_out = outcome.usage.map(|u| u.completion_tokens),
+        "relayed"
+    );
+    if body.clean && head.keep_alive {
+        core.pool.checkin(&up.pool_key, conn);
+    }
+    let next = if close_client {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
+    (next, outcome)
+}
 
-    let out = &mut *client.out;
+/// The client's response head: the upstream's status and end-to-end headers, ours
+/// (`x-request-id`, `x-switchyard-route`), and our framing.
+fn write_head(
+    x: &Exchange<'_>,
+    head: &ResponseHead,
+    hbuf: &[u8],
+    headers: &[HeaderIdx],
+    out_framing: Out,
+    close_client: bool,
+    out: &mut Vec<u8>,
+) {
     respond::status_line(out, head.status);
-    let hbuf = rbuf.get(..head.len).unwrap_or_default();
     for h in headers {
         let name = h.name(hbuf);
         if is_hop_by_hop(name)
@@ -569,183 +725,107 @@ async fn relay(
         out.extend_from_slice(b"connection: close\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
 
-    let mut remaining = match head.framing {
-        BodyFraming::Length(n) => n,
-        _ => 0,
-    };
-    let mut decoder = Decoder::new();
-    let mut held = core.pool.bytes.take();
-    let mode = if head.event_stream && (200..300).contains(&head.status) {
-        Mode::Events {
-            strip_usage: x.strip_usage,
-        }
-    } else {
-        Mode::Json
-    };
-    let mut meter = Meter::new(mode, &mut held);
-    let mut pending = head.len..filled;
-    let mut clean = true;
-    let mut done = out_framing == Out::Empty;
-    loop {
-        let input = rbuf.get(pending.clone()).unwrap_or_default();
-        match head.framing {
+/// The relayed body's state: how the upstream frames it and the client gets it, what the
+/// meter reads of it, and what the audit record will say.
+struct Body<'m> {
+    framing: BodyFraming,
+    out: Out,
+    /// Bytes left of a length-framed body.
+    remaining: u64,
+    decoder: Decoder,
+    meter: Meter<'m>,
+    outcome: Outcome,
+    /// The upstream connection ends exactly at the body's end (it may be pooled).
+    clean: bool,
+    done: bool,
+}
+
+impl Body<'_> {
+    /// Takes the next bytes read from the upstream, appending what goes to the client to
+    /// `out`; `Err` says why the body is broken.
+    fn take(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        match self.framing {
             // Bytes after a response that has no body are not ours to relay, and the
             // connection that carried them cannot be trusted for the next request.
-            BodyFraming::Empty => clean &= input.is_empty(),
+            BodyFraming::Empty => self.clean &= input.is_empty(),
             BodyFraming::Length(_) => {
-                let take = usize::try_from(remaining).map_or(input.len(), |r| r.min(input.len()));
+                let take =
+                    usize::try_from(self.remaining).map_or(input.len(), |r| r.min(input.len()));
                 let data = input.get(..take).unwrap_or_default();
                 // A length-framed body goes out with the same length: passed through whole
                 // (an event stream with a length is rare; its usage chunk stays).
-                meter.pass(data, &mut |_| {});
-                outcome.response_bytes += data.len() as u64;
-                client.out.extend_from_slice(data);
-                remaining -= take as u64;
-                clean &= take == input.len();
-                done = remaining == 0;
+                self.meter.pass(data, &mut |_| {});
+                self.outcome.response_bytes += data.len() as u64;
+                out.extend_from_slice(data);
+                self.remaining -= take as u64;
+                self.clean &= take == input.len();
+                self.done = self.remaining == 0;
             }
             BodyFraming::Chunked => {
                 let mut at = 0;
                 while at < input.len() {
-                    match decoder.decode(input.get(at..).unwrap_or_default()) {
-                        Ok((used, found)) => {
-                            let base = at;
-                            at += used;
-                            match found {
-                                Some(Chunk::Data(r)) => {
-                                    let data =
-                                        input.get(base + r.start..base + r.end).unwrap_or_default();
-                                    meter.pass(data, &mut |kept| {
-                                        outcome.response_bytes += kept.len() as u64;
-                                        emit(client.out, out_framing, kept);
-                                    });
-                                }
-                                Some(Chunk::End) => {
-                                    done = true;
-                                    clean &= at == input.len();
-                                    break;
-                                }
-                                None => {}
-                            }
+                    let (used, found) = self
+                        .decoder
+                        .decode(input.get(at..).unwrap_or_default())
+                        .map_err(|e| format!("sent a malformed chunked body: {}", e.0))?;
+                    let base = at;
+                    at += used;
+                    match found {
+                        Some(Chunk::Data(r)) => {
+                            let data = input.get(base + r.start..base + r.end).unwrap_or_default();
+                            self.pass(data, out);
                         }
-                        Err(e) => {
-                            settle(&mut meter, &mut outcome, client.out, out_framing);
-                            return cut(
-                                x,
-                                conn,
-                                client,
-                                out_framing,
-                                head.event_stream,
-                                &format!("sent a malformed chunked body: {}", e.0),
-                                outcome,
-                            )
-                            .await;
+                        Some(Chunk::End) => {
+                            self.done = true;
+                            self.clean &= at == input.len();
+                            break;
                         }
+                        None => {}
                     }
                 }
             }
-            BodyFraming::UntilClose => {
-                meter.pass(input, &mut |kept| {
-                    outcome.response_bytes += kept.len() as u64;
-                    emit(client.out, out_framing, kept);
-                });
-            }
+            BodyFraming::UntilClose => self.pass(input, out),
         }
-        if done {
-            meter.finish(&mut |kept| {
-                outcome.response_bytes += kept.len() as u64;
-                emit(client.out, out_framing, kept);
-            });
-        }
-        if done && out_framing == Out::Chunked {
-            client.out.extend_from_slice(b"0\r\n\r\n");
-        }
-        // `strict` audit: the end of the response waits (in `proxy::chat`) for the record.
-        let hold = done && x.hold_last;
-        if !hold && !client.out.is_empty() && client.flush().await.is_err() {
-            // The client went away: drop the upstream connection (its response is unread),
-            // which also tells the upstream to stop generating.
-            outcome.usage = meter.usage();
-            outcome.estimated_completion = meter.estimated_completion_tokens();
-            outcome.error = Some("client closed the connection during the response".into());
-            return (Next::Close, outcome);
-        }
-        if done {
-            break;
-        }
-        // A quiet stream (the model thinking) must not hide a client that left.
-        let read = async { Some(read_within(&mut conn, rbuf, up.timeout).await) }
-            .or(async {
-                client.closed().await;
-                None
-            })
-            .await;
-        let Some(read) = read else {
-            settle(&mut meter, &mut outcome, client.out, out_framing);
-            client.out.clear();
-            outcome.error = Some(
-                "client closed the connection during the response; the upstream request was cancelled"
-                    .into(),
-            );
-            return (Next::Close, outcome);
-        };
-        let why = match read {
-            Ok(0) if head.framing == BodyFraming::UntilClose => {
-                // The end of a close-delimited body; the loop top writes the last chunk.
-                done = true;
-                clean = false;
-                pending = 0..0;
-                continue;
-            }
-            Ok(n) if n > 0 => {
-                pending = 0..n;
-                continue;
-            }
-            Ok(_) => "closed the connection before the response was complete".to_owned(),
-            Err(e) if e.kind() == IoKind::TimedOut => format!(
-                "stopped sending for {} ms in the middle of the response",
-                up.timeout.as_millis()
-            ),
-            Err(e) => format!("failed in the middle of the response: {e}"),
-        };
-        settle(&mut meter, &mut outcome, client.out, out_framing);
-        return cut(
-            x,
-            conn,
-            client,
-            out_framing,
-            head.event_stream,
-            &why,
-            outcome,
-        )
-        .await;
+        Ok(())
     }
-    let usage = meter.usage();
-    outcome.usage = usage;
-    if usage.is_none() {
-        outcome.estimated_completion = meter.estimated_completion_tokens();
+
+    /// Decoded body bytes through the meter to the client, framed for it.
+    fn pass(&mut self, data: &[u8], out: &mut Vec<u8>) {
+        let (framing, bytes) = (self.out, &mut self.outcome.response_bytes);
+        self.meter.pass(data, &mut |kept| {
+            *bytes += kept.len() as u64;
+            emit(out, framing, kept);
+        });
     }
-    tracing::debug!(
-        request_id = x.id.as_str(),
-        endpoint = x.endpoint,
-        rule = x.rule,
-        model = x.model,
-        status = head.status,
-        stream = x.stream,
-        tokens_in = usage.map(|u| u.prompt_tokens),
-        tokens_out = usage.map(|u| u.completion_tokens),
-        "relayed"
-    );
-    if clean && head.keep_alive {
-        core.pool.checkin(&up.pool_key, conn);
+
+    /// The body is complete: what the meter held goes out, then the last chunk.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        let (framing, bytes) = (self.out, &mut self.outcome.response_bytes);
+        self.meter.finish(&mut |kept| {
+            *bytes += kept.len() as u64;
+            emit(out, framing, kept);
+        });
+        if self.out == Out::Chunked {
+            out.extend_from_slice(b"0\r\n\r\n");
+        }
     }
-    let next = if close_client {
-        Next::Close
-    } else {
-        Next::KeepAlive
-    };
-    (next, outcome)
+
+    /// The upstream cut the body short: what the meter holds goes to `out`, and what it
+    /// read goes in the outcome.
+    fn settle(&mut self, out: &mut Vec<u8>) {
+        settle(&mut self.meter, &mut self.outcome, out, self.out);
+    }
+
+    /// The client left: nothing more is sent; what the meter read goes in the outcome.
+    fn abandon(&mut self) {
+        self.meter.finish(&mut |_| {});
+        self.outcome.usage = self.meter.usage();
+        if self.outcome.usage.is_none() {
+            self.outcome.estimated_completion = self.meter.estimated_completion_tokens();
+        }
+    }
 }
 
 /// A body cut short: what the meter holds goes out, and what it read goes in the outcome.
