@@ -280,7 +280,14 @@ async fn chat_inner<'r>(
     };
     let choice = match decide(table, req, &attrs, &fields, draft) {
         Ok(c) => c,
-        Err((e, report)) => return refuse(core, client, id, &e, &report),
+        Err(refusal) => {
+            let report = RouteReport {
+                endpoint: None,
+                rule: refusal.rule,
+                latency_ms: elapsed_ms(req.started),
+            };
+            return refuse(core, client, id, &refusal.error, &report);
+        }
     };
     let route = Routed {
         loaded: &loaded,
@@ -432,7 +439,7 @@ fn decide<'t>(
     attrs: &Attrs<'_>,
     fields: &json::Fields<'_>,
     draft: &mut Draft,
-) -> Result<route::Choice<'t>, (Error, RouteReport<'static>)> {
+) -> Result<route::Choice<'t>, route::Refusal> {
     let requested = requested(fields);
     let treq = route::attributes(table, attrs, fields, requested, req.body.len());
     match route::choose(table, &treq, requested) {
@@ -447,12 +454,7 @@ fn decide<'t>(
                 .rule
                 .and_then(|r| table.rule(r).or(Some(table.default_rule())))
                 .map(|r| r.name().to_owned());
-            let report = RouteReport {
-                endpoint: None,
-                rule: refusal.rule,
-                latency_ms: elapsed_ms(req.started),
-            };
-            Err((refusal.error, report))
+            Err(refusal)
         }
     }
 }
