@@ -564,6 +564,10 @@ impl Conn<'_> {
 
     /// Answers a refused request and closes the connection gracefully.
     async fn refuse(mut self, core: &Core, err: &Error) {
+        // Whatever body was buffered is dropped before the answer goes out, so the budget
+        // it held is free by the time the client reads the refusal.
+        self.filled = 0;
+        self.shrink();
         core.metrics().count_status(err.kind.status());
         tracing::debug!(status = err.kind.status(), error = %err, "request refused");
         let id = RequestId::generate(core.next_request_number());

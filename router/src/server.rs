@@ -303,22 +303,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         Some(path) => Loaded::from_file(path, &settings)?,
         None => Loaded::demo(&settings)?,
     };
-    // One process per directory: a second one would delete the first's live write-ahead
-    // logs and temporary shards at its start, and overwrite its keys. Held until exit.
-    let _data_lock = crate::state::DirLock::acquire(&config.data_dir, "--data-dir")
-        .map_err(|e| anyhow::Error::msg(e.to_string()))?;
-    let _audit_lock = match &config.audit_dir {
-        Some(dir) if !dir.starts_with(&config.data_dir) => {
-            match crate::state::DirLock::acquire(dir, "--audit-dir") {
-                Ok(lock) => Some(lock),
-                Err(e @ crate::state::LockError::Busy(_)) => anyhow::bail!("{e}"),
-                // An unusable audit directory does not stop the router: the writer reports
-                // it and retries with every shard; `strict` refuses requests meanwhile.
-                Err(crate::state::LockError::Unusable(_)) => None,
-            }
-        }
-        _ => None,
-    };
+    let _locks = lock_directories(config)?;
     let admin_dir = config.data_dir.join("admin");
     let first = crate::manage::Manager::startup_table(&admin_dir, first, &settings).context(
         "cannot load the policy persisted by the admin API (move it away to discard those changes)",
@@ -326,59 +311,171 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     log_table(&first);
     let tables = Arc::new(TableCell::new(first));
     let audit_stats = Arc::new(crate::audit::AuditStats::default());
-    let (ship_tx, ship_rx) = mpsc::channel();
-    let (audit, audit_writer) = match &config.audit_dir {
-        Some(dir) => {
-            let writer = crate::audit::WriterConfig {
-                ship: Some(crate::audit::Shipping {
-                    tx: ship_tx.clone(),
-                    tables: Arc::clone(&tables),
-                    sink: config.audit_sink.clone(),
-                }),
-                dir: dir.clone(),
-                max_shard_bytes: config.audit_max_shard_bytes,
-                max_shard_age: config.audit_max_shard_age,
-                row_group_rows: 65_536,
-                node: node_id(),
-                flush_interval: config.audit_flush_interval,
-            };
-            let (sink, handle) = crate::audit::start(writer, Arc::clone(&audit_stats))
-                .with_context(|| format!("cannot start the audit writer in `{}`", dir.display()))?;
-            tracing::info!(dir = %dir.display(), "audit shards go to {}", dir.display());
-            if let Some(sink) = &config.audit_sink {
-                tracing::info!(bucket = %sink.bucket, prefix = %sink.prefix, "sealed audit shards ship to s3://{}/{}", sink.bucket, sink.prefix);
-            }
-            (Some(sink), Some(handle))
-        }
-        None => {
-            tracing::warn!("auditing is off (--no-audit): requests leave no audit record");
-            (None, None)
-        }
-    };
-    let shipper = match &config.audit_dir {
-        Some(dir) => Some(
-            crate::audit::ship::start(
-                crate::audit::ship::ShipConfig {
-                    root: dir.clone(),
-                    sink: config.audit_sink.clone(),
-                    retention: config.audit_local_retention,
-                    timeout: config.audit_upload_timeout,
-                    hold_retry: config.audit_ship_hold_retry,
-                },
-                Arc::clone(&tables),
-                Arc::clone(&audit_stats),
-                ship_rx,
+    let trail = AuditTrail::start(config, &tables, &audit_stats)?;
+    let shared = shared_state(config, &tables, audit_stats, &trail, &admin_dir, &settings)?;
+
+    let admin =
+        crate::admin::start(config.admin_listen, Arc::clone(&shared.admin)).with_context(|| {
+            format!(
+                "cannot listen on {} (the admin listener, --admin-listen)",
+                config.admin_listen
             )
-            .context("cannot start the audit shipper")?,
-        ),
+        })?;
+    tracing::info!(addr = %admin, "admin listening on http://{admin}");
+    let (watch_tx, watch_rx) = mpsc::channel();
+    let watcher = match &config.table {
+        Some(path) => {
+            let w = Watcher {
+                path: path.clone(),
+                cell: Arc::clone(&tables),
+                settings,
+                interval: config.reload_interval,
+            };
+            Some(
+                std::thread::Builder::new()
+                    .name("table-watcher".into())
+                    .spawn(move || w.run(&watch_rx))?,
+            )
+        }
         None => None,
     };
+    spawn_signal_thread(
+        Arc::clone(&shared),
+        watch_tx.clone(),
+        config.table.is_some(),
+    )?;
+    let handles = start_cores(config, &shared)?;
+
+    drain(config, &shared, handles);
+    let _ = watch_tx.send(WatchEvent::Stop);
+    if let Some(w) = watcher {
+        let _ = w.join();
+    }
+    trail.stop(&shared.audit_stats);
+    tracing::info!("switchyard stopped");
+    Ok(())
+}
+
+/// One process per directory: a second one would delete the first's live write-ahead logs
+/// and temporary shards at its start, and overwrite its keys. Held until exit.
+fn lock_directories(config: &Config) -> anyhow::Result<Vec<crate::state::DirLock>> {
+    let mut locks = vec![
+        crate::state::DirLock::acquire(&config.data_dir, "--data-dir")
+            .map_err(|e| anyhow::Error::msg(e.to_string()))?,
+    ];
+    if let Some(dir) = &config.audit_dir
+        && !dir.starts_with(&config.data_dir)
+    {
+        match crate::state::DirLock::acquire(dir, "--audit-dir") {
+            Ok(lock) => locks.push(lock),
+            Err(e @ crate::state::LockError::Busy(_)) => anyhow::bail!("{e}"),
+            // An unusable audit directory does not stop the router: the writer reports it
+            // and retries with every shard; `strict` refuses requests meanwhile.
+            Err(crate::state::LockError::Unusable(_)) => {}
+        }
+    }
+    Ok(locks)
+}
+
+/// The audit writer and shipper threads (absent with `--no-audit`).
+struct AuditTrail {
+    sink: Option<crate::audit::AuditSink>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    shipper: Option<std::thread::JoinHandle<()>>,
+    ship_tx: mpsc::Sender<crate::audit::ship::ShipMsg>,
+}
+
+impl AuditTrail {
+    fn start(
+        config: &Config,
+        tables: &Arc<TableCell>,
+        stats: &Arc<crate::audit::AuditStats>,
+    ) -> anyhow::Result<Self> {
+        let (ship_tx, ship_rx) = mpsc::channel();
+        let Some(dir) = &config.audit_dir else {
+            tracing::warn!("auditing is off (--no-audit): requests leave no audit record");
+            return Ok(Self {
+                sink: None,
+                writer: None,
+                shipper: None,
+                ship_tx,
+            });
+        };
+        let writer = crate::audit::WriterConfig {
+            ship: Some(crate::audit::Shipping {
+                tx: ship_tx.clone(),
+                tables: Arc::clone(tables),
+                sink: config.audit_sink.clone(),
+            }),
+            dir: dir.clone(),
+            max_shard_bytes: config.audit_max_shard_bytes,
+            max_shard_age: config.audit_max_shard_age,
+            row_group_rows: 65_536,
+            node: node_id(),
+            flush_interval: config.audit_flush_interval,
+        };
+        let (sink, writer) = crate::audit::start(writer, Arc::clone(stats))
+            .with_context(|| format!("cannot start the audit writer in `{}`", dir.display()))?;
+        tracing::info!(dir = %dir.display(), "audit shards go to {}", dir.display());
+        if let Some(sink) = &config.audit_sink {
+            tracing::info!(bucket = %sink.bucket, prefix = %sink.prefix, "sealed audit shards ship to s3://{}/{}", sink.bucket, sink.prefix);
+        }
+        let shipper = crate::audit::ship::start(
+            crate::audit::ship::ShipConfig {
+                root: dir.clone(),
+                sink: config.audit_sink.clone(),
+                retention: config.audit_local_retention,
+                timeout: config.audit_upload_timeout,
+                hold_retry: config.audit_ship_hold_retry,
+            },
+            Arc::clone(tables),
+            Arc::clone(stats),
+            ship_rx,
+        )
+        .context("cannot start the audit shipper")?;
+        Ok(Self {
+            sink: Some(sink),
+            writer: Some(writer),
+            shipper: Some(shipper),
+            ship_tx,
+        })
+    }
+
+    /// Seals every shard, gives the shipper its last round, and says what became of the
+    /// records (the cores' gates are closed by then).
+    fn stop(self, stats: &crate::audit::AuditStats) {
+        let (Some(sink), Some(writer)) = (self.sink, self.writer) else {
+            return;
+        };
+        sink.stop();
+        let _ = writer.join();
+        let _ = self.ship_tx.send(crate::audit::ship::ShipMsg::Stop);
+        if let Some(shipper) = self.shipper {
+            let _ = shipper.join();
+        }
+        tracing::info!(
+            records = stats.records_written.load(Ordering::Relaxed),
+            failed = stats.records_failed.load(Ordering::Relaxed),
+            "audit shards sealed"
+        );
+    }
+}
+
+/// What every core reads: keys, admin, limits, workers, the audit gates.
+fn shared_state(
+    config: &Config,
+    tables: &Arc<TableCell>,
+    audit_stats: Arc<crate::audit::AuditStats>,
+    trail: &AuditTrail,
+    admin_dir: &std::path::Path,
+    settings: &PlanSettings,
+) -> anyhow::Result<Arc<Shared>> {
     let keys = Arc::new(
-        crate::auth::KeyStore::open(&admin_dir)
+        crate::auth::KeyStore::open(admin_dir)
             .map_err(anyhow::Error::msg)
             .context("cannot load the client keys")?,
     );
-    let id_secret = crate::auth::admin_id_secret(&admin_dir)
+    let id_secret = crate::auth::admin_id_secret(admin_dir)
         .map_err(anyhow::Error::msg)
         .context("cannot set up admin key ids")?;
     let admin_keys = crate::auth::AdminKeys::load(
@@ -403,16 +500,16 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         audit_dir: config.audit_dir.clone(),
         keys: Arc::clone(&keys),
         admin_keys,
-        tables: Arc::clone(&tables),
+        tables: Arc::clone(tables),
         manager: crate::manage::Manager::new(
-            admin_dir,
-            Arc::clone(&tables),
+            admin_dir.to_owned(),
+            Arc::clone(tables),
             settings.clone(),
             config.secrets.clone(),
         ),
         health: Arc::clone(&health),
     });
-    let audit_gates = match &audit {
+    let audit_gates = match &trail.sink {
         Some(sink) => (0..config.cores)
             .map(|_| crate::audit::gate::Gate::new(sink.clone(), Arc::clone(&audit_stats)))
             .collect(),
@@ -424,76 +521,57 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         crate::resolve::Resolver::start(DNS_THREADS).context("cannot start the DNS workers")?;
     let admin_pool = crate::offload::Offload::start("admin", ADMIN_THREADS, 64)
         .context("cannot start the admin workers")?;
-    let shared = Arc::new(Shared {
+    Ok(Arc::new(Shared {
         config: config.clone(),
-        tables: Arc::clone(&tables),
+        tables: Arc::clone(tables),
         shutdown: AtomicBool::new(false),
         metrics: (0..config.cores).map(|_| Metrics::default()).collect(),
-        audit: audit.clone(),
+        audit: trail.sink.clone(),
         audit_stats,
         keys,
         limits: crate::limits::Limits::default(),
         health,
-        admin: Arc::clone(&admin),
+        admin,
         body_budget: crate::conn::BodyBudget::new(config.max_pending_body_bytes),
         audit_gates,
         resolver,
         admin_pool,
-    });
+    }))
+}
 
-    let admin = crate::admin::start(config.admin_listen, admin).with_context(|| {
-        format!(
-            "cannot listen on {} (the admin listener, --admin-listen)",
-            config.admin_listen
-        )
-    })?;
-    tracing::info!(addr = %admin, "admin listening on http://{admin}");
-
-    let (watch_tx, watch_rx) = mpsc::channel();
-    let watcher = match &config.table {
-        Some(path) => {
-            let w = Watcher {
-                path: path.clone(),
-                cell: Arc::clone(&tables),
-                settings,
-                interval: config.reload_interval,
-            };
-            Some(
-                std::thread::Builder::new()
-                    .name("table-watcher".into())
-                    .spawn(move || w.run(&watch_rx))?,
-            )
-        }
-        None => None,
-    };
-    spawn_signal_thread(
-        Arc::clone(&shared),
-        watch_tx.clone(),
-        config.table.is_some(),
-    )?;
-
+/// Starts one executor per core, each on its own CPU when pinning is on and there are enough.
+fn start_cores(
+    config: &Config,
+    shared: &Arc<Shared>,
+) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let cpus = allowed_cpus();
+    let pinned = config.pin && config.cores <= cpus.len();
     let placement = |id: usize| match cpus.get(id) {
-        Some(&cpu) if config.pin && config.cores <= cpus.len() => Placement::Fixed(cpu),
+        Some(&cpu) if pinned => Placement::Fixed(cpu),
         _ => Placement::Unbound,
     };
     // Core 0 binds first so that port 0 resolves to one port every core then shares.
     let mut handles = Vec::with_capacity(config.cores);
-    let (first_handle, addr) = spawn_core(0, &shared, config.listen, placement(0))?;
+    let (first_handle, addr) = spawn_core(0, shared, config.listen, placement(0))?;
     handles.push(first_handle);
     for id in 1..config.cores {
-        let (h, _) = spawn_core(id, &shared, addr, placement(id))?;
+        let (h, _) = spawn_core(id, shared, addr, placement(id))?;
         handles.push(h);
     }
     tracing::info!(
         addr = %addr,
         cores = config.cores,
-        pinned = config.pin && config.cores <= cpus.len(),
+        pinned,
         "switchyard listening on {}://{addr}",
         if config.tls.is_some() { "https" } else { "http" }
     );
+    Ok(handles)
+}
 
-    // Wait for shutdown, then give the cores the drain deadline.
+/// Waits for the stop signal, then up to the drain deadline for the cores to finish; then
+/// closes every core's audit gate (what is queued goes to the writer, requests still in
+/// flight are counted as failed records, each once).
+fn drain(config: &Config, shared: &Shared, handles: Vec<std::thread::JoinHandle<()>>) {
     while !shared.shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if handles.iter().all(std::thread::JoinHandle::is_finished) {
@@ -504,13 +582,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     while Instant::now() < deadline && !handles.iter().all(std::thread::JoinHandle::is_finished) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = watch_tx.send(WatchEvent::Stop);
-    if let Some(w) = watcher {
-        let _ = w.join();
-    }
     let unfinished = handles.iter().filter(|h| !h.is_finished()).count();
-    // Close every core's audit gate: what is queued goes to the writer now, and requests
-    // still in flight (cut off by the exit) are counted as failed records, each once.
     let cut_off: u64 = shared
         .audit_gates
         .iter()
@@ -527,21 +599,6 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             let _ = h.join();
         }
     }
-    if let (Some(sink), Some(writer)) = (audit, audit_writer) {
-        sink.stop();
-        let _ = writer.join();
-        let _ = ship_tx.send(crate::audit::ship::ShipMsg::Stop);
-        if let Some(shipper) = shipper {
-            let _ = shipper.join();
-        }
-        tracing::info!(
-            records = shared.audit_stats.records_written.load(Ordering::Relaxed),
-            failed = shared.audit_stats.records_failed.load(Ordering::Relaxed),
-            "audit shards sealed"
-        );
-    }
-    tracing::info!("switchyard stopped");
-    Ok(())
 }
 
 /// This process's name in shard file names: host, pid and start time, so two nodes or two
