@@ -2,7 +2,7 @@
 """Load benchmark: mock upstream direct vs nginx vs switchyard in front of it, in one run.
 
     benches/load/run.py [--duration 10] [--connections 64] [--out results.json] [--audit-rounds N]
-                        [--auth-rounds N]
+                        [--auth-rounds N] [--baseline OTHER_SWITCHYARD [--baseline-rounds N]]
 
 Installs wrk and nginx from Debian when missing (root), builds the release binaries, then for
 each body (JSON, streaming SSE) measures, with wrk (one thread) and the mock upstream pinned
@@ -148,6 +148,10 @@ def main():
                     help="instead of the full comparison, run only switchyard without keys (--no-auth,"
                          " tenant undeclared) vs with a client key and a tenant with rpm/tpm limits and"
                          " daily budgets (never reached), both --no-audit, N alternating rounds per body")
+    ap.add_argument("--baseline", default=None, metavar="SWITCHYARD",
+                    help="instead of the full comparison, run this build (audit buffered) against another"
+                         " switchyard binary (same flags), N alternating rounds per body (--baseline-rounds)")
+    ap.add_argument("--baseline-rounds", type=int, default=5)
     ap.add_argument("--no-locked", action="store_true",
                     help="build without --locked (experiments with a [patch] override)")
     args = ap.parse_args()
@@ -224,6 +228,9 @@ http {{
         if args.audit_rounds:
             audit_rounds(sy_targets, tmp, args)
             return
+        if args.baseline:
+            baseline_rounds(sy_targets, table, tmp, args, procs)
+            return
         if args.auth_rounds:
             auth_rounds(mock_addr, tmp, args, procs)
             return
@@ -297,6 +304,33 @@ def audit_rounds(sy_targets, tmp, args):
         b = statistics.median(g[names[1]]["rps"] / g[names[0]]["rps"] for g in mine)
         s = statistics.median(g[names[2]]["rps"] / g[names[0]]["rps"] for g in mine)
         print(f"\n{kind}: median buffered / off = {b:.2f}x, strict / off = {s:.2f}x")
+
+
+def baseline_rounds(sy_targets, table, tmp, args, procs):
+    """This build vs another switchyard binary, both with the default buffered audit."""
+    import statistics
+    p, a = start([args.baseline, "--table", table, "--listen", "127.0.0.1:0", "--cores", "1",
+                  "--no-auth", "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, "baseline"),
+                  "--admin-listen", "127.0.0.1:0", "--audit-durability", "buffered"],
+                 1, r"switchyard listening on http://(\S+?)\"")
+    procs.append(p)
+    this = next((n, a2, p2, None) for n, a2, p2 in sy_targets if n == "switchyard+audit")
+    rows = alternate([("baseline", a, p, None), ("this", this[1], this[2], None)], tmp, args,
+                     args.baseline_rounds)
+    print(f"\n{args.connections} connections, {args.duration} s per run, {args.baseline_rounds} rounds;"
+          f" baseline {args.baseline}\n")
+    print("| body | round | baseline req/s | this req/s (×) | p99 ms baseline / this | CPU µs/req baseline / this |")
+    print("| --- | ---: | ---: | ---: | --- | --- |")
+    for kind, i, got in rows:
+        b, t = got["baseline"], got["this"]
+        print(f"| {kind} | {i} | {b['rps']:.0f} | {t['rps']:.0f} ({t['rps'] / b['rps']:.2f}×) | "
+              f"{b['p99_us'] / 1000:.1f} / {t['p99_us'] / 1000:.1f} | "
+              f"{b['cpu_us_per_req']:.1f} / {t['cpu_us_per_req']:.1f} |")
+    for kind in ("json", "stream"):
+        mine = [got for k, _, got in rows if k == kind]
+        r = statistics.median(g["this"]["rps"] / g["baseline"]["rps"] for g in mine)
+        c = statistics.median(g["this"]["cpu_us_per_req"] - g["baseline"]["cpu_us_per_req"] for g in mine)
+        print(f"\n{kind}: median this / baseline = {r:.2f}x, CPU per request {c:+.1f} µs")
 
 
 def auth_rounds(mock_addr, tmp, args, procs):

@@ -45,6 +45,36 @@ const READ_BUFFER: usize = 16 * 1024;
 /// A connection to an upstream, plain or TLS.
 pub type UpConn = crate::net::UpstreamSocket;
 
+/// How long a read from an upstream runs before the client's socket is watched too. Most
+/// reads complete well within it (the upstream is fast, or a stream is flowing), and they
+/// pay nothing for the watch; a read that waits longer — a model thinking — is raced with
+/// [`Client::closed`], so a client that leaves is noticed this long after it left at most.
+const WATCH_AFTER: Duration = Duration::from_millis(25);
+
+/// Reads from the upstream within `limit`; `None` when the client closed its connection
+/// first (watched once the read has waited [`WATCH_AFTER`]).
+async fn read_watching(
+    conn: &mut UpConn,
+    buf: &mut [u8],
+    limit: Duration,
+    client: &Client<'_>,
+) -> Option<std::io::Result<usize>> {
+    let started = Instant::now();
+    if limit > WATCH_AFTER {
+        match read_within(conn, buf, WATCH_AFTER).await {
+            Err(e) if e.kind() == IoKind::TimedOut => {}
+            done => return Some(done),
+        }
+    }
+    let rest = limit.saturating_sub(started.elapsed());
+    async { Some(read_within(conn, buf, rest).await) }
+        .or(async {
+            client.closed().await;
+            None
+        })
+        .await
+}
+
 /// Reads with a deadline for this read.
 async fn read_within(
     conn: &mut UpConn,
@@ -453,13 +483,7 @@ async fn exchange_head(
         let spare = rbuf.get_mut(filled..).unwrap_or_default();
         // While the upstream thinks, the client may give up: then the upstream request is
         // dropped (closing its connection tells the upstream to stop generating).
-        let read = async { Some(read_within(conn, spare, deadline - now).await) }
-            .or(async {
-                client.closed().await;
-                None
-            })
-            .await;
-        let Some(read) = read else {
+        let Some(read) = read_watching(conn, spare, deadline - now, client).await else {
             return Err(SendFailure::ClientGone);
         };
         match read {
@@ -608,13 +632,7 @@ async fn relay(
             break;
         }
         // A quiet stream (the model thinking) must not hide a client that left.
-        let read = async { Some(read_within(&mut conn, rbuf, up.timeout).await) }
-            .or(async {
-                client.closed().await;
-                None
-            })
-            .await;
-        let Some(read) = read else {
+        let Some(read) = read_watching(&mut conn, rbuf, up.timeout, client).await else {
             body.abandon();
             client.out.clear();
             body.outcome.error = Some(

@@ -408,6 +408,15 @@ fn json_usage_is_parsed_not_scraped() {
     assert_eq!(row["tokens_in"], usage["prompt_tokens"], "{row}");
     assert_eq!(row["tokens_out"], 9, "{row}");
     assert_eq!(row["tokens_estimated"], false);
+    // Money is exact in the audit API: a decimal string and the integer micro-dollars
+    // ($1 and $2 per 1k tokens).
+    let micros = row["tokens_in"].as_i64().unwrap() * 1000 + 9 * 2000;
+    assert_eq!(row["cost_micros"], micros, "{row}");
+    let text = row["cost_usd"].as_str().expect("cost_usd is a decimal string");
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    let parsed = whole.parse::<i64>().unwrap() * 1_000_000
+        + format!("{frac:0<6}").parse::<i64>().unwrap();
+    assert_eq!(parsed, micros, "{row}");
 }
 
 /// Starts the router on `upstream_policy(mock)` with `extra` flags.
@@ -1334,4 +1343,25 @@ rules:
     );
     assert_eq!(over.status, 400, "{}", over.text());
     assert_eq!(over.error_code(), "cost_budget_exceeded");
+}
+
+/// The mock endpoint streamed to an HTTP/1.0 client with chunked framing, which HTTP/1.0 does
+/// not have; now the stream is the body up to the close.
+#[test]
+fn an_http_1_0_client_gets_a_stream_it_can_read() {
+    let r = router(&[]);
+    let body = chat_body("auto", true);
+    let mut c = Conn::open(r.addr);
+    let mut wire = format!(
+        "POST /v1/chat/completions HTTP/1.0\r\nX-Tenant: demo\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    wire.extend_from_slice(&body);
+    c.send(&wire);
+    let resp = c.read_response().unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.header("transfer-encoding"), None);
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(resp.text().trim_end().ends_with("data: [DONE]"), "{}", resp.text());
 }
