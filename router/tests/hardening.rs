@@ -412,10 +412,12 @@ fn json_usage_is_parsed_not_scraped() {
     // ($1 and $2 per 1k tokens).
     let micros = row["tokens_in"].as_i64().unwrap() * 1000 + 9 * 2000;
     assert_eq!(row["cost_micros"], micros, "{row}");
-    let text = row["cost_usd"].as_str().expect("cost_usd is a decimal string");
+    let text = row["cost_usd"]
+        .as_str()
+        .expect("cost_usd is a decimal string");
     let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
-    let parsed = whole.parse::<i64>().unwrap() * 1_000_000
-        + format!("{frac:0<6}").parse::<i64>().unwrap();
+    let parsed =
+        whole.parse::<i64>().unwrap() * 1_000_000 + format!("{frac:0<6}").parse::<i64>().unwrap();
     assert_eq!(parsed, micros, "{row}");
 }
 
@@ -1363,5 +1365,9 @@ fn an_http_1_0_client_gets_a_stream_it_can_read() {
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("transfer-encoding"), None);
     assert_eq!(resp.header("connection"), Some("close"));
-    assert!(resp.text().trim_end().ends_with("data: [DONE]"), "{}", resp.text());
+    assert!(
+        resp.text().trim_end().ends_with("data: [DONE]"),
+        "{}",
+        resp.text()
+    );
 }
