@@ -408,8 +408,8 @@ impl Conn<'_> {
                 usize::try_from(n).is_ok_and(|n| head.len.saturating_add(n) <= self.filled)
             }
             Framing::Chunked => {
-                // Cheap to decide without decoding: the terminating chunk is in the buffer
-                // only if the decoder finishes on what is there.
+                // Decided by a throwaway decoder over what is buffered (chunked requests are
+                // rare; the data ranges it finds are not copied).
                 let mut probe = Decoder::new();
                 let mut at = head.len;
                 loop {
