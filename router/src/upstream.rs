@@ -601,20 +601,12 @@ async fn relay(
         done: out_framing == Out::Empty,
     };
     let mut pending = head.len..filled;
-    loop {
+    // Each turn relays what was read, then reads on; a `break` carries why the upstream's
+    // body broke off (the stream is then ended for the client by `cut`).
+    let why = loop {
         let input = rbuf.get(pending.clone()).unwrap_or_default();
         if let Err(why) = body.take(input, client.out) {
-            body.settle(client.out);
-            return cut(
-                x,
-                conn,
-                client,
-                out_framing,
-                head.event_stream,
-                &why,
-                body.outcome,
-            )
-            .await;
+            break why;
         }
         if body.done {
             body.end(client.out);
@@ -624,55 +616,68 @@ async fn relay(
         if !hold && !client.out.is_empty() && client.flush().await.is_err() {
             // The client went away: drop the upstream connection (its response is unread),
             // which also tells the upstream to stop generating.
-            body.abandon();
-            body.outcome.error = Some("client closed the connection during the response".into());
-            return (Next::Close, body.outcome);
+            return left(body, "client closed the connection during the response");
         }
         if body.done {
-            break;
+            return finished(x, up, conn, &head, body, close_client);
         }
         // A quiet stream (the model thinking) must not hide a client that left.
         let Some(read) = read_watching(&mut conn, rbuf, up.timeout, client).await else {
-            body.abandon();
             client.out.clear();
-            body.outcome.error = Some(
-                "client closed the connection during the response; the upstream request was cancelled"
-                    .into(),
+            return left(
+                body,
+                "client closed the connection during the response; the upstream request was cancelled",
             );
-            return (Next::Close, body.outcome);
         };
-        let why = match read {
+        match read {
             Ok(0) if head.framing == BodyFraming::UntilClose => {
                 // The end of a close-delimited body; the loop top writes the last chunk.
                 body.done = true;
                 body.clean = false;
                 pending = 0..0;
-                continue;
             }
-            Ok(n) if n > 0 => {
-                pending = 0..n;
-                continue;
+            Ok(n) if n > 0 => pending = 0..n,
+            Ok(_) => break "closed the connection before the response was complete".to_owned(),
+            Err(e) if e.kind() == IoKind::TimedOut => {
+                break format!(
+                    "stopped sending for {} ms in the middle of the response",
+                    up.timeout.as_millis()
+                );
             }
-            Ok(_) => "closed the connection before the response was complete".to_owned(),
-            Err(e) if e.kind() == IoKind::TimedOut => format!(
-                "stopped sending for {} ms in the middle of the response",
-                up.timeout.as_millis()
-            ),
-            Err(e) => format!("failed in the middle of the response: {e}"),
-        };
-        body.settle(client.out);
-        return cut(
-            x,
-            conn,
-            client,
-            out_framing,
-            head.event_stream,
-            &why,
-            body.outcome,
-        )
-        .await;
-    }
-    let mut outcome = body.outcome;
+            Err(e) => break format!("failed in the middle of the response: {e}"),
+        }
+    };
+    body.settle(client.out);
+    cut(
+        x,
+        conn,
+        client,
+        out_framing,
+        head.event_stream,
+        &why,
+        body.outcome,
+    )
+    .await
+}
+
+/// The relay's end when the client left: the record says so, and what the meter read.
+fn left(mut body: Body<'_>, why: &str) -> (Next, Outcome) {
+    body.abandon();
+    body.outcome.error = Some(why.to_owned());
+    (Next::Close, body.outcome)
+}
+
+/// The relay's end when the body was complete: usage into the outcome, the upstream
+/// connection back to the pool when it ended exactly with the body.
+fn finished(
+    x: &Exchange<'_>,
+    up: &Upstream,
+    conn: UpConn,
+    head: &ResponseHead,
+    mut body: Body<'_>,
+    close_client: bool,
+) -> (Next, Outcome) {
+    let mut outcome = std::mem::take(&mut body.outcome);
     outcome.usage = body.meter.usage();
     if outcome.usage.is_none() {
         outcome.estimated_completion = body.meter.estimated_completion_tokens();
@@ -689,7 +694,7 @@ async fn relay(
         "relayed"
     );
     if body.clean && head.keep_alive {
-        core.pool.checkin(&up.pool_key, conn);
+        x.core.pool.checkin(&up.pool_key, conn);
     }
     let next = if close_client {
         Next::Close

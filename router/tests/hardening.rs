@@ -338,13 +338,7 @@ fn stream_request(r: &Proc, id: &str, body: &serde_json::Value, extra: &[(&str, 
 #[test]
 fn a_stream_is_metered_by_the_upstreams_own_count() {
     let mock = mock(&[]);
-    let (dir, table) = compiled(&upstream_policy(mock.addr));
-    let r = router(&[
-        "--table",
-        table.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-    ]);
+    let (_dir, r) = router_to(&mock, &[]);
     let plain = serde_json::json!({
         "model": "m", "stream": true,
         "messages": [{"role": "user", "content": "count to six"}],
@@ -388,13 +382,7 @@ fn a_stream_is_metered_by_the_upstreams_own_count() {
 #[test]
 fn json_usage_is_parsed_not_scraped() {
     let mock = mock(&[]);
-    let (dir, table) = compiled(&upstream_policy(mock.addr));
-    let r = router(&[
-        "--table",
-        table.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-    ]);
+    let (_dir, r) = router_to(&mock, &[]);
     let resp = call(
         r.addr,
         "POST",
@@ -421,9 +409,10 @@ fn json_usage_is_parsed_not_scraped() {
     assert_eq!(parsed, micros, "{row}");
 }
 
-/// Starts the router on `upstream_policy(mock)` with `extra` flags.
-fn router_to(mock: &Proc, extra: &[&str]) -> (tempfile::TempDir, Proc) {
-    let (dir, table) = compiled(&upstream_policy(mock.addr));
+/// Starts the router (`--no-auth`) on `yaml` compiled, with `extra` flags; the directory
+/// holds the table and the data directory.
+fn router_on(yaml: &str, extra: &[&str]) -> (tempfile::TempDir, Proc) {
+    let (dir, table) = compiled(yaml);
     let data = dir.path().join("data");
     let mut args = vec![
         "--table",
@@ -434,6 +423,11 @@ fn router_to(mock: &Proc, extra: &[&str]) -> (tempfile::TempDir, Proc) {
     args.extend_from_slice(extra);
     let r = router(&args);
     (dir, r)
+}
+
+/// Starts the router on `upstream_policy(mock)` with `extra` flags.
+fn router_to(mock: &Proc, extra: &[&str]) -> (tempfile::TempDir, Proc) {
+    router_on(&upstream_policy(mock.addr), extra)
 }
 
 /// Item 11: an upstream that sent `103 Early Hints` and its `200` in one write left the
@@ -1026,8 +1020,9 @@ fn unauthenticated_refusals_are_sampled_in_the_audit_trail() {
 fn a_slow_admin_call_does_not_hold_up_upstream_dns() {
     let mock = mock(&[]);
     let port = mock.addr.port();
-    let (dir, table) = compiled(&format!(
-        "version: v1
+    let (_dir, r) = router_on(
+        &format!(
+            "version: v1
 endpoints:
   - id: up
     type: vllm
@@ -1038,15 +1033,9 @@ rules:
   - default:
       route_to: up
 "
-    ));
-    let r = router(&[
-        "--table",
-        table.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-        "--cores",
-        "1",
-    ]);
+        ),
+        &["--cores", "1"],
+    );
     let mut big = format!(
         "version: v1\nendpoints:\n  - id: up\n    type: vllm\n    url: http://localhost:{port}/v1\n    transport: privatelink\n    models: [m]\nrules:\n"
     );
@@ -1301,7 +1290,7 @@ fn allow_head_and_max_completion_tokens() {
 
     // `X-Cost-Budget-Usd` prices the worst case from the completion limit: with both
     // fields, the newer one decides whether the mock endpoint (priced) fits.
-    let (dir, table) = compiled(
+    let (_dir, r) = router_on(
         "version: v1
 endpoints:
   - id: priced
@@ -1312,13 +1301,8 @@ rules:
   - default:
       route_to: priced
 ",
+        &[],
     );
-    let r = router(&[
-        "--table",
-        table.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("data").to_str().unwrap(),
-    ]);
     let body = |max_tokens: u64, max_completion: u64| {
         serde_json::json!({
             "model": "m", "messages": [{"role": "user", "content": "hi"}],
