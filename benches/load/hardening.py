@@ -77,6 +77,14 @@ def pending_bodies(binary, heads, declared, auth):
         args.append("--no-auth")
     p, addr = start_router(binary, args)
     time.sleep(0.5)
+    try:
+        return pending(p, addr, heads, declared, auth)
+    finally:
+        p.kill()
+        p.wait()
+
+
+def pending(p, addr, heads, declared, auth):
     before = rss_kib(p.pid)
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             f"Content-Length: {declared}\r\n\r\n").encode()
@@ -96,8 +104,6 @@ def pending_bodies(binary, heads, declared, auth):
     after = rss_kib(p.pid)
     for s in socks:
         s.close()
-    p.kill()
-    p.wait()
     return {"auth": auth, "heads": heads, "declared_bytes": declared,
             "rss_before_kib": before["VmRSS"], "rss_after_kib": after["VmRSS"],
             "peak_rss_kib": after["VmHWM"], "answered_before_body": answered}
@@ -108,6 +114,14 @@ def stream_metering(binary, mock_binary):
     mock = subprocess.Popen([mock_binary, "--listen", "127.0.0.1:0", "--chunks", "6",
                              "--chunk-bytes", "3"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
+    try:
+        return metered(binary, mock, tmp)
+    finally:
+        mock.kill()
+        mock.wait()
+
+
+def metered(binary, mock, tmp):
     line = mock.stdout.readline()
     mock_addr = line.split("listening on http://")[1].strip()
     policy = os.path.join(tmp, "p.yaml")
@@ -129,6 +143,28 @@ rules:
     audit = os.path.join(tmp, "audit")
     p, addr = start_router(binary, ["--table", table, "--no-auth", "--data-dir", tmp,
                                     "--audit-dir", audit, "--audit-max-shard-age-s", "1"])
+    try:
+        text, direct = exchange(addr, mock_addr)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+    upstream_tokens = None
+    for ev in direct.split("\n\n"):
+        if ev.startswith("data: {") and '"usage"' in ev:
+            u = json.loads(ev[6:]).get("usage")
+            if u:
+                upstream_tokens = u["completion_tokens"]
+    import duckdb
+    row = duckdb.sql(f"select tokens_out, tokens_estimated from read_parquet('{audit}/**/*.parquet',"
+                     " hive_partitioning = true)").fetchall()
+    return {"client_saw_usage_chunk": '"usage":{' in text.replace(" ", ""),
+            "upstream_completion_tokens": upstream_tokens,
+            "audit_tokens_out": row[0][0] if row else None,
+            "audit_tokens_estimated": row[0][1] if row else None}
+
+
+def exchange(addr, mock_addr):
+    """The streamed answer through the router, and the upstream's own answer asked for usage."""
     body = json.dumps({"model": "m", "stream": True,
                        "messages": [{"role": "user", "content": "hi"}]}).encode()
     req = urllib.request.Request(f"http://{addr[0]}:{addr[1]}/v1/chat/completions", data=body,
@@ -140,22 +176,7 @@ rules:
     direct = urllib.request.urlopen(urllib.request.Request(
         f"http://{mock_addr}/v1/chat/completions", data=json.dumps(asked).encode(),
         headers={"Content-Type": "application/json"}), timeout=10).read().decode()
-    upstream_tokens = None
-    for ev in direct.split("\n\n"):
-        if ev.startswith("data: {") and '"usage"' in ev:
-            u = json.loads(ev[6:]).get("usage")
-            if u:
-                upstream_tokens = u["completion_tokens"]
-    p.terminate()
-    p.wait(timeout=30)
-    mock.kill()
-    import duckdb
-    row = duckdb.sql(f"select tokens_out, tokens_estimated from read_parquet('{audit}/**/*.parquet',"
-                     " hive_partitioning = true)").fetchall()
-    return {"client_saw_usage_chunk": '"usage":{' in text.replace(" ", ""),
-            "upstream_completion_tokens": upstream_tokens,
-            "audit_tokens_out": row[0][0] if row else None,
-            "audit_tokens_estimated": row[0][1] if row else None}
+    return text, direct
 
 
 def main():
