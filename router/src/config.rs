@@ -261,7 +261,7 @@ pub struct Config {
     /// Operator-added client headers passed upstream (`--forward-header`).
     pub forward_headers: Vec<String>,
     /// Where admin-posted endpoints may find secrets.
-    pub secrets: crate::manage::SecretScope,
+    pub secrets: crate::control::changes::SecretScope,
     pub connect_timeout: Duration,
     pub upstream_idle_per_endpoint: usize,
     pub reload_interval: Duration,
@@ -376,7 +376,7 @@ impl Args {
             write_timeout: ms("write-timeout-ms", self.write_timeout_ms)?,
             upstream_timeout: ms("upstream-timeout-ms", self.upstream_timeout_ms)?,
             forward_headers: forward_headers(&self.forward_headers)?,
-            secrets: crate::manage::SecretScope {
+            secrets: crate::control::changes::SecretScope {
                 dirs: self.secrets_dirs.clone(),
                 env_prefixes: self
                     .secret_env_prefixes
@@ -435,7 +435,7 @@ fn forward_headers(patterns: &[String]) -> Result<Vec<String>, ConfigError> {
         let blocked = NEVER
             .iter()
             .chain(&["x-switchyard-route"])
-            .find(|n| crate::upstream::header_matches(&p, n.as_bytes()));
+            .find(|n| crate::http::header_matches(&p, n.as_bytes()));
         if let Some(n) = blocked {
             return Err(ConfigError {
                 flag: "forward-header",

@@ -1,40 +1,29 @@
 //! `switchyard`, the router: a thread-per-core HTTP/1.1 gateway that routes each LLM API
 //! request by a compiled decision table and relays the answer as it arrives.
 //!
-//! Code map (request order): [`server`] (executors, listeners, lifecycle) → [`conn`]
-//! (connection loop, limits, timeouts) → [`http`] (sans-IO parsing) → [`api`] (paths) →
-//! [`proxy`] (request phases) → [`route`] (decision) → [`mock`] or [`upstream`] (pools,
-//! forwarding, relay) with [`usage`] capture. [`table`] holds and reloads the decision table;
-//! [`error`] is the one map from failures to statuses and OpenAI-format bodies; [`auth`]
-//! holds client and admin keys, [`limits`] per-tenant rates and budgets, [`admin`] serves
-//! the admin API, [`manage`] applies its policy/endpoint/tenant changes, [`health`] keeps
-//! observed endpoint health, [`state`] writes files.
+//! The folders follow a request:
+//!
+//! - [`runtime`]: the process and its cores — executors, listeners, the client connection
+//!   loop, per-core state, worker pools, logging;
+//! - [`http`]: the HTTP/1.1 wire format, sans-IO;
+//! - [`gateway`]: what a request asks for and what it gets — paths, the request phases,
+//!   routing, the body scan, responses and the error map;
+//! - [`upstream`]: where it goes — connection pools, name resolution, forwarding, the relay
+//!   with its usage meter, and the in-process mock endpoint;
+//! - [`control`]: what decides and limits it — the serving table and its watcher, client
+//!   and admin keys, tenant limits, endpoint health, the admin API and its changes, state
+//!   files;
+//! - [`audit`]: the record it leaves — gates, the writer, Parquet shards, queries, shipping.
+//!
+//! [`config`] turns flags into the checked configuration; [`codec`] and [`clock`] hold the
+//! small text codings and the wall-clock helpers everyone shares.
 
-pub mod admin;
-pub mod api;
 pub mod audit;
-pub mod auth;
+pub mod clock;
 pub mod codec;
 pub mod config;
-pub mod conn;
-pub mod error;
-pub mod health;
+pub mod control;
+pub mod gateway;
 pub mod http;
-pub mod json;
-pub mod limits;
-pub mod logging;
-pub mod manage;
-pub mod mock;
-pub mod net;
-pub mod offload;
-pub mod proxy;
-pub mod published;
-pub mod recycle;
-pub mod resolve;
-pub mod respond;
-pub mod route;
-pub mod server;
-pub mod state;
-pub mod table;
+pub mod runtime;
 pub mod upstream;
-pub mod usage;

@@ -1,11 +1,11 @@
-//! The `switchyard` binary: flags, logging, then [`switchyard::server::run`].
+//! The `switchyard` binary: flags, logging, then [`switchyard::runtime::process::run`].
 
 use clap::Parser as _;
 
 fn main() -> std::process::ExitCode {
     let args = switchyard::config::Args::parse();
     // Flushes the log queue when dropped, at the end of `main`.
-    let _log = switchyard::logging::init(&args.log_format, &args.log);
+    let _log = switchyard::runtime::logging::init(&args.log_format, &args.log);
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
@@ -22,7 +22,7 @@ fn main() -> std::process::ExitCode {
     let result = args
         .check()
         .map_err(anyhow::Error::from)
-        .and_then(|config| switchyard::server::run(&config));
+        .and_then(|config| switchyard::runtime::process::run(&config));
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

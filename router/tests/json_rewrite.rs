@@ -9,7 +9,7 @@
 
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-use switchyard::json::{BodyError, rewrite_model, scan};
+use switchyard::gateway::body::{BodyError, rewrite_model, scan};
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![

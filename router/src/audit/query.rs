@@ -15,7 +15,7 @@ use parquet::file::statistics::Statistics;
 use parquet::record::Field;
 
 use super::{Record, escape_path_value, wal};
-use crate::respond::civil_from_days;
+use crate::clock::iso8601;
 
 /// Most records one query returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -298,21 +298,6 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "key_id": r.key_id,
         "fallback_from": r.fallback_from,
     })
-}
-
-/// `2026-11-22T08:00:01.123Z`.
-#[must_use]
-pub fn iso8601(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (y, m, d) = civil_from_days(u64::try_from(secs.div_euclid(86_400)).unwrap_or(0));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
 }
 
 /// Days since the epoch of a `YYYY-MM-DD` date.

@@ -29,7 +29,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
 
 use super::AuditStats;
-use crate::table::TableCell;
+use crate::control::table::TableCell;
 
 /// Where shards go: a bucket and a key prefix.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -1,6 +1,6 @@
 //! HTTP/1.1, sans-IO: pure functions over byte buffers that say complete, partial or invalid.
 //!
-//! Nothing here reads a socket. The connection layer (`crate::conn`) owns the buffers and the
+//! Nothing here reads a socket. The connection layer (`crate::runtime::conn`) owns the buffers and the
 //! deadlines; this module owns the wire format (RFC 9112): request heads ([`request`]), chunked
 //! bodies ([`chunked`]) and upstream response heads ([`response`]). Parsed heads are kept as
 //! offsets into the connection's buffer, so headers are borrowed, never copied.
@@ -77,6 +77,17 @@ pub fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|&b| b == b',')
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// Case-insensitive match of a header name against `name` or `prefix*`.
+#[must_use]
+pub fn header_matches(pattern: &str, name: &[u8]) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes())),
+        None => pattern.as_bytes().eq_ignore_ascii_case(name),
+    }
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the framing headers a proxy must rewrite: never

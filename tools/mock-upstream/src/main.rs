@@ -45,9 +45,9 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
+use switchyard::gateway::body::write_json_string;
 use switchyard::http::chunked::{Decoder, decode_into};
 use switchyard::http::request::{Framing, Limits, parse_head};
-use switchyard::json::write_json_string;
 
 #[derive(Debug, Parser)]
 #[command(

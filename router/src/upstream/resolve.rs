@@ -1,16 +1,16 @@
 //! Upstream name resolution, off the executors: `getaddrinfo` on the DNS worker pool
-//! ([`crate::offload`]), with a deadline for the caller ([`LOOKUP_DEADLINE`]), one lookup in
+//! ([`crate::runtime::offload`]), with a deadline for the caller ([`LOOKUP_DEADLINE`]), one lookup in
 //! flight per name however many requests on however many cores ask for it, answers kept
 //! for [`TTL`] and failures for [`NEGATIVE_TTL`] (so a name that does not resolve is not
 //! looked up again for every request). Cores keep their own copy of good answers
-//! ([`crate::upstream::Pool`]), so this shared map is consulted only on a core's miss.
+//! ([`crate::upstream::pool::Pool`]), so this shared map is consulted only on a core's miss.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs as _};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::offload::Offload;
+use crate::runtime::offload::Offload;
 
 /// How long a good answer is used.
 pub const TTL: Duration = Duration::from_secs(30);

@@ -5,12 +5,12 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::conn::{Client, Next};
-use crate::json::write_json_string;
-use crate::proxy::{Exchange, Outcome};
-use crate::respond::{self, push_hex, push_u64};
-use crate::route::BYTES_PER_TOKEN;
-use crate::usage::Usage;
+use crate::gateway::body::write_json_string;
+use crate::gateway::respond::{self, push_hex, push_u64};
+use crate::gateway::route::BYTES_PER_TOKEN;
+use crate::runtime::client::{Client, Next};
+use crate::upstream::exchange::{Exchange, Outcome};
+use crate::upstream::meter::Usage;
 
 const WORDS: [&str; 12] = [
     "This ",

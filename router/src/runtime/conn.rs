@@ -1,5 +1,5 @@
 //! One client connection: read a request head and body into the connection buffer under the
-//! configured deadlines and caps, hand the request to [`crate::api`], repeat while keep-alive
+//! configured deadlines and caps, hand the request to [`crate::gateway::paths`], repeat while keep-alive
 //! holds. Pipelined requests already in the buffer are served in order.
 //!
 //! Timeouts: `idle` while waiting for the first byte of a request, `head` from that first
@@ -10,25 +10,26 @@
 //!
 //! Memory: a body is read into a buffer that grows only as its bytes arrive, never to the
 //! length a head declares. A head whose body is not already buffered is checked first
-//! ([`crate::api::admit`]: path, method and key), so an unauthenticated client cannot make the
+//! ([`crate::gateway::paths::admit`]: path, method and key), so an unauthenticated client cannot make the
 //! router hold a body at all, and `100 Continue` is sent only after that check. Buffer growth
 //! past the initial size is reserved from one node-wide budget ([`BodyBudget`],
 //! `--max-pending-body-bytes`); a body that does not fit is refused with 503.
 
 use std::io::ErrorKind as IoKind;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_lite::AsyncWriteExt as _;
 use glommio::net::TcpStream;
 
-use crate::error::{Error, ErrorKind};
+use crate::gateway::error::{Error, ErrorKind};
+use crate::gateway::respond::{self, RequestId, RouteReport};
 use crate::http::HeaderIdx;
 use crate::http::chunked::{Chunk, Decoder, decode_into};
 use crate::http::request::{Framing, Head, HeadError, parse_head};
-use crate::respond::{self, RequestId, RouteReport};
-use crate::server::Core;
+use crate::runtime::client::{Client, Next, Request, Stream};
+use crate::runtime::core::{BodyBudget, Core};
 
 /// Initial connection buffer; grows up to the head limit, or to hold a body.
 const INITIAL_BUFFER: usize = 16 * 1024;
@@ -36,118 +37,6 @@ const INITIAL_BUFFER: usize = 16 * 1024;
 const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes a closing connection drains.
 const LINGER_BYTES: usize = 1 << 20;
-
-/// Bytes of request bodies buffered on this node beyond the connections' initial buffers,
-/// against one cap (`--max-pending-body-bytes`). Touched only by bodies larger than the
-/// initial buffer, when their buffer grows.
-#[derive(Debug)]
-pub struct BodyBudget {
-    used: AtomicU64,
-    cap: u64,
-}
-
-impl BodyBudget {
-    #[must_use]
-    pub fn new(cap: u64) -> Self {
-        Self {
-            used: AtomicU64::new(0),
-            cap,
-        }
-    }
-
-    /// Takes `n` bytes of the budget; `false` (nothing taken) when they do not fit.
-    fn reserve(&self, n: u64) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(n).filter(|&total| total <= self.cap)
-            })
-            .is_ok()
-    }
-
-    fn release(&self, n: u64) {
-        let _ = self
-            .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                Some(used.saturating_sub(n))
-            });
-    }
-
-    /// Bytes reserved now (for `/metrics`).
-    #[must_use]
-    pub fn used(&self) -> u64 {
-        self.used.load(Ordering::Relaxed)
-    }
-}
-
-/// A request as the handlers see it: head and headers borrowed from the connection buffer.
-#[derive(Debug)]
-pub struct Request<'b> {
-    /// The connection buffer through the end of the head (header ranges index it).
-    pub buf: &'b [u8],
-    pub head: &'b Head,
-    pub headers: &'b [HeaderIdx],
-    pub body: &'b [u8],
-    /// When the head was complete.
-    pub started: Instant,
-}
-
-impl<'b> Request<'b> {
-    /// The value of the first header called `name` (case-insensitive).
-    #[must_use]
-    pub fn header(&self, name: &[u8]) -> Option<&'b [u8]> {
-        self.headers
-            .iter()
-            .find(|h| h.name(self.buf).eq_ignore_ascii_case(name))
-            .map(|h| h.value(self.buf))
-    }
-}
-
-/// Whether the connection may serve another request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Next {
-    KeepAlive,
-    Close,
-}
-
-/// A client connection: plain TCP, or TLS over it (`--tls-cert`).
-pub type Stream = crate::net::ClientSocket;
-
-/// The client side of the connection, for handlers to write to.
-#[derive(Debug)]
-pub struct Client<'c> {
-    pub stream: &'c mut Stream,
-    /// Reusable output buffer.
-    pub out: &'c mut Vec<u8>,
-    /// HTTP/1.`minor` of the request being answered.
-    pub minor: u8,
-    /// The request asked to close, or the server is draining.
-    pub must_close: bool,
-    /// Some of the response has been written to the socket.
-    pub sent: bool,
-}
-
-impl Client<'_> {
-    /// Resolves when the client has closed its side of the connection (or reset it), while
-    /// the router is busy elsewhere (waiting for an upstream): a one-byte `MSG_PEEK`, which
-    /// consumes nothing. If the client sent more bytes instead (a pipelined request), it is
-    /// alive and this never resolves. Over TLS a closing client usually sends `close_notify`
-    /// first, which also counts as "more bytes": such a close is noticed at the next write.
-    pub async fn closed(&self) {
-        let mut probe = [0u8; 1];
-        match self.stream.tcp().peek(&mut probe).await {
-            Ok(0) | Err(_) => {}
-            Ok(_) => std::future::pending::<()>().await,
-        }
-    }
-
-    /// Writes and clears the output buffer.
-    pub async fn flush(&mut self) -> std::io::Result<()> {
-        self.sent |= !self.out.is_empty();
-        let r = self.stream.write_all(self.out).await;
-        self.out.clear();
-        r
-    }
-}
 
 /// Answers a connection over the per-core limit with 503 and closes it.
 pub async fn refuse(stream: TcpStream) {
@@ -227,7 +116,7 @@ pub async fn serve(stream: TcpStream, core: &Core) {
         // A body that is not here yet is awaited only for a request that may be served: the
         // path, method and key are checked on the head alone.
         if !c.body_buffered(&head)
-            && let Err(err) = crate::api::admit(
+            && let Err(err) = crate::gateway::paths::admit(
                 core,
                 c.buf.get(..head.len).unwrap_or_default(),
                 &head,
@@ -271,7 +160,7 @@ pub async fn serve(stream: TcpStream, core: &Core) {
             must_close: !head.keep_alive || core.shutting_down(),
             sent: false,
         };
-        let next = crate::api::handle(core, &req, &mut client).await;
+        let next = crate::gateway::paths::handle(core, &req, &mut client).await;
         if next == Next::Close || !head.keep_alive || core.shutting_down() {
             return c.close().await;
         }
@@ -430,7 +319,7 @@ impl Conn<'_> {
         let cfg = core.config();
         let mut deadline = None;
         if head.expect_continue && !self.body_buffered(head) {
-            // Only now: the head passed `api::admit`, so the client may send the body.
+            // Only now: the head passed `gateway::paths::admit`, so the client may send the body.
             let _ = self
                 .stream
                 .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")

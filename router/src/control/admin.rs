@@ -21,7 +21,7 @@
 //!
 //! Answering reads Parquet files, compiles policies and writes state to disk, none of which
 //! may happen on a request executor. Policy, endpoint and tenant changes go through
-//! [`crate::manage`]; every change (keys included) is logged with the admin key's id, never
+//! [`crate::control::changes`]; every change (keys included) is logged with the admin key's id, never
 //! the key.
 
 use std::io::{Read as _, Write as _};
@@ -34,14 +34,14 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use crate::audit::query::{self, Query};
-use crate::auth::{AdminKeys, KeyRecord, KeyStore, Refused};
-use crate::error::{Error, ErrorKind};
-use crate::health::Health;
+use crate::control::changes::{Change, Manager, Rejected};
+use crate::control::health::Health;
+use crate::control::keys::{AdminKeys, KeyRecord, KeyStore, Refused};
+use crate::control::table::TableCell;
+use crate::gateway::error::{Error, ErrorKind};
+use crate::gateway::respond::{self, RequestId, RouteReport};
 use crate::http::HeaderIdx;
 use crate::http::request::{Framing, Limits, Method, parse_head};
-use crate::manage::{Change, Manager, Rejected};
-use crate::respond::{self, RequestId, RouteReport};
-use crate::table::TableCell;
 
 /// Concurrent admin connections; more are refused.
 const MAX_CONNECTIONS: usize = 16;
@@ -106,7 +106,7 @@ impl Call {
             method,
             path: path.to_owned(),
             query: query.to_owned(),
-            token: crate::auth::bearer(buf, headers).map(|t| t.map(<[u8]>::to_vec)),
+            token: crate::control::keys::bearer(buf, headers).map(|t| t.map(<[u8]>::to_vec)),
             body: body.to_vec(),
         })
     }
@@ -202,7 +202,7 @@ fn serve(mut stream: TcpStream, admin: &Admin) {
             }
         }
     }
-    let id = RequestId::generate(crate::audit::now_ms().unsigned_abs());
+    let id = RequestId::generate(crate::clock::now_ms().unsigned_abs());
     let route = RouteReport::none(std::time::Instant::now());
     let answer = head.and_then(|(head, len)| {
         let target = buf.get(head.target.clone()).unwrap_or_default();
@@ -243,7 +243,7 @@ impl Admin {
         self.route(call, who)
     }
 
-    /// The admin key's id for a request's bearer token (as [`crate::auth::bearer`] read it),
+    /// The admin key's id for a request's bearer token (as [`crate::control::keys::bearer`] read it),
     /// or why not: no key or an unknown one is 401, a client key is 403.
     pub fn authenticate(&self, token: Result<Option<&[u8]>, Refused>) -> Result<&str, Error> {
         let token = token.map_err(Refused::error)?.ok_or_else(|| {
@@ -256,7 +256,7 @@ impl Admin {
             return Ok(who);
         }
         let (_, client_keys) = self.keys.cell.load();
-        if client_keys.verify(token, crate::audit::now_ms()).is_ok() {
+        if client_keys.verify(token, crate::clock::now_ms()).is_ok() {
             return Err(Error::new(
                 ErrorKind::AdminOnly,
                 "client keys cannot use the admin API; use an admin key",
@@ -510,7 +510,7 @@ impl Admin {
         };
         let role = text("role")?;
         let name = text("name")?;
-        let now = crate::audit::now_ms();
+        let now = crate::clock::now_ms();
         let expires_ms = match obj.get("expires_at") {
             None | Some(Value::Null) => None,
             Some(Value::Number(n)) => n
@@ -545,7 +545,7 @@ impl Admin {
             )
             .with_param("assert_roles"));
         }
-        let spec = crate::auth::KeySpec {
+        let spec = crate::control::keys::KeySpec {
             role,
             name,
             expires_ms,

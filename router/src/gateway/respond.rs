@@ -4,7 +4,8 @@
 
 use std::time::{Instant, SystemTime};
 
-use crate::error::Error;
+use crate::clock::civil_from_days;
+use crate::gateway::error::Error;
 
 /// The `x-switchyard-route` report: which endpoint and rule served the request.
 #[derive(Clone, Copy, Debug)]
@@ -238,21 +239,6 @@ fn format_date(secs: u64) -> [u8; 29] {
 fn two(w: &mut Vec<u8>, n: u64) {
     w.push(b'0' + (n / 10 % 10) as u8);
     w.push(b'0' + (n % 10) as u8);
-}
-
-/// Days since 1970-01-01 to (year, month, day); Howard Hinnant's `civil_from_days`.
-#[must_use]
-pub fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]

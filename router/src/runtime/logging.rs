@@ -81,7 +81,7 @@ impl Default for Throttle {
 /// Whether a line may be logged at `site` now. When it may, `Some(n)`: `n` lines were
 /// suppressed there since the last one logged (put it in the line).
 pub fn allow(site: &Throttle) -> Option<u64> {
-    let now = u64::try_from(crate::audit::now_ms() / 1000).unwrap_or(0);
+    let now = u64::try_from(crate::clock::now_ms() / 1000).unwrap_or(0);
     if site.second.swap(now, Ordering::AcqRel) != now {
         site.count.store(0, Ordering::Release);
     }

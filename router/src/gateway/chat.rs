@@ -4,80 +4,29 @@
 //! 1. [`identify`] — the key and the routing headers ([`Attrs::from_headers`]); the key
 //!    fixes the tenant and the role. Bad values: 400 naming the header; bad keys: 401/403;
 //! 2. [`admit`] — the tenant is declared (for a key) and within its limits and budgets: 429;
-//! 3. [`body_fields`] — the body scanned once ([`json::scan`]): not JSON, no `messages`, no
+//! 3. [`body_fields`] — the body scanned once ([`body::scan`]): not JSON, no `messages`, no
 //!    `model`: 400, nothing sent;
 //! 4. [`decide`] — the table's decision ([`route::choose`]): deny 403 naming the rule; model
 //!    not served 400;
 //! 5. [`candidates`] — each candidate endpoint in order: its body ([`endpoint_body`]: `model`
 //!    rewritten, usage asked for on a stream), then [`attempt`]: answered in-process
-//!    (`mock`) or forwarded ([`crate::upstream::forward`]). A candidate that fails before
+//!    (`mock`) or forwarded ([`crate::upstream::forward::forward`]). A candidate that fails before
 //!    anything reached an upstream (connect refused, missing secret, dialect not served)
 //!    passes the request to the next; any other failure is answered.
 //!
 //! [`chat`] wraps them: it owes the request's audit record from the start
 //! ([`crate::audit::gate`]) and builds it from the draft and the answer's [`Outcome`].
 
-use crate::api;
 use crate::audit::{self, Record};
-use crate::conn::{Client, Next, Request};
-use crate::error::{Error, ErrorKind};
-use crate::json;
-use crate::respond::{RequestId, RouteReport, elapsed_ms};
-use crate::route::{self, Attrs};
-use crate::server::Core;
-use crate::table::Plan;
-use crate::usage::Usage;
+use crate::control::table::Plan;
+use crate::gateway::body;
+use crate::gateway::error::{Error, ErrorKind};
+use crate::gateway::respond::{RequestId, RouteReport, elapsed_ms};
+use crate::gateway::route::{self, Attrs};
+use crate::runtime::client::{Client, Next, Request};
+use crate::runtime::core::Core;
+use crate::upstream::exchange::{Exchange, Outcome};
 use switchyard_table::Micros;
-
-/// One request on its way to one endpoint.
-#[derive(Debug)]
-pub struct Exchange<'a> {
-    pub core: &'a Core,
-    pub req: &'a Request<'a>,
-    pub id: RequestId<'a>,
-    pub rule: u32,
-    pub endpoint: &'a str,
-    pub model: &'a str,
-    pub stream: bool,
-    /// The body to send (the client's, with `model` rewritten and usage asked for if needed).
-    pub body: &'a [u8],
-    /// A stream whose client did not ask for the usage chunk (`stream_options.include_usage`):
-    /// the proxy asked the upstream for it, and the relay takes it out again.
-    pub strip_usage: bool,
-    /// Leave the end of the response unsent (`strict` audit: it goes once the record is
-    /// durable).
-    pub hold_last: bool,
-}
-
-impl Exchange<'_> {
-    /// The routing report for this exchange, with latency measured now.
-    #[must_use]
-    pub fn report(&self) -> RouteReport<'_> {
-        RouteReport {
-            endpoint: Some(self.endpoint),
-            rule: Some(self.rule),
-            latency_ms: elapsed_ms(self.req.started),
-        }
-    }
-}
-
-/// What answering a request produced, for its audit record.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Outcome {
-    /// Status sent to the client.
-    pub status: u16,
-    /// Body bytes sent to the client.
-    pub response_bytes: u64,
-    /// The upstream's `usage` block, when it sent one.
-    pub usage: Option<Usage>,
-    /// Without `usage`: completion tokens estimated from the generated text, when readable.
-    pub estimated_completion: Option<u64>,
-    pub upstream_status: Option<u16>,
-    /// Time from the request head to the upstream's response head.
-    pub upstream_latency_ms: Option<u64>,
-    /// What went wrong, for failed or cut-short answers.
-    pub error: Option<String>,
-}
 
 /// The parts of the audit record known before the answer.
 #[derive(Debug, Default)]
@@ -95,7 +44,7 @@ struct Draft {
     key_id: Option<String>,
     pricing: Option<(Micros, Micros)>,
     /// The tenant's limit counters and `rate_limit_tpm`, charged when the request ends.
-    limit: Option<(std::sync::Arc<crate::limits::TenantState>, u64)>,
+    limit: Option<(std::sync::Arc<crate::control::limits::TenantState>, u64)>,
 }
 
 /// Whether the next candidate may take a request that failed this way.
@@ -105,7 +54,7 @@ fn try_next(kind: ErrorKind) -> bool {
 
 /// Routes and answers a chat request, then appends its audit record.
 pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>) -> Next {
-    let id = api::request_id(core, req);
+    let id = crate::gateway::reply::request_id(core, req);
     // Owed from here: whatever happens below, this request leaves a record or is counted.
     let due = core.audit_gate().map(crate::audit::gate::Gate::begin);
     let mut draft = Draft::default();
@@ -135,7 +84,7 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
                 .and_then(|c| u64::try_from(c).ok())
                 .unwrap_or(0),
             core.shared.limits.now_ns(),
-            audit::now_ms(),
+            crate::clock::now_ms(),
         );
     }
     let unauthenticated = record.status == 401;
@@ -147,7 +96,9 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
                 None => false,
             };
             if !durable {
-                if let Some(suppressed) = crate::logging::allow(&crate::logging::NOT_DURABLE) {
+                if let Some(suppressed) =
+                    crate::runtime::logging::allow(&crate::runtime::logging::NOT_DURABLE)
+                {
                     tracing::error!(
                         request_id = id.as_str(),
                         suppressed,
@@ -162,7 +113,13 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
                     ErrorKind::AuditUnavailable,
                     "the audit record of this request could not be made durable (strict durability); the request may have reached the upstream",
                 );
-                api::error_with_id(core, client, &id, &err, &RouteReport::none(req.started));
+                crate::gateway::reply::error_with_id(
+                    core,
+                    client,
+                    &id,
+                    &err,
+                    &RouteReport::none(req.started),
+                );
                 next = Next::Close;
             }
             if !client.out.is_empty() && client.flush().await.is_err() {
@@ -192,11 +149,11 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
         // No usage block: estimated from the text of the prompt and of the answer (README,
         // "Token counts"), and flagged as an estimate.
         None if answered => (
-            Some(crate::usage::estimate_prompt_tokens(req.body)),
-            Some(
-                o.estimated_completion
-                    .unwrap_or_else(|| o.response_bytes.div_ceil(crate::usage::CHARS_PER_TOKEN)),
-            ),
+            Some(crate::upstream::meter::estimate_prompt_tokens(req.body)),
+            Some(o.estimated_completion.unwrap_or_else(|| {
+                o.response_bytes
+                    .div_ceil(crate::upstream::meter::CHARS_PER_TOKEN)
+            })),
             true,
         ),
         None => (None, None, false),
@@ -212,7 +169,7 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
     };
     let signed = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     Record {
-        ts_ms: audit::now_ms() - signed(latency_ms),
+        ts_ms: crate::clock::now_ms() - signed(latency_ms),
         request_id: audit::text(id.as_bytes()),
         tenant: d.tenant,
         tenant_claimed: d.tenant_claimed,
@@ -247,7 +204,7 @@ fn refuse(
     err: &Error,
     route: &RouteReport<'_>,
 ) -> (Next, Outcome) {
-    let response_bytes = api::error_with_id(core, client, &id, err, route);
+    let response_bytes = crate::gateway::reply::error_with_id(core, client, &id, err, route);
     (
         Next::KeepAlive,
         Outcome {
@@ -303,10 +260,10 @@ async fn chat_inner<'r>(
 fn identify<'a, 'k: 'a, 'r: 'a>(
     core: &Core,
     req: &Request<'r>,
-    keys: &'k crate::auth::KeySet,
+    keys: &'k crate::control::keys::KeySet,
     draft: &mut Draft,
-) -> Result<(Attrs<'a>, Option<&'k crate::auth::KeyRecord>), Error> {
-    let who = api::principal(core, req, keys)?;
+) -> Result<(Attrs<'a>, Option<&'k crate::control::keys::KeyRecord>), Error> {
+    let who = crate::gateway::identity::principal(core, req, keys)?;
     let mut attrs = Attrs::from_headers(req.buf, req.headers)?;
     let Some(key) = who else {
         return Ok((attrs, None));
@@ -357,7 +314,7 @@ fn admit(
     core: &Core,
     table: &switchyard_table::Table<'_>,
     attrs: &Attrs<'_>,
-    who: Option<&crate::auth::KeyRecord>,
+    who: Option<&crate::control::keys::KeyRecord>,
     draft: &mut Draft,
 ) -> Result<(), Error> {
     let tenant = attrs
@@ -389,14 +346,14 @@ fn admit(
         || t.daily_budget().0 > 0;
     if limited {
         let state = core.tenant_state(t.id());
-        state.admit(&t, core.shared.limits.now_ns(), audit::now_ms())?;
+        state.admit(&t, core.shared.limits.now_ns(), crate::clock::now_ms())?;
         draft.limit = Some((state, t.rate_limit_tpm()));
     }
     Ok(())
 }
 
 /// Phase 3, what is asked: the body, scanned once (well-formed JSON, `messages`, `model`).
-fn body_fields<'r>(req: &Request<'r>, draft: &mut Draft) -> Result<json::Fields<'r>, Error> {
+fn body_fields<'r>(req: &Request<'r>, draft: &mut Draft) -> Result<body::Fields<'r>, Error> {
     if let Some(coding) = req.header(b"content-encoding")
         && !coding.eq_ignore_ascii_case(b"identity")
     {
@@ -408,7 +365,7 @@ fn body_fields<'r>(req: &Request<'r>, draft: &mut Draft) -> Result<json::Fields<
             ),
         ));
     }
-    let fields = json::scan(req.body).map_err(|e| {
+    let fields = body::scan(req.body).map_err(|e| {
         let mut err = Error::new(ErrorKind::InvalidBody, e.to_string());
         err.param = e.param();
         err
@@ -437,7 +394,7 @@ fn decide<'t>(
     table: &'t switchyard_table::Table<'_>,
     req: &Request<'_>,
     attrs: &Attrs<'_>,
-    fields: &json::Fields<'_>,
+    fields: &body::Fields<'_>,
     draft: &mut Draft,
 ) -> Result<route::Choice<'t>, route::Refusal> {
     let requested = requested(fields);
@@ -460,16 +417,16 @@ fn decide<'t>(
 }
 
 /// The requested model (the body phase made sure there is one).
-fn requested<'a>(fields: &'a json::Fields<'_>) -> &'a str {
+fn requested<'a>(fields: &'a body::Fields<'_>) -> &'a str {
     fields.model.as_ref().map_or("", |m| &m.value)
 }
 
 /// What the decision phases established, for the candidate phase.
 struct Routed<'a, 'r> {
-    loaded: &'a crate::table::Loaded,
+    loaded: &'a crate::control::table::Loaded,
     choice: &'a route::Choice<'a>,
     attrs: &'a Attrs<'r>,
-    fields: &'a json::Fields<'r>,
+    fields: &'a body::Fields<'r>,
 }
 
 /// Phase 5, answer: each candidate in order until one answers; a candidate that fails
@@ -485,7 +442,7 @@ async fn candidates<'r>(
     let table = route.loaded.table();
     let requested = requested(route.fields);
     let usage_edit = if route.fields.stream {
-        json::ask_for_usage(req.body, route.fields)
+        body::ask_for_usage(req.body, route.fields)
     } else {
         None
     };
@@ -551,7 +508,9 @@ async fn candidates<'r>(
         match result {
             Ok(done) => return done,
             Err(e) if try_next(e.kind) => {
-                if let Some(suppressed) = crate::logging::allow(&crate::logging::CANDIDATE_FAILED) {
+                if let Some(suppressed) =
+                    crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)
+                {
                     tracing::warn!(
                         request_id = id.as_str(),
                         endpoint = endpoint.id(),
@@ -581,12 +540,12 @@ async fn candidates<'r>(
 /// replaced by `send_model` and the usage edit applied.
 fn endpoint_body<'a>(
     body: &'a [u8],
-    fields: &json::Fields<'_>,
+    fields: &body::Fields<'_>,
     send_model: &str,
     usage_edit: Option<&(std::ops::Range<usize>, std::borrow::Cow<'static, [u8]>)>,
     scratch: &'a mut (
-        crate::recycle::Recycled<'_, Vec<u8>>,
-        crate::recycle::Recycled<'_, Vec<u8>>,
+        crate::runtime::recycle::Recycled<'_, Vec<u8>>,
+        crate::runtime::recycle::Recycled<'_, Vec<u8>>,
     ),
 ) -> &'a [u8] {
     let model = fields.model.as_ref();
@@ -600,7 +559,7 @@ fn endpoint_body<'a>(
     let mut edits: [(std::ops::Range<usize>, &[u8]); 2] = [(0..0, &[]), (0..0, &[])];
     let mut n = 0;
     if let Some(m) = rewrite_model {
-        json::write_json_string(token, send_model);
+        body::write_json_string(token, send_model);
         edits[0] = (m.span.clone(), token.as_slice());
         n += 1;
     }
@@ -608,7 +567,7 @@ fn endpoint_body<'a>(
         edits[n] = (range.clone(), bytes.as_ref());
         n += 1;
     }
-    json::apply_edits(body, edits.get_mut(..n).unwrap_or_default(), out);
+    body::apply_edits(body, edits.get_mut(..n).unwrap_or_default(), out);
     out.as_slice()
 }
 
@@ -619,7 +578,7 @@ async fn attempt(
     client: &mut Client<'_>,
 ) -> Result<(Next, Outcome), Error> {
     match plan {
-        Plan::Mock => Ok(crate::mock::respond(x, client).await),
+        Plan::Mock => Ok(crate::upstream::mock::respond(x, client).await),
         Plan::Unsupported(kind) => Err(Error::new(
             ErrorKind::NotImplemented,
             format!(
@@ -635,7 +594,7 @@ async fn attempt(
             ),
         )
         .with_internal(why.as_str())),
-        Plan::Forward(up) => crate::upstream::forward(x, up, client).await,
+        Plan::Forward(up) => crate::upstream::forward::forward(x, up, client).await,
     }
 }
 

@@ -58,7 +58,7 @@ impl Health {
     /// endpoint, `unhealthy` when the last attempt failed, else `healthy`.
     #[must_use]
     pub fn to_json(&self, endpoint: &str) -> Value {
-        let iso = |ms: Option<i64>| ms.map(crate::audit::query::iso8601);
+        let iso = |ms: Option<i64>| ms.map(crate::clock::iso8601);
         match self.get(endpoint) {
             None => json!({"status": "unknown", "source": "no request has reached it yet"}),
             Some(o) => {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::codec::{hex, unhex};
-use crate::error::{Error, ErrorKind};
+use crate::gateway::error::{Error, ErrorKind};
 use crate::http::HeaderIdx;
 
 /// Prefix of every client key.
@@ -139,7 +139,7 @@ impl KeySet {
 }
 
 /// The current [`KeySet`], replaced on every change; cores cache it by generation.
-pub type KeyCell = crate::published::Published<KeySet>;
+pub type KeyCell = crate::control::published::Published<KeySet>;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct KeyFile {
@@ -194,7 +194,7 @@ impl KeyStore {
         };
         let bytes = serde_json::to_vec_pretty(&next)
             .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-        crate::state::write_atomic(&self.path, &bytes).map_err(|e| {
+        crate::control::state::write_atomic(&self.path, &bytes).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
                 format!("cannot persist keys to `{}`: {e}", self.path.display()),
@@ -306,7 +306,7 @@ pub fn admin_id_secret(dir: &Path) -> Result<[u8; 32], String> {
         Err(e) => return Err(format!("cannot read `{}`: {e}", path.display())),
     }
     let secret: [u8; 32] = random().map_err(|e| e.to_string())?;
-    let written = crate::state::write_atomic_mode(&path, &secret, Some(0o600));
+    let written = crate::control::state::write_atomic_mode(&path, &secret, Some(0o600));
     written.map_err(|e| format!("cannot write `{}`: {e}", path.display()))?;
     Ok(secret)
 }

@@ -11,7 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::error::{Error, ErrorKind};
+use crate::gateway::error::{Error, ErrorKind};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 

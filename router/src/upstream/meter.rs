@@ -4,7 +4,7 @@
 //! OpenAI-compatible servers report `usage` at the end of a JSON completion and, for streams,
 //! in one extra chunk (`"choices": []` plus `usage`) before `[DONE]` — but only when the
 //! request sets `stream_options.include_usage`, which SDKs leave off by default. The proxy
-//! therefore asks for it on every stream ([`crate::json::ask_for_usage`]) and, when the client
+//! therefore asks for it on every stream ([`crate::gateway::body::ask_for_usage`]) and, when the client
 //! had not asked, the [`Meter`] takes that chunk out of what the client receives: the client
 //! sees the stream it asked for, and the audit record, limits and cost get the upstream's own
 //! count.

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value, json};
 
-use crate::table::{LoadError, Loaded, Origin, PlanSettings, TableCell};
+use crate::control::table::{LoadError, Loaded, Origin, PlanSettings, TableCell};
 
 /// The catalogue sections a change may carry over from the serving policy.
 const SECTIONS: [&str; 3] = ["endpoints", "tenants", "data_classes"];
@@ -339,7 +339,7 @@ impl Manager {
             if serving.table().revision() != base_revision {
                 return Err(Rejected::Conflict);
             }
-            crate::state::write_atomic(&path, &compiled.table).map_err(|e| {
+            crate::control::state::write_atomic(&path, &compiled.table).map_err(|e| {
                 Rejected::Failed(format!(
                     "cannot persist the new policy to `{}`: {e}",
                     path.display()
@@ -366,7 +366,7 @@ impl Manager {
     /// change itself is already persisted).
     pub fn log(&self, who: &str, action: &str, target: &str, revision: Option<u64>) {
         let line = json!({
-            "ts": crate::audit::query::iso8601(crate::audit::now_ms()),
+            "ts": crate::clock::iso8601(crate::clock::now_ms()),
             "admin": who,
             "action": action,
             "target": target,

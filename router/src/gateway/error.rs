@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::json::write_json_string;
+use crate::gateway::body::write_json_string;
 
 /// Who caused an error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,9 +8,9 @@
 
 use switchyard_table::{Action, Field, Micros, Request, RuleView, Table, TenantView};
 
-use crate::error::{Error, ErrorKind};
+use crate::gateway::body::Fields;
+use crate::gateway::error::{Error, ErrorKind};
 use crate::http::HeaderIdx;
-use crate::json::Fields;
 
 /// Worst-case completion length assumed when a request sets no `max_tokens`, for the
 /// `cost_cap_per_1k` attribute.

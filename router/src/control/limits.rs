@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use switchyard_table::TenantView;
 
-use crate::error::{Error, ErrorKind};
+use crate::gateway::error::{Error, ErrorKind};
 
 const MINUTE_NS: u64 = 60_000_000_000;
 const DAY_MS: i64 = 86_400_000;

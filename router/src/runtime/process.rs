@@ -1,16 +1,12 @@
 //! Process lifecycle: load the table, start one glommio executor per core (each with its own
 //! `SO_REUSEPORT` listener), the table watcher and the signal thread; on SIGTERM/SIGINT stop
 //! accepting, let in-flight requests finish up to the shutdown deadline, then exit.
-//!
-//! Architecture invariant: nothing on the request path is shared between cores except the
-//! immutable table (behind [`TableCell`]) and the counters in [`Metrics`].
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -21,261 +17,9 @@ use glommio::{LocalExecutorBuilder, Placement, PoolPlacement};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
-use crate::table::{Loaded, Plan, PlanSettings, TableCell, WatchEvent, Watcher};
-use crate::upstream::Pool;
-
-/// One core's counters, reported (summed over cores) on `/metrics`. Each core writes only
-/// its own, cache-line aligned so that counting never bounces a line between cores.
-#[derive(Debug, Default)]
-#[repr(align(128))]
-pub struct Metrics {
-    pub requests: AtomicU64,
-    pub responses_2xx: AtomicU64,
-    pub responses_4xx: AtomicU64,
-    pub responses_5xx: AtomicU64,
-    pub upstream_errors: AtomicU64,
-    pub connections: AtomicU64,
-    pub connections_refused: AtomicU64,
-    pub panics: AtomicU64,
-    /// Unauthenticated refusals left out of the audit trail (past the per-core sample).
-    pub unaudited_refusals: AtomicU64,
-}
-
-impl Metrics {
-    pub fn count_status(&self, status: u16) {
-        let slot = match status {
-            200..=399 => &self.responses_2xx,
-            400..=499 => &self.responses_4xx,
-            _ => &self.responses_5xx,
-        };
-        slot.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// State every core reads.
-#[derive(Debug)]
-pub struct Shared {
-    pub config: Config,
-    pub tables: Arc<TableCell>,
-    pub shutdown: AtomicBool,
-    /// Indexed by core id.
-    pub metrics: Box<[Metrics]>,
-    pub audit: Option<crate::audit::AuditSink>,
-    pub audit_stats: Arc<crate::audit::AuditStats>,
-    /// Client keys (issued by the admin API, persisted under `<data-dir>/admin`).
-    pub keys: Arc<crate::auth::KeyStore>,
-    /// Per-tenant rate limits and daily budgets (one set of counters for all cores).
-    pub limits: crate::limits::Limits,
-    /// Endpoint health observed from traffic.
-    pub health: Arc<crate::health::Health>,
-    /// The admin API (served on the main listener off the executors, and on `--admin-listen`).
-    pub admin: Arc<crate::admin::Admin>,
-    /// Request-body bytes buffered beyond the connections' initial buffers, node-wide.
-    pub body_budget: crate::conn::BodyBudget,
-    /// Each core's hand-over to the audit writer, by core id (empty when auditing is off).
-    pub audit_gates: Box<[crate::audit::gate::Gate]>,
-    /// Upstream name resolution (its own worker threads).
-    pub resolver: Arc<crate::resolve::Resolver>,
-    /// The admin API's worker threads (compiles, Parquet reads, fsyncs).
-    pub admin_pool: crate::offload::Offload,
-}
-
-impl Shared {
-    /// A counter summed over cores.
-    pub fn sum(&self, counter: impl Fn(&Metrics) -> &AtomicU64) -> u64 {
-        self.metrics
-            .iter()
-            .map(|m| counter(m).load(Ordering::Relaxed))
-            .fold(0, u64::wrapping_add)
-    }
-}
-
-/// One core's state: owned by its executor thread, never shared.
-#[derive(Debug)]
-pub struct Core {
-    pub id: usize,
-    pub shared: Arc<Shared>,
-    /// An `Rc` around the shared `Arc`: handing the table to each request clones the `Rc`
-    /// (a plain increment on this core) instead of the `Arc` (an atomic on a cache line
-    /// every core would contend for).
-    #[expect(clippy::redundant_allocation, reason = "see the field comment")]
-    table: RefCell<(u64, Rc<Arc<Loaded>>)>,
-    /// The client keys, cached like the table.
-    #[expect(clippy::redundant_allocation, reason = "as for `table`")]
-    keys: RefCell<(u64, Rc<Arc<crate::auth::KeySet>>)>,
-    /// This core's handles on tenants' shared counters.
-    tenant_states: RefCell<std::collections::HashMap<String, Arc<crate::limits::TenantState>>>,
-    /// When this core last reported each endpoint healthy (absent: never, or it failed since).
-    health_reported: RefCell<std::collections::HashMap<String, i64>>,
-    pub pool: Pool,
-    /// The audit writer's sink (`None` when auditing is off); records go through
-    /// [`Core::audit_gate`].
-    pub audit: Option<crate::audit::AuditSink>,
-    /// This second (since the epoch) and how many unauthenticated refusals were audited in
-    /// it on this core.
-    unauthenticated_audited: Cell<(u64, u64)>,
-    pub connections: Cell<usize>,
-    next_id: Cell<u64>,
-    /// Closed when shutdown starts: idle connections wait on it instead of polling.
-    shutdown_gate: glommio::sync::Semaphore,
-}
-
-impl Core {
-    fn new(id: usize, shared: Arc<Shared>) -> Self {
-        let (generation, table) = shared.tables.load();
-        let (key_generation, keys) = shared.keys.cell.load();
-        let seed = SystemTimeSeed::now() ^ ((id as u64) << 56);
-        Self {
-            id,
-            pool: Pool::new(&shared.config, Arc::clone(&shared.resolver)),
-            audit: shared.audit.clone(),
-            unauthenticated_audited: Cell::new((0, 0)),
-            shared,
-            table: RefCell::new((generation, Rc::new(table))),
-            keys: RefCell::new((key_generation, Rc::new(keys))),
-            tenant_states: RefCell::new(std::collections::HashMap::new()),
-            health_reported: RefCell::new(std::collections::HashMap::new()),
-            connections: Cell::new(0),
-            next_id: Cell::new(seed),
-            shutdown_gate: glommio::sync::Semaphore::new(0),
-        }
-    }
-
-    /// Resolves once this core has seen shutdown start (the accept loop closes the gate).
-    pub async fn shutdown_started(&self) {
-        if self.shutting_down() {
-            return;
-        }
-        // Never signalled, only closed: `acquire` returns (with an error) at close.
-        let _ = self.shutdown_gate.acquire(1).await;
-    }
-
-    /// The current table. One atomic load when nothing changed; the returned handle keeps
-    /// this table alive for the whole request even if a reload swaps it meanwhile.
-    pub fn table(&self) -> Rc<Arc<Loaded>> {
-        let generation = self.shared.tables.generation();
-        let mut slot = self.table.borrow_mut();
-        if slot.0 != generation {
-            let (g, t) = self.shared.tables.load();
-            *slot = (g, Rc::new(t));
-        }
-        Rc::clone(&slot.1)
-    }
-
-    /// The client keys in force: one atomic load when nothing changed, so a revoked key is
-    /// refused from the next request on.
-    pub fn keys(&self) -> Rc<Arc<crate::auth::KeySet>> {
-        let generation = self.shared.keys.cell.generation();
-        let mut slot = self.keys.borrow_mut();
-        if slot.0 != generation {
-            let (g, k) = self.shared.keys.cell.load();
-            *slot = (g, Rc::new(k));
-        }
-        Rc::clone(&slot.1)
-    }
-
-    /// A tenant's limit counters (shared by all cores; looked up here without a lock after
-    /// the first request of the tenant on this core).
-    pub fn tenant_state(&self, tenant: &str) -> Arc<crate::limits::TenantState> {
-        if let Some(s) = self.tenant_states.borrow().get(tenant) {
-            return Arc::clone(s);
-        }
-        let s = self.shared.limits.state(tenant);
-        self.tenant_states
-            .borrow_mut()
-            .insert(tenant.to_owned(), Arc::clone(&s));
-        s
-    }
-
-    /// An attempt at `endpoint` got an answer. Reported to the shared map at most once a
-    /// second per endpoint while it keeps answering (see [`crate::health`]).
-    pub fn endpoint_answered(&self, endpoint: &str) {
-        let now = crate::audit::now_ms();
-        let mut seen = self.health_reported.borrow_mut();
-        match seen.get_mut(endpoint) {
-            Some(at) if now - *at < crate::health::SUCCESS_REPORT_MS => return,
-            Some(at) => *at = now,
-            None => {
-                seen.insert(endpoint.to_owned(), now);
-            }
-        }
-        self.shared.health.success(endpoint, now);
-    }
-
-    /// An attempt at `endpoint` failed.
-    pub fn endpoint_failed(&self, endpoint: &str, error: &str) {
-        self.health_reported.borrow_mut().remove(endpoint);
-        self.shared
-            .health
-            .failure(endpoint, crate::audit::now_ms(), error);
-    }
-
-    /// A fresh request id number (unique per process run with high probability: a
-    /// time-seeded counter per core, core id in the top bits).
-    pub fn next_request_number(&self) -> u64 {
-        let n = self.next_id.get().wrapping_add(1);
-        self.next_id.set(n);
-        n
-    }
-
-    /// This core's hand-over to the audit writer (`None` when auditing is off).
-    pub fn audit_gate(&self) -> Option<&crate::audit::gate::Gate> {
-        self.shared.audit_gates.get(self.id)
-    }
-
-    /// Whether an unauthenticated refusal gets its audit record: the first
-    /// [`UNAUTHENTICATED_AUDITED_PER_SECOND`] a second on each core do; the rest are counted
-    /// (`switchyard_audit_unauthenticated_unrecorded_total`) so that a flood of bad keys
-    /// cannot turn into a flood of audit rows.
-    pub fn audit_unauthenticated(&self) -> bool {
-        let now = u64::try_from(crate::audit::now_ms() / 1000).unwrap_or(0);
-        let (second, n) = self.unauthenticated_audited.get();
-        let n = if second == now { n } else { 0 };
-        self.unauthenticated_audited.set((now, n + 1));
-        if n < UNAUTHENTICATED_AUDITED_PER_SECOND {
-            return true;
-        }
-        self.metrics()
-            .unaudited_refusals
-            .fetch_add(1, Ordering::Relaxed);
-        if let Some(suppressed) = crate::logging::allow(&crate::logging::UNAUDITED_REFUSALS) {
-            tracing::warn!(
-                core = self.id,
-                suppressed,
-                "unauthenticated requests beyond {UNAUTHENTICATED_AUDITED_PER_SECOND} a second per core are refused without an audit record (counted in switchyard_audit_unauthenticated_unrecorded_total)"
-            );
-        }
-        false
-    }
-
-    pub fn shutting_down(&self) -> bool {
-        self.shared.shutdown.load(Ordering::Relaxed)
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.shared.config
-    }
-
-    /// This core's counters.
-    pub fn metrics(&self) -> &Metrics {
-        // `Shared::metrics` has one entry per core, so `id` is always in range.
-        &self.shared.metrics[self.id % self.shared.metrics.len().max(1)]
-    }
-}
-
-struct SystemTimeSeed;
-
-impl SystemTimeSeed {
-    fn now() -> u64 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        // Keep the low bits (they change fastest) in the counter's range; the top byte is
-        // the core id.
-        let low = u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or(0);
-        low.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 8
-    }
-}
+use crate::control::table::{Loaded, Plan, PlanSettings, TableCell};
+use crate::control::watcher::{WatchEvent, Watcher};
+use crate::runtime::core::{Core, Metrics, Shared};
 
 /// Threads resolving upstream names (`getaddrinfo` blocks, sometimes for seconds).
 const DNS_THREADS: usize = 4;
@@ -283,10 +27,6 @@ const DNS_THREADS: usize = 4;
 const ADMIN_THREADS: usize = 2;
 /// How often a core closes expired idle upstream connections and forgets old DNS answers.
 const REAP_EVERY: Duration = Duration::from_secs(10);
-
-/// Unauthenticated refusals audited per second on each core (see
-/// [`Core::audit_unauthenticated`]).
-pub const UNAUTHENTICATED_AUDITED_PER_SECOND: u64 = 10;
 
 /// How long a core may hold queued audit records: a fifth of the flush interval (so the
 /// crash-loss bound stays the flush interval), at most 50 ms.
@@ -305,7 +45,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     };
     let _locks = lock_directories(config)?;
     let admin_dir = config.data_dir.join("admin");
-    let first = crate::manage::Manager::startup_table(&admin_dir, first, &settings).context(
+    let first = crate::control::changes::Manager::startup_table(&admin_dir, first, &settings).context(
         "cannot load the policy persisted by the admin API (move it away to discard those changes)",
     )?;
     log_table(&first);
@@ -314,8 +54,8 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let trail = AuditTrail::start(config, &tables, &audit_stats)?;
     let shared = shared_state(config, &tables, audit_stats, &trail, &admin_dir, &settings)?;
 
-    let admin =
-        crate::admin::start(config.admin_listen, Arc::clone(&shared.admin)).with_context(|| {
+    let admin = crate::control::admin::start(config.admin_listen, Arc::clone(&shared.admin))
+        .with_context(|| {
             format!(
                 "cannot listen on {} (the admin listener, --admin-listen)",
                 config.admin_listen
@@ -358,20 +98,20 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
 
 /// One process per directory: a second one would delete the first's live write-ahead logs
 /// and temporary shards at its start, and overwrite its keys. Held until exit.
-fn lock_directories(config: &Config) -> anyhow::Result<Vec<crate::state::DirLock>> {
+fn lock_directories(config: &Config) -> anyhow::Result<Vec<crate::control::state::DirLock>> {
     let mut locks = vec![
-        crate::state::DirLock::acquire(&config.data_dir, "--data-dir")
+        crate::control::state::DirLock::acquire(&config.data_dir, "--data-dir")
             .map_err(|e| anyhow::Error::msg(e.to_string()))?,
     ];
     if let Some(dir) = &config.audit_dir
         && !dir.starts_with(&config.data_dir)
     {
-        match crate::state::DirLock::acquire(dir, "--audit-dir") {
+        match crate::control::state::DirLock::acquire(dir, "--audit-dir") {
             Ok(lock) => locks.push(lock),
-            Err(e @ crate::state::LockError::Busy(_)) => anyhow::bail!("{e}"),
+            Err(e @ crate::control::state::LockError::Busy(_)) => anyhow::bail!("{e}"),
             // An unusable audit directory does not stop the router: the writer reports it
             // and retries with every shard; `strict` refuses requests meanwhile.
-            Err(crate::state::LockError::Unusable(_)) => {}
+            Err(crate::control::state::LockError::Unusable(_)) => {}
         }
     }
     Ok(locks)
@@ -471,14 +211,14 @@ fn shared_state(
     settings: &PlanSettings,
 ) -> anyhow::Result<Arc<Shared>> {
     let keys = Arc::new(
-        crate::auth::KeyStore::open(admin_dir)
+        crate::control::keys::KeyStore::open(admin_dir)
             .map_err(anyhow::Error::msg)
             .context("cannot load the client keys")?,
     );
-    let id_secret = crate::auth::admin_id_secret(admin_dir)
+    let id_secret = crate::control::keys::admin_id_secret(admin_dir)
         .map_err(anyhow::Error::msg)
         .context("cannot set up admin key ids")?;
-    let admin_keys = crate::auth::AdminKeys::load(
+    let admin_keys = crate::control::keys::AdminKeys::load(
         std::env::var("SWITCHYARD_ADMIN_KEYS").ok().as_deref(),
         config.admin_keys_file.as_deref(),
         &id_secret,
@@ -495,13 +235,13 @@ fn shared_state(
             "AUTHENTICATION IS OFF (--no-auth): any client can use any tenant by sending X-Tenant; never run this way in production"
         );
     }
-    let health = Arc::new(crate::health::Health::default());
-    let admin = Arc::new(crate::admin::Admin {
+    let health = Arc::new(crate::control::health::Health::default());
+    let admin = Arc::new(crate::control::admin::Admin {
         audit_dir: config.audit_dir.clone(),
         keys: Arc::clone(&keys),
         admin_keys,
         tables: Arc::clone(tables),
-        manager: crate::manage::Manager::new(
+        manager: crate::control::changes::Manager::new(
             admin_dir.to_owned(),
             Arc::clone(tables),
             settings.clone(),
@@ -517,9 +257,9 @@ fn shared_state(
     };
     // Separate workers for DNS and for the admin API: a slow compile or audit query never
     // delays an upstream lookup.
-    let resolver =
-        crate::resolve::Resolver::start(DNS_THREADS).context("cannot start the DNS workers")?;
-    let admin_pool = crate::offload::Offload::start("admin", ADMIN_THREADS, 64)
+    let resolver = crate::upstream::resolve::Resolver::start(DNS_THREADS)
+        .context("cannot start the DNS workers")?;
+    let admin_pool = crate::runtime::offload::Offload::start("admin", ADMIN_THREADS, 64)
         .context("cannot start the admin workers")?;
     Ok(Arc::new(Shared {
         config: config.clone(),
@@ -529,10 +269,10 @@ fn shared_state(
         audit: trail.sink.clone(),
         audit_stats,
         keys,
-        limits: crate::limits::Limits::default(),
+        limits: crate::control::limits::Limits::default(),
         health,
         admin,
-        body_budget: crate::conn::BodyBudget::new(config.max_pending_body_bytes),
+        body_budget: crate::runtime::core::BodyBudget::new(config.max_pending_body_bytes),
         audit_gates,
         resolver,
         admin_pool,
@@ -619,7 +359,7 @@ fn node_id() -> String {
             }
         })
         .collect();
-    format!("{host}-{}-{}", std::process::id(), crate::audit::now_ms())
+    format!("{host}-{}-{}", std::process::id(), crate::clock::now_ms())
 }
 
 fn log_table(loaded: &Loaded) {
@@ -716,7 +456,7 @@ fn spawn_core(
 ) -> anyhow::Result<(std::thread::JoinHandle<()>, SocketAddr)> {
     let (tx, rx) = mpsc::channel();
     let shared = Arc::clone(shared);
-    // The executor's own blocking pool is not used (see `crate::offload`): one thread.
+    // The executor's own blocking pool is not used (see `crate::runtime::offload`): one thread.
     let builder = LocalExecutorBuilder::new(placement)
         .name(&format!("core-{id}"))
         .blocking_thread_pool_placement(PoolPlacement::Unbound(1));
@@ -801,7 +541,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
             metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
             // A plaintext 503 means nothing to a TLS client: it is just closed.
             if core.config().tls.is_none() {
-                glommio::spawn_local(crate::conn::refuse(stream)).detach();
+                glommio::spawn_local(crate::runtime::conn::refuse(stream)).detach();
             }
             continue;
         }
@@ -809,7 +549,7 @@ async fn accept_loop(core: &Rc<Core>, listener: TcpListener) {
         metrics.connections.fetch_add(1, Ordering::Relaxed);
         let task_core = Rc::clone(core);
         glommio::spawn_local(async move {
-            let served = AssertUnwindSafe(crate::conn::serve(stream, &task_core))
+            let served = AssertUnwindSafe(crate::runtime::conn::serve(stream, &task_core))
                 .catch_unwind()
                 .await;
             if served.is_err() {

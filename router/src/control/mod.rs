@@ -1,0 +1,16 @@
+//! What decides and limits a request, and how operators change it: [`table`] (the decision
+//! table with its endpoint plans), [`watcher`] (reloads from the file), [`published`] (the
+//! cells cores read the table and keys from), [`keys`] (client and admin keys), [`limits`]
+//! (tenant rates and budgets), [`health`] (endpoint health from traffic), [`admin`] (the
+//! admin API), [`changes`] (policy, endpoint and tenant changes), [`state`] (state files and
+//! the directory lock).
+
+pub mod admin;
+pub mod changes;
+pub mod health;
+pub mod keys;
+pub mod limits;
+pub mod published;
+pub mod state;
+pub mod table;
+pub mod watcher;

@@ -1,0 +1,58 @@
+//! One request on its way to one endpoint ([`Exchange`]), and what answering it produced for
+//! its audit record ([`Outcome`]): the types the request phases hand to the mock endpoint,
+//! the forwarder and the relay.
+
+use crate::gateway::respond::{RequestId, RouteReport, elapsed_ms};
+use crate::runtime::client::Request;
+use crate::runtime::core::Core;
+use crate::upstream::meter::Usage;
+
+/// One request on its way to one endpoint.
+#[derive(Debug)]
+pub struct Exchange<'a> {
+    pub core: &'a Core,
+    pub req: &'a Request<'a>,
+    pub id: RequestId<'a>,
+    pub rule: u32,
+    pub endpoint: &'a str,
+    pub model: &'a str,
+    pub stream: bool,
+    /// The body to send (the client's, with `model` rewritten and usage asked for if needed).
+    pub body: &'a [u8],
+    /// A stream whose client did not ask for the usage chunk (`stream_options.include_usage`):
+    /// the proxy asked the upstream for it, and the relay takes it out again.
+    pub strip_usage: bool,
+    /// Leave the end of the response unsent (`strict` audit: it goes once the record is
+    /// durable).
+    pub hold_last: bool,
+}
+
+impl Exchange<'_> {
+    /// The routing report for this exchange, with latency measured now.
+    #[must_use]
+    pub fn report(&self) -> RouteReport<'_> {
+        RouteReport {
+            endpoint: Some(self.endpoint),
+            rule: Some(self.rule),
+            latency_ms: elapsed_ms(self.req.started),
+        }
+    }
+}
+
+/// What answering a request produced, for its audit record.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// Status sent to the client.
+    pub status: u16,
+    /// Body bytes sent to the client.
+    pub response_bytes: u64,
+    /// The upstream's `usage` block, when it sent one.
+    pub usage: Option<Usage>,
+    /// Without `usage`: completion tokens estimated from the generated text, when readable.
+    pub estimated_completion: Option<u64>,
+    pub upstream_status: Option<u16>,
+    /// Time from the request head to the upstream's response head.
+    pub upstream_latency_ms: Option<u64>,
+    /// What went wrong, for failed or cut-short answers.
+    pub error: Option<String>,
+}

@@ -1,0 +1,295 @@
+//! Forwarding a request: its head for the upstream (the endpoint's credentials, the client
+//! headers the allowlist passes), a connection from the pool, the response head (interim
+//! responses skipped, the client watched while the upstream thinks), then [`relay`].
+//!
+//! Failure mapping (one place, [`ErrorKind`]): cannot resolve or connect, TLS handshake
+//! failure → 503 `upstream_unavailable` (nothing was sent, so the next candidate may take
+//! the request); no response head within the endpoint's timeout → 504; reset, early close or
+//! an unparseable head → 502. Once the response head has been relayed, a failure can no
+//! longer change the status: a cut stream ends with an SSE error event and a proper end of
+//! the chunked body; a cut fixed-length body closes the client connection, so the client
+//! sees a short body and not a complete-looking one.
+//!
+//! A pooled connection the upstream closed while idle is detected when the request gets no
+//! response byte at all, and the request is sent once more on a fresh connection.
+
+use std::io::ErrorKind as IoKind;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::control::table::Upstream;
+use crate::gateway::error::{Error, ErrorKind};
+use crate::gateway::respond::push_u64;
+use crate::http::response::{ResponseHead, parse_response_head};
+use crate::http::{HeaderIdx, has_token, header_matches};
+use crate::runtime::client::{Client, Next};
+use crate::upstream::exchange::{Exchange, Outcome};
+use crate::upstream::pool::{UpConn, read_watching};
+use crate::upstream::relay::{Answer, relay};
+
+/// Largest upstream response head accepted.
+const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// Read buffer for upstream responses.
+const READ_BUFFER: usize = 16 * 1024;
+
+/// Why sending a request on a connection failed.
+enum SendFailure {
+    /// No response byte came back on a reused connection: the upstream had closed it.
+    Stale,
+    /// The client closed its connection while the upstream had not answered yet.
+    ClientGone,
+    Fatal(Error),
+}
+
+/// Sends the exchange to `up` and relays the response to the client. `Err` only when nothing
+/// has been written to the client yet.
+pub async fn forward(
+    x: &Exchange<'_>,
+    up: &Upstream,
+    client: &mut Client<'_>,
+) -> Result<(Next, Outcome), Error> {
+    let core = x.core;
+    let mut wire = core.pool.bytes.take();
+    wire.clear();
+    wire.reserve(768 + x.body.len());
+    request_head(x, up, &mut wire);
+    wire.extend_from_slice(x.body);
+
+    let mut rbuf = core.pool.read_buffers.take();
+    if rbuf.len() < READ_BUFFER {
+        rbuf.resize(READ_BUFFER, 0);
+    }
+    let mut headers = core.pool.header_lists.take();
+    let (mut conn, mut reused) = match core.pool.checkout(&up.pool_key) {
+        Some(c) => (c, true),
+        None => (connect(x, up).await?, false),
+    };
+    let (head, filled) = loop {
+        match exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client).await {
+            Ok(v) => break v,
+            Err(SendFailure::Stale) if reused => {
+                // The request may have reached the upstream before it closed the pooled
+                // connection: from here on a failure is not safe to pass to another
+                // candidate (which could run it twice), so it is a 502, not a 503.
+                conn = connect(x, up).await.map_err(|e| {
+                    Error::new(
+                        ErrorKind::UpstreamBadResponse,
+                        format!(
+                            "endpoint `{}` closed a reused connection without answering, and a new connection failed",
+                            x.endpoint
+                        ),
+                    )
+                    .with_internal(e.for_log())
+                })?;
+                reused = false;
+            }
+            Err(SendFailure::Stale) => {
+                return Err(upstream_error(
+                    x,
+                    ErrorKind::UpstreamBadResponse,
+                    "closed the connection without responding",
+                ));
+            }
+            Err(SendFailure::Fatal(e)) => {
+                core.metrics()
+                    .upstream_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(e);
+            }
+            Err(SendFailure::ClientGone) => {
+                return Err(Error::new(
+                    ErrorKind::ClientClosed,
+                    format!(
+                        "the client closed the connection before endpoint `{}` answered; the upstream request was cancelled",
+                        x.endpoint
+                    ),
+                ));
+            }
+        }
+    };
+    let answer = Answer {
+        head,
+        headers: &headers,
+        rbuf: &mut rbuf,
+        filled,
+    };
+    Ok(relay(x, up, conn, answer, client).await)
+}
+
+async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
+    x.core.pool.connect(up, x.endpoint).await.inspect_err(|_| {
+        x.core
+            .metrics()
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
+    })
+}
+
+fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
+    x.core
+        .metrics()
+        .upstream_errors
+        .fetch_add(1, Ordering::Relaxed);
+    Error::new(kind, format!("endpoint `{}` {what}", x.endpoint))
+}
+
+/// The upstream request head: our framing and credentials, then the client headers the
+/// allowlist passes ([`forwarded`]).
+fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"POST ");
+    up.path.target(x.model, out);
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(up.authority.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    push_u64(out, x.body.len() as u64);
+    out.extend_from_slice(b"\r\nx-request-id: ");
+    out.extend_from_slice(x.id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some((name, value)) = &up.auth {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let buf = x.req.buf;
+    let extra = &x.core.config().forward_headers;
+    let named_by_connection = |name: &[u8]| {
+        x.req.headers.iter().any(|h| {
+            h.name(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value(buf), name)
+        })
+    };
+    for h in x.req.headers {
+        let name = h.name(buf);
+        if forwarded(name, extra) && !named_by_connection(name) {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value(buf));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Client headers every upstream gets: content negotiation, the client's identity and W3C
+/// trace context. Everything else stays at the router — credentials (the endpoint gets its
+/// own), account selectors (`OpenAI-Organization`, `OpenAI-Project`, `x-goog-user-project`
+/// would pick a different account beside the operator's key), cookies, framing, routing
+/// headers — unless the operator adds it with `--forward-header`. A header named in the
+/// client's `Connection` is hop-by-hop (RFC 9110 §7.6.1) and never forwarded.
+pub const FORWARDED: [&str; 5] = [
+    "accept",
+    "user-agent",
+    "traceparent",
+    "tracestate",
+    "openai-beta",
+];
+
+/// Whether a client header goes upstream: on [`FORWARDED`] or matching an operator's
+/// `--forward-header` pattern (a name, or a prefix ending in `*`).
+fn forwarded(name: &[u8], extra: &[String]) -> bool {
+    FORWARDED
+        .iter()
+        .any(|f| f.as_bytes().eq_ignore_ascii_case(name))
+        || extra.iter().any(|pattern| header_matches(pattern, name))
+}
+
+async fn exchange_head(
+    x: &Exchange<'_>,
+    up: &Upstream,
+    conn: &mut UpConn,
+    wire: &[u8],
+    rbuf: &mut Vec<u8>,
+    headers: &mut Vec<HeaderIdx>,
+    client: &Client<'_>,
+) -> Result<(ResponseHead, usize), SendFailure> {
+    let fatal = |kind, what: String| {
+        SendFailure::Fatal(Error::new(
+            kind,
+            format!("endpoint `{}` {what}", x.endpoint),
+        ))
+    };
+    if conn.write_all(wire).await.is_err() {
+        return Err(SendFailure::Stale);
+    }
+    let deadline = Instant::now() + up.timeout;
+    let mut filled = 0;
+    // Any byte at all (an interim response too) means the connection was not stale.
+    let mut answered = false;
+    loop {
+        // What is buffered is parsed before reading again: an interim response and the final
+        // head often arrive in one read.
+        if filled > 0 {
+            match parse_response_head(
+                rbuf.get(..filled).unwrap_or_default(),
+                MAX_RESPONSE_HEAD,
+                headers,
+            ) {
+                Ok(Some(head)) if (100..200).contains(&head.status) => {
+                    // Interim response (100 Continue, 103 Early Hints): skip it.
+                    rbuf.copy_within(head.len..filled, 0);
+                    filled -= head.len;
+                    continue;
+                }
+                Ok(Some(head)) => return Ok((head, filled)),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(fatal(
+                        ErrorKind::UpstreamBadResponse,
+                        format!("sent an invalid response: {}", e.0),
+                    ));
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(timeout(x, up));
+        }
+        if filled == rbuf.len() {
+            if rbuf.len() >= MAX_RESPONSE_HEAD {
+                return Err(fatal(
+                    ErrorKind::UpstreamBadResponse,
+                    "sent a response head that is too large".into(),
+                ));
+            }
+            rbuf.resize(rbuf.len() * 2, 0);
+        }
+        let spare = rbuf.get_mut(filled..).unwrap_or_default();
+        // While the upstream thinks, the client may give up: then the upstream request is
+        // dropped (closing its connection tells the upstream to stop generating).
+        let Some(read) = read_watching(conn, spare, deadline - now, client).await else {
+            return Err(SendFailure::ClientGone);
+        };
+        match read {
+            Ok(0) if !answered => return Err(SendFailure::Stale),
+            Ok(0) => {
+                return Err(fatal(
+                    ErrorKind::UpstreamBadResponse,
+                    "closed the connection in the middle of the response head".into(),
+                ));
+            }
+            Ok(n) => {
+                filled += n;
+                answered = true;
+            }
+            Err(e) if e.kind() == IoKind::TimedOut => return Err(timeout(x, up)),
+            Err(_) if !answered => return Err(SendFailure::Stale),
+            Err(e) => {
+                return Err(fatal(
+                    ErrorKind::UpstreamBadResponse,
+                    format!("failed while sending the response head: {e}"),
+                ));
+            }
+        }
+    }
+}
+
+fn timeout(x: &Exchange<'_>, up: &Upstream) -> SendFailure {
+    SendFailure::Fatal(Error::new(
+        ErrorKind::UpstreamTimeout,
+        format!(
+            "endpoint `{}` did not respond within {} ms",
+            x.endpoint,
+            up.timeout.as_millis()
+        ),
+    ))
+}

@@ -1,0 +1,13 @@
+//! Where a request goes: [`exchange`] (one request on its way to one endpoint, and what
+//! answering it produced), [`pool`] (per-core keep-alive connections), [`resolve`] (name
+//! resolution off the executors), [`forward`] (the upstream request and its response
+//! head), [`relay`] (the response body to the client as it arrives), [`meter`] (token usage
+//! read from it), [`mock`] (the in-process `mock` endpoint).
+
+pub mod exchange;
+pub mod forward;
+pub mod meter;
+pub mod mock;
+pub mod pool;
+pub mod relay;
+pub mod resolve;
