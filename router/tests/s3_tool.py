@@ -1,7 +1,7 @@
 """Test helper: talk to a local S3-compatible server as any S3 client does (boto3, signed).
 
 Usage:
-    python3 s3_tool.py mb ENDPOINT BUCKET                 create a bucket
+    python3 s3_tool.py mb ENDPOINT BUCKET                 create a bucket (there already: fine)
     python3 s3_tool.py ls ENDPOINT BUCKET                 print every key, one per line
     python3 s3_tool.py mirror ENDPOINT BUCKET PREFIX DEST download every object under PREFIX
                                                           into DEST; print how many
@@ -32,7 +32,15 @@ def keys(s3, bucket: str, prefix: str = ""):
 def main(cmd: str, endpoint: str, *args: str) -> None:
     s3 = client(endpoint)
     if cmd == "mb":
-        s3.create_bucket(Bucket=args[0])
+        # Idempotent: a create retried after its first attempt succeeded (the answer lost
+        # under load) finds the bucket there, which is what the test wanted.
+        try:
+            s3.create_bucket(Bucket=args[0])
+        except s3.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        except s3.exceptions.ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "BucketAlreadyExists":
+                raise
     elif cmd == "ls":
         for key in keys(s3, args[0]):
             print(key)
