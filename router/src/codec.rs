@@ -39,6 +39,22 @@ pub fn digit(b: u8) -> Option<u8> {
     }
 }
 
+/// Appends `n` in decimal.
+pub fn push_u64(out: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
 /// Appends `n` in lowercase hex, no leading zeros (chunk sizes).
 pub fn push_hex(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 16];
@@ -60,6 +76,61 @@ pub fn push_hex16(out: &mut [u8; 16], n: u64) {
     for (i, slot) in out.iter_mut().enumerate() {
         *slot = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
     }
+}
+
+/// Appends `s` as a JSON string literal (RFC 8259 §7: `"`, `\\` and control characters
+/// escaped; everything else, UTF-8 included, as it is). Runs of plain bytes are copied whole:
+/// translated answers are mostly text, so this is on the streaming path.
+pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..0x20 | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(bytes.get(run..i).unwrap_or_default());
+        run = i + 1;
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+    }
+    out.extend_from_slice(bytes.get(run..).unwrap_or_default());
+    out.push(b'"');
+}
+
+/// `bytes` in standard base64 (RFC 4648 §4, padded).
+#[must_use]
+pub fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk.first().copied().unwrap_or(0),
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Appends `s` percent-encoded: bytes `keep` accepts as they are, every other byte as `%XX`.
@@ -133,5 +204,12 @@ mod tests {
         assert_eq!(percent_decode("a+b%2", true), None);
         assert_eq!(percent_decode("a+b", true).as_deref(), Some("a b"));
         assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        let mut json = Vec::new();
+        write_json_string(&mut json, "a\"b\\c\nd\u{1}é\u{7f}");
+        assert_eq!(json, "\"a\\\"b\\\\c\\nd\\u0001é\\u007f\"".as_bytes());
     }
 }

@@ -23,6 +23,7 @@ pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod control;
+pub mod dialect;
 pub mod gateway;
 pub mod http;
 pub mod runtime;

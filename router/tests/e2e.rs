@@ -416,10 +416,11 @@ fn upstream_failures_map_to_502_503_504_and_fallbacks() {
         &[("X-Tenant", "acme"), ("x-mock-status", "429")],
     );
     assert_eq!(r.status, 429);
-    // Not served yet: anthropic → 501 naming the type.
+    // The built-in `anthropic` endpoint without `ANTHROPIC_API_KEY`: 503, and the router
+    // says nothing about why to the client (its log does).
     let r = chat(s.router.addr, "auto", &[("X-Tenant", "claude-test")]);
-    assert_eq!(r.status, 501, "{}", r.text());
-    assert!(r.text().contains("anthropic"));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "upstream_credentials_missing");
     // The router is fine afterwards.
     assert_eq!(
         chat(s.router.addr, "auto", &[("X-Tenant", "acme")]).status,
@@ -737,9 +738,12 @@ fn default_deny_names_the_rule_and_other_paths_answer() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["revision"], 3);
 
+    // The Messages API answers in Anthropic's error shape.
     let messages = call(r.addr, "POST", "/v1/messages", &[], b"{}");
-    assert_eq!(messages.status, 501);
-    assert!(messages.text().contains("/v1/messages"));
+    assert_eq!(messages.status, 400, "{}", messages.text());
+    assert_eq!(messages.json()["type"], "error");
+    assert_eq!(messages.json()["error"]["type"], "invalid_request_error");
+    assert!(messages.text().contains("messages"));
     let gz = call(
         r.addr,
         "POST",

@@ -45,6 +45,11 @@ pub(super) fn write_row_group(
             21 => strings(&mut col, rows, |r| r.fallback_from.take(), false)?,
             22 => strings(&mut col, rows, |r| r.tenant_claimed.take(), false)?,
             23 => strings(&mut col, rows, |r| r.key_id.take(), false)?,
+            24 => strings(&mut col, rows, |r| r.api.take(), false)?,
+            25 => strings(&mut col, rows, |r| r.upstream_model.take(), false)?,
+            26 => i64s(&mut col, rows, |r| r.cache_read_tokens, false)?,
+            27 => i64s(&mut col, rows, |r| r.cache_write_tokens, false)?,
+            28 => strings(&mut col, rows, |r| r.stop_reason.take(), false)?,
             _ => {
                 return Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),

@@ -70,6 +70,11 @@ message audit {
   OPTIONAL BYTE_ARRAY fallback_from (STRING);
   OPTIONAL BYTE_ARRAY tenant_claimed (STRING);
   OPTIONAL BYTE_ARRAY key_id (STRING);
+  OPTIONAL BYTE_ARRAY api (STRING);
+  OPTIONAL BYTE_ARRAY upstream_model (STRING);
+  OPTIONAL INT64 cache_read_tokens;
+  OPTIONAL INT64 cache_write_tokens;
+  OPTIONAL BYTE_ARRAY stop_reason (STRING);
 }
 ";
 
@@ -106,6 +111,16 @@ pub struct Record {
     pub fallback_from: Option<String>,
     /// The id of the client key that authenticated the request (never the key).
     pub key_id: Option<String>,
+    /// The API asked for: `chat`, `messages` or `embeddings`.
+    pub api: Option<String>,
+    /// The model id sent upstream.
+    pub upstream_model: Option<String>,
+    /// Of `tokens_in`, how many were read from the provider's prompt cache.
+    pub cache_read_tokens: Option<i64>,
+    /// Of `tokens_in`, how many were written to it.
+    pub cache_write_tokens: Option<i64>,
+    /// Why generation stopped, as the client was told (`stop`, `tool_calls`, `end_turn`, …).
+    pub stop_reason: Option<String>,
 }
 
 /// Longest string stored from client input (tenant, data class, role, request id).
@@ -392,6 +407,6 @@ mod tests {
     #[test]
     fn schema_parses() {
         let t = parse_message_type(SCHEMA).unwrap();
-        assert_eq!(t.get_fields().len(), 24);
+        assert_eq!(t.get_fields().len(), 29);
     }
 }

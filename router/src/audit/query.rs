@@ -257,6 +257,11 @@ fn from_row(row: &parquet::record::Row) -> Record {
             "upstream_status" => r.upstream_status = int(),
             "fallback_from" => r.fallback_from = text(),
             "key_id" => r.key_id = text(),
+            "api" => r.api = text(),
+            "upstream_model" => r.upstream_model = text(),
+            "cache_read_tokens" => r.cache_read_tokens = long(),
+            "cache_write_tokens" => r.cache_write_tokens = long(),
+            "stop_reason" => r.stop_reason = text(),
             _ => {}
         }
     }
@@ -297,6 +302,11 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "upstream_status": r.upstream_status,
         "key_id": r.key_id,
         "fallback_from": r.fallback_from,
+        "api": r.api,
+        "upstream_model": r.upstream_model,
+        "cache_read_tokens": r.cache_read_tokens,
+        "cache_write_tokens": r.cache_write_tokens,
+        "stop_reason": r.stop_reason,
     })
 }
 

@@ -12,9 +12,10 @@
 
 use super::Record;
 
-/// Frame payload version: 2 added `key_id` (version 1 frames, left by an older router, are
-/// still read, without it).
-const VERSION: u8 = 2;
+/// Frame payload version: 2 added `key_id`, 3 added `api`, `upstream_model`, the cache
+/// counts and `stop_reason` (older frames, left by an older router, are still read, without
+/// them).
+const VERSION: u8 = 3;
 /// Largest frame accepted when reading (a record is a few hundred bytes).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -47,6 +48,11 @@ pub(super) fn append(r: &Record, out: &mut Vec<u8>) {
     opt_i64(out, r.upstream_status.map(i64::from));
     opt_string(out, r.fallback_from.as_deref());
     opt_string(out, r.key_id.as_deref());
+    opt_string(out, r.api.as_deref());
+    opt_string(out, r.upstream_model.as_deref());
+    opt_i64(out, r.cache_read_tokens);
+    opt_i64(out, r.cache_write_tokens);
+    opt_string(out, r.stop_reason.as_deref());
     let payload = out.get(start + 8..).unwrap_or_default();
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
@@ -194,6 +200,19 @@ fn decode(payload: &[u8]) -> Option<Record> {
         upstream_status: c.opt_i32()?,
         fallback_from: c.opt_string()?,
         key_id: if version >= 2 { c.opt_string()? } else { None },
+        ..Record::default()
+    };
+    let r = if version >= 3 {
+        Record {
+            api: c.opt_string()?,
+            upstream_model: c.opt_string()?,
+            cache_read_tokens: c.opt_i64()?,
+            cache_write_tokens: c.opt_i64()?,
+            stop_reason: c.opt_string()?,
+            ..r
+        }
+    } else {
+        r
     };
     (c.i == payload.len()).then_some(r)
 }
@@ -215,6 +234,11 @@ mod tests {
             error: (i == 1).then(|| "boom \u{1f4a5}".into()),
             upstream_status: Some(200),
             key_id: (i == 2).then(|| "key_0123".into()),
+            api: Some("messages".into()),
+            upstream_model: Some("claude-x".into()),
+            cache_read_tokens: Some(i),
+            cache_write_tokens: (i == 3).then_some(7),
+            stop_reason: Some("end_turn".into()),
             ..Record::default()
         }
     }
@@ -223,13 +247,18 @@ mod tests {
     fn version_1_frames_from_an_older_router_are_read() {
         let r = Record {
             key_id: None,
+            api: None,
+            upstream_model: None,
+            cache_read_tokens: None,
+            cache_write_tokens: None,
+            stop_reason: None,
             ..sample(1)
         };
         let mut frame = Vec::new();
         append(&r, &mut frame);
-        // A version 1 payload is the version 2 one without its last field (`key_id`, absent:
-        // one zero byte).
-        let mut payload = frame[8..frame.len() - 1].to_vec();
+        // A version 1 payload is the version 3 one without its last six fields (`key_id`
+        // and the five of version 3, all absent: one zero byte each).
+        let mut payload = frame[8..frame.len() - 6].to_vec();
         payload[0] = 1;
         let mut v1 = Vec::new();
         v1.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_le_bytes());

@@ -38,6 +38,7 @@ use crate::control::changes::{Change, Manager, Rejected};
 use crate::control::health::Health;
 use crate::control::keys::{AdminKeys, KeyRecord, KeyStore, Refused};
 use crate::control::table::TableCell;
+use crate::dialect::Wire;
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::{self, RequestId, RouteReport};
 use crate::http::HeaderIdx;
@@ -229,7 +230,7 @@ fn serve(mut stream: TcpStream, admin: &Admin) {
             );
         }
         Err(err) => {
-            respond::error(&mut out, &err, &id, &route, true);
+            respond::error(&mut out, &err, &id, &route, true, Wire::OpenAi);
         }
     }
     let _ = stream.write_all(&out);

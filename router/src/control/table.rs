@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use switchyard_table::{EndpointKind, Table, TableError};
 
+use crate::dialect::openai::write::Limit;
+use crate::dialect::{Api, Wire};
+
 /// The demo policy compiled at build time (see `build.rs`).
 pub static DEMO_TABLE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/demo.swt"));
 
@@ -79,8 +82,12 @@ pub struct Upstream {
     pub port: u16,
     /// `Host` header value.
     pub authority: String,
-    /// Request target for chat completions.
+    /// Request targets.
     pub path: PathPlan,
+    /// The dialect it speaks.
+    pub wire: Wire,
+    /// How a translated request names its token limit (OpenAI-compatible upstreams).
+    pub limit: Limit,
     /// The auth header to send: name and value. The value is a secret.
     pub auth: Option<(&'static str, String)>,
     /// Pool key: connections are shared by endpoints with the same origin and trust.
@@ -101,35 +108,64 @@ impl std::fmt::Debug for Upstream {
     }
 }
 
-/// The upstream request target.
+/// Where an upstream serves each API.
 #[derive(Clone, Debug)]
 pub enum PathPlan {
-    Fixed(String),
-    /// Azure OpenAI without a `deployment`: the model names the deployment.
-    AzureByModel {
+    /// An OpenAI-compatible base (`…/v1`): `/chat/completions` and `/embeddings` follow it.
+    OpenAi { base: String },
+    /// Azure OpenAI: `{prefix}/openai/deployments/{deployment}/{api}?api-version=…`; without a
+    /// `deployment`, the model names it.
+    Azure {
         prefix: String,
+        deployment: Option<String>,
         api_version: String,
     },
+    /// Anthropic: `{base}/v1/messages` and `{base}/v1/messages/count_tokens`.
+    Anthropic { base: String },
 }
 
 impl PathPlan {
-    /// The target for a request for `model`.
-    pub fn target(&self, model: &str, out: &mut Vec<u8>) {
+    /// The request target for `api` and `model`.
+    pub fn target(&self, api: Api, model: &str, out: &mut Vec<u8>) {
         match self {
-            Self::Fixed(p) => out.extend_from_slice(p.as_bytes()),
-            Self::AzureByModel {
+            Self::OpenAi { base } => {
+                out.extend_from_slice(base.as_bytes());
+                out.extend_from_slice(openai_api(api).as_bytes());
+            }
+            Self::Azure {
                 prefix,
+                deployment,
                 api_version,
             } => {
                 out.extend_from_slice(prefix.as_bytes());
                 out.extend_from_slice(b"/openai/deployments/");
                 let mut segment = String::new();
-                crate::codec::percent_encode(model, crate::codec::unreserved, &mut segment);
+                crate::codec::percent_encode(
+                    deployment.as_deref().unwrap_or(model),
+                    crate::codec::unreserved,
+                    &mut segment,
+                );
                 out.extend_from_slice(segment.as_bytes());
-                out.extend_from_slice(b"/chat/completions?api-version=");
+                out.extend_from_slice(openai_api(api).as_bytes());
+                out.extend_from_slice(b"?api-version=");
                 out.extend_from_slice(api_version.as_bytes());
             }
+            Self::Anthropic { base } => {
+                out.extend_from_slice(base.as_bytes());
+                out.extend_from_slice(match api {
+                    Api::CountTokens => b"/v1/messages/count_tokens",
+                    _ => b"/v1/messages",
+                });
+            }
         }
+    }
+}
+
+/// The path of an OpenAI API under its base.
+fn openai_api(api: Api) -> &'static str {
+    match api {
+        Api::Embeddings => "/embeddings",
+        _ => "/chat/completions",
     }
 }
 
@@ -137,6 +173,8 @@ impl PathPlan {
 pub const AZURE_DEFAULT_API_VERSION: &str = "2024-10-21";
 /// OpenAI's public API, for the built-in `openai` endpoint.
 const OPENAI_DEFAULT_URL: &str = "https://api.openai.com/v1";
+/// Anthropic's public API.
+const ANTHROPIC_DEFAULT_URL: &str = "https://api.anthropic.com";
 
 /// A validated table with its endpoints prepared.
 pub struct Loaded {
@@ -231,7 +269,7 @@ fn plan(e: &switchyard_table::EndpointView<'_>, settings: &PlanSettings) -> Plan
     let kind = e.kind();
     match kind {
         EndpointKind::Mock => return Plan::Mock,
-        EndpointKind::Anthropic | EndpointKind::Bedrock | EndpointKind::Vertex => {
+        EndpointKind::Bedrock | EndpointKind::Vertex => {
             return Plan::Unsupported(kind.as_str());
         }
         _ => {}
@@ -246,46 +284,54 @@ fn forward_plan(
     e: &switchyard_table::EndpointView<'_>,
     settings: &PlanSettings,
 ) -> Result<Upstream, String> {
-    let url = match e.url() {
-        "" if e.kind() == EndpointKind::OpenAi => OPENAI_DEFAULT_URL,
-        "" => return Err("it has no `url`".into()),
-        u => u,
+    let url = match (e.url(), e.kind()) {
+        ("", EndpointKind::OpenAi) => OPENAI_DEFAULT_URL,
+        ("", EndpointKind::Anthropic) => ANTHROPIC_DEFAULT_URL,
+        ("", _) => return Err("it has no `url`".into()),
+        (u, _) => u,
     };
     let parsed = parse_url(url).ok_or_else(|| format!("`{url}` is not an http(s) URL"))?;
     let base = parsed.path.trim_end_matches('/');
-    let path = if e.kind() == EndpointKind::AzureOpenAi {
-        let api_version = match e.api_version() {
-            "" => AZURE_DEFAULT_API_VERSION,
-            v => v,
-        }
-        .to_owned();
-        match e.deployment() {
-            "" => PathPlan::AzureByModel {
-                prefix: base.to_owned(),
-                api_version,
-            },
-            d => {
-                let mut p = Vec::new();
-                PathPlan::AzureByModel {
-                    prefix: base.to_owned(),
-                    api_version,
-                }
-                .target(d, &mut p);
-                PathPlan::Fixed(String::from_utf8_lossy(&p).into_owned())
+    let path = match e.kind() {
+        EndpointKind::AzureOpenAi => PathPlan::Azure {
+            prefix: base.to_owned(),
+            deployment: Some(e.deployment())
+                .filter(|d| !d.is_empty())
+                .map(str::to_owned),
+            api_version: match e.api_version() {
+                "" => AZURE_DEFAULT_API_VERSION,
+                v => v,
             }
-        }
-    } else if base.ends_with("/chat/completions") {
-        PathPlan::Fixed(base.to_owned())
-    } else {
-        PathPlan::Fixed(format!("{base}/chat/completions"))
+            .to_owned(),
+        },
+        // The API's base, also when given as `…/v1` or down to `…/v1/messages`.
+        EndpointKind::Anthropic => PathPlan::Anthropic {
+            base: base
+                .strip_suffix("/v1/messages")
+                .or_else(|| base.strip_suffix("/v1"))
+                .unwrap_or(base)
+                .to_owned(),
+        },
+        _ => PathPlan::OpenAi {
+            base: base
+                .strip_suffix("/chat/completions")
+                .unwrap_or(base)
+                .to_owned(),
+        },
+    };
+    let wire = match e.kind() {
+        EndpointKind::Anthropic => Wire::Anthropic,
+        _ => Wire::OpenAi,
+    };
+    let limit = match e.kind() {
+        EndpointKind::OpenAi | EndpointKind::AzureOpenAi => Limit::MaxCompletionTokens,
+        _ => Limit::MaxTokens,
     };
     let secret = read_secret(e)?;
-    let auth = secret.map(|s| {
-        if e.kind() == EndpointKind::AzureOpenAi {
-            ("api-key", s)
-        } else {
-            ("authorization", format!("Bearer {s}"))
-        }
+    let auth = secret.map(|s| match e.kind() {
+        EndpointKind::AzureOpenAi => ("api-key", s),
+        EndpointKind::Anthropic => ("x-api-key", s),
+        _ => ("authorization", format!("Bearer {s}")),
     });
     let tls = if parsed.tls {
         Some(client_tls(e.ca_file())?)
@@ -309,6 +355,8 @@ fn forward_plan(
         host: parsed.host,
         port: parsed.port,
         path,
+        wire,
+        limit,
         auth,
         timeout,
     })
@@ -490,16 +538,35 @@ mod tests {
     }
 
     #[test]
-    fn azure_paths() {
-        let mut out = Vec::new();
-        PathPlan::AzureByModel {
+    fn paths_per_api() {
+        let target = |plan: &PathPlan, api, model| {
+            let mut out = Vec::new();
+            plan.target(api, model, &mut out);
+            String::from_utf8(out).unwrap()
+        };
+        let azure = PathPlan::Azure {
             prefix: String::new(),
+            deployment: None,
             api_version: "2024-10-21".into(),
-        }
-        .target("gpt 4o", &mut out);
+        };
         assert_eq!(
-            out,
-            b"/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+            target(&azure, Api::Chat, "gpt 4o"),
+            "/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            target(&azure, Api::Embeddings, "e3"),
+            "/openai/deployments/e3/embeddings?api-version=2024-10-21"
+        );
+        let openai = PathPlan::OpenAi { base: "/v1".into() };
+        assert_eq!(target(&openai, Api::Messages, "m"), "/v1/chat/completions");
+        assert_eq!(target(&openai, Api::Embeddings, "m"), "/v1/embeddings");
+        let anthropic = PathPlan::Anthropic {
+            base: String::new(),
+        };
+        assert_eq!(target(&anthropic, Api::Chat, "m"), "/v1/messages");
+        assert_eq!(
+            target(&anthropic, Api::CountTokens, "m"),
+            "/v1/messages/count_tokens"
         );
     }
 }

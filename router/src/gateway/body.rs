@@ -27,6 +27,10 @@ pub struct Fields<'b> {
     pub stream: bool,
     /// Whether a `messages` array is present.
     pub has_messages: bool,
+    /// Whether that array is empty.
+    pub messages_empty: bool,
+    /// Whether an `input` member is present (embeddings).
+    pub has_input: bool,
     /// Byte range of the top-level `stream_options` value, when there is one.
     pub stream_options: Option<Range<usize>>,
 }
@@ -77,6 +81,7 @@ enum Key {
     Stream,
     StreamOptions,
     Messages,
+    Input,
     Other,
 }
 
@@ -180,6 +185,16 @@ pub fn scan(body: &[u8]) -> Result<Fields<'_>, BodyError> {
                         });
                     }
                     fields.has_messages = true;
+                    let start = p.i;
+                    p.value()?;
+                    fields.messages_empty = body
+                        .get(start + 1..p.i - 1)
+                        .unwrap_or_default()
+                        .iter()
+                        .all(u8::is_ascii_whitespace);
+                }
+                Key::Input => {
+                    fields.has_input = true;
                     p.value()?;
                 }
                 Key::Other => p.value()?,
@@ -203,13 +218,14 @@ pub fn scan(body: &[u8]) -> Result<Fields<'_>, BodyError> {
     Ok(fields)
 }
 
-const KEY_NAMES: [&str; 6] = [
+const KEY_NAMES: [&str; 7] = [
     "model",
     "max_tokens",
     "max_completion_tokens",
     "stream",
     "messages",
     "stream_options",
+    "input",
 ];
 
 fn key_slot(key: Key) -> Option<usize> {
@@ -220,6 +236,7 @@ fn key_slot(key: Key) -> Option<usize> {
         Key::Stream => Some(3),
         Key::Messages => Some(4),
         Key::StreamOptions => Some(5),
+        Key::Input => Some(6),
         Key::Other => None,
     }
 }
@@ -232,6 +249,7 @@ fn classify(name: &[u8]) -> Key {
         b"stream" => Key::Stream,
         b"messages" => Key::Messages,
         b"stream_options" => Key::StreamOptions,
+        b"input" => Key::Input,
         _ => Key::Other,
     }
 }
@@ -287,27 +305,7 @@ pub fn ask_for_usage(
     Some((span, Cow::Owned(bytes)))
 }
 
-/// Appends `s` as a JSON string literal.
-pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for &b in s.as_bytes() {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0..0x20 | 0x7f => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[usize::from(b >> 4)]);
-                out.push(HEX[usize::from(b & 0xf)]);
-            }
-            _ => out.push(b),
-        }
-    }
-    out.push(b'"');
-}
+pub use crate::codec::write_json_string;
 
 /// Decodes the inside of a JSON string already validated by the scanner. `None` for a lone
 /// surrogate, which has no Unicode value.

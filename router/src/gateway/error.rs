@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 
+use crate::dialect::Wire;
 use crate::gateway::body::write_json_string;
 
 /// Who caused an error.
@@ -68,6 +69,10 @@ pub enum ErrorKind {
     /// The client closed its connection before the answer (nginx's 499: never seen by the
     /// client, recorded in the audit trail).
     ClientClosed,
+    /// A request (or one of its fields) the chosen endpoint's dialect cannot express.
+    Untranslatable,
+    /// An API the chosen endpoint's dialect does not have (`count_tokens` off Anthropic).
+    ApiNotServed,
     Internal,
 }
 
@@ -82,14 +87,15 @@ impl ErrorKind {
             | Self::BadHeader
             | Self::ModelNotServed
             | Self::InvalidPolicy
-            | Self::CostBudgetExceeded => 400,
+            | Self::CostBudgetExceeded
+            | Self::Untranslatable => 400,
             Self::MissingApiKey | Self::InvalidApiKey | Self::KeyDisabled | Self::KeyExpired => 401,
             Self::PolicyDenied
             | Self::TenantMismatch
             | Self::RoleNotAssertable
             | Self::AdminOnly
             | Self::TenantUnknown => 403,
-            Self::NotFound => 404,
+            Self::NotFound | Self::ApiNotServed => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
             Self::LengthRequired => 411,
@@ -191,6 +197,8 @@ impl ErrorKind {
             Self::InvalidPolicy => "invalid_policy",
             Self::Overloaded => "server_busy",
             Self::ClientClosed => "client_closed_request",
+            Self::Untranslatable => "untranslatable",
+            Self::ApiNotServed => "api_not_served",
             Self::Internal => "internal_error",
         }
     }
@@ -217,6 +225,17 @@ impl ErrorKind {
     #[must_use]
     pub fn retry_safe(self) -> bool {
         matches!(self, Self::UpstreamUnavailable | Self::UpstreamCredentials)
+    }
+
+    /// Whether a request refused this way by one candidate endpoint may go to the next:
+    /// nothing was sent, and another endpoint (another dialect) may serve it.
+    #[must_use]
+    pub fn try_next(self) -> bool {
+        self.retry_safe()
+            || matches!(
+                self,
+                Self::NotImplemented | Self::Untranslatable | Self::ApiNotServed
+            )
     }
 }
 
@@ -293,6 +312,19 @@ impl Error {
     pub fn with_param(mut self, param: &'static str) -> Self {
         self.param = Some(param);
         self
+    }
+
+    /// Appends the JSON body in `wire`'s dialect to `out`: OpenAI's (below), or Anthropic's
+    /// `{"type":"error","error":{"type","message"}}` with the type its status has there.
+    pub fn write_body_in(&self, out: &mut Vec<u8>, wire: Wire) {
+        match wire {
+            Wire::OpenAi => self.write_body(out),
+            Wire::Anthropic => crate::dialect::anthropic::encode::write_error_body(
+                out,
+                crate::dialect::errors::anthropic_type(self.kind.status()),
+                &self.message,
+            ),
+        }
     }
 
     /// Appends the OpenAI-format JSON body to `out`.

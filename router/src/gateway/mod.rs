@@ -6,12 +6,14 @@
 //! [`error`] (the one map from failures to statuses and bodies), [`info`] (`/v1/models`,
 //! `/metrics`).
 
+pub mod answer;
 pub mod body;
-pub mod chat;
+pub mod draft;
 pub mod error;
 pub mod identity;
 pub mod info;
 pub mod paths;
+pub mod phases;
 pub mod reply;
 pub mod respond;
 pub mod route;

@@ -2,12 +2,15 @@
 //!
 //! | path | method | handler |
 //! | --- | --- | --- |
-//! | `/v1/chat/completions`, `/v1/route` | POST | [`crate::gateway::chat::chat`] |
+//! | `/v1/chat/completions`, `/v1/route` | POST | [`crate::gateway::phases::serve`] (OpenAI chat) |
+//! | `/v1/messages`, `/v1/messages/count_tokens` | POST | the same (Anthropic Messages) |
+//! | `/v1/embeddings` | POST | the same (OpenAI embeddings) |
 //! | `/v1/models` | GET | models of the endpoints in the table |
 //! | `/healthz` | GET | liveness and the table revision |
 //! | `/metrics` | GET | Prometheus counters |
 //! | `/v1/endpoints`, `/v1/policies`, `/v1/tenants…`, `/v1/audit`, `/v1/changes` | any | the admin API ([`crate::control::admin`], admin key) |
 
+use crate::dialect::Api;
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::identity::{principal, principal_of};
 use crate::gateway::info::{metrics, models};
@@ -20,12 +23,11 @@ use crate::runtime::core::Core;
 /// What a request's path and method ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Target {
-    Chat,
+    Api(Api),
     Healthz,
     Models,
     Metrics,
     Admin,
-    Messages,
     #[cfg(debug_assertions)]
     Panic,
     /// A path served with other methods: 405, these in `Allow`.
@@ -38,14 +40,15 @@ fn target(path: &[u8], method: Method) -> Target {
     let only = |ok: bool, t: Target, allow: &'static str| {
         if ok { t } else { Target::WrongMethod(allow) }
     };
+    let post = |api| only(method == Method::Post, Target::Api(api), "POST");
     match path {
-        b"/v1/chat/completions" | b"/v1/route" => {
-            only(method == Method::Post, Target::Chat, "POST")
-        }
+        b"/v1/chat/completions" | b"/v1/route" => post(Api::Chat),
+        b"/v1/messages" => post(Api::Messages),
+        b"/v1/messages/count_tokens" => post(Api::CountTokens),
+        b"/v1/embeddings" => post(Api::Embeddings),
         b"/healthz" => only(get, Target::Healthz, "GET, HEAD"),
         b"/v1/models" => only(get, Target::Models, "GET, HEAD"),
         b"/metrics" => only(get, Target::Metrics, "GET, HEAD"),
-        b"/v1/messages" => Target::Messages,
         p if crate::control::admin::is_admin_path(p) => Target::Admin,
         #[cfg(debug_assertions)]
         b"/__switchyard/panic" if get && fault_injection() => Target::Panic,
@@ -56,10 +59,6 @@ fn target(path: &[u8], method: Method) -> Target {
 /// The answer for a target that is refused whatever the request says.
 fn refusal(target: Target, path: &[u8]) -> Option<Error> {
     match target {
-        Target::Messages => Some(Error::new(
-            ErrorKind::NotImplemented,
-            "the Anthropic Messages API (`POST /v1/messages`) is not served yet; use `POST /v1/chat/completions`",
-        )),
         Target::WrongMethod(allow) => Some(
             Error::new(
                 ErrorKind::MethodNotAllowed,
@@ -73,7 +72,7 @@ fn refusal(target: Target, path: &[u8]) -> Option<Error> {
         Target::NotFound => Some(Error::new(
             ErrorKind::NotFound,
             format!(
-                "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, GET /v1/models, GET /healthz, GET /metrics, and (with an admin key) /v1/endpoints, /v1/policies, /v1/tenants, /v1/audit, /v1/changes",
+                "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/embeddings, GET /v1/models, GET /healthz, GET /metrics, and (with an admin key) /v1/endpoints, /v1/policies, /v1/tenants, /v1/audit, /v1/changes",
                 String::from_utf8_lossy(path)
             ),
         )),
@@ -91,9 +90,9 @@ pub fn admit(core: &Core, buf: &[u8], head: &Head, headers: &[HeaderIdx]) -> Res
         return Err(err);
     }
     match target {
-        Target::Chat | Target::Models => {
+        Target::Api(_) | Target::Models => {
             let keys = core.keys();
-            principal_of(core, buf, headers, &keys).map(|_| ())
+            principal_of(core, buf, headers, &keys, crate::dialect::of_path(path)).map(|_| ())
         }
         Target::Admin => core
             .shared
@@ -109,7 +108,7 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
     let path = req.head.path(req.buf);
     let target = target(path, req.head.method);
     let next = match target {
-        Target::Chat => return crate::gateway::chat::chat(core, req, client).await,
+        Target::Api(api) => return crate::gateway::phases::serve(core, req, client, api).await,
         Target::Healthz => {
             let loaded = core.table();
             let t = loaded.table();
@@ -162,12 +161,10 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                 text.as_bytes(),
             )
         }
-        Target::Messages | Target::WrongMethod(_) | Target::NotFound => {
-            match refusal(target, path) {
-                Some(err) => error_reply(core, req, client, &err),
-                None => Next::Close,
-            }
-        }
+        Target::WrongMethod(_) | Target::NotFound => match refusal(target, path) {
+            Some(err) => error_reply(core, req, client, &err),
+            None => Next::Close,
+        },
     };
     if client.flush().await.is_err() {
         return Next::Close;

@@ -2,6 +2,7 @@
 //! plain or error responses written to the client's buffer — each counted in the core's
 //! status metrics, refusals logged (the wire format itself is [`respond`]'s).
 
+use crate::dialect::Wire;
 use crate::gateway::error::Error;
 use crate::gateway::respond::{self, RequestId, RouteReport};
 use crate::gateway::route::MAX_REQUEST_ID;
@@ -67,7 +68,8 @@ pub fn error_reply(core: &Core, req: &Request<'_>, client: &mut Client<'_>, err:
     error_routed(core, req, client, err, &RouteReport::none(req.started))
 }
 
-/// Writes an error response with a routing report (not flushed).
+/// Writes an error response with a routing report (not flushed), in the dialect of the
+/// request's path.
 pub fn error_routed(
     core: &Core,
     req: &Request<'_>,
@@ -76,18 +78,20 @@ pub fn error_routed(
     route: &RouteReport<'_>,
 ) -> Next {
     let id = request_id(core, req);
-    error_with_id(core, client, &id, err, route);
+    let wire = crate::dialect::of_path(req.head.path(req.buf));
+    error_with_id(core, client, &id, err, route, wire);
     Next::KeepAlive
 }
 
-/// Writes an error response for a request whose id is already known (not flushed);
-/// returns the body's length.
+/// Writes an error response for a request whose id is already known (not flushed), in
+/// `wire`'s dialect; returns the body's length.
 pub fn error_with_id(
     core: &Core,
     client: &mut Client<'_>,
     id: &RequestId<'_>,
     err: &Error,
     route: &RouteReport<'_>,
+    wire: Wire,
 ) -> u64 {
     core.metrics().count_status(err.kind.status());
     if let Some(detail) = &err.internal {
@@ -114,5 +118,5 @@ pub fn error_with_id(
             "request failed"
         );
     }
-    respond::error(client.out, err, id, route, client.must_close) as u64
+    respond::error(client.out, err, id, route, client.must_close, wire) as u64
 }

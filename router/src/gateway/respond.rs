@@ -5,6 +5,7 @@
 use std::time::{Instant, SystemTime};
 
 use crate::clock::civil_from_days;
+use crate::dialect::Wire;
 use crate::gateway::error::Error;
 
 /// The `x-switchyard-route` report: which endpoint and rule served the request.
@@ -133,16 +134,17 @@ pub fn full(
     out.extend_from_slice(body);
 }
 
-/// A complete OpenAI-format error response; returns the body's length.
+/// A complete error response in the client's dialect; returns the body's length.
 pub fn error(
     out: &mut Vec<u8>,
     err: &Error,
     id: &RequestId<'_>,
     route: &RouteReport<'_>,
     close: bool,
+    wire: Wire,
 ) -> usize {
     let mut body = Vec::with_capacity(160 + err.message.len());
-    err.write_body(&mut body);
+    err.write_body_in(&mut body, wire);
     let retry_after = err.retry_after.map(|s| s.to_string());
     let extra: &[(&str, &str)] = if let Some(allow) = err.allow {
         &[("allow", allow)]
@@ -164,21 +166,7 @@ pub fn error(
     body.len()
 }
 
-/// Appends `n` in decimal.
-pub fn push_u64(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
+pub use crate::codec::push_u64;
 
 /// Appends `n` in lowercase hex (chunk sizes).
 pub fn push_hex(out: &mut Vec<u8>, n: usize) {

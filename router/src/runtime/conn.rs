@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use futures_lite::AsyncWriteExt as _;
 use glommio::net::TcpStream;
 
+use crate::dialect::Wire;
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::{self, RequestId, RouteReport};
 use crate::http::HeaderIdx;
@@ -52,6 +53,7 @@ pub async fn refuse(stream: TcpStream) {
         &id,
         &RouteReport::none(Instant::now()),
         true,
+        Wire::OpenAi,
     );
     let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let mut stream = stream;
@@ -110,7 +112,7 @@ pub async fn serve(stream: TcpStream, core: &Core) {
         let head = match c.read_head(core).await {
             Read::Request(h) => h,
             Read::Gone => return,
-            Read::Refuse(err) => return c.refuse(core, &err).await,
+            Read::Refuse(err) => return c.refuse(core, &err, Wire::OpenAi).await,
         };
         core.metrics().requests.fetch_add(1, Ordering::Relaxed);
         // A body that is not here yet is awaited only for a request that may be served: the
@@ -123,12 +125,16 @@ pub async fn serve(stream: TcpStream, core: &Core) {
                 &c.headers,
             )
         {
-            return c.refuse(core, &err).await;
+            let wire = crate::dialect::of_path(head.path(&c.buf));
+            return c.refuse(core, &err, wire).await;
         }
         let consumed = match c.read_body(core, &head).await {
             Ok(Some(n)) => n,
             Ok(None) => return,
-            Err(err) => return c.refuse(core, &err).await,
+            Err(err) => {
+                let wire = crate::dialect::of_path(head.path(&c.buf));
+                return c.refuse(core, &err, wire).await;
+            }
         };
         let started = Instant::now();
         let Conn {
@@ -452,7 +458,8 @@ impl Conn<'_> {
     }
 
     /// Answers a refused request and closes the connection gracefully.
-    async fn refuse(mut self, core: &Core, err: &Error) {
+    /// `wire`: the dialect of the path asked for (the error is in its shape).
+    async fn refuse(mut self, core: &Core, err: &Error, wire: Wire) {
         // Whatever body was buffered is dropped before the answer goes out, so the budget
         // it held is free by the time the client reads the refusal.
         self.filled = 0;
@@ -467,6 +474,7 @@ impl Conn<'_> {
             &id,
             &RouteReport::none(Instant::now()),
             true,
+            wire,
         );
         if self.stream.write_all(&self.out).await.is_err() {
             return;

@@ -2,6 +2,9 @@
 //! its audit record ([`Outcome`]): the types the request phases hand to the mock endpoint,
 //! the forwarder and the relay.
 
+use std::borrow::Cow;
+
+use crate::dialect::{Api, Wire};
 use crate::gateway::respond::{RequestId, RouteReport, elapsed_ms};
 use crate::runtime::client::Request;
 use crate::runtime::core::Core;
@@ -25,6 +28,22 @@ pub struct Exchange<'a> {
     /// Leave the end of the response unsent (`strict` audit: it goes once the record is
     /// durable).
     pub hold_last: bool,
+    /// What the client asked for.
+    pub api: Api,
+    /// Set when the upstream speaks another dialect than the client: its answer is
+    /// translated.
+    pub translation: Option<Translation>,
+    /// Request fields dropped in translation, for `x-switchyard-dropped` (empty: none).
+    pub dropped: &'a str,
+}
+
+/// An answer to translate: from the upstream's dialect into the client's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    pub from: Wire,
+    pub to: Wire,
+    /// An OpenAI client asked for the usage chunk (`stream_options.include_usage`).
+    pub include_usage: bool,
 }
 
 impl Exchange<'_> {
@@ -55,4 +74,6 @@ pub struct Outcome {
     pub upstream_latency_ms: Option<u64>,
     /// What went wrong, for failed or cut-short answers.
     pub error: Option<String>,
+    /// Why the model stopped, as the client was told (`stop`, `end_turn`, …).
+    pub stop_reason: Option<Cow<'static, str>>,
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::control::table::Upstream;
+use crate::dialect::Wire;
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::push_u64;
 use crate::http::response::{ResponseHead, parse_response_head};
@@ -137,7 +138,7 @@ fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
 /// allowlist passes ([`forwarded`]).
 fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
     out.extend_from_slice(b"POST ");
-    up.path.target(x.model, out);
+    up.path.target(x.api, x.model, out);
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(up.authority.as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
@@ -158,16 +159,46 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
             h.name(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value(buf), name)
         })
     };
+    let anthropic = up.wire == Wire::Anthropic;
+    let mut versioned = false;
     for h in x.req.headers {
         let name = h.name(buf);
-        if forwarded(name, extra) && !named_by_connection(name) {
+        let pass = match anthropic_header(name) {
+            // The API version and beta features the client chose go to Anthropic as they are.
+            Some(version) => {
+                versioned |= version && anthropic;
+                anthropic
+            }
+            None => forwarded(name, extra),
+        };
+        if pass && !named_by_connection(name) {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
             out.extend_from_slice(h.value(buf));
             out.extend_from_slice(b"\r\n");
         }
     }
+    if anthropic && !versioned {
+        out.extend_from_slice(b"anthropic-version: ");
+        out.extend_from_slice(ANTHROPIC_VERSION.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The `anthropic-version` sent to Anthropic when the client sent none (an OpenAI client's
+/// request, translated): the version the Messages API has been stable at.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
+/// `Some(is_version)` for the Anthropic API's own request headers.
+fn anthropic_header(name: &[u8]) -> Option<bool> {
+    if name.eq_ignore_ascii_case(b"anthropic-version") {
+        Some(true)
+    } else if name.eq_ignore_ascii_case(b"anthropic-beta") {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Client headers every upstream gets: content negotiation, the client's identity and W3C

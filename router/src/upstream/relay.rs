@@ -1,12 +1,19 @@
 //! The response body, relayed to the client as it arrives: de-chunked from the upstream,
 //! re-framed for the client (length, chunked, or until close for HTTP/1.0), passed through the
-//! usage [`Meter`], and ended honestly when the upstream breaks off (an SSE error event and a
-//! proper end of a stream; a closed connection for a short fixed-length body).
+//! usage [`Meter`] — or, when the upstream speaks another dialect, through a [`Translator`] —
+//! and ended honestly when the upstream breaks off (an error event and a proper end of a
+//! stream; a closed connection for a short fixed-length body).
+//!
+//! A translated stream goes out chunked, event by event as the upstream's arrive. A translated
+//! whole answer (JSON, or an error) is complete only at its end, so its head waits for it: it
+//! then goes out with a `content-length`, and an upstream that breaks off before the end gets
+//! the client a 502 in its own dialect instead of half an answer.
 
 use std::io::ErrorKind as IoKind;
 use std::sync::atomic::Ordering;
 
 use crate::control::table::Upstream;
+use crate::dialect::translate::{Options, Translator};
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::{self, push_hex, push_u64};
 use crate::http::chunked::{Chunk, Decoder};
@@ -14,7 +21,7 @@ use crate::http::response::{BodyFraming, ResponseHead};
 use crate::http::{HeaderIdx, is_hop_by_hop};
 use crate::runtime::client::{Client, Next};
 use crate::upstream::exchange::{Exchange, Outcome};
-use crate::upstream::meter::{Meter, Mode};
+use crate::upstream::meter::{CHARS_PER_TOKEN, Meter, Mode, Usage};
 use crate::upstream::pool::{UpConn, read_watching};
 
 /// How the relayed body is framed towards the client.
@@ -25,6 +32,8 @@ enum Out {
     /// HTTP/1.0 client and no upstream length: the body ends when we close.
     Close,
     Empty,
+    /// A translated whole answer: head and body are written together at the end.
+    Deferred,
 }
 
 /// An upstream's answer as read so far: its head, and the buffer holding the head (header
@@ -52,31 +61,60 @@ pub(crate) async fn relay(
         rbuf,
         filled,
     } = answer;
-    core.metrics().count_status(head.status);
     client.must_close |= core.shutting_down();
+    let ok = (200..300).contains(&head.status);
+    let translator = x.translation.map(|t| {
+        Box::new(Translator::new(
+            t.from,
+            t.to,
+            &Options {
+                stream: head.event_stream && ok,
+                include_usage: t.include_usage,
+                created: u64::try_from(crate::clock::now_ms() / 1000).unwrap_or(0),
+                id: x.id.as_str(),
+                model: x.model,
+                error_status: (!ok).then_some(head.status),
+                endpoint: x.endpoint,
+            },
+        ))
+    });
+    // A translated whole answer goes out when complete: its head is kept until then.
+    let deferred = translator
+        .as_ref()
+        .filter(|t| t.content_type() != "text/event-stream")
+        .map(|_| rbuf.get(..head.len).unwrap_or_default().to_vec());
     let out_framing = match head.framing {
-        BodyFraming::Empty => Out::Empty,
-        BodyFraming::Length(_) => Out::Length,
-        BodyFraming::Chunked | BodyFraming::UntilClose if client.minor >= 1 => Out::Chunked,
-        BodyFraming::Chunked | BodyFraming::UntilClose => Out::Close,
+        BodyFraming::Empty if translator.is_none() => Out::Empty,
+        _ if deferred.is_some() => Out::Deferred,
+        BodyFraming::Length(_) if translator.is_none() => Out::Length,
+        _ if client.minor >= 1 => Out::Chunked,
+        _ => Out::Close,
     };
     let close_client = client.must_close || out_framing == Out::Close;
-    write_head(
-        x,
-        &head,
-        rbuf.get(..head.len).unwrap_or_default(),
-        headers,
-        out_framing,
-        close_client,
-        client.out,
-    );
+    if deferred.is_none() {
+        core.metrics().count_status(head.status);
+        write_head(
+            x,
+            &head,
+            rbuf.get(..head.len).unwrap_or_default(),
+            headers,
+            translator.as_ref().map(|t| t.content_type()),
+            out_framing,
+            close_client,
+            client.out,
+        );
+    }
     let mut held = core.pool.bytes.take();
-    let mode = if head.event_stream && (200..300).contains(&head.status) {
+    let mode = if head.event_stream && ok {
         Mode::Events {
             strip_usage: x.strip_usage,
         }
     } else {
         Mode::Json
+    };
+    let reader = match translator {
+        Some(t) => Reader::Translate(t),
+        None => Reader::Meter(Meter::new(mode, x.api.wire(), &mut held)),
     };
     let mut body = Body {
         framing: head.framing,
@@ -86,7 +124,7 @@ pub(crate) async fn relay(
             _ => 0,
         },
         decoder: Decoder::new(),
-        meter: Meter::new(mode, &mut held),
+        reader,
         outcome: Outcome {
             status: head.status,
             upstream_status: Some(head.status),
@@ -94,7 +132,7 @@ pub(crate) async fn relay(
             ..Outcome::default()
         },
         clean: true,
-        done: out_framing == Out::Empty,
+        done: head.framing == BodyFraming::Empty,
     };
     let mut pending = head.len..filled;
     // Each turn relays what was read, then reads on; a `break` carries why the upstream's
@@ -105,7 +143,16 @@ pub(crate) async fn relay(
             break why;
         }
         if body.done {
-            body.end(client.out);
+            match &deferred {
+                Some(saved) => {
+                    let mut answer = core.pool.bytes.take();
+                    answer.clear();
+                    let status = body.end_whole(x, &mut answer);
+                    core.metrics().count_status(status);
+                    write_whole(x, status, saved, headers, &answer, close_client, client.out);
+                }
+                None => body.end(x, client.out),
+            }
         }
         // `strict` audit: the end of the response waits (in `gateway::chat`) for the record.
         let hold = body.done && x.hold_last;
@@ -143,20 +190,11 @@ pub(crate) async fn relay(
             Err(e) => break format!("failed in the middle of the response: {e}"),
         }
     };
-    body.settle(client.out);
-    cut(
-        x,
-        conn,
-        client,
-        out_framing,
-        head.event_stream,
-        &why,
-        body.outcome,
-    )
-    .await
+    body.settle(&why, client.out);
+    cut(x, conn, client, &mut body, head.event_stream, &why).await
 }
 
-/// The relay's end when the client left: the record says so, and what the meter read.
+/// The relay's end when the client left: the record says so, and what the reader read.
 fn left(mut body: Body<'_>, why: &str) -> (Next, Outcome) {
     body.abandon();
     body.outcome.error = Some(why.to_owned());
@@ -173,11 +211,8 @@ fn finished(
     mut body: Body<'_>,
     close_client: bool,
 ) -> (Next, Outcome) {
-    let mut outcome = std::mem::take(&mut body.outcome);
-    outcome.usage = body.meter.usage();
-    if outcome.usage.is_none() {
-        outcome.estimated_completion = body.meter.estimated_completion_tokens();
-    }
+    body.read_usage();
+    let outcome = std::mem::take(&mut body.outcome);
     tracing::debug!(
         request_id = x.id.as_str(),
         endpoint = x.endpoint,
@@ -185,8 +220,8 @@ fn finished(
         model = x.model,
         status = head.status,
         stream = x.stream,
-        tokens_in = outcome.usage.map(|u| u.prompt_tokens),
-        tokens_out = outcome.usage.map(|u| u.completion_tokens),
+        tokens_in = outcome.usage.map(|u| u.input),
+        tokens_out = outcome.usage.map(|u| u.output),
         "relayed"
     );
     if body.clean && head.keep_alive {
@@ -200,34 +235,25 @@ fn finished(
     (next, outcome)
 }
 
-/// The client's response head: the upstream's status and end-to-end headers, ours
-/// (`x-request-id`, `x-switchyard-route`), and our framing.
+/// The client's response head: the upstream's status and end-to-end headers (its
+/// `content-type` replaced by `content_type` when translated), ours (`x-request-id`,
+/// `x-switchyard-route`, `x-switchyard-dropped`), and our framing.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the head's parts, each used once"
+)]
 fn write_head(
     x: &Exchange<'_>,
     head: &ResponseHead,
     hbuf: &[u8],
     headers: &[HeaderIdx],
+    content_type: Option<&str>,
     out_framing: Out,
     close_client: bool,
     out: &mut Vec<u8>,
 ) {
     respond::status_line(out, head.status);
-    for h in headers {
-        let name = h.name(hbuf);
-        if is_hop_by_hop(name)
-            || name.eq_ignore_ascii_case(b"date")
-            || name.eq_ignore_ascii_case(b"server")
-            || name.eq_ignore_ascii_case(b"x-request-id")
-            || name.eq_ignore_ascii_case(b"x-switchyard-route")
-        {
-            continue;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value(hbuf));
-        out.extend_from_slice(b"\r\n");
-    }
-    respond::ids(out, &x.id, &x.report());
+    end_to_end_headers(x, hbuf, headers, content_type, out);
     match (out_framing, head.framing) {
         (Out::Length, BodyFraming::Length(n)) => {
             out.extend_from_slice(b"content-length: ");
@@ -246,15 +272,81 @@ fn write_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The relayed body's state: how the upstream frames it and the client gets it, what the
-/// meter reads of it, and what the audit record will say.
+/// The upstream's end-to-end headers and ours.
+fn end_to_end_headers(
+    x: &Exchange<'_>,
+    hbuf: &[u8],
+    headers: &[HeaderIdx],
+    content_type: Option<&str>,
+    out: &mut Vec<u8>,
+) {
+    for h in headers {
+        let name = h.name(hbuf);
+        if is_hop_by_hop(name)
+            || name.eq_ignore_ascii_case(b"date")
+            || name.eq_ignore_ascii_case(b"server")
+            || name.eq_ignore_ascii_case(b"x-request-id")
+            || name.eq_ignore_ascii_case(b"x-switchyard-route")
+            || (content_type.is_some() && name.eq_ignore_ascii_case(b"content-type"))
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value(hbuf));
+        out.extend_from_slice(b"\r\n");
+    }
+    respond::ids(out, &x.id, &x.report());
+    if let Some(ct) = content_type {
+        out.extend_from_slice(b"content-type: ");
+        out.extend_from_slice(ct.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !x.dropped.is_empty() {
+        out.extend_from_slice(b"x-switchyard-dropped: ");
+        out.extend_from_slice(x.dropped.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+/// A translated whole answer, head and body (its status: the upstream's, or 502 when its
+/// answer could not be translated).
+fn write_whole(
+    x: &Exchange<'_>,
+    status: u16,
+    hbuf: &[u8],
+    headers: &[HeaderIdx],
+    body: &[u8],
+    close_client: bool,
+    out: &mut Vec<u8>,
+) {
+    respond::status_line(out, status);
+    end_to_end_headers(x, hbuf, headers, Some("application/json"), out);
+    out.extend_from_slice(b"content-length: ");
+    push_u64(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n");
+    if close_client {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+}
+
+/// What reads the relayed body: the meter (passed through), or a translator.
+enum Reader<'m> {
+    Meter(Meter<'m>),
+    Translate(Box<Translator>),
+}
+
+/// The relayed body's state: how the upstream frames it and the client gets it, what reads
+/// it, and what the audit record will say.
 struct Body<'m> {
     framing: BodyFraming,
     out: Out,
     /// Bytes left of a length-framed body.
     remaining: u64,
     decoder: Decoder,
-    meter: Meter<'m>,
+    reader: Reader<'m>,
     outcome: Outcome,
     /// The upstream connection ends exactly at the body's end (it may be pooled).
     clean: bool,
@@ -273,14 +365,19 @@ impl Body<'_> {
                 let take =
                     usize::try_from(self.remaining).map_or(input.len(), |r| r.min(input.len()));
                 let data = input.get(..take).unwrap_or_default();
-                // A length-framed body goes out with the same length: passed through whole
-                // (an event stream with a length is rare; its usage chunk stays).
-                self.meter.pass(data, &mut |_| {});
-                self.outcome.response_bytes += data.len() as u64;
-                out.extend_from_slice(data);
                 self.remaining -= take as u64;
                 self.clean &= take == input.len();
                 self.done = self.remaining == 0;
+                match &mut self.reader {
+                    // A length-framed body goes out with the same length: passed through
+                    // whole (an event stream with a length is rare; its usage chunk stays).
+                    Reader::Meter(meter) if self.out == Out::Length => {
+                        meter.pass(data, &mut |_| {});
+                        self.outcome.response_bytes += data.len() as u64;
+                        out.extend_from_slice(data);
+                    }
+                    _ => self.pass(data, out)?,
+                }
             }
             BodyFraming::Chunked => {
                 let mut at = 0;
@@ -294,7 +391,7 @@ impl Body<'_> {
                     match found {
                         Some(Chunk::Data(r)) => {
                             let data = input.get(base + r.start..base + r.end).unwrap_or_default();
-                            self.pass(data, out);
+                            self.pass(data, out)?;
                         }
                         Some(Chunk::End) => {
                             self.done = true;
@@ -305,57 +402,122 @@ impl Body<'_> {
                     }
                 }
             }
-            BodyFraming::UntilClose => self.pass(input, out),
+            BodyFraming::UntilClose => self.pass(input, out)?,
         }
         Ok(())
     }
 
-    /// Decoded body bytes through the meter to the client, framed for it.
-    fn pass(&mut self, data: &[u8], out: &mut Vec<u8>) {
+    /// Decoded body bytes through the reader to the client, framed for it.
+    fn pass(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         let (framing, bytes) = (self.out, &mut self.outcome.response_bytes);
-        self.meter.pass(data, &mut |kept| {
-            *bytes += kept.len() as u64;
-            emit(out, framing, kept);
-        });
+        match &mut self.reader {
+            Reader::Meter(meter) => {
+                meter.pass(data, &mut |kept| {
+                    *bytes += kept.len() as u64;
+                    emit(out, framing, kept);
+                });
+                Ok(())
+            }
+            Reader::Translate(t) => {
+                let mut translated = Vec::new();
+                let r = t.push(data, &mut translated);
+                *bytes += translated.len() as u64;
+                emit(out, framing, &translated);
+                r
+            }
+        }
     }
 
-    /// The body is complete: what the meter held goes out, then the last chunk.
-    fn end(&mut self, out: &mut Vec<u8>) {
+    /// The body is complete: what the reader held goes out, then the last chunk.
+    fn end(&mut self, x: &Exchange<'_>, out: &mut Vec<u8>) {
         let (framing, bytes) = (self.out, &mut self.outcome.response_bytes);
-        self.meter.finish(&mut |kept| {
-            *bytes += kept.len() as u64;
-            emit(out, framing, kept);
-        });
+        match &mut self.reader {
+            Reader::Meter(meter) => meter.finish(&mut |kept| {
+                *bytes += kept.len() as u64;
+                emit(out, framing, kept);
+            }),
+            Reader::Translate(t) => {
+                let mut translated = Vec::new();
+                if let Err(why) = t.finish(&mut translated) {
+                    self.outcome.error = Some(format!("endpoint `{}` {why}", x.endpoint));
+                }
+                *bytes += translated.len() as u64;
+                emit(out, framing, &translated);
+            }
+        }
         if self.out == Out::Chunked {
             out.extend_from_slice(b"0\r\n\r\n");
         }
     }
 
-    /// The upstream cut the body short: what the meter holds goes to `out`, and what it
-    /// read goes in the outcome.
-    fn settle(&mut self, out: &mut Vec<u8>) {
-        settle(&mut self.meter, &mut self.outcome, out, self.out);
+    /// A translated whole answer is complete: it is written to `answer`; returns the status
+    /// to send (502 when it could not be translated).
+    fn end_whole(&mut self, x: &Exchange<'_>, answer: &mut Vec<u8>) -> u16 {
+        let Reader::Translate(t) = &mut self.reader else {
+            return self.outcome.status;
+        };
+        if let Err(why) = t.finish(answer) {
+            let err = Error::new(
+                ErrorKind::UpstreamBadResponse,
+                format!("endpoint `{}` {why}", x.endpoint),
+            );
+            answer.clear();
+            err.write_body_in(answer, x.api.wire());
+            self.outcome.error = Some(err.message.to_string());
+            self.outcome.status = err.kind.status();
+        }
+        self.outcome.response_bytes = answer.len() as u64;
+        self.outcome.status
     }
 
-    /// The client left: nothing more is sent; what the meter read goes in the outcome.
-    fn abandon(&mut self) {
-        self.meter.finish(&mut |_| {});
-        self.outcome.usage = self.meter.usage();
-        if self.outcome.usage.is_none() {
-            self.outcome.estimated_completion = self.meter.estimated_completion_tokens();
+    /// Usage, stop reason and (without usage) an estimate, from what the reader read.
+    fn read_usage(&mut self) {
+        let o = &mut self.outcome;
+        match &mut self.reader {
+            Reader::Meter(meter) => {
+                o.usage = meter.usage();
+                o.stop_reason = meter.stop_reason();
+                if o.usage.is_none() {
+                    o.estimated_completion = meter.estimated_completion_tokens();
+                }
+            }
+            Reader::Translate(t) => {
+                let tally = t.tally();
+                o.usage = Usage::of(&tally.counts);
+                o.stop_reason = t.stop_reason().map(std::borrow::Cow::Borrowed);
+                if o.usage.is_none() {
+                    o.estimated_completion = Some(tally.chars.div_ceil(CHARS_PER_TOKEN));
+                }
+            }
         }
     }
-}
 
-/// A body cut short: what the meter holds goes out, and what it read goes in the outcome.
-fn settle(meter: &mut Meter<'_>, outcome: &mut Outcome, out: &mut Vec<u8>, framing: Out) {
-    meter.finish(&mut |kept| {
-        outcome.response_bytes += kept.len() as u64;
-        emit(out, framing, kept);
-    });
-    outcome.usage = meter.usage();
-    if outcome.usage.is_none() {
-        outcome.estimated_completion = meter.estimated_completion_tokens();
+    /// The upstream cut the body short (`why`): what the reader holds goes to `out` (a
+    /// translated stream ends with an error event), and what it read goes in the outcome.
+    fn settle(&mut self, why: &str, out: &mut Vec<u8>) {
+        let (framing, bytes) = (self.out, &mut self.outcome.response_bytes);
+        match &mut self.reader {
+            Reader::Meter(meter) => meter.finish(&mut |kept| {
+                *bytes += kept.len() as u64;
+                emit(out, framing, kept);
+            }),
+            Reader::Translate(t) if framing != Out::Deferred => {
+                let mut translated = Vec::new();
+                t.cut(why, &mut translated);
+                *bytes += translated.len() as u64;
+                emit(out, framing, &translated);
+            }
+            Reader::Translate(_) => {}
+        }
+        self.read_usage();
+    }
+
+    /// The client left: nothing more is sent; what the reader read goes in the outcome.
+    fn abandon(&mut self) {
+        if let Reader::Meter(meter) = &mut self.reader {
+            meter.finish(&mut |_| {});
+        }
+        self.read_usage();
     }
 }
 
@@ -373,16 +535,17 @@ fn emit(out: &mut Vec<u8>, framing: Out, data: &[u8]) {
     }
 }
 
-/// Ends a relay whose upstream failed after the head was sent.
+/// Ends a relay whose upstream failed after the head was sent (or, for a translated whole
+/// answer, before anything was).
 async fn cut(
     x: &Exchange<'_>,
     conn: UpConn,
     client: &mut Client<'_>,
-    framing: Out,
+    body: &mut Body<'_>,
     event_stream: bool,
     why: &str,
-    mut outcome: Outcome,
 ) -> (Next, Outcome) {
+    let mut outcome = std::mem::take(&mut body.outcome);
     outcome.error = Some(format!("endpoint `{}` {why}", x.endpoint));
     // Its response is unread: the connection cannot be reused. Closing it also tells the
     // upstream to stop generating.
@@ -401,33 +564,58 @@ async fn cut(
             "upstream response cut short"
         );
     }
-    if framing != Out::Chunked {
-        // A short fixed-length (or close-delimited) body: closing is the only honest signal.
-        let _ = client.flush().await;
-        return (Next::Close, outcome);
+    let err = Error::new(
+        ErrorKind::UpstreamBadResponse,
+        format!("endpoint `{}` {why}", x.endpoint),
+    );
+    match body.out {
+        Out::Deferred => {
+            // Nothing was sent: the client gets a proper 502 in its dialect.
+            outcome.status = err.kind.status();
+            outcome.response_bytes = crate::gateway::reply::error_with_id(
+                x.core,
+                client,
+                &x.id,
+                &err,
+                &x.report(),
+                x.api.wire(),
+            );
+            let next = if client.flush().await.is_err() || client.must_close {
+                Next::Close
+            } else {
+                Next::KeepAlive
+            };
+            return (next, outcome);
+        }
+        Out::Chunked => {}
+        _ => {
+            // A short fixed-length (or close-delimited) body: closing is the only honest
+            // signal.
+            let _ = client.flush().await;
+            return (Next::Close, outcome);
+        }
     }
-    if event_stream {
-        let err = Error::new(
-            ErrorKind::UpstreamBadResponse,
-            format!("endpoint `{}` {why}", x.endpoint),
-        );
+    if matches!(body.reader, Reader::Translate(_)) {
+        // The translator has written the error event in the client's dialect.
+    } else if event_stream {
         let mut event = b"\n\ndata: ".to_vec();
         err.write_body(&mut event);
         event.extend_from_slice(b"\n\n");
-        emit(client.out, framing, &event);
+        emit(client.out, Out::Chunked, &event);
         outcome.response_bytes += event.len() as u64;
-        client.out.extend_from_slice(b"0\r\n\r\n");
-        if client.flush().await.is_err() {
-            return (Next::Close, outcome);
-        }
-        let next = if client.must_close {
-            Next::Close
-        } else {
-            Next::KeepAlive
-        };
-        return (next, outcome);
+    } else {
+        // Chunked but not SSE: leave the chunked body unterminated and close.
+        let _ = client.flush().await;
+        return (Next::Close, outcome);
     }
-    // Chunked but not SSE: leave the chunked body unterminated and close.
-    let _ = client.flush().await;
-    (Next::Close, outcome)
+    client.out.extend_from_slice(b"0\r\n\r\n");
+    if client.flush().await.is_err() {
+        return (Next::Close, outcome);
+    }
+    let next = if client.must_close {
+        Next::Close
+    } else {
+        Next::KeepAlive
+    };
+    (next, outcome)
 }

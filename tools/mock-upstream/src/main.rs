@@ -1,12 +1,16 @@
-//! mock-upstream: an OpenAI-compatible chat completions server for Switchyard's end-to-end
-//! tests and load benchmarks.
+//! mock-upstream: an OpenAI-compatible and Anthropic-compatible server for Switchyard's
+//! end-to-end tests and load benchmarks.
 //!
-//! It answers `POST .../chat/completions` (any prefix) with a JSON completion, or with Server-
-//! Sent Events when the body says `"stream": true`. Like OpenAI, a stream carries a usage chunk
-//! (`"choices": []` and `usage`, before `[DONE]`) only when the request sets
-//! `stream_options.include_usage`, and then every other chunk has `"usage": null`. Defaults
-//! come from flags; each request may override them with headers (the router forwards
-//! `x-mock-*` headers when started with `--forward-header 'x-mock-*'`, as the tests do):
+//! By the path asked (any prefix): `…/chat/completions` answers an OpenAI chat completion,
+//! or Server-Sent Events when the body says `"stream": true` (like OpenAI, a stream carries a
+//! usage chunk — `"choices": []` and `usage`, before `[DONE]` — only when the request sets
+//! `stream_options.include_usage`, and then every other chunk has `"usage": null`);
+//! `…/embeddings` answers OpenAI embeddings; `…/v1/messages` answers an Anthropic message or
+//! its event stream (`message_start`, `ping`, thinking, text and `tool_use` blocks with their
+//! deltas, `message_delta` with the stop reason and usage, `message_stop`);
+//! `…/v1/messages/count_tokens` answers `{"input_tokens": N}`. Defaults come from flags;
+//! each request may override them with headers (the router forwards `x-mock-*` headers when
+//! started with `--forward-header 'x-mock-*'`, as the tests do):
 //!
 //! | header | effect |
 //! | --- | --- |
@@ -22,6 +26,13 @@
 //! | `x-mock-fault: short-body` | promise a longer `Content-Length` than sent, then close |
 //! | `x-mock-fault: no-length` | answer with neither length nor chunking: the body ends at close |
 //! | `x-mock-fault: no-usage` | never report usage (JSON or stream), as some servers do |
+//! | `x-mock-fault: stream-error` | end the stream with an error event (OpenAI `data: {"error"…}`, Anthropic `event: error`) |
+//! | `x-mock-fault: truncate` | end the stream cleanly but without its end (no finish, no `[DONE]` / `message_stop`) |
+//! | `x-mock-fault: unknown-event` | (Anthropic) add an event of a type no client knows |
+//! | `x-mock-tools: N` | answer with N tool calls, their arguments streamed in pieces |
+//! | `x-mock-thinking: 1` | (Anthropic) answer with a thinking block first, signed |
+//! | `x-mock-finish: R` | finish with `finish_reason` / `stop_reason` R |
+//! | `x-mock-cache-read: N`, `x-mock-cache-write: N` | report N cached prompt tokens |
 //!
 //! A JSON answer's `usage` starts with `prompt_tokens_details` (key order is not part of the
 //! format, so readers must not depend on it).
@@ -45,7 +56,6 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::{AsyncReadExt as _, AsyncWriteExt as _};
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use switchyard::gateway::body::write_json_string;
 use switchyard::http::chunked::{Decoder, decode_into};
 use switchyard::http::request::{Framing, Limits, parse_head};
 
@@ -200,15 +210,23 @@ fn tls_config(ca_out: &PathBuf) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+mod anthropic;
+mod openai;
+
 /// Per-request behaviour, from defaults and `x-mock-*` headers.
 #[derive(Debug)]
-struct Plan {
+pub(crate) struct Plan {
     latency_ms: u64,
-    status: u16,
-    chunks: usize,
-    chunk_bytes: usize,
+    pub(crate) status: u16,
+    pub(crate) chunks: usize,
+    pub(crate) chunk_bytes: usize,
     chunk_delay_ms: u64,
-    fault: Option<String>,
+    pub(crate) fault: Option<String>,
+    pub(crate) tools: usize,
+    pub(crate) thinking: bool,
+    pub(crate) finish: Option<String>,
+    pub(crate) cache_read: u64,
+    pub(crate) cache_write: u64,
 }
 
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
@@ -299,6 +317,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 .unwrap_or(16),
             chunk_delay_ms: num(b"x-mock-chunk-delay-ms", defaults.chunk_delay_ms),
             fault: header(b"x-mock-fault"),
+            tools: usize::try_from(num(b"x-mock-tools", 0))
+                .unwrap_or(0)
+                .min(16),
+            thinking: num(b"x-mock-thinking", 0) == 1,
+            finish: header(b"x-mock-finish"),
+            cache_read: num(b"x-mock-cache-read", 0),
+            cache_write: num(b"x-mock-cache-write", 0),
         };
         let target = String::from_utf8_lossy(&raw[head.target.clone()]).into_owned();
         let keep_alive = head.keep_alive;
@@ -335,7 +360,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                     body: String::from_utf8_lossy(&body).into_owned(),
                 });
             }
-            if !chat(&mut s, fd, &plan, &body).await {
+            if !answer(&mut s, fd, &plan, &target, &body).await {
                 return;
             }
         }
@@ -348,8 +373,14 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Answers a chat request; `false` when the connection must end.
-async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, body: &[u8]) -> bool {
+/// Answers a request by its path; `false` when the connection must end.
+async fn answer<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    fd: Option<i32>,
+    plan: &Plan,
+    target: &str,
+    body: &[u8],
+) -> bool {
     if plan.latency_ms > 0 {
         glommio::timer::sleep(Duration::from_millis(plan.latency_ms)).await;
     }
@@ -366,72 +397,47 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         }
         _ => {}
     }
-    let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
-    let model = request
-        .get("model")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or("unknown")
-        .to_owned();
-    let stream = request.get("stream") == Some(&serde_json::Value::Bool(true));
-    let no_usage = plan.fault.as_deref() == Some("no-usage");
-    let include_usage = !no_usage
-        && request.pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true));
-    let prompt_tokens = body.len().div_ceil(4);
-    if plan.status >= 400 {
-        let mut err = Vec::new();
-        err.extend_from_slice(b"{\"error\":{\"message\":\"mock upstream error\",\"type\":\"server_error\",\"param\":null,\"code\":\"mock_status\"}}");
-        let _ = s
-            .write_all(&response(plan.status, "application/json", &err, None))
-            .await;
-        return s.flush().await.is_ok();
+    let path = target.split('?').next().unwrap_or_default();
+    if path.ends_with("/messages/count_tokens") {
+        anthropic::count_tokens(s, plan, body).await
+    } else if path.ends_with("/messages") {
+        anthropic::messages(s, fd, plan, body).await
+    } else if path.ends_with("/embeddings") {
+        openai::embeddings(s, plan, body).await
+    } else {
+        openai::chat(s, fd, plan, body).await
     }
-    let piece = "x".repeat(plan.chunk_bytes);
-    if !stream {
-        let mut b = Vec::new();
-        b.extend_from_slice(b"{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion\",\"created\":1700000000,\"model\":");
-        write_json_string(&mut b, &model);
-        b.extend_from_slice(
-            b",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":",
-        );
-        write_json_string(&mut b, &piece.repeat(plan.chunks));
-        b.extend_from_slice(b"},\"finish_reason\":\"stop\"}]");
-        if no_usage {
-            b.push(b'}');
-        } else {
-            b.extend_from_slice(
-                format!(
-                    ",\"usage\":{{\"prompt_tokens_details\":{{\"cached_tokens\":0}},\"completion_tokens\":{},\"prompt_tokens\":{prompt_tokens},\"total_tokens\":{}}}}}",
-                    plan.chunks,
-                    prompt_tokens + plan.chunks
-                )
-                .as_bytes(),
-            );
-        }
-        if plan.fault.as_deref() == Some("no-length") {
-            let mut resp =
-                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
-                    .to_vec();
-            resp.extend_from_slice(&b);
-            let _ = s.write_all(&resp).await;
-            let _ = s.flush().await;
-            return false;
-        }
-        if plan.fault.as_deref() == Some("short-body") {
-            let resp = response(200, "application/json", &b, Some(b.len() + 100));
-            let _ = s.write_all(&resp).await;
-            let _ = s.flush().await;
-            return false;
-        }
-        let mut resp = Vec::new();
-        if plan.fault.as_deref() == Some("early-hints") {
-            resp.extend_from_slice(
-                b"HTTP/1.1 103 Early Hints\r\nlink: </style.css>; rel=preload\r\n\r\n",
-            );
-        }
-        resp.extend_from_slice(&response(200, "application/json", &b, None));
-        let _ = s.write_all(&resp).await;
-        return s.flush().await.is_ok();
-    }
+}
+
+/// The arguments of mock tool call `i`, in the pieces a stream sends them in.
+pub(crate) fn tool_arguments(i: usize) -> Vec<String> {
+    vec![
+        "{\"city\":".to_owned(),
+        " \"Paris\",".to_owned(),
+        format!(" \"call\": {i}}}"),
+    ]
+}
+
+/// An error answer with `status` and `body`; `false` when the connection must end.
+pub(crate) async fn send_error_status<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    status: u16,
+    body: &[u8],
+) -> bool {
+    let _ = s
+        .write_all(&response(status, "application/json", body, None))
+        .await;
+    s.flush().await.is_ok()
+}
+
+/// Streams `events` as a chunked event-stream body, one chunk per event (paced by
+/// `x-mock-chunk-delay-ms`, cut by `drop-after-N`); `false` when the connection must end.
+pub(crate) async fn chunked_events<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    fd: Option<i32>,
+    plan: &Plan,
+    events: &[Vec<u8>],
+) -> bool {
     let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
     if s.write_all(head).await.is_err() || s.flush().await.is_err() {
         return false;
@@ -441,42 +447,6 @@ async fn chat<S: AsyncWrite + Unpin>(s: &mut S, fd: Option<i32>, plan: &Plan, bo
         .as_deref()
         .and_then(|f| f.strip_prefix("drop-after-"))
         .and_then(|n| n.parse::<usize>().ok());
-    let event = |delta: &str, finish: &str| {
-        let mut e = Vec::new();
-        e.extend_from_slice(b"data: {\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":");
-        write_json_string(&mut e, &model);
-        e.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
-        e.extend_from_slice(delta.as_bytes());
-        e.extend_from_slice(b",\"finish_reason\":");
-        e.extend_from_slice(finish.as_bytes());
-        e.extend_from_slice(b"}]");
-        if include_usage {
-            e.extend_from_slice(b",\"usage\":null");
-        }
-        e.extend_from_slice(b"}\n\n");
-        e
-    };
-    let mut events = vec![event("{\"role\":\"assistant\",\"content\":\"\"}", "null")];
-    let mut delta = Vec::new();
-    delta.extend_from_slice(b"{\"content\":");
-    write_json_string(&mut delta, &piece);
-    delta.push(b'}');
-    let delta = String::from_utf8_lossy(&delta).into_owned();
-    for _ in 0..plan.chunks {
-        events.push(event(&delta, "null"));
-    }
-    events.push(event("{}", "\"stop\""));
-    if include_usage {
-        events.push(
-        format!(
-            "data: {{\"id\":\"chatcmpl-mock\",\"object\":\"chat.completion.chunk\",\"created\":1700000000,\"model\":\"{model}\",\"choices\":[],\"usage\":{{\"prompt_tokens\":{prompt_tokens},\"completion_tokens\":{},\"total_tokens\":{}}}}}\n\n",
-            plan.chunks,
-            prompt_tokens + plan.chunks
-        )
-        .into_bytes(),
-    );
-    }
-    events.push(b"data: [DONE]\n\n".to_vec());
     for (i, e) in events.iter().enumerate() {
         if drop_after.is_some_and(|n| i > n) {
             reset(fd);
@@ -509,14 +479,22 @@ fn reset(fd: Option<i32>) {
     }
 }
 
-fn response(status: u16, content_type: &str, body: &[u8], claimed_len: Option<usize>) -> Vec<u8> {
+pub(crate) fn response(
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    claimed_len: Option<usize>,
+) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
+        529 => "Overloaded",
         _ => "Status",
     };
     let mut out = format!(

@@ -18,237 +18,67 @@
 //! estimate in the audit record).
 
 use std::borrow::Cow;
-use std::fmt;
 
-use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, Visitor};
+use crate::dialect::Wire;
+use crate::dialect::ir::Counts;
+use crate::dialect::sse::{MAX_EVENT, event_data, event_len};
+
+mod shapes;
+
+pub use self::shapes::estimate_prompt_tokens;
+use self::shapes::{Answer, AnthropicAnswer, AnthropicEvent, UsageJson};
 
 /// Characters per token assumed by estimates (a common heuristic for English text).
 pub const CHARS_PER_TOKEN: u64 = 4;
 /// Largest JSON answer kept whole for reading its usage (larger ones are read from a tail).
 pub const MAX_KEPT_JSON: usize = 1024 * 1024;
-/// Largest Server-Sent Event held back until it is complete; a longer one is passed on as it
-/// comes and the rest of the stream is relayed unread.
-pub const MAX_EVENT: usize = 1024 * 1024;
 /// Bytes of a JSON answer's end searched for `usage` before the whole answer is parsed.
 const TAIL: usize = 4096;
 
-/// Prompt and completion token counts.
+/// Token counts of an answer as the audit trail keeps them: `input` counts every prompt
+/// token, cached ones included (OpenAI's way; an Anthropic answer's three input counts are
+/// added up), and `cache_read` and `cache_write` say how many of them were cached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
 }
 
-/// An OpenAI `usage` object; other fields (`total_tokens`, `*_details`) are ignored.
-#[derive(Debug, Deserialize)]
-struct UsageJson {
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-}
-
-impl From<UsageJson> for Usage {
-    fn from(u: UsageJson) -> Self {
-        Self {
-            prompt_tokens: u.prompt_tokens,
-            completion_tokens: u.completion_tokens,
-        }
+impl Usage {
+    /// The usage reported as `counts`, if any count was.
+    #[must_use]
+    pub fn of(counts: &Counts) -> Option<Self> {
+        counts.any().then(|| Self {
+            input: counts.prompt_total(),
+            output: counts.output.unwrap_or(0),
+            cache_read: counts.cache_read.unwrap_or(0),
+            cache_write: counts.cache_write.unwrap_or(0),
+        })
     }
 }
 
-/// A chat completion or one chunk of a streamed one: what metering reads of it.
-#[derive(Debug, Deserialize)]
-struct Answer<'a> {
-    #[serde(default, borrow)]
-    choices: Option<Vec<Choice<'a>>>,
-    #[serde(default)]
-    usage: Option<UsageJson>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Choice<'a> {
-    #[serde(default, borrow)]
-    message: Option<Message<'a>>,
-    #[serde(default, borrow)]
-    delta: Option<Message<'a>>,
-    /// Legacy completions.
-    #[serde(default)]
-    text: Text,
-}
-
-#[derive(Debug, Deserialize)]
-struct Message<'a> {
-    #[serde(default)]
-    content: Text,
-    #[serde(default)]
-    reasoning_content: Text,
-    #[serde(default)]
-    reasoning: Text,
-    #[serde(default)]
-    refusal: Text,
-    #[serde(default, borrow)]
-    tool_calls: Option<Vec<ToolCall<'a>>>,
-    #[serde(default, borrow)]
-    function_call: Option<Function<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ToolCall<'a> {
-    #[serde(default, borrow)]
-    function: Option<Function<'a>>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Function<'a> {
-    #[serde(default, borrow)]
-    #[expect(dead_code, reason = "deserialized only to borrow the whole object")]
-    name: Option<Cow<'a, str>>,
-    #[serde(default)]
-    arguments: Text,
-}
-
-/// The length in characters of a string field; anything else (null, an array of content
-/// parts) counts as zero rather than failing the parse.
-#[derive(Debug, Default)]
-struct Text(u64);
-
-impl<'de> Deserialize<'de> for Text {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or anything else")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text, E> {
-                Ok(Text(s.chars().count() as u64))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Text, E> {
-                Ok(Text(0))
-            }
-            fn visit_none<E: de::Error>(self) -> Result<Text, E> {
-                Ok(Text(0))
-            }
-            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Text, E> {
-                Ok(Text(0))
-            }
-            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Text, E> {
-                Ok(Text(0))
-            }
-            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Text, E> {
-                Ok(Text(0))
-            }
-            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Text, E> {
-                Ok(Text(0))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Text, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(Text(0))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Text, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Text(0))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl Answer<'_> {
-    /// Characters of generated text in this answer or chunk.
-    fn generated_chars(&self) -> u64 {
-        let message = |m: &Message<'_>| {
-            let calls = m
-                .tool_calls
-                .iter()
-                .flatten()
-                .filter_map(|c| c.function.as_ref())
-                .chain(m.function_call.as_ref())
-                .fold(0u64, |n, f| n.saturating_add(f.arguments.0));
-            [
-                m.content.0,
-                m.reasoning_content.0,
-                m.reasoning.0,
-                m.refusal.0,
-                calls,
-            ]
-            .iter()
-            .fold(0u64, |n, &c| n.saturating_add(c))
-        };
-        self.choices
-            .iter()
-            .flatten()
-            .map(|c| {
-                let m = c.message.as_ref().map_or(0, message);
-                let d = c.delta.as_ref().map_or(0, message);
-                m.saturating_add(d).saturating_add(c.text.0)
-            })
-            .fold(0u64, u64::saturating_add)
-    }
-
-    /// The extra usage chunk of a stream: no choices, a usage object.
-    fn is_usage_only(&self) -> bool {
-        self.usage.is_some() && self.choices.as_ref().is_none_or(Vec::is_empty)
-    }
-}
-
-/// Prompt tokens of a request estimated from its messages' text (for when the upstream
-/// reports no usage); from its size when it cannot be read.
+/// A stop reason as the audit trail keeps it: the known values without an allocation.
 #[must_use]
-pub fn estimate_prompt_tokens(body: &[u8]) -> u64 {
-    #[derive(Deserialize)]
-    struct Prompt {
-        #[serde(default)]
-        messages: Vec<PromptMessage>,
-    }
-    #[derive(Deserialize)]
-    struct PromptMessage {
-        #[serde(default)]
-        content: Parts,
-    }
-    match serde_json::from_slice::<Prompt>(body) {
-        Ok(p) => p
-            .messages
-            .iter()
-            .fold(0u64, |n, m| n.saturating_add(m.content.0))
-            .div_ceil(CHARS_PER_TOKEN),
-        Err(_) => (body.len() as u64).div_ceil(CHARS_PER_TOKEN),
-    }
-}
-
-/// The characters of a message's `content`: a string, or the `text` of its parts.
-#[derive(Debug, Default)]
-struct Parts(u64);
-
-impl<'de> Deserialize<'de> for Parts {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Part {
-            #[serde(default)]
-            text: Text,
-        }
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Parts;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or a list of content parts")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Parts, E> {
-                Ok(Parts(s.chars().count() as u64))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Parts, E> {
-                Ok(Parts(0))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Parts, A::Error> {
-                let mut n = 0u64;
-                while let Some(p) = seq.next_element::<Part>()? {
-                    n = n.saturating_add(p.text.0);
-                }
-                Ok(Parts(n))
-            }
-        }
-        d.deserialize_any(V)
+pub fn stop_text(reason: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 12] = [
+        "stop",
+        "length",
+        "tool_calls",
+        "content_filter",
+        "function_call",
+        "end_turn",
+        "max_tokens",
+        "stop_sequence",
+        "tool_use",
+        "refusal",
+        "pause_turn",
+        "model_context_window_exceeded",
+    ];
+    match KNOWN.iter().find(|k| **k == reason) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(reason.chars().take(64).collect()),
     }
 }
 
@@ -266,6 +96,8 @@ pub enum Mode {
 #[derive(Debug)]
 pub struct Meter<'b> {
     mode: Mode,
+    /// The dialect of the body.
+    wire: Wire,
     /// JSON: the body (up to [`MAX_KEPT_JSON`]), then its last [`TAIL`] bytes.
     /// Events: the incomplete event held back.
     buf: &'b mut Vec<u8>,
@@ -273,20 +105,24 @@ pub struct Meter<'b> {
     overflowed: bool,
     /// Events: an event went past [`MAX_EVENT`]; the rest passes unread.
     unsynced: bool,
-    usage: Option<Usage>,
+    /// Counts reported so far (cumulative: the latest wins).
+    counts: Option<Counts>,
+    stop: Option<Cow<'static, str>>,
     generated_chars: u64,
 }
 
 impl<'b> Meter<'b> {
-    /// A meter keeping its bytes in `buf` (cleared first).
-    pub fn new(mode: Mode, buf: &'b mut Vec<u8>) -> Self {
+    /// A meter for a body in `wire`'s dialect, keeping its bytes in `buf` (cleared first).
+    pub fn new(mode: Mode, wire: Wire, buf: &'b mut Vec<u8>) -> Self {
         buf.clear();
         Self {
             mode,
+            wire,
             buf,
             overflowed: false,
             unsynced: false,
-            usage: None,
+            counts: None,
+            stop: None,
             generated_chars: 0,
         }
     }
@@ -343,10 +179,24 @@ impl<'b> Meter<'b> {
     /// The upstream's usage, if it reported one.
     #[must_use]
     pub fn usage(&mut self) -> Option<Usage> {
-        if self.mode == Mode::Json && self.usage.is_none() {
-            self.usage = self.json_usage();
+        if self.mode == Mode::Json && self.counts.is_none() {
+            self.counts = self.json_usage();
         }
-        self.usage
+        self.counts.as_ref().and_then(Usage::of)
+    }
+
+    /// The stop reason the answer gave (OpenAI `finish_reason`, Anthropic `stop_reason`).
+    #[must_use]
+    pub fn stop_reason(&mut self) -> Option<Cow<'static, str>> {
+        if self.mode == Mode::Json && self.stop.is_none() {
+            let key: &[u8] = match self.wire {
+                Wire::OpenAi => b"\"finish_reason\"",
+                Wire::Anthropic => b"\"stop_reason\"",
+            };
+            let tail = self.buf.get(self.buf.len().saturating_sub(TAIL)..)?;
+            self.stop = value_after_key::<Cow<'_, str>>(tail, key).map(|s| stop_text(&s));
+        }
+        self.stop.clone()
     }
 
     /// Completion tokens estimated from the generated text seen (for when there is no
@@ -357,8 +207,14 @@ impl<'b> Meter<'b> {
             if self.overflowed {
                 return None;
             }
-            let answer = serde_json::from_slice::<Answer<'_>>(self.buf).ok()?;
-            self.generated_chars = answer.generated_chars();
+            self.generated_chars = match self.wire {
+                Wire::OpenAi => serde_json::from_slice::<Answer<'_>>(self.buf)
+                    .ok()?
+                    .generated_chars(),
+                Wire::Anthropic => serde_json::from_slice::<AnthropicAnswer>(self.buf)
+                    .ok()?
+                    .generated_chars(),
+            };
         }
         Some(self.generated_chars.div_ceil(CHARS_PER_TOKEN))
     }
@@ -378,16 +234,23 @@ impl<'b> Meter<'b> {
 
     /// Usage of a JSON answer: the value after the last `"usage"` key of its end, parsed; else
     /// the whole answer (when kept), parsed.
-    fn json_usage(&self) -> Option<Usage> {
+    fn json_usage(&self) -> Option<Counts> {
         let tail = self.buf.get(self.buf.len().saturating_sub(TAIL)..)?;
-        if let Some(u) = usage_after_key(tail) {
-            return Some(u);
+        if let Some(c) =
+            value_after_key::<UsageJson>(tail, b"\"usage\"").and_then(|u| u.counts(self.wire))
+        {
+            return Some(c);
         }
         if self.overflowed {
             return None;
         }
-        let answer = serde_json::from_slice::<Answer<'_>>(self.buf).ok()?;
-        answer.usage.map(Usage::from)
+        #[derive(serde::Deserialize)]
+        struct WithUsage {
+            #[serde(default)]
+            usage: Option<UsageJson>,
+        }
+        let answer = serde_json::from_slice::<WithUsage>(self.buf).ok()?;
+        answer.usage?.counts(self.wire)
     }
 
     /// Reads one event's data; returns whether it goes on to the client.
@@ -398,83 +261,72 @@ impl<'b> Meter<'b> {
         if data.first() != Some(&b'{') {
             return true;
         }
+        if self.wire == Wire::Anthropic {
+            read_anthropic(
+                &data,
+                &mut self.counts,
+                &mut self.stop,
+                &mut self.generated_chars,
+            );
+            return true;
+        }
         let Ok(chunk) = serde_json::from_slice::<Answer<'_>>(&data) else {
             return true;
         };
         self.generated_chars = self.generated_chars.saturating_add(chunk.generated_chars());
+        if let Some(reason) = chunk.finish_reason() {
+            self.stop = Some(stop_text(reason));
+        }
         let usage_only = chunk.is_usage_only();
-        if let Some(u) = chunk.usage {
-            self.usage = Some(u.into());
+        if let Some(c) = chunk.usage.and_then(|u| u.counts(Wire::OpenAi)) {
+            self.counts = Some(c);
         }
         !(strip_usage && usage_only)
     }
 }
 
-/// The length of the first complete event in `buf` (through the blank line that ends it),
-/// if there is one. Lines end with LF, CRLF or CR (the SSE specification allows all three).
-fn event_len(buf: &[u8]) -> Option<usize> {
-    let mut from = 0;
-    while let Some(i) = memchr::memchr2(b'\n', b'\r', buf.get(from..)?) {
-        let at = from + i;
-        let eol = match (buf.get(at), buf.get(at + 1)) {
-            (Some(b'\r'), Some(b'\n')) => at + 2,
-            // A CR at the very end may be the first half of a CRLF: wait for more.
-            (Some(b'\r'), None) => return None,
-            _ => at + 1,
-        };
-        match (buf.get(eol), buf.get(eol + 1)) {
-            (Some(b'\n'), _) => return Some(eol + 1),
-            (Some(b'\r'), Some(b'\n')) => return Some(eol + 2),
-            (Some(b'\r'), Some(_)) => return Some(eol + 1),
-            (Some(b'\r'), None) | (None, _) => return None,
-            _ => from = eol,
+/// An Anthropic event: counts from `message_start` and `message_delta` (cumulative), the
+/// stop reason, the generated text of deltas.
+fn read_anthropic(
+    data: &[u8],
+    counts: &mut Option<Counts>,
+    stop: &mut Option<Cow<'static, str>>,
+    chars: &mut u64,
+) {
+    let Ok(e) = serde_json::from_slice::<AnthropicEvent<'_>>(data) else {
+        return;
+    };
+    let usage = match e.kind.as_ref() {
+        "message_start" => e.message.and_then(|m| m.usage),
+        "message_delta" => e.usage,
+        _ => None,
+    };
+    if let Some(c) = usage.and_then(|u| u.counts(Wire::Anthropic)) {
+        *counts = Some(counts.unwrap_or_default().updated(c));
+    }
+    if let Some(d) = &e.delta {
+        *chars = chars.saturating_add(d.generated_chars());
+        if let Some(reason) = &d.stop_reason {
+            *stop = Some(stop_text(reason));
         }
     }
-    None
 }
 
-/// The data of an event: its `data:` lines joined with LF (one leading space dropped from
-/// each); `None` when it has none.
-fn event_data(event: &[u8]) -> Option<Cow<'_, [u8]>> {
-    let mut found: Option<Cow<'_, [u8]>> = None;
-    for line in event.split(|&b| b == b'\n' || b == b'\r') {
-        let Some(value) = line.strip_prefix(b"data") else {
-            continue;
-        };
-        let value = match value.first() {
-            Some(b':') => value.get(1..).unwrap_or_default(),
-            None => value,
-            Some(_) => continue,
-        };
-        let value = value.strip_prefix(b" ").unwrap_or(value);
-        found = Some(match found {
-            None => Cow::Borrowed(value),
-            Some(prev) => {
-                let mut joined = prev.into_owned();
-                joined.push(b'\n');
-                joined.extend_from_slice(value);
-                Cow::Owned(joined)
-            }
-        });
-    }
-    found
-}
-
-/// The usage object after the last `"usage"` key in `text`, parsed with a real JSON parser
-/// (so key order, whitespace and nested details do not matter).
-fn usage_after_key(text: &[u8]) -> Option<Usage> {
+/// The value after the last `key` (a quoted JSON key) in `text` that parses as a `T`, read with
+/// a real JSON parser (so key order, whitespace and nested details do not matter).
+fn value_after_key<'t, T: serde::Deserialize<'t>>(text: &'t [u8], key: &[u8]) -> Option<T> {
     let mut end = text.len();
-    while let Some(at) = memchr::memmem::rfind(text.get(..end)?, b"\"usage\"") {
+    while let Some(at) = memchr::memmem::rfind(text.get(..end)?, key) {
         end = at;
-        let rest = text.get(at + 7..)?;
+        let rest = text.get(at + key.len()..)?;
         let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
         if rest.get(colon) != Some(&b':') {
             continue;
         }
         let value = rest.get(colon + 1..)?;
-        let mut values = serde_json::Deserializer::from_slice(value).into_iter::<UsageJson>();
-        if let Some(Ok(u)) = values.next() {
-            return Some(u.into());
+        let mut values = serde_json::Deserializer::from_slice(value).into_iter::<T>();
+        if let Some(Ok(v)) = values.next() {
+            return Some(v);
         }
     }
     None
@@ -487,7 +339,7 @@ mod tests {
 
     fn run(mode: Mode, parts: &[&[u8]]) -> (Vec<u8>, Option<Usage>, Option<u64>) {
         let mut buf = Vec::new();
-        let mut meter = Meter::new(mode, &mut buf);
+        let mut meter = Meter::new(mode, Wire::OpenAi, &mut buf);
         let mut out = Vec::new();
         for p in parts {
             meter.pass(p, &mut |b| out.extend_from_slice(b));
@@ -506,8 +358,10 @@ mod tests {
         assert_eq!(
             usage,
             Some(Usage {
-                prompt_tokens: 12,
-                completion_tokens: 34
+                input: 12,
+                output: 34,
+                cache_read: 5,
+                cache_write: 0
             })
         );
         // Usage first and a long answer after it: found by parsing the whole answer.
@@ -515,13 +369,7 @@ mod tests {
             r#"{{"usage":{{"prompt_tokens":1,"completion_tokens":2}},"choices":[{{"message":{{"content":"{}"}}}}]}}"#,
             "y".repeat(10_000)
         );
-        assert_eq!(
-            run(Mode::Json, &[long.as_bytes()])
-                .1
-                .unwrap()
-                .completion_tokens,
-            2
-        );
+        assert_eq!(run(Mode::Json, &[long.as_bytes()]).1.unwrap().output, 2);
         // The word "usage" inside generated text is not a usage object.
         let text =
             br#"{"choices":[{"message":{"content":"the \"usage\": {\"prompt_tokens\": 99}"}}]}"#;
@@ -546,8 +394,10 @@ data: [DONE]\n\n";
             assert_eq!(
                 usage,
                 Some(Usage {
-                    prompt_tokens: 7,
-                    completion_tokens: 6
+                    input: 7,
+                    output: 6,
+                    cache_read: 0,
+                    cache_write: 0
                 }),
                 "cut at {cut}"
             );
@@ -574,21 +424,6 @@ data: [DONE]\n\n";
         let body = br#"{"model":"m","messages":[{"role":"system","content":"abcd"},{"role":"user","content":[{"type":"text","text":"efgh"},{"type":"image_url","image_url":{"url":"data:..."}}]}]}"#;
         assert_eq!(estimate_prompt_tokens(body), 2);
         assert_eq!(estimate_prompt_tokens(b"not json!"), 3);
-    }
-
-    #[test]
-    fn event_boundaries() {
-        assert_eq!(event_len(b"data: x\n\nrest"), Some(9));
-        assert_eq!(event_len(b"data: x\r\n\r\nrest"), Some(11));
-        assert_eq!(event_len(b"data: x\r\rrest"), Some(9));
-        assert_eq!(event_len(b"data: x\r\n\r"), None);
-        assert_eq!(event_len(b"data: x\n"), None);
-        assert_eq!(event_len(b"data: x\r"), None);
-        assert_eq!(event_len(b": comment\ndata: y\n\n"), Some(19));
-        assert_eq!(
-            event_data(b"event: e\ndata: a\ndata:b\n\n").as_deref(),
-            Some(&b"a\nb"[..])
-        );
     }
 
     #[test]

@@ -1,63 +1,46 @@
-//! `POST /v1/chat/completions` and `POST /v1/route`: the request phases in order, each a
-//! small function over the request and the audit [`Draft`] it fills in.
+//! The request phases of every model API — OpenAI chat (`/v1/chat/completions`,
+//! `/v1/route`), Anthropic Messages (`/v1/messages`, `/v1/messages/count_tokens`) and OpenAI
+//! embeddings (`/v1/embeddings`) — in order, each a small function over the request and the
+//! audit [`Draft`] it fills in:
 //!
 //! 1. [`identify`] — the key and the routing headers ([`Attrs::from_headers`]); the key
 //!    fixes the tenant and the role. Bad values: 400 naming the header; bad keys: 401/403;
 //! 2. [`admit`] — the tenant is declared (for a key) and within its limits and budgets: 429;
-//! 3. [`body_fields`] — the body scanned once ([`body::scan`]): not JSON, no `messages`, no
-//!    `model`: 400, nothing sent;
+//! 3. [`body_fields`] — the body scanned once ([`body::scan`]): not JSON, or without the
+//!    fields its API requires (`model`; `messages`; `max_tokens` for Messages; `input` for
+//!    embeddings): 400 naming the field, nothing sent;
 //! 4. [`decide`] — the table's decision ([`route::choose`]): deny 403 naming the rule; model
 //!    not served 400;
-//! 5. [`candidates`] — each candidate endpoint in order: its body ([`endpoint_body`]: `model`
-//!    rewritten, usage asked for on a stream), then [`attempt`]: answered in-process
-//!    (`mock`) or forwarded ([`crate::upstream::forward::forward`]). A candidate that fails before
-//!    anything reached an upstream (connect refused, missing secret, dialect not served)
-//!    passes the request to the next; any other failure is answered.
+//! 5. [`answer::candidates`] — each candidate endpoint in order, with the body it gets (the
+//!    client's, or translated into the endpoint's dialect), answered in-process or forwarded.
 //!
-//! [`chat`] wraps them: it owes the request's audit record from the start
-//! ([`crate::audit::gate`]) and builds it from the draft and the answer's [`Outcome`].
+//! [`serve`] wraps them: it owes the request's audit record from the start
+//! ([`crate::audit::gate`]) and builds it from the draft and the answer's [`Outcome`]. Every
+//! error is answered in the dialect of the request's path.
 
 use crate::audit::{self, Record};
-use crate::control::table::Plan;
+use crate::dialect::Api;
+use crate::gateway::answer::{self, Routed};
 use crate::gateway::body;
+use crate::gateway::draft::{Draft, refuse, requested};
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::{RequestId, RouteReport, elapsed_ms};
 use crate::gateway::route::{self, Attrs};
 use crate::runtime::client::{Client, Next, Request};
 use crate::runtime::core::Core;
-use crate::upstream::exchange::{Exchange, Outcome};
-use switchyard_table::Micros;
+use crate::upstream::exchange::Outcome;
 
-/// The parts of the audit record known before the answer.
-#[derive(Debug, Default)]
-struct Draft {
-    tenant: Option<String>,
-    tenant_claimed: Option<String>,
-    data_class: Option<String>,
-    user_role: Option<String>,
-    rule_index: Option<u32>,
-    rule_name: Option<String>,
-    endpoint_id: Option<String>,
-    model: Option<String>,
-    stream: bool,
-    fallback_from: Option<String>,
-    key_id: Option<String>,
-    pricing: Option<(Micros, Micros)>,
-    /// The tenant's limit counters and `rate_limit_tpm`, charged when the request ends.
-    limit: Option<(std::sync::Arc<crate::control::limits::TenantState>, u64)>,
-}
-
-/// Whether the next candidate may take a request that failed this way.
-fn try_next(kind: ErrorKind) -> bool {
-    kind.retry_safe() || kind == ErrorKind::NotImplemented
-}
-
-/// Routes and answers a chat request, then appends its audit record.
-pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>) -> Next {
+/// Routes and answers a model API request, then appends its audit record.
+pub async fn serve<'r>(
+    core: &Core,
+    req: &'r Request<'r>,
+    client: &mut Client<'_>,
+    api: Api,
+) -> Next {
     let id = crate::gateway::reply::request_id(core, req);
     // Owed from here: whatever happens below, this request leaves a record or is counted.
     let due = core.audit_gate().map(crate::audit::gate::Gate::begin);
-    let mut draft = Draft::default();
+    let mut draft = Draft::new(api);
     let strict = core.config().audit_strict;
     let (mut next, outcome) = match &core.audit {
         Some(sink) if strict && !sink.healthy() => {
@@ -65,9 +48,9 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
                 ErrorKind::AuditUnavailable,
                 "the audit trail cannot be written on this node (strict durability); retry later",
             );
-            refuse(core, client, id, &err, &RouteReport::none(req.started))
+            refuse(core, client, id, &err, &RouteReport::none(req.started), api)
         }
-        _ => chat_inner(core, req, client, id, &mut draft).await,
+        _ => phases(core, req, client, id, &mut draft).await,
     };
     let limit = draft.limit.take();
     let record = record(req, id, draft, outcome);
@@ -119,6 +102,7 @@ pub async fn chat<'r>(core: &Core, req: &'r Request<'r>, client: &mut Client<'_>
                     &id,
                     &err,
                     &RouteReport::none(req.started),
+                    api.wire(),
                 );
                 next = Next::Close;
             }
@@ -145,7 +129,7 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
     let latency_ms = elapsed_ms(req.started);
     let answered = (200..300).contains(&o.status) && d.endpoint_id.is_some();
     let (tokens_in, tokens_out, estimated) = match o.usage {
-        Some(u) => (Some(u.prompt_tokens), Some(u.completion_tokens), false),
+        Some(u) => (Some(u.input), Some(u.output), false),
         // No usage block: estimated from the text of the prompt and of the answer (README,
         // "Token counts"), and flagged as an estimate.
         None if answered => (
@@ -193,30 +177,15 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
         upstream_status: o.upstream_status.map(i32::from),
         fallback_from: d.fallback_from,
         key_id: d.key_id,
+        api: Some(d.api.as_str().to_owned()),
+        upstream_model: d.upstream_model,
+        cache_read_tokens: o.usage.map(|u| signed(u.cache_read)),
+        cache_write_tokens: o.usage.map(|u| signed(u.cache_write)),
+        stop_reason: o.stop_reason.map(std::borrow::Cow::into_owned),
     }
 }
 
-/// Answers with an error and describes it for the audit record.
-fn refuse(
-    core: &Core,
-    client: &mut Client<'_>,
-    id: RequestId<'_>,
-    err: &Error,
-    route: &RouteReport<'_>,
-) -> (Next, Outcome) {
-    let response_bytes = crate::gateway::reply::error_with_id(core, client, &id, err, route);
-    (
-        Next::KeepAlive,
-        Outcome {
-            status: err.kind.status(),
-            response_bytes,
-            error: Some(err.message.to_string()),
-            ..Outcome::default()
-        },
-    )
-}
-
-async fn chat_inner<'r>(
+async fn phases<'r>(
     core: &Core,
     req: &'r Request<'r>,
     client: &mut Client<'_>,
@@ -231,9 +200,10 @@ async fn chat_inner<'r>(
         admit(core, table, &attrs, who, draft)?;
         Ok((attrs, body_fields(req, draft)?))
     });
+    let api = draft.api;
     let (attrs, fields) = match before_decision {
         Ok(v) => v,
-        Err(e) => return refuse(core, client, id, &e, &none),
+        Err(e) => return refuse(core, client, id, &e, &none, api),
     };
     let choice = match decide(table, req, &attrs, &fields, draft) {
         Ok(c) => c,
@@ -243,7 +213,7 @@ async fn chat_inner<'r>(
                 rule: refusal.rule,
                 latency_ms: elapsed_ms(req.started),
             };
-            return refuse(core, client, id, &refusal.error, &report);
+            return refuse(core, client, id, &refusal.error, &report, api);
         }
     };
     let route = Routed {
@@ -252,7 +222,7 @@ async fn chat_inner<'r>(
         attrs: &attrs,
         fields: &fields,
     };
-    candidates(core, req, client, id, draft, &route).await
+    answer::candidates(core, req, client, id, draft, &route).await
 }
 
 /// Phase 1, who is asking: the key (when authentication is on) and the routing headers. A
@@ -352,7 +322,8 @@ fn admit(
     Ok(())
 }
 
-/// Phase 3, what is asked: the body, scanned once (well-formed JSON, `messages`, `model`).
+/// Phase 3, what is asked: the body, scanned once (well-formed JSON and the fields the API
+/// requires).
 fn body_fields<'r>(req: &Request<'r>, draft: &mut Draft) -> Result<body::Fields<'r>, Error> {
     if let Some(coding) = req.header(b"content-encoding")
         && !coding.eq_ignore_ascii_case(b"identity")
@@ -370,13 +341,39 @@ fn body_fields<'r>(req: &Request<'r>, draft: &mut Draft) -> Result<body::Fields<
         err.param = e.param();
         err
     })?;
-    draft.stream = fields.stream;
-    if !fields.has_messages {
-        return Err(Error::new(
-            ErrorKind::MissingMessages,
-            "request body has no `messages` array",
-        )
-        .with_param("messages"));
+    draft.stream = fields.stream && draft.api != Api::CountTokens;
+    let api = draft.api;
+    match api {
+        Api::Embeddings if !fields.has_input => {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "request body has no `input`: send the text (or texts) to embed",
+            )
+            .with_param("input"));
+        }
+        Api::Embeddings => {}
+        _ if !fields.has_messages => {
+            return Err(Error::new(
+                ErrorKind::MissingMessages,
+                "request body has no `messages` array",
+            )
+            .with_param("messages"));
+        }
+        Api::Messages | Api::CountTokens if fields.messages_empty => {
+            return Err(Error::new(
+                ErrorKind::MissingMessages,
+                "`messages` is empty: send at least one message",
+            )
+            .with_param("messages"));
+        }
+        Api::Messages if fields.max_tokens.is_none() => {
+            return Err(Error::new(
+                ErrorKind::BadRequest,
+                "`max_tokens` is required: the most tokens to generate",
+            )
+            .with_param("max_tokens"));
+        }
+        _ => {}
     }
     let Some(model) = &fields.model else {
         return Err(Error::new(
@@ -414,215 +411,4 @@ fn decide<'t>(
             Err(refusal)
         }
     }
-}
-
-/// The requested model (the body phase made sure there is one).
-fn requested<'a>(fields: &'a body::Fields<'_>) -> &'a str {
-    fields.model.as_ref().map_or("", |m| &m.value)
-}
-
-/// What the decision phases established, for the candidate phase.
-struct Routed<'a, 'r> {
-    loaded: &'a crate::control::table::Loaded,
-    choice: &'a route::Choice<'a>,
-    attrs: &'a Attrs<'r>,
-    fields: &'a body::Fields<'r>,
-}
-
-/// Phase 5, answer: each candidate in order until one answers; a candidate that fails
-/// before anything could have reached an upstream passes the request to the next.
-async fn candidates<'r>(
-    core: &Core,
-    req: &'r Request<'r>,
-    client: &mut Client<'_>,
-    id: RequestId<'r>,
-    draft: &mut Draft,
-    route: &Routed<'_, 'r>,
-) -> (Next, Outcome) {
-    let table = route.loaded.table();
-    let requested = requested(route.fields);
-    let usage_edit = if route.fields.stream {
-        body::ask_for_usage(req.body, route.fields)
-    } else {
-        None
-    };
-    // Whether the client asked for the usage chunk itself (then it is relayed as it comes).
-    let asked_usage = route.fields.stream && usage_edit.is_none();
-    let mut last: Option<(Error, &str)> = None;
-    let mut over_budget: Vec<String> = Vec::new();
-    for (index, send) in route.choice.candidates(requested) {
-        let send_model = send.as_str(requested);
-        let (Some(endpoint), Some(plan)) = (
-            table.endpoint(index),
-            route.loaded.plans.get(index as usize),
-        ) else {
-            continue;
-        };
-        // `X-Cost-Budget-Usd`: an endpoint whose worst case exceeds it is passed over.
-        if let Some(budget) = route.attrs.cost_budget {
-            let worst = route::worst_case_cost(
-                req.body.len(),
-                route.fields.max_tokens,
-                endpoint.input_per_1k(),
-                endpoint.output_per_1k(),
-            );
-            if worst > budget {
-                over_budget.push(format!("`{}` (up to ${worst})", endpoint.id()));
-                continue;
-            }
-        }
-        // Usage is asked for on a stream to an OpenAI-compatible upstream (the relay takes
-        // the usage chunk out again when the client had not asked for it).
-        let usage_edit = match plan {
-            Plan::Forward(_) => usage_edit.as_ref(),
-            _ => None,
-        };
-        let mut scratch = (core.pool.bytes.take(), core.pool.bytes.take());
-        let body = endpoint_body(req.body, route.fields, send_model, usage_edit, &mut scratch);
-        if draft.endpoint_id.is_some() {
-            draft.fallback_from = draft.fallback_from.take().or(draft.endpoint_id.take());
-        }
-        draft.endpoint_id = Some(endpoint.id().to_owned());
-        if send_model != requested {
-            // `draft.model` already holds the requested model; only a resolved one differs.
-            draft.model = Some(send_model.to_owned());
-        }
-        draft.pricing = Some((endpoint.input_per_1k(), endpoint.output_per_1k()));
-        let x = Exchange {
-            core,
-            req,
-            id,
-            rule: route.choice.rule_index,
-            endpoint: endpoint.id(),
-            model: send_model,
-            stream: route.fields.stream,
-            body,
-            strip_usage: route.fields.stream && !asked_usage,
-            hold_last: core.config().audit_strict,
-        };
-        let result = attempt(&x, plan, client).await;
-        match &result {
-            Ok(_) => core.endpoint_answered(endpoint.id()),
-            Err(e) => core.endpoint_failed(endpoint.id(), &e.for_log()),
-        }
-        match result {
-            Ok(done) => return done,
-            Err(e) if try_next(e.kind) => {
-                if let Some(suppressed) =
-                    crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)
-                {
-                    tracing::warn!(
-                        request_id = id.as_str(),
-                        endpoint = endpoint.id(),
-                        error = e.for_log(),
-                        suppressed,
-                        "endpoint unavailable; trying the next candidate"
-                    );
-                }
-                last = Some((e, endpoint.id()));
-            }
-            Err(e) => {
-                let report = x.report();
-                return refuse(core, client, id, &e, &report);
-            }
-        }
-    }
-    let (err, endpoint) = exhausted(last, &over_budget, route.attrs);
-    let report = RouteReport {
-        endpoint: Some(endpoint),
-        rule: Some(route.choice.rule_index),
-        latency_ms: elapsed_ms(req.started),
-    };
-    refuse(core, client, id, &err, &report)
-}
-
-/// The body an endpoint gets: the client's unchanged, or (in `scratch`) with `model`
-/// replaced by `send_model` and the usage edit applied.
-fn endpoint_body<'a>(
-    body: &'a [u8],
-    fields: &body::Fields<'_>,
-    send_model: &str,
-    usage_edit: Option<&(std::ops::Range<usize>, std::borrow::Cow<'static, [u8]>)>,
-    scratch: &'a mut (
-        crate::runtime::recycle::Recycled<'_, Vec<u8>>,
-        crate::runtime::recycle::Recycled<'_, Vec<u8>>,
-    ),
-) -> &'a [u8] {
-    let model = fields.model.as_ref();
-    let rewrite_model = model.filter(|m| m.value != send_model);
-    if rewrite_model.is_none() && usage_edit.is_none() {
-        return body;
-    }
-    let (token, out) = scratch;
-    token.clear();
-    out.clear();
-    let mut edits: [(std::ops::Range<usize>, &[u8]); 2] = [(0..0, &[]), (0..0, &[])];
-    let mut n = 0;
-    if let Some(m) = rewrite_model {
-        body::write_json_string(token, send_model);
-        edits[0] = (m.span.clone(), token.as_slice());
-        n += 1;
-    }
-    if let Some((range, bytes)) = usage_edit {
-        edits[n] = (range.clone(), bytes.as_ref());
-        n += 1;
-    }
-    body::apply_edits(body, edits.get_mut(..n).unwrap_or_default(), out);
-    out.as_slice()
-}
-
-/// One candidate's answer: in-process, forwarded, or why it cannot take the request.
-async fn attempt(
-    x: &Exchange<'_>,
-    plan: &Plan,
-    client: &mut Client<'_>,
-) -> Result<(Next, Outcome), Error> {
-    match plan {
-        Plan::Mock => Ok(crate::upstream::mock::respond(x, client).await),
-        Plan::Unsupported(kind) => Err(Error::new(
-            ErrorKind::NotImplemented,
-            format!(
-                "endpoint `{}` has type `{kind}`, which this router does not serve yet (it serves OpenAI-compatible endpoints and `mock`)",
-                x.endpoint
-            ),
-        )),
-        Plan::Broken(why) => Err(Error::new(
-            ErrorKind::UpstreamCredentials,
-            format!(
-                "endpoint `{}` is misconfigured on this router (its operator finds why in the router's log)",
-                x.endpoint
-            ),
-        )
-        .with_internal(why.as_str())),
-        Plan::Forward(up) => crate::upstream::forward::forward(x, up, client).await,
-    }
-}
-
-/// The answer when no candidate took the request: the last failure, or that none fit the
-/// cost budget.
-fn exhausted<'e>(
-    last: Option<(Error, &'e str)>,
-    over_budget: &[String],
-    attrs: &Attrs<'_>,
-) -> (Error, &'e str) {
-    if let Some(failed) = last {
-        return failed;
-    }
-    if over_budget.is_empty() {
-        return (
-            Error::new(ErrorKind::Internal, "no endpoint candidate was tried"),
-            "none",
-        );
-    }
-    let budget = attrs.cost_budget.unwrap_or_default();
-    (
-        Error::new(
-            ErrorKind::CostBudgetExceeded,
-            format!(
-                "no endpoint fits `X-Cost-Budget-Usd: {budget}`: worst-case cost (estimated prompt plus `max_tokens`) at {}",
-                over_budget.join(", ")
-            ),
-        ),
-        "none",
-    )
 }

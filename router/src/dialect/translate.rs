@@ -1,0 +1,339 @@
+//! A translated answer: the upstream's body bytes in, the client's bytes out, event by event.
+//!
+//! A stream is cut into Server-Sent Events ([`Splitter`]); each event's data is copied once
+//! into a scratch buffer (`simd-json` parses in place), decoded into [`Event`]s by the
+//! upstream dialect's decoder, and each event is encoded at once by the client dialect's
+//! encoder — so the first translated chunk leaves before the upstream has finished, and
+//! nothing holds more than one event. A whole answer (JSON) is translated when it is
+//! complete; an error answer (status ≥ 400) is rewritten in the client's error shape.
+//!
+//! All of one answer's state is in one [`Translator`], owned by the task relaying it: no
+//! locks, no sharing.
+
+use crate::dialect::ir::{Counts, Delta, Event};
+use crate::dialect::sse::{Splitter, event_data};
+use crate::dialect::{Wire, anthropic, errors, openai};
+
+/// Largest whole (non-streamed) answer translated; a larger one is refused as malformed.
+pub const MAX_WHOLE: usize = 32 * 1024 * 1024;
+/// Largest error body read; the rest is ignored.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// How the client asked for the answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Options<'a> {
+    /// An event stream (else one JSON answer).
+    pub stream: bool,
+    /// OpenAI clients: send the usage chunk.
+    pub include_usage: bool,
+    /// Unix seconds, for OpenAI's `created`.
+    pub created: u64,
+    /// The answer's id when the upstream gives none.
+    pub id: &'a str,
+    /// The model named in the answer when the upstream names none.
+    pub model: &'a str,
+    /// The upstream's status when it is an error (≥ 400): its body is an error to rewrite.
+    pub error_status: Option<u16>,
+    /// The endpoint, to name it in error messages.
+    pub endpoint: &'a str,
+}
+
+/// What the translator read of an answer, for the audit record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Counts as reported (cumulative: the latest wins).
+    pub counts: Counts,
+    /// Characters of generated text, tool arguments and thinking (for an estimate when the
+    /// upstream reports no usage).
+    pub chars: u64,
+}
+
+impl Tally {
+    fn see(&mut self, e: &Event<'_>) {
+        match e {
+            Event::Start { usage, .. } => self.counts = self.counts.updated(*usage),
+            Event::Finish { usage, .. } => self.counts = self.counts.updated(*usage),
+            Event::Delta {
+                delta: Delta::Text(t) | Delta::Json(t) | Delta::Thinking(t),
+                ..
+            } => self.chars = self.chars.saturating_add(t.chars().count() as u64),
+            _ => {}
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Decoder {
+    OpenAi(openai::decode::Decoder),
+    Anthropic(anthropic::decode::Decoder),
+}
+
+#[derive(Debug)]
+enum Encoder {
+    OpenAi(openai::encode::Encoder),
+    Anthropic(anthropic::encode::Encoder),
+}
+
+impl Encoder {
+    fn event(&mut self, e: Event<'_>, out: &mut Vec<u8>) {
+        match self {
+            Self::OpenAi(enc) => enc.event(e, out),
+            Self::Anthropic(enc) => enc.event(e, out),
+        }
+    }
+
+    fn cut(&mut self, message: &str, out: &mut Vec<u8>) {
+        match self {
+            Self::OpenAi(enc) => enc.cut(message, out),
+            Self::Anthropic(enc) => enc.cut(message, out),
+        }
+    }
+}
+
+/// `simd-json`'s reusable parse buffers (which do not implement `Debug`).
+#[derive(Default)]
+struct Buffers(simd_json::Buffers);
+
+impl std::fmt::Debug for Buffers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Buffers")
+    }
+}
+
+/// What kind of body is being translated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Stream,
+    Whole,
+    Error(u16),
+}
+
+/// One answer on its way from the upstream's dialect to the client's.
+#[derive(Debug)]
+pub struct Translator {
+    kind: Kind,
+    to: Wire,
+    endpoint: String,
+    decoder: Decoder,
+    encoder: Encoder,
+    split: Splitter,
+    scratch: Vec<u8>,
+    buffers: Buffers,
+    /// A whole answer or an error body, as it arrives.
+    body: Vec<u8>,
+    tally: Tally,
+    /// The answer was refused as untranslatable; what follows is ignored.
+    broken: bool,
+}
+
+impl Translator {
+    #[must_use]
+    pub fn new(from: Wire, to: Wire, o: &Options<'_>) -> Self {
+        let kind = match (o.error_status, o.stream) {
+            (Some(status), _) => Kind::Error(status),
+            (None, true) => Kind::Stream,
+            (None, false) => Kind::Whole,
+        };
+        let decoder = match from {
+            Wire::OpenAi => Decoder::OpenAi(openai::decode::Decoder::default()),
+            Wire::Anthropic => Decoder::Anthropic(anthropic::decode::Decoder::default()),
+        };
+        let stream = kind == Kind::Stream;
+        let encoder = match to {
+            Wire::OpenAi => Encoder::OpenAi(openai::encode::Encoder::new(
+                stream,
+                o.include_usage,
+                o.created,
+                o.id,
+                o.model,
+            )),
+            Wire::Anthropic => {
+                Encoder::Anthropic(anthropic::encode::Encoder::new(stream, o.id, o.model))
+            }
+        };
+        Self {
+            kind,
+            to,
+            endpoint: o.endpoint.to_owned(),
+            decoder,
+            encoder,
+            split: Splitter::default(),
+            scratch: Vec::new(),
+            buffers: Buffers::default(),
+            body: Vec::new(),
+            tally: Tally::default(),
+            broken: false,
+        }
+    }
+
+    /// The client's content type.
+    #[must_use]
+    pub fn content_type(&self) -> &'static str {
+        if self.kind == Kind::Stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        }
+    }
+
+    /// What was read of the answer.
+    #[must_use]
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// The stop reason written to the client, in its dialect.
+    #[must_use]
+    pub fn stop_reason(&self) -> Option<&'static str> {
+        match &self.encoder {
+            Encoder::OpenAi(e) => e.finish_reason(),
+            Encoder::Anthropic(e) => e.stop_reason(),
+        }
+    }
+
+    /// Takes the next bytes of the upstream's (decoded) body, appending what the client gets
+    /// to `out`. `Err` says why the answer cannot be translated; the client has then been
+    /// sent an error (a stream) and nothing more is taken.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        if self.broken {
+            return Ok(());
+        }
+        match self.kind {
+            Kind::Stream => {
+                let Self {
+                    split,
+                    scratch,
+                    buffers,
+                    decoder,
+                    encoder,
+                    tally,
+                    ..
+                } = self;
+                let mut failed = None;
+                let pushed = split.push(data, |event| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    let Some(payload) = event_data(event) else {
+                        return;
+                    };
+                    scratch.clear();
+                    scratch.extend_from_slice(&payload);
+                    let mut emit = |e: Event<'_>| {
+                        tally.see(&e);
+                        encoder.event(e, out);
+                    };
+                    let decoded = match decoder {
+                        Decoder::OpenAi(d) => d.event(scratch, &mut buffers.0, &mut emit),
+                        Decoder::Anthropic(d) => d.event(scratch, &mut buffers.0, &mut emit),
+                    };
+                    if let Err(e) = decoded {
+                        failed = Some(format!("sent a stream event that is not valid: {e}"));
+                    }
+                });
+                if let Err(len) = pushed {
+                    failed = Some(format!(
+                        "sent a stream event of more than {len} bytes; it is not followed"
+                    ));
+                }
+                match failed {
+                    Some(why) => Err(self.refuse(why, out)),
+                    None => Ok(()),
+                }
+            }
+            Kind::Whole => {
+                if self.body.len() + data.len() > MAX_WHOLE {
+                    let why = format!("sent an answer larger than {MAX_WHOLE} bytes");
+                    return Err(self.refuse(why, out));
+                }
+                self.body.extend_from_slice(data);
+                Ok(())
+            }
+            Kind::Error(_) => {
+                let room = MAX_ERROR_BODY.saturating_sub(self.body.len());
+                self.body
+                    .extend_from_slice(data.get(..room.min(data.len())).unwrap_or_default());
+                Ok(())
+            }
+        }
+    }
+
+    /// The upstream's body ended where its framing says. `Err` when the answer was not
+    /// complete (a stream without its end, a malformed whole answer); the client has then
+    /// been sent an error event where it can take one.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        if self.broken {
+            return Ok(());
+        }
+        match self.kind {
+            Kind::Stream => {
+                let rest = self.split.take_rest();
+                if !rest.trim_ascii().is_empty() {
+                    // An unterminated last event is still an event.
+                    let mut terminated = rest;
+                    terminated.extend_from_slice(b"\n\n");
+                    self.push(&terminated, out)?;
+                }
+                let Self {
+                    decoder,
+                    encoder,
+                    tally,
+                    ..
+                } = self;
+                let mut emit = |e: Event<'_>| {
+                    tally.see(&e);
+                    encoder.event(e, out);
+                };
+                let closed = match decoder {
+                    Decoder::OpenAi(d) => d.close(&mut emit),
+                    Decoder::Anthropic(d) => d.close(&mut emit),
+                };
+                closed.map_err(|why| self.refuse(why.to_owned(), out))
+            }
+            Kind::Whole => {
+                let Self {
+                    body,
+                    buffers,
+                    decoder,
+                    encoder,
+                    tally,
+                    ..
+                } = self;
+                let mut emit = |e: Event<'_>| {
+                    tally.see(&e);
+                    encoder.event(e, out);
+                };
+                let decoded = match decoder {
+                    Decoder::OpenAi(d) => d.whole(body, &mut buffers.0, &mut emit),
+                    Decoder::Anthropic(d) => d.whole(body, &mut buffers.0, &mut emit),
+                };
+                decoded.map_err(|e| {
+                    self.broken = true;
+                    format!("sent an answer that is not valid: {e}")
+                })
+            }
+            Kind::Error(status) => {
+                errors::translate(status, &self.body, self.to, &self.endpoint, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// The upstream's body broke off (`why` names how): a stream ends with an error event.
+    pub fn cut(&mut self, why: &str, out: &mut Vec<u8>) {
+        if self.kind == Kind::Stream && !self.broken {
+            self.broken = true;
+            self.encoder
+                .cut(&format!("endpoint `{}` {why}", self.endpoint), out);
+        }
+    }
+
+    fn refuse(&mut self, why: String, out: &mut Vec<u8>) -> String {
+        if self.kind == Kind::Stream {
+            self.encoder
+                .cut(&format!("endpoint `{}` {why}", self.endpoint), out);
+        }
+        self.broken = true;
+        why
+    }
+}

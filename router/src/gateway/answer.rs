@@ -1,0 +1,390 @@
+//! Phase 5 of a request, answering it: each candidate endpoint of the decision in order,
+//! with the body it gets — the client's, byte for byte but for `model` (and, on an OpenAI
+//! stream, the usage request), when the endpoint speaks the client's dialect; else the request
+//! parsed once into the intermediate form and written in the endpoint's dialect — then
+//! answered in-process (`mock`) or forwarded ([`crate::upstream::forward::forward`]).
+//!
+//! A candidate that fails before anything reached an upstream (connect refused, missing
+//! secret, an API or a field its dialect cannot take) passes the request to the next; any
+//! other failure is answered. A body that is wrong in its own dialect is refused at once.
+
+use std::borrow::Cow;
+
+use crate::control::table::Plan;
+use crate::dialect::openai::write::Limit;
+use crate::dialect::{Api, Refusal, Wire, anthropic, ir, openai};
+use crate::gateway::body;
+use crate::gateway::draft::{Draft, refuse, requested};
+use crate::gateway::error::{Error, ErrorKind};
+use crate::gateway::respond::{RequestId, RouteReport, elapsed_ms};
+use crate::gateway::route::{self, Attrs};
+use crate::runtime::client::{Client, Next, Request};
+use crate::runtime::core::Core;
+use crate::upstream::exchange::{Exchange, Outcome, Translation};
+
+/// What the decision phases established, for the candidate phase.
+pub(super) struct Routed<'a, 'r> {
+    pub(super) loaded: &'a crate::control::table::Loaded,
+    pub(super) choice: &'a route::Choice<'a>,
+    pub(super) attrs: &'a Attrs<'r>,
+    pub(super) fields: &'a body::Fields<'r>,
+}
+
+/// The dialect an endpoint's plan speaks (`None`: answered in-process, or not at all).
+fn wire_of(plan: &Plan) -> Option<Wire> {
+    match plan {
+        Plan::Forward(up) => Some(up.wire),
+        _ => None,
+    }
+}
+
+/// Phase 5, answer: each candidate in order until one answers; a candidate that fails
+/// before anything could have reached an upstream passes the request to the next.
+pub(super) async fn candidates<'r>(
+    core: &Core,
+    req: &'r Request<'r>,
+    client: &mut Client<'_>,
+    id: RequestId<'r>,
+    draft: &mut Draft,
+    route: &Routed<'_, 'r>,
+) -> (Next, Outcome) {
+    let api = draft.api;
+    let table = route.loaded.table();
+    let requested = requested(route.fields);
+    let stream = route.fields.stream && api != Api::CountTokens;
+    let usage_edit = if stream && api == Api::Chat {
+        body::ask_for_usage(req.body, route.fields)
+    } else {
+        None
+    };
+    // Whether the client asked for the usage chunk itself (then it is relayed as it comes).
+    let asked_usage = stream && usage_edit.is_none();
+    // The request in the intermediate form, parsed once if some candidate needs it.
+    let needs_translation = api.generates()
+        && route.choice.candidates(requested).any(|(index, _)| {
+            route
+                .loaded
+                .plans
+                .get(index as usize)
+                .and_then(wire_of)
+                .is_some_and(|w| w != api.wire())
+        });
+    let mut parse_buf = core.pool.bytes.take();
+    let mut buffers = None;
+    let parsed = if needs_translation {
+        parse_buf.clear();
+        parse_buf.extend_from_slice(req.body);
+        let buffers = buffers.insert(simd_json::Buffers::default());
+        let read = match api.wire() {
+            Wire::OpenAi => openai::read::read(&mut parse_buf, buffers),
+            Wire::Anthropic => anthropic::read::read(&mut parse_buf, buffers),
+        };
+        match read {
+            Err(r) if r.invalid => {
+                let err = refusal_error(&r, None);
+                return refuse(core, client, id, &err, &RouteReport::none(req.started), api);
+            }
+            other => Some(other),
+        }
+    } else {
+        None
+    };
+    let mut last: Option<(Error, &str)> = None;
+    let mut over_budget: Vec<String> = Vec::new();
+    for (index, send) in route.choice.candidates(requested) {
+        let send_model = send.as_str(requested);
+        let (Some(endpoint), Some(plan)) = (
+            table.endpoint(index),
+            route.loaded.plans.get(index as usize),
+        ) else {
+            continue;
+        };
+        // `X-Cost-Budget-Usd`: an endpoint whose worst case exceeds it is passed over.
+        if let Some(budget) = route.attrs.cost_budget {
+            let worst = route::worst_case_cost(
+                req.body.len(),
+                route.fields.max_tokens,
+                endpoint.input_per_1k(),
+                endpoint.output_per_1k(),
+            );
+            if worst > budget {
+                over_budget.push(format!("`{}` (up to ${worst})", endpoint.id()));
+                continue;
+            }
+        }
+        let wire = wire_of(plan);
+        let mut scratch = (core.pool.bytes.take(), core.pool.bytes.take());
+        let mut dropped = String::new();
+        let translated = wire.filter(|w| *w != api.wire());
+        let body = match (translated, &parsed) {
+            (Some(_), _) if !api.generates() => {
+                Err(unserved(api, endpoint.id(), endpoint.kind().as_str()))
+            }
+            (Some(to), Some(Ok(ir))) => {
+                let limit = match plan {
+                    Plan::Forward(up) => up.limit,
+                    _ => Limit::MaxTokens,
+                };
+                let (_, out) = &mut scratch;
+                out.clear();
+                write_request(ir, to, send_model, limit, out, &mut dropped)
+                    .map(|()| out.as_slice())
+                    .map_err(|r| refusal_error(&r, Some((endpoint.id(), to))))
+            }
+            (Some(to), Some(Err(r))) => Err(refusal_error(r, Some((endpoint.id(), to)))),
+            (Some(_), None) => Err(Error::new(
+                ErrorKind::Internal,
+                "the request was not parsed for translation",
+            )),
+            (None, _) => {
+                // Usage is asked for on a stream to an OpenAI-compatible upstream (the relay
+                // takes the usage chunk out again when the client had not asked for it).
+                let edit = usage_edit.as_ref().filter(|_| wire.is_some());
+                Ok(endpoint_body(
+                    req.body,
+                    route.fields,
+                    send_model,
+                    edit,
+                    &mut scratch,
+                ))
+            }
+        };
+        if draft.endpoint_id.is_some() {
+            draft.fallback_from = draft.fallback_from.take().or(draft.endpoint_id.take());
+        }
+        draft.endpoint_id = Some(endpoint.id().to_owned());
+        if send_model != requested {
+            // `draft.model` already holds the requested model; only a resolved one differs.
+            draft.model = Some(send_model.to_owned());
+        }
+        draft.upstream_model = Some(send_model.to_owned());
+        draft.pricing = Some((endpoint.input_per_1k(), endpoint.output_per_1k()));
+        let result = match body {
+            Ok(body) => {
+                let x = Exchange {
+                    core,
+                    req,
+                    id,
+                    rule: route.choice.rule_index,
+                    endpoint: endpoint.id(),
+                    model: send_model,
+                    stream,
+                    body,
+                    strip_usage: stream && !asked_usage && api == Api::Chat,
+                    hold_last: core.config().audit_strict,
+                    api,
+                    translation: translated.map(|from| Translation {
+                        from,
+                        to: api.wire(),
+                        include_usage: matches!(&parsed, Some(Ok(ir)) if ir.include_usage),
+                    }),
+                    dropped: &dropped,
+                };
+                let result = attempt(&x, plan, client).await;
+                match &result {
+                    Ok(_) => core.endpoint_answered(endpoint.id()),
+                    Err(e) if e.kind.retry_safe() => {
+                        core.endpoint_failed(endpoint.id(), &e.for_log());
+                    }
+                    Err(_) => {}
+                }
+                result.map_err(|e| (e, x.report().latency_ms))
+            }
+            Err(e) => Err((e, elapsed_ms(req.started))),
+        };
+        match result {
+            Ok(done) => return done,
+            Err((e, _)) if e.kind.try_next() => {
+                if let Some(suppressed) =
+                    crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)
+                {
+                    tracing::warn!(
+                        request_id = id.as_str(),
+                        endpoint = endpoint.id(),
+                        error = e.for_log(),
+                        suppressed,
+                        "endpoint cannot take the request; trying the next candidate"
+                    );
+                }
+                last = Some((e, endpoint.id()));
+            }
+            Err((e, latency_ms)) => {
+                let report = RouteReport {
+                    endpoint: Some(endpoint.id()),
+                    rule: Some(route.choice.rule_index),
+                    latency_ms,
+                };
+                return refuse(core, client, id, &e, &report, api);
+            }
+        }
+    }
+    let (err, endpoint) = exhausted(last, &over_budget, route.attrs);
+    let report = RouteReport {
+        endpoint: Some(endpoint),
+        rule: Some(route.choice.rule_index),
+        latency_ms: elapsed_ms(req.started),
+    };
+    refuse(core, client, id, &err, &report, api)
+}
+
+/// Writes the request in `to`'s dialect; `dropped` gets the fields left out, comma-separated.
+fn write_request(
+    ir: &ir::Request<'_>,
+    to: Wire,
+    model: &str,
+    limit: Limit,
+    out: &mut Vec<u8>,
+    dropped: &mut String,
+) -> Result<(), Refusal> {
+    let mut left_out: Vec<Cow<'static, str>> = Vec::new();
+    match to {
+        Wire::Anthropic => anthropic::write::write(ir, model, out, &mut left_out)?,
+        Wire::OpenAi => openai::write::write(ir, model, limit, out, &mut left_out)?,
+    }
+    let names = ir
+        .dropped
+        .iter()
+        .map(|d| &**d)
+        .chain(left_out.iter().map(|d| &**d));
+    for name in names {
+        if dropped.split(", ").any(|d| d == name) {
+            continue;
+        }
+        if !dropped.is_empty() {
+            dropped.push_str(", ");
+        }
+        // A header value: field names are printable ASCII, anything else is left out.
+        dropped.extend(name.chars().filter(|c| c.is_ascii_graphic()));
+    }
+    Ok(())
+}
+
+/// The error for a request the dialect layer refused; `at`: the endpoint and its dialect,
+/// when the refusal is about translating for it.
+fn refusal_error(r: &Refusal, at: Option<(&str, Wire)>) -> Error {
+    let mut err = match at {
+        Some((endpoint, wire)) if !r.invalid => Error::new(
+            ErrorKind::Untranslatable,
+            format!(
+                "{} (the policy chose endpoint `{endpoint}`, which speaks the {} API)",
+                r.message,
+                wire.as_str()
+            ),
+        ),
+        _ => Error::new(ErrorKind::InvalidBody, r.message.clone()),
+    };
+    if !r.param.is_empty() {
+        err.param = Some(r.param);
+    }
+    err
+}
+
+/// The error for an API an endpoint's dialect does not have.
+fn unserved(api: Api, endpoint: &str, kind: &str) -> Error {
+    match api {
+        Api::CountTokens => Error::new(
+            ErrorKind::ApiNotServed,
+            format!(
+                "token counting (`/v1/messages/count_tokens`) is served by Anthropic endpoints; the policy chose endpoint `{endpoint}` of type `{kind}`"
+            ),
+        ),
+        _ => Error::new(
+            ErrorKind::Untranslatable,
+            format!(
+                "embeddings are served by OpenAI-compatible and Azure OpenAI endpoints; the policy chose endpoint `{endpoint}` of type `{kind}`, which has no embeddings API"
+            ),
+        )
+        .with_param("model"),
+    }
+}
+
+/// The body an endpoint gets: the client's unchanged, or (in `scratch`) with `model`
+/// replaced by `send_model` and the usage edit applied.
+fn endpoint_body<'a>(
+    body: &'a [u8],
+    fields: &body::Fields<'_>,
+    send_model: &str,
+    usage_edit: Option<&(std::ops::Range<usize>, std::borrow::Cow<'static, [u8]>)>,
+    scratch: &'a mut (
+        crate::runtime::recycle::Recycled<'_, Vec<u8>>,
+        crate::runtime::recycle::Recycled<'_, Vec<u8>>,
+    ),
+) -> &'a [u8] {
+    let model = fields.model.as_ref();
+    let rewrite_model = model.filter(|m| m.value != send_model);
+    if rewrite_model.is_none() && usage_edit.is_none() {
+        return body;
+    }
+    let (token, out) = scratch;
+    token.clear();
+    out.clear();
+    let mut edits: [(std::ops::Range<usize>, &[u8]); 2] = [(0..0, &[]), (0..0, &[])];
+    let mut n = 0;
+    if let Some(m) = rewrite_model {
+        body::write_json_string(token, send_model);
+        edits[0] = (m.span.clone(), token.as_slice());
+        n += 1;
+    }
+    if let Some((range, bytes)) = usage_edit {
+        edits[n] = (range.clone(), bytes.as_ref());
+        n += 1;
+    }
+    body::apply_edits(body, edits.get_mut(..n).unwrap_or_default(), out);
+    out.as_slice()
+}
+
+/// One candidate's answer: in-process, forwarded, or why it cannot take the request.
+async fn attempt(
+    x: &Exchange<'_>,
+    plan: &Plan,
+    client: &mut Client<'_>,
+) -> Result<(Next, Outcome), Error> {
+    match plan {
+        Plan::Mock => Ok(crate::upstream::mock::respond(x, client).await),
+        Plan::Unsupported(kind) => Err(Error::new(
+            ErrorKind::NotImplemented,
+            format!(
+                "endpoint `{}` has type `{kind}`, which this router does not serve yet (it serves OpenAI-compatible, Azure OpenAI, Anthropic and `mock` endpoints)",
+                x.endpoint
+            ),
+        )),
+        Plan::Broken(why) => Err(Error::new(
+            ErrorKind::UpstreamCredentials,
+            format!(
+                "endpoint `{}` is misconfigured on this router (its operator finds why in the router's log)",
+                x.endpoint
+            ),
+        )
+        .with_internal(why.as_str())),
+        Plan::Forward(up) => crate::upstream::forward::forward(x, up, client).await,
+    }
+}
+
+/// The answer when no candidate took the request: the last failure, or that none fit the
+/// cost budget.
+fn exhausted<'e>(
+    last: Option<(Error, &'e str)>,
+    over_budget: &[String],
+    attrs: &Attrs<'_>,
+) -> (Error, &'e str) {
+    if let Some(failed) = last {
+        return failed;
+    }
+    if over_budget.is_empty() {
+        return (
+            Error::new(ErrorKind::Internal, "no endpoint candidate was tried"),
+            "none",
+        );
+    }
+    let budget = attrs.cost_budget.unwrap_or_default();
+    (
+        Error::new(
+            ErrorKind::CostBudgetExceeded,
+            format!(
+                "no endpoint fits `X-Cost-Budget-Usd: {budget}`: worst-case cost (estimated prompt plus `max_tokens`) at {}",
+                over_budget.join(", ")
+            ),
+        ),
+        "none",
+    )
+}
