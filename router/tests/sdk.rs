@@ -1,21 +1,112 @@
-//! The official `openai` Python SDK against the real router (embedded demo table).
+//! The official `openai` and `anthropic` Python SDKs against the real router: the embedded
+//! demo table, and a policy with an Anthropic and an OpenAI-compatible endpoint on the mock
+//! upstream, keys required.
 #![allow(clippy::unwrap_used, clippy::panic, reason = "test harness")]
 
 mod common;
 
 use std::process::Command;
 
-#[test]
-fn openai_python_sdk_completes_a_chat_and_a_stream() {
+fn require(package: &str) {
     let probe = Command::new("python3")
-        .args(["-c", "import openai"])
+        .args(["-c", &format!("import {package}")])
         .output();
     match probe {
         Ok(out) if out.status.success() => {}
         _ => panic!(
-            "the `openai` Python package is missing: run `python3 -m pip install -r tools/sdk/requirements.txt` (tools/test-all does)"
+            "the `{package}` Python package is missing: run `python3 -m pip install -r tools/sdk/requirements.txt` (tools/test-all does)"
         ),
     }
+}
+
+/// Runs `tools/sdk/<script>` with `args`; fails with its output and the router's log.
+fn run(script: &str, args: &[String], router: &common::Proc) {
+    let path = format!("{}/../tools/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(path)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script} failed:\n{}\n{}\nrouter log:\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        router.log()
+    );
+}
+
+/// A router with keys required, in front of the mock upstream speaking both dialects; returns
+/// it, the mock, a client key and the directory holding the table.
+fn two_dialects() -> (common::Proc, common::Proc, String, tempfile::TempDir) {
+    let mock = common::mock(&["--chunks", "3"]);
+    let yaml = format!(
+        r#"
+version: v1
+endpoints:
+  - id: claude
+    type: anthropic
+    url: http://{mock}
+    models: [claude-sonnet-4-5]
+    api_key_env: SDK_ANTHROPIC_KEY
+  - id: gpu
+    type: vllm
+    url: http://{mock}/v1
+    models: [llama-3.1-70b]
+tenants:
+  - id: acme
+    model_allowlist: [claude-sonnet-4-5, llama-3.1-70b]
+rules:
+  - match:
+      model: llama-3.1-70b
+    route_to: gpu
+  - default:
+      route_to: claude
+"#,
+        mock = mock.addr
+    );
+    let (dir, table) = common::compiled(&yaml);
+    let router = common::router_with_auth(
+        &["--table", table.to_str().unwrap(), "--cores", "2"],
+        &[("SDK_ANTHROPIC_KEY", "sk-ant-upstream")],
+    );
+    let (_, key) = common::issue_key(&router, "acme", "{}");
+    (router, mock, key, dir)
+}
+
+#[test]
+fn anthropic_python_sdk_against_anthropic_and_openai_compatible_upstreams() {
+    require("anthropic");
+    let (router, mock, key, _dir) = two_dialects();
+    run(
+        "anthropic_messages.py",
+        &[
+            format!("http://{}", router.addr),
+            key,
+            format!("http://{}", mock.addr),
+        ],
+        &router,
+    );
+}
+
+#[test]
+fn openai_python_sdk_against_an_anthropic_upstream() {
+    require("openai");
+    let (router, mock, key, _dir) = two_dialects();
+    run(
+        "openai_to_anthropic.py",
+        &[
+            format!("http://{}", router.addr),
+            key,
+            format!("http://{}", mock.addr),
+        ],
+        &router,
+    );
+}
+
+#[test]
+fn openai_python_sdk_completes_a_chat_and_a_stream() {
+    require("openai");
     let router = common::router(&["--cores", "2"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/sdk/openai_chat.py");
     let out = Command::new("python3")

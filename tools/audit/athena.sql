@@ -27,7 +27,12 @@ CREATE EXTERNAL TABLE IF NOT EXISTS switchyard_audit (
   upstream_status     int,
   fallback_from       string,
   tenant_claimed      string,
-  key_id              string
+  key_id              string,
+  api                 string,
+  upstream_model      string,
+  cache_read_tokens   bigint,
+  cache_write_tokens  bigint,
+  stop_reason         string
 )
 PARTITIONED BY (
   tenant string,
@@ -52,6 +57,10 @@ TBLPROPERTIES (
   'storage.location.template'     = 's3://YOUR-BUCKET/switchyard-audit/tenant=${tenant}/dt=${dt}/hour=${hour}/'
 );
 
+-- Columns are matched by name: shards written before a column existed (`api`,
+-- `upstream_model`, `cache_read_tokens`, `cache_write_tokens`, `stop_reason` came with the
+-- Anthropic dialect) read it as NULL, so old and new shards share this one table.
+--
 -- The `tenant` column of the data files equals the partition value, so it is declared only
 -- as a partition key here. Example:
 -- SELECT tenant, count(*), sum(cost_usd) FROM switchyard_audit

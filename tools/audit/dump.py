@@ -3,7 +3,8 @@
 Usage: python3 tools/audit/dump.py AUDIT_DIR
 
 Prints {"schema": [[column, type], ...], "rows": [{...}, ...]} for
-read_parquet('AUDIT_DIR/**/*.parquet', hive_partitioning = true). Used by the router's
+read_parquet('AUDIT_DIR/**/*.parquet', hive_partitioning = true, union_by_name = true)
+(`union_by_name`: shards from before a column existed read it as NULL). Used by the router's
 end-to-end audit test; also a starting point for your own queries.
 """
 
@@ -16,7 +17,7 @@ import duckdb
 def main(root: str) -> None:
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    source = f"read_parquet('{root}/**/*.parquet', hive_partitioning = true)"
+    source = f"read_parquet('{root}/**/*.parquet', hive_partitioning = true, union_by_name = true)"
     schema = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
     cur = con.execute(f"SELECT *, epoch_ms(ts) AS ts_epoch_ms FROM {source} ORDER BY ts, request_id")
     names = [d[0] for d in cur.description]

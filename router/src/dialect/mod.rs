@@ -86,12 +86,14 @@ impl Api {
 }
 
 /// The dialect a path speaks (its errors are in that dialect's shape): Anthropic's for the
-/// Messages paths, OpenAI's for every other.
+/// Messages API's paths (`/v1/messages` and below it), OpenAI's for every other.
 #[must_use]
 pub fn of_path(path: &[u8]) -> Wire {
-    match path {
-        b"/v1/messages" | b"/v1/messages/count_tokens" => Wire::Anthropic,
-        _ => Wire::OpenAi,
+    let path = path.split(|&b| b == b'?').next().unwrap_or_default();
+    if path == b"/v1/messages" || path.starts_with(b"/v1/messages/") {
+        Wire::Anthropic
+    } else {
+        Wire::OpenAi
     }
 }
 

@@ -112,7 +112,13 @@ pub async fn serve(stream: TcpStream, core: &Core) {
         let head = match c.read_head(core).await {
             Read::Request(h) => h,
             Read::Gone => return,
-            Read::Refuse(err) => return c.refuse(core, &err, Wire::OpenAi).await,
+            Read::Refuse(err) => {
+                // A head that could not be taken still names its path, most of the time: the
+                // refusal is in that path's dialect.
+                let line = c.buf.get(..c.filled).unwrap_or_default();
+                let wire = crate::dialect::of_path(request_line_path(line));
+                return c.refuse(core, &err, wire).await;
+            }
         };
         core.metrics().requests.fetch_add(1, Ordering::Relaxed);
         // A body that is not here yet is awaited only for a request that may be served: the
@@ -513,6 +519,15 @@ fn body_timeout(limit: Duration) -> Error {
         ErrorKind::RequestTimeout,
         format!("request body not received within {} ms", limit.as_millis()),
     )
+}
+
+/// The path of a request line (`METHOD /path?query HTTP/1.1`), or nothing when there is none.
+fn request_line_path(buf: &[u8]) -> &[u8] {
+    let line = buf
+        .split(|&b| b == b'\r' || b == b'\n')
+        .next()
+        .unwrap_or_default();
+    line.split(|&b| b == b' ').nth(1).unwrap_or_default()
 }
 
 fn head_error(e: HeadError) -> Error {
