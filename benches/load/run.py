@@ -2,7 +2,8 @@
 """Load benchmark: mock upstream direct vs nginx vs switchyard in front of it, in one run.
 
     benches/load/run.py [--duration 10] [--connections 64] [--out results.json] [--audit-rounds N]
-                        [--auth-rounds N] [--baseline OTHER_SWITCHYARD [--baseline-rounds N]]
+                        [--auth-rounds N] [--dialect-rounds N]
+                        [--baseline OTHER_SWITCHYARD [--baseline-rounds N]]
 
 Installs wrk and nginx from Debian when missing (root), builds the release binaries, then for
 each body (JSON, streaming SSE) measures, with wrk (one thread) and the mock upstream pinned
@@ -148,6 +149,11 @@ def main():
                     help="instead of the full comparison, run only switchyard without keys (--no-auth,"
                          " tenant undeclared) vs with a client key and a tenant with rpm/tpm limits and"
                          " daily budgets (never reached), both --no-audit, N alternating rounds per body")
+    ap.add_argument("--dialect-rounds", type=int, default=0,
+                    help="instead of the full comparison, run only one switchyard (audit buffered) with"
+                         " three routes, N alternating rounds per body: OpenAI client to an OpenAI-compatible"
+                         " upstream (passthrough), OpenAI client to an Anthropic upstream, Anthropic client to"
+                         " an OpenAI-compatible upstream (both translated), with router CPU per request")
     ap.add_argument("--baseline", default=None, metavar="SWITCHYARD",
                     help="instead of the full comparison, run this build (audit buffered) against another"
                          " switchyard binary (same flags), N alternating rounds per body (--baseline-rounds)")
@@ -233,6 +239,9 @@ http {{
             return
         if args.auth_rounds:
             auth_rounds(mock_addr, tmp, args, procs)
+            return
+        if args.dialect_rounds:
+            dialect_rounds(mock_addr, tmp, args, procs)
             return
         results = []
         for stream in (False, True):
@@ -331,6 +340,97 @@ def baseline_rounds(sy_targets, table, tmp, args, procs):
         r = statistics.median(g["this"]["rps"] / g["baseline"]["rps"] for g in mine)
         c = statistics.median(g["this"]["cpu_us_per_req"] - g["baseline"]["cpu_us_per_req"] for g in mine)
         print(f"\n{kind}: median this / baseline = {r:.2f}x, CPU per request {c:+.1f} µs")
+
+
+def dialect_rounds(mock_addr, tmp, args, procs):
+    """Passthrough vs translation, alternating, on one router: the same mock upstream answers
+    in each dialect (16 content events of 24 bytes), so what differs is the router's work."""
+    import statistics
+    policy = os.path.join(tmp, "bench-dialects.yaml")
+    with open(policy, "w") as f:
+        f.write(f"""version: v1
+endpoints:
+  - id: bench-upstream
+    type: vllm
+    url: http://{mock_addr}/v1
+    transport: privatelink
+    models: [bench-model]
+  - id: bench-claude
+    type: anthropic
+    url: http://{mock_addr}
+    transport: privatelink
+    models: [bench-claude]
+    api_key_env: BENCH_ANTHROPIC_KEY
+rules:
+  - match:
+      model: bench-claude
+    route_to: bench-claude
+  - default:
+      route_to: bench-upstream
+""")
+    table = os.path.join(tmp, "bench-dialects.swt")
+    sh(os.path.join(TARGET, "policyc"), "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, BENCH_ANTHROPIC_KEY="bench-key")
+    p = subprocess.Popen(["taskset", "-c", "1", os.path.join(TARGET, "switchyard"), "--table", table,
+                          "--listen", "127.0.0.1:0", "--cores", "1", "--no-auth",
+                          "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, "dialects"),
+                          "--admin-listen", "127.0.0.1:0", "--audit-durability", "buffered"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    procs.append(p)
+    addr = None
+    deadline = time.time() + 20
+    while time.time() < deadline and addr is None:
+        m = re.search(r"switchyard listening on http://(\S+?)\"", p.stderr.readline())
+        addr = m and m.group(1)
+    if addr is None:
+        sys.exit("switchyard (dialects) did not start")
+
+    def messages_body(stream):
+        chat = json.loads(body(stream))
+        system = chat["messages"][0]["content"]
+        return json.dumps({"model": "bench-model", "system": system, "messages": chat["messages"][1:],
+                           "max_tokens": 256, "temperature": 0.2, "stream": stream})
+
+    routes = (
+        ("passthrough", "/v1/chat/completions", lambda s: body(s)),
+        ("openai->anthropic", "/v1/chat/completions", lambda s: body(s).replace('"auto"', '"bench-claude"')),
+        ("anthropic->openai", "/v1/messages", messages_body),
+    )
+    rows = []
+    for stream in (False, True):
+        kind = "stream" if stream else "json"
+        files = {}
+        for name, _, make in routes:
+            files[name] = os.path.join(tmp, f"body-{kind}-{name.replace('>', '')}.json")
+            with open(files[name], "w") as f:
+                f.write(make(stream))
+        for i in range(args.dialect_rounds):
+            shift = i % len(routes)
+            got = {}
+            for name, path, _ in routes[shift:] + routes[:shift]:
+                print(f"{kind:6} round {i + 1} {name:18} ...", flush=True)
+                before = cpu_seconds([p.pid])
+                load = wrk(f"http://{addr}{path}", files[name], args.connections, args.duration, None)
+                load["cpu_us_per_req"] = (cpu_seconds([p.pid]) - before) / load["requests"] * 1e6
+                got[name] = load
+            rows.append((kind, i + 1, got))
+    print(f"\n{args.connections} connections, {args.duration} s per run, {args.dialect_rounds} rounds, audit buffered\n")
+    print("| body | round | passthrough req/s | OpenAI→Anthropic req/s (×) | Anthropic→OpenAI req/s (×) "
+          "| CPU µs/req pass / O→A / A→O | p99 ms pass / O→A / A→O |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
+    names = [r[0] for r in routes]
+    for kind, i, got in rows:
+        a, b, c = (got[n] for n in names)
+        print(f"| {kind} | {i} | {a['rps']:.0f} | {b['rps']:.0f} ({b['rps'] / a['rps']:.2f}×) | "
+              f"{c['rps']:.0f} ({c['rps'] / a['rps']:.2f}×) | "
+              f"{a['cpu_us_per_req']:.1f} / {b['cpu_us_per_req']:.1f} / {c['cpu_us_per_req']:.1f} | "
+              f"{a['p99_us'] / 1000:.1f} / {b['p99_us'] / 1000:.1f} / {c['p99_us'] / 1000:.1f} |")
+    for kind in ("json", "stream"):
+        mine = [got for k, _, got in rows if k == kind]
+        for n in names[1:]:
+            cpu = statistics.median(g[n]["cpu_us_per_req"] / g[names[0]]["cpu_us_per_req"] for g in mine)
+            rps = statistics.median(g[n]["rps"] / g[names[0]]["rps"] for g in mine)
+            print(f"{kind}: {n}: median router CPU per request {cpu:.2f}x passthrough, req/s {rps:.2f}x")
 
 
 def auth_rounds(mock_addr, tmp, args, procs):

@@ -300,7 +300,7 @@ fn openai_clients_reach_claude_and_anthropic_clients_reach_openai_servers() {
     for (_, e) in &ev {
         if let Some(calls) = e["choices"][0]["delta"]["tool_calls"].as_array() {
             for c in calls {
-                let i = c["index"].as_u64().unwrap() as usize;
+                let i = usize::try_from(c["index"].as_u64().unwrap()).unwrap();
                 args[i].push_str(c["function"]["arguments"].as_str().unwrap_or(""));
             }
         }

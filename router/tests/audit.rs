@@ -1135,3 +1135,168 @@ fn iso(ms: i64) -> String {
         .unwrap();
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
+
+/// The shard schema before the Anthropic dialect added `api`, `upstream_model`, the cache
+/// counts and `stop_reason`.
+const SCHEMA_BEFORE_DIALECTS: &str = "
+message audit {
+  REQUIRED INT64 ts (TIMESTAMP(MILLIS,true));
+  REQUIRED BYTE_ARRAY request_id (STRING);
+  OPTIONAL BYTE_ARRAY tenant (STRING);
+  OPTIONAL BYTE_ARRAY data_class (STRING);
+  OPTIONAL BYTE_ARRAY user_role (STRING);
+  OPTIONAL INT32 rule_index;
+  OPTIONAL BYTE_ARRAY rule_name (STRING);
+  OPTIONAL BYTE_ARRAY endpoint_id (STRING);
+  OPTIONAL BYTE_ARRAY model (STRING);
+  REQUIRED INT32 status;
+  REQUIRED INT64 latency_ms;
+  OPTIONAL INT64 upstream_latency_ms;
+  OPTIONAL INT64 tokens_in;
+  OPTIONAL INT64 tokens_out;
+  REQUIRED BOOLEAN tokens_estimated;
+  OPTIONAL INT64 cost_usd (DECIMAL(18,6));
+  REQUIRED BOOLEAN stream;
+  OPTIONAL BYTE_ARRAY error (STRING);
+  REQUIRED INT64 request_bytes;
+  REQUIRED INT64 response_bytes;
+  OPTIONAL INT32 upstream_status;
+  OPTIONAL BYTE_ARRAY fallback_from (STRING);
+  OPTIONAL BYTE_ARRAY tenant_claimed (STRING);
+  OPTIONAL BYTE_ARRAY key_id (STRING);
+}
+";
+
+/// Writes a one-row shard in the schema above, as a router from before the dialects did.
+fn write_old_shard(path: &std::path::Path, ts_ms: i64, request_id: &str) {
+    use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
+    use parquet::file::writer::SerializedFileWriter;
+    let schema = std::sync::Arc::new(
+        parquet::schema::parser::parse_message_type(SCHEMA_BEFORE_DIALECTS).unwrap(),
+    );
+    let props = std::sync::Arc::new(parquet::file::properties::WriterProperties::builder().build());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = SerializedFileWriter::new(file, schema, props).unwrap();
+    let mut rg = w.next_row_group().unwrap();
+    let mut i = 0;
+    while let Some(mut col) = rg.next_column().unwrap() {
+        let present: &[i16] = &[1];
+        let text = |s: &str| vec![ByteArray::from(s)];
+        match i {
+            0 => col.typed::<Int64Type>().write_batch(&[ts_ms], None, None),
+            1 => col
+                .typed::<ByteArrayType>()
+                .write_batch(&text(request_id), None, None),
+            2 => col
+                .typed::<ByteArrayType>()
+                .write_batch(&text("acme"), Some(present), None),
+            7 => col
+                .typed::<ByteArrayType>()
+                .write_batch(&text("gpu-old"), Some(present), None),
+            8 => col
+                .typed::<ByteArrayType>()
+                .write_batch(&text("llama-old"), Some(present), None),
+            9 => col.typed::<Int32Type>().write_batch(&[200], None, None),
+            10 | 18 | 19 => col.typed::<Int64Type>().write_batch(&[5], None, None),
+            12 | 13 => col
+                .typed::<Int64Type>()
+                .write_batch(&[11], Some(present), None),
+            14 | 16 => col.typed::<BoolType>().write_batch(&[false], None, None),
+            5 | 20 => col.typed::<Int32Type>().write_batch(&[], Some(&[0]), None),
+            11 | 15 => col.typed::<Int64Type>().write_batch(&[], Some(&[0]), None),
+            _ => col
+                .typed::<ByteArrayType>()
+                .write_batch(&[], Some(&[0]), None),
+        }
+        .unwrap();
+        col.close().unwrap();
+        i += 1;
+    }
+    rg.close().unwrap();
+    w.close().unwrap();
+}
+
+/// Shards written before the dialect columns existed are read beside new ones: by the
+/// router's own `/v1/audit`, by DuckDB (`union_by_name`, as `tools/audit` reads them) and by
+/// the example queries, the missing columns NULL.
+#[test]
+fn shards_from_before_the_dialect_columns_are_read_beside_new_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let old = data
+        .join("audit/tenant=acme/dt=2026-11-01/hour=10")
+        .join("part-old-router-000001.parquet");
+    write_old_shard(&old, 1_793_530_800_000, "from-before");
+    let (_t, table) = compiled(
+        "version: v1\nendpoints:\n  - id: fast\n    type: mock\n    models: [m-fast]\ntenants:\n  - id: acme\nrules:\n  - default:\n      route_to: fast\n",
+    );
+    let mut r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/messages",
+        &[("X-Tenant", "acme"), ("X-Request-Id", "from-now")],
+        br#"{"model":"auto","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let rows = loop {
+        let got = admin(&r, "GET", "/v1/audit?limit=100", b"");
+        assert_eq!(got.status, 200, "{}", got.text());
+        let rows = got.json()["data"].as_array().unwrap().clone();
+        if rows.len() == 2 {
+            break rows;
+        }
+        assert!(std::time::Instant::now() < until, "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let by_id = |rows: &[serde_json::Value], id: &str| {
+        rows.iter()
+            .find(|row| row["request_id"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {rows:?}"))
+            .clone()
+    };
+    assert_eq!(by_id(&rows, "from-now")["api"], "messages");
+    assert_eq!(by_id(&rows, "from-now")["stop_reason"], "end_turn");
+    let before = by_id(&rows, "from-before");
+    assert_eq!(before["model"], "llama-old");
+    assert!(
+        before["api"].is_null() && before["stop_reason"].is_null(),
+        "{before}"
+    );
+
+    r.signal(15);
+    assert!(r.wait_exit(Duration::from_secs(10)).is_some());
+    let dump = duckdb_rows(&data.join("audit"));
+    let rows = dump["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{dump}");
+    let now = by_id(rows, "from-now");
+    assert_eq!(now["api"], "messages");
+    assert_eq!(now["upstream_model"], "m-fast");
+    assert_eq!(now["cache_read_tokens"], 0);
+    let before = by_id(rows, "from-before");
+    assert_eq!(before["tokens_in"], 11);
+    assert!(
+        before["api"].is_null() && before["cache_read_tokens"].is_null(),
+        "{before}"
+    );
+    let queries = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/audit/queries.py");
+    let out = Command::new("python3")
+        .arg(queries)
+        .arg(data.join("audit"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the example queries failed on old and new shards: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("stop_reason"), "{text}");
+}

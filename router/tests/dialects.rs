@@ -104,10 +104,10 @@ fn pretty(v: &serde_json::Value) -> String {
 /// A request translated from `from` into the other dialect, as the expected file holds it.
 fn translate_request(from: Wire, body: &[u8]) -> serde_json::Value {
     let mut buf = body.to_vec();
-    let mut buffers = simd_json::Buffers::default();
+    let mut parser = switchyard::dialect::de::Parser::default();
     let read = match from {
-        Wire::OpenAi => openai::read::read(&mut buf, &mut buffers),
-        Wire::Anthropic => anthropic::read::read(&mut buf, &mut buffers),
+        Wire::OpenAi => openai::read::read(&mut buf, &mut parser),
+        Wire::Anthropic => anthropic::read::read(&mut buf, &mut parser),
     };
     let refused = |r: switchyard::dialect::Refusal| serde_json::json!({"refused": {"param": r.param, "invalid": r.invalid, "message": r.message}});
     let req = match read {
@@ -167,7 +167,8 @@ fn options(stream: bool, include_usage: bool, error_status: Option<u16>) -> Opti
 
 /// Translates `input` fed in `parts`; returns the client's bytes.
 fn run(from: Wire, o: &Options<'_>, parts: &[&[u8]]) -> Vec<u8> {
-    let mut t = Translator::new(from, other(from), o);
+    let mut parser = switchyard::dialect::de::Parser::default();
+    let mut t = Translator::new(from, other(from), o, &mut parser);
     let mut out = Vec::new();
     for p in parts {
         if t.push(p, &mut out).is_err() {

@@ -12,22 +12,53 @@ use simd_json::prelude::Writable as _;
 
 use super::Refusal;
 
-/// Parses `body` (rewritten in place) as a `T`; a malformed one is refused naming the
-/// problem.
-pub fn parse<'a, T: Deserialize<'a>>(
-    body: &'a mut [u8],
-    buffers: &mut simd_json::Buffers,
-) -> Result<T, Refusal> {
-    simd_json::serde::from_slice_with_buffers(body, buffers)
-        .map_err(|e| Refusal::invalid("", format!("request body: {e}")))
+/// A reusable `simd-json` parser: its buffers and its tape are kept from one parse to the
+/// next, so parsing a request or a stream's events allocates nothing once they have grown
+/// (each core keeps a few in its free lists).
+#[derive(Default)]
+pub struct Parser {
+    buffers: simd_json::Buffers,
+    tape: Option<simd_json::value::tape::Tape<'static>>,
+    /// The largest input parsed: what the buffers have grown to hold.
+    pub largest: usize,
 }
 
-/// Parses one JSON value of an answer (rewritten in place); `None` when it is not a `T`.
-pub fn parse_answer<'a, T: Deserialize<'a>>(
-    data: &'a mut [u8],
-    buffers: &mut simd_json::Buffers,
-) -> Result<T, String> {
-    simd_json::serde::from_slice_with_buffers(data, buffers).map_err(|e| e.to_string())
+impl std::fmt::Debug for Parser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parser")
+            .field("largest", &self.largest)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Parser {
+    /// Parses `input` as a `T` whose strings borrow from it (it is unescaped in place, and
+    /// padding is appended for the SIMD stage).
+    pub fn parse<'a, T: Deserialize<'a>>(&mut self, input: &'a mut Vec<u8>) -> Result<T, String> {
+        let len = input.len();
+        self.largest = self.largest.max(len);
+        input.resize(len + simd_json::INPUT_PADDING, b' ');
+        let input: &'a mut [u8] = Vec::as_mut_slice(input);
+        let mut tape = self
+            .tape
+            .take()
+            .unwrap_or_else(|| simd_json::value::tape::Tape(Vec::new()))
+            .reset();
+        if let Err(e) = simd_json::fill_tape_padded(input, len, &mut self.buffers, &mut tape) {
+            self.tape = Some(tape.reset());
+            return Err(e.to_string());
+        }
+        let mut de = simd_json::Deserializer::from_tape(tape);
+        let parsed = T::deserialize(&mut de).map_err(|e| e.to_string());
+        self.tape = Some(de.into_tape().reset());
+        parsed
+    }
+
+    /// Parses a request body; a malformed one is refused naming the problem.
+    pub fn request<'a, T: Deserialize<'a>>(&mut self, body: &'a mut Vec<u8>) -> Result<T, Refusal> {
+        self.parse(body)
+            .map_err(|e| Refusal::invalid("", format!("request body: {e}")))
+    }
 }
 
 /// A string or a list of strings (`stop`), as a list.

@@ -10,6 +10,7 @@
 //! All of one answer's state is in one [`Translator`], owned by the task relaying it: no
 //! locks, no sharing.
 
+use crate::dialect::de::Parser;
 use crate::dialect::ir::{Counts, Delta, Event};
 use crate::dialect::sse::{Splitter, event_data};
 use crate::dialect::{Wire, anthropic, errors, openai};
@@ -69,12 +70,12 @@ enum Decoder {
 }
 
 #[derive(Debug)]
-enum Encoder {
-    OpenAi(openai::encode::Encoder),
-    Anthropic(anthropic::encode::Encoder),
+enum Encoder<'t> {
+    OpenAi(openai::encode::Encoder<'t>),
+    Anthropic(anthropic::encode::Encoder<'t>),
 }
 
-impl Encoder {
+impl Encoder<'_> {
     fn event(&mut self, e: Event<'_>, out: &mut Vec<u8>) {
         match self {
             Self::OpenAi(enc) => enc.event(e, out),
@@ -90,16 +91,6 @@ impl Encoder {
     }
 }
 
-/// `simd-json`'s reusable parse buffers (which do not implement `Debug`).
-#[derive(Default)]
-struct Buffers(simd_json::Buffers);
-
-impl std::fmt::Debug for Buffers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Buffers")
-    }
-}
-
 /// What kind of body is being translated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -110,15 +101,15 @@ enum Kind {
 
 /// One answer on its way from the upstream's dialect to the client's.
 #[derive(Debug)]
-pub struct Translator {
+pub struct Translator<'t> {
     kind: Kind,
     to: Wire,
-    endpoint: String,
+    endpoint: &'t str,
     decoder: Decoder,
-    encoder: Encoder,
+    encoder: Encoder<'t>,
     split: Splitter,
     scratch: Vec<u8>,
-    buffers: Buffers,
+    parser: &'t mut Parser,
     /// A whole answer or an error body, as it arrives.
     body: Vec<u8>,
     tally: Tally,
@@ -126,9 +117,10 @@ pub struct Translator {
     broken: bool,
 }
 
-impl Translator {
+impl<'t> Translator<'t> {
+    /// A translator for one answer, parsing with `parser` (a core's, reused).
     #[must_use]
-    pub fn new(from: Wire, to: Wire, o: &Options<'_>) -> Self {
+    pub fn new(from: Wire, to: Wire, o: &Options<'t>, parser: &'t mut Parser) -> Self {
         let kind = match (o.error_status, o.stream) {
             (Some(status), _) => Kind::Error(status),
             (None, true) => Kind::Stream,
@@ -154,12 +146,12 @@ impl Translator {
         Self {
             kind,
             to,
-            endpoint: o.endpoint.to_owned(),
+            endpoint: o.endpoint,
             decoder,
             encoder,
             split: Splitter::default(),
             scratch: Vec::new(),
-            buffers: Buffers::default(),
+            parser,
             body: Vec::new(),
             tally: Tally::default(),
             broken: false,
@@ -203,7 +195,7 @@ impl Translator {
                 let Self {
                     split,
                     scratch,
-                    buffers,
+                    parser,
                     decoder,
                     encoder,
                     tally,
@@ -224,8 +216,8 @@ impl Translator {
                         encoder.event(e, out);
                     };
                     let decoded = match decoder {
-                        Decoder::OpenAi(d) => d.event(scratch, &mut buffers.0, &mut emit),
-                        Decoder::Anthropic(d) => d.event(scratch, &mut buffers.0, &mut emit),
+                        Decoder::OpenAi(d) => d.event(scratch, parser, &mut emit),
+                        Decoder::Anthropic(d) => d.event(scratch, parser, &mut emit),
                     };
                     if let Err(e) = decoded {
                         failed = Some(format!("sent a stream event that is not valid: {e}"));
@@ -293,7 +285,7 @@ impl Translator {
             Kind::Whole => {
                 let Self {
                     body,
-                    buffers,
+                    parser,
                     decoder,
                     encoder,
                     tally,
@@ -304,8 +296,8 @@ impl Translator {
                     encoder.event(e, out);
                 };
                 let decoded = match decoder {
-                    Decoder::OpenAi(d) => d.whole(body, &mut buffers.0, &mut emit),
-                    Decoder::Anthropic(d) => d.whole(body, &mut buffers.0, &mut emit),
+                    Decoder::OpenAi(d) => d.whole(body, parser, &mut emit),
+                    Decoder::Anthropic(d) => d.whole(body, parser, &mut emit),
                 };
                 decoded.map_err(|e| {
                     self.broken = true;
@@ -313,7 +305,7 @@ impl Translator {
                 })
             }
             Kind::Error(status) => {
-                errors::translate(status, &self.body, self.to, &self.endpoint, out);
+                errors::translate(status, &self.body, self.to, self.endpoint, out);
                 Ok(())
             }
         }

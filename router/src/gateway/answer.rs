@@ -70,14 +70,13 @@ pub(super) async fn candidates<'r>(
                 .is_some_and(|w| w != api.wire())
         });
     let mut parse_buf = core.pool.bytes.take();
-    let mut buffers = None;
+    let mut parser = core.pool.parsers.take();
     let parsed = if needs_translation {
         parse_buf.clear();
         parse_buf.extend_from_slice(req.body);
-        let buffers = buffers.insert(simd_json::Buffers::default());
         let read = match api.wire() {
-            Wire::OpenAi => openai::read::read(&mut parse_buf, buffers),
-            Wire::Anthropic => anthropic::read::read(&mut parse_buf, buffers),
+            Wire::OpenAi => openai::read::read(&mut parse_buf, &mut parser),
+            Wire::Anthropic => anthropic::read::read(&mut parse_buf, &mut parser),
         };
         match read {
             Err(r) if r.invalid => {

@@ -23,6 +23,13 @@ impl Recyclable for Vec<crate::http::HeaderIdx> {
     }
 }
 
+impl Recyclable for crate::dialect::de::Parser {
+    fn worth_keeping(&self) -> bool {
+        // Its buffers are as large as the largest input it parsed.
+        self.largest <= 1024 * 1024
+    }
+}
+
 /// A free list of `T`.
 #[derive(Debug, Default)]
 pub struct FreeList<T> {

@@ -82,6 +82,8 @@ pub struct Pool {
     pub read_buffers: FreeList<Vec<u8>>,
     /// Scratch header lists for response heads.
     pub header_lists: FreeList<Vec<HeaderIdx>>,
+    /// JSON parsers for translated requests and answers.
+    pub parsers: FreeList<crate::dialect::de::Parser>,
     max_idle: usize,
     connect_timeout: Duration,
     resolver: Arc<crate::upstream::resolve::Resolver>,
@@ -105,6 +107,7 @@ impl Pool {
             bytes: FreeList::default(),
             read_buffers: FreeList::default(),
             header_lists: FreeList::default(),
+            parsers: FreeList::default(),
             max_idle: config.upstream_idle_per_endpoint,
             connect_timeout: config.connect_timeout,
         }

@@ -63,6 +63,7 @@ pub(crate) async fn relay(
     } = answer;
     client.must_close |= core.shutting_down();
     let ok = (200..300).contains(&head.status);
+    let mut parser = core.pool.parsers.take();
     let translator = x.translation.map(|t| {
         Box::new(Translator::new(
             t.from,
@@ -76,13 +77,19 @@ pub(crate) async fn relay(
                 error_status: (!ok).then_some(head.status),
                 endpoint: x.endpoint,
             },
+            &mut parser,
         ))
     });
     // A translated whole answer goes out when complete: its head is kept until then.
+    let mut saved_head = core.pool.bytes.take();
     let deferred = translator
         .as_ref()
         .filter(|t| t.content_type() != "text/event-stream")
-        .map(|_| rbuf.get(..head.len).unwrap_or_default().to_vec());
+        .map(|_| {
+            saved_head.clear();
+            saved_head.extend_from_slice(rbuf.get(..head.len).unwrap_or_default());
+            &*saved_head
+        });
     let out_framing = match head.framing {
         BodyFraming::Empty if translator.is_none() => Out::Empty,
         _ if deferred.is_some() => Out::Deferred,
@@ -113,7 +120,7 @@ pub(crate) async fn relay(
         Mode::Json
     };
     let reader = match translator {
-        Some(t) => Reader::Translate(t),
+        Some(t) => Reader::Translate(t, &mut held),
         None => Reader::Meter(Meter::new(mode, x.api.wire(), &mut held)),
     };
     let mut body = Body {
@@ -332,10 +339,11 @@ fn write_whole(
     out.extend_from_slice(body);
 }
 
-/// What reads the relayed body: the meter (passed through), or a translator.
+/// What reads the relayed body: the meter (passed through), or a translator (with the
+/// buffer its output goes through before it is framed for the client).
 enum Reader<'m> {
     Meter(Meter<'m>),
-    Translate(Box<Translator>),
+    Translate(Box<Translator<'m>>, &'m mut Vec<u8>),
 }
 
 /// The relayed body's state: how the upstream frames it and the client gets it, what reads
@@ -418,11 +426,11 @@ impl Body<'_> {
                 });
                 Ok(())
             }
-            Reader::Translate(t) => {
-                let mut translated = Vec::new();
-                let r = t.push(data, &mut translated);
+            Reader::Translate(t, translated) => {
+                translated.clear();
+                let r = t.push(data, translated);
                 *bytes += translated.len() as u64;
-                emit(out, framing, &translated);
+                emit(out, framing, translated);
                 r
             }
         }
@@ -436,13 +444,13 @@ impl Body<'_> {
                 *bytes += kept.len() as u64;
                 emit(out, framing, kept);
             }),
-            Reader::Translate(t) => {
-                let mut translated = Vec::new();
-                if let Err(why) = t.finish(&mut translated) {
+            Reader::Translate(t, translated) => {
+                translated.clear();
+                if let Err(why) = t.finish(translated) {
                     self.outcome.error = Some(format!("endpoint `{}` {why}", x.endpoint));
                 }
                 *bytes += translated.len() as u64;
-                emit(out, framing, &translated);
+                emit(out, framing, translated);
             }
         }
         if self.out == Out::Chunked {
@@ -453,7 +461,7 @@ impl Body<'_> {
     /// A translated whole answer is complete: it is written to `answer`; returns the status
     /// to send (502 when it could not be translated).
     fn end_whole(&mut self, x: &Exchange<'_>, answer: &mut Vec<u8>) -> u16 {
-        let Reader::Translate(t) = &mut self.reader else {
+        let Reader::Translate(t, _) = &mut self.reader else {
             return self.outcome.status;
         };
         if let Err(why) = t.finish(answer) {
@@ -481,7 +489,7 @@ impl Body<'_> {
                     o.estimated_completion = meter.estimated_completion_tokens();
                 }
             }
-            Reader::Translate(t) => {
+            Reader::Translate(t, _) => {
                 let tally = t.tally();
                 o.usage = Usage::of(&tally.counts);
                 o.stop_reason = t.stop_reason().map(std::borrow::Cow::Borrowed);
@@ -501,13 +509,13 @@ impl Body<'_> {
                 *bytes += kept.len() as u64;
                 emit(out, framing, kept);
             }),
-            Reader::Translate(t) if framing != Out::Deferred => {
-                let mut translated = Vec::new();
-                t.cut(why, &mut translated);
+            Reader::Translate(t, translated) if framing != Out::Deferred => {
+                translated.clear();
+                t.cut(why, translated);
                 *bytes += translated.len() as u64;
-                emit(out, framing, &translated);
+                emit(out, framing, translated);
             }
-            Reader::Translate(_) => {}
+            Reader::Translate(..) => {}
         }
         self.read_usage();
     }
@@ -595,7 +603,7 @@ async fn cut(
             return (Next::Close, outcome);
         }
     }
-    if matches!(body.reader, Reader::Translate(_)) {
+    if matches!(body.reader, Reader::Translate(..)) {
         // The translator has written the error event in the client's dialect.
     } else if event_stream {
         let mut event = b"\n\ndata: ".to_vec();

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::dialect::de::{Json, parse_answer};
+use crate::dialect::de::{Json, Parser};
 use crate::dialect::ir::{BlockKind, Counts, Delta, Event, Stop};
 
 #[derive(Debug, Deserialize)]
@@ -139,14 +139,14 @@ impl Decoder {
     /// Decodes the data of one stream event (rewritten in place by the parser).
     pub fn event(
         &mut self,
-        data: &mut [u8],
-        buffers: &mut simd_json::Buffers,
+        data: &mut Vec<u8>,
+        parser: &mut Parser,
         emit: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), String> {
         if self.done || data.trim_ascii().is_empty() {
             return Ok(());
         }
-        let e: RawEvent<'_> = parse_answer(data, buffers)?;
+        let e: RawEvent<'_> = parser.parse(data)?;
         match e.kind {
             "message_start" => {
                 let m = e.message.unwrap_or(RawMessage {
@@ -234,11 +234,11 @@ impl Decoder {
     /// Decodes a whole message.
     pub fn whole(
         &mut self,
-        body: &mut [u8],
-        buffers: &mut simd_json::Buffers,
+        body: &mut Vec<u8>,
+        parser: &mut Parser,
         emit: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), String> {
-        let m: RawMessage<'_> = parse_answer(body, buffers)?;
+        let m: RawMessage<'_> = parser.parse(body)?;
         let usage = m.usage.unwrap_or_default().counts();
         emit(Event::Start {
             id: m.id.unwrap_or_default(),

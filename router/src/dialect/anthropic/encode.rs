@@ -88,10 +88,10 @@ enum Whole {
 
 /// The encoder's state for one answer.
 #[derive(Debug)]
-pub struct Encoder {
+pub struct Encoder<'a> {
     stream: bool,
-    fallback_id: String,
-    fallback_model: String,
+    fallback_id: &'a str,
+    fallback_model: &'a str,
     started: bool,
     id: String,
     model: String,
@@ -105,15 +105,15 @@ pub struct Encoder {
     ended: bool,
 }
 
-impl Encoder {
+impl<'a> Encoder<'a> {
     /// An encoder for a stream or a whole answer; `id` and `model` are used when the
     /// upstream's answer does not say.
     #[must_use]
-    pub fn new(stream: bool, id: &str, model: &str) -> Self {
+    pub fn new(stream: bool, id: &'a str, model: &'a str) -> Self {
         Self {
             stream,
-            fallback_id: id.to_owned(),
-            fallback_model: model.to_owned(),
+            fallback_id: id,
+            fallback_model: model,
             started: false,
             id: String::new(),
             model: String::new(),
@@ -181,12 +181,12 @@ impl Encoder {
         }
         self.started = true;
         self.id = if id.is_empty() {
-            self.fallback_id.clone()
+            self.fallback_id.to_owned()
         } else {
             id.to_owned()
         };
         self.model = if model.is_empty() {
-            self.fallback_model.clone()
+            self.fallback_model.to_owned()
         } else {
             model.to_owned()
         };

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use crate::dialect::Refusal;
-use crate::dialect::de::parse;
+use crate::dialect::de::Parser;
 use crate::dialect::de::{Content, Json, OneOrMany};
 use crate::dialect::ir::{Block, Image, Message, Request, Role, Thinking, Tool, ToolChoice};
 
@@ -204,12 +204,9 @@ struct RawThinking {
     budget_tokens: Option<u64>,
 }
 
-/// Reads a Messages request (`body` is rewritten in place by the parser).
-pub fn read<'a>(
-    body: &'a mut [u8],
-    buffers: &mut simd_json::Buffers,
-) -> Result<Request<'a>, Refusal> {
-    let raw: Raw<'a> = parse(body, buffers)?;
+/// Reads a Messages request (`body` is rewritten in place, and padded, by the parser).
+pub fn read<'a>(body: &'a mut Vec<u8>, parser: &mut Parser) -> Result<Request<'a>, Refusal> {
+    let raw: Raw<'a> = parser.request(body)?;
     if let Some(&(param, why)) = raw.refused.first() {
         return Err(Refusal::untranslatable(
             param,

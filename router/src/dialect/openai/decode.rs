@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 
-use crate::dialect::de::parse_answer;
+use crate::dialect::de::Parser;
 use crate::dialect::ir::{BlockKind, Counts, Delta, Event, Stop};
 
 #[derive(Debug, Deserialize)]
@@ -160,8 +160,8 @@ impl Decoder {
     /// Decodes the data of one stream event (rewritten in place by the parser).
     pub fn event(
         &mut self,
-        data: &mut [u8],
-        buffers: &mut simd_json::Buffers,
+        data: &mut Vec<u8>,
+        parser: &mut Parser,
         emit: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), String> {
         if data.trim_ascii() == b"[DONE]" {
@@ -171,7 +171,7 @@ impl Decoder {
         if self.done || data.trim_ascii().is_empty() {
             return Ok(());
         }
-        let chunk: Chunk<'_> = parse_answer(data, buffers)?;
+        let chunk: Chunk<'_> = parser.parse(data)?;
         self.chunk(&chunk, true, emit);
         Ok(())
     }
@@ -179,11 +179,11 @@ impl Decoder {
     /// Decodes a whole chat completion.
     pub fn whole(
         &mut self,
-        body: &mut [u8],
-        buffers: &mut simd_json::Buffers,
+        body: &mut Vec<u8>,
+        parser: &mut Parser,
         emit: &mut dyn FnMut(Event<'_>),
     ) -> Result<(), String> {
-        let chunk: Chunk<'_> = parse_answer(body, buffers)?;
+        let chunk: Chunk<'_> = parser.parse(body)?;
         self.chunk(&chunk, false, emit);
         self.end(emit);
         Ok(())

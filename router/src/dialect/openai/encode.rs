@@ -54,13 +54,13 @@ struct Call {
 
 /// The encoder's state for one answer.
 #[derive(Debug)]
-pub struct Encoder {
+pub struct Encoder<'a> {
     stream: bool,
     include_usage: bool,
     created: u64,
     /// Used when the upstream gives none.
-    fallback_id: String,
-    fallback_model: String,
+    fallback_id: &'a str,
+    fallback_model: &'a str,
     /// `data: {"id":…,"object":"chat.completion.chunk","created":…,"model":…,"choices":[`
     prefix: Vec<u8>,
     id: String,
@@ -74,17 +74,23 @@ pub struct Encoder {
     ended: bool,
 }
 
-impl Encoder {
+impl<'a> Encoder<'a> {
     /// An encoder for a stream or a whole answer; `id` and `model` are used when the
     /// upstream's answer does not say.
     #[must_use]
-    pub fn new(stream: bool, include_usage: bool, created: u64, id: &str, model: &str) -> Self {
+    pub fn new(
+        stream: bool,
+        include_usage: bool,
+        created: u64,
+        id: &'a str,
+        model: &'a str,
+    ) -> Self {
         Self {
             stream,
             include_usage,
             created,
-            fallback_id: id.to_owned(),
-            fallback_model: model.to_owned(),
+            fallback_id: id,
+            fallback_model: model,
             prefix: Vec::new(),
             id: String::new(),
             model: String::new(),
@@ -181,12 +187,12 @@ impl Encoder {
         }
         self.started = true;
         self.id = if id.is_empty() {
-            self.fallback_id.clone()
+            self.fallback_id.to_owned()
         } else {
             id.to_owned()
         };
         self.model = if model.is_empty() {
-            self.fallback_model.clone()
+            self.fallback_model.to_owned()
         } else {
             model.to_owned()
         };

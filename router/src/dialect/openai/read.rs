@@ -14,7 +14,7 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use simd_json::prelude::*;
 
 use crate::dialect::Refusal;
-use crate::dialect::de::parse;
+use crate::dialect::de::Parser;
 use crate::dialect::de::{Content, Json, OneOrMany};
 use crate::dialect::ir::{Block, Image, Message, Request, Role, Thinking, Tool, ToolChoice};
 
@@ -225,12 +225,9 @@ fn thinking_budget(effort: &str) -> Option<u64> {
     }
 }
 
-/// Reads a chat completion request (`body` is rewritten in place by the parser).
-pub fn read<'a>(
-    body: &'a mut [u8],
-    buffers: &mut simd_json::Buffers,
-) -> Result<Request<'a>, Refusal> {
-    let raw: Raw<'a> = parse(body, buffers)?;
+/// Reads a chat completion request (`body` is rewritten in place, and padded, by the parser).
+pub fn read<'a>(body: &'a mut Vec<u8>, parser: &mut Parser) -> Result<Request<'a>, Refusal> {
+    let raw: Raw<'a> = parser.request(body)?;
     if let Some(&(param, why)) = raw.refused.first() {
         return Err(Refusal::untranslatable(
             param,

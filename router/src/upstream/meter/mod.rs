@@ -424,6 +424,12 @@ data: [DONE]\n\n";
         let body = br#"{"model":"m","messages":[{"role":"system","content":"abcd"},{"role":"user","content":[{"type":"text","text":"efgh"},{"type":"image_url","image_url":{"url":"data:..."}}]}]}"#;
         assert_eq!(estimate_prompt_tokens(body), 2);
         assert_eq!(estimate_prompt_tokens(b"not json!"), 3);
+        // Anthropic: the system prompt and tool results' nested text count too.
+        let body = br#"{"system":"abcd","messages":[{"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"efgh"}]},{"type":"text","text":"ijkl"}]}]}"#;
+        assert_eq!(estimate_prompt_tokens(body), 3);
+        // Embeddings: strings, or token ids (one token each).
+        assert_eq!(estimate_prompt_tokens(br#"{"input":["abcd","efgh"]}"#), 2);
+        assert_eq!(estimate_prompt_tokens(br#"{"input":[[1,2,3]]}"#), 3);
     }
 
     #[test]

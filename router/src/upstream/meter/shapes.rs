@@ -297,6 +297,9 @@ pub fn estimate_prompt_tokens(body: &[u8]) -> u64 {
         /// Anthropic's system prompt.
         #[serde(default)]
         system: Parts,
+        /// What an embeddings request embeds.
+        #[serde(default)]
+        input: Parts,
     }
     #[derive(Deserialize)]
     struct PromptMessage {
@@ -307,23 +310,22 @@ pub fn estimate_prompt_tokens(body: &[u8]) -> u64 {
         Ok(p) => p
             .messages
             .iter()
-            .fold(p.system.0, |n, m| n.saturating_add(m.content.0))
+            .fold(p.system.0.saturating_add(p.input.0), |n, m| {
+                n.saturating_add(m.content.0)
+            })
             .div_ceil(CHARS_PER_TOKEN),
         Err(_) => (body.len() as u64).div_ceil(CHARS_PER_TOKEN),
     }
 }
 
-/// The characters of a message's `content`: a string, or the `text` of its parts.
+/// The characters of a message's `content` (a string, or the `text` of its parts, tool
+/// results' nested `content` included), of an Anthropic `system`, or of an embeddings `input`
+/// (a string, strings, or token ids — each id counted as one token's worth of characters).
 #[derive(Debug, Default)]
 struct Parts(u64);
 
 impl<'de> Deserialize<'de> for Parts {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        struct Part {
-            #[serde(default)]
-            text: Text,
-        }
         struct V;
         impl<'de> Visitor<'de> for V {
             type Value = Parts;
@@ -336,10 +338,37 @@ impl<'de> Deserialize<'de> for Parts {
             fn visit_unit<E: de::Error>(self) -> Result<Parts, E> {
                 Ok(Parts(0))
             }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Parts, E> {
+                Ok(Parts(CHARS_PER_TOKEN))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Parts, E> {
+                Ok(Parts(CHARS_PER_TOKEN))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Parts, E> {
+                Ok(Parts(0))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Parts, E> {
+                Ok(Parts(0))
+            }
             fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Parts, A::Error> {
                 let mut n = 0u64;
-                while let Some(p) = seq.next_element::<Part>()? {
-                    n = n.saturating_add(p.text.0);
+                while let Some(p) = seq.next_element::<Parts>()? {
+                    n = n.saturating_add(p.0);
+                }
+                Ok(Parts(n))
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Parts, A::Error> {
+                let mut n = 0u64;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let chars = match key.as_ref() {
+                        "text" => map.next_value::<Text>()?.0,
+                        "content" => map.next_value::<Parts>()?.0,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            0
+                        }
+                    };
+                    n = n.saturating_add(chars);
                 }
                 Ok(Parts(n))
             }
