@@ -158,6 +158,87 @@ fn meter_stream(wire: Wire, input: &[u8], read: usize) -> usize {
     n
 }
 
+/// A whole (non-streamed) answer of ~400 characters of text, in each dialect.
+fn whole_answer(wire: Wire) -> Vec<u8> {
+    let text = "The request goes to the private GPU pool because the tenant is acme. ".repeat(6);
+    let v = match wire {
+        Wire::Anthropic => json!({
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
+            "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 243, "cache_creation_input_tokens": 0,
+                      "cache_read_input_tokens": 0, "output_tokens": 96}
+        }),
+        Wire::OpenAi => json!({
+            "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT", "object": "chat.completion",
+            "created": 1_741_569_952, "model": "gpt-4.1",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text,
+                         "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 243, "completion_tokens": 96, "total_tokens": 339,
+                      "prompt_tokens_details": {"cached_tokens": 0}}
+        }),
+    };
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// Translates a whole answer (one read, as most arrive); returns the client's byte count.
+fn translate_whole(
+    from: Wire,
+    input: &[u8],
+    parser: &mut switchyard::dialect::de::Parser,
+    out: &mut Vec<u8>,
+) -> usize {
+    let to = match from {
+        Wire::OpenAi => Wire::Anthropic,
+        Wire::Anthropic => Wire::OpenAi,
+    };
+    let options = Options {
+        stream: false,
+        ..options()
+    };
+    let mut t = Translator::new(from, to, &options, parser);
+    out.clear();
+    t.push(input, out).unwrap();
+    t.finish(out).unwrap();
+    out.len()
+}
+
+/// The passthrough path over the same answer: the usage meter.
+fn meter_whole(wire: Wire, input: &[u8], held: &mut Vec<u8>) -> usize {
+    let mut meter = Meter::new(Mode::Json, wire, held);
+    let mut n = 0;
+    meter.pass(input, &mut |kept| n += kept.len());
+    meter.finish(&mut |kept| n += kept.len());
+    assert!(meter.usage().is_some());
+    n
+}
+
+fn answers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("dialect_answer");
+    let mut parser = switchyard::dialect::de::Parser::default();
+    let mut out = Vec::new();
+    let mut held = Vec::new();
+    for (from, name) in [
+        (Wire::Anthropic, "anthropic_to_openai"),
+        (Wire::OpenAi, "openai_to_anthropic"),
+    ] {
+        let body = whole_answer(from);
+        assert!(translate_whole(from, &body, &mut parser, &mut out) > 0);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(name, |b| {
+            b.iter(|| translate_whole(from, black_box(&body), &mut parser, &mut out));
+        });
+        let meter = match from {
+            Wire::Anthropic => "meter_anthropic_passthrough",
+            Wire::OpenAi => "meter_openai_passthrough",
+        };
+        g.bench_function(meter, |b| {
+            b.iter(|| meter_whole(from, black_box(&body), &mut held));
+        });
+    }
+    g.finish();
+}
+
 fn requests(c: &mut Criterion) {
     let mut g = c.benchmark_group("dialect_request");
     for (name, body) in [
@@ -238,5 +319,5 @@ fn streams(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, requests, streams);
+criterion_group!(benches, requests, answers, streams);
 criterion_main!(benches);

@@ -86,17 +86,27 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let bytes = s.as_bytes();
     out.reserve(bytes.len() + 2);
     out.push(b'"');
+    // `bytes[run..i]` is clean and not yet copied.
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            if !needs_escape(u64::from_le_bytes(w)) {
-                i += 8;
-                continue;
+        // Skip clean text 16 bytes at a time, then 8.
+        while let Some(w) = bytes.get(i..).and_then(<[u8]>::first_chunk::<16>) {
+            let (a, b) = w.split_at(8);
+            let a = u64::from_le_bytes(a.try_into().unwrap_or_default());
+            let b = u64::from_le_bytes(b.try_into().unwrap_or_default());
+            if needs_escape(a) || needs_escape(b) {
+                break;
             }
+            i += 16;
         }
+        if let Some(w) = bytes.get(i..).and_then(<[u8]>::first_chunk::<8>)
+            && !needs_escape(u64::from_le_bytes(*w))
+        {
+            i += 8;
+            continue;
+        }
+        // A word with something to escape (or the last few bytes): byte by byte.
         let end = (i + 8).min(bytes.len());
         for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
             let escape: &[u8] = match b {

@@ -161,7 +161,22 @@ def main(base: str, key: str, mock: str) -> None:
     else:
         raise AssertionError("a model outside the allowlist was served")
 
-    print("anthropic SDK: messages, streams, tool use, errors, both key headers OK")
+    # `models.list`: the tenant's models, in Anthropic's list shape, with either key header.
+    for client in [bearer, by_header]:
+        page = client.models.list()
+        ids = [m.id for m in page.data]
+        assert "claude-sonnet-4-5" in ids and "llama-3.1-70b" in ids, ids
+        assert "gpt-9" not in ids, ids
+        assert all(m.type == "model" and m.display_name for m in page.data), page.data
+        assert page.has_more is False and page.first_id == ids[0] and page.last_id == ids[-1], page
+    try:
+        anthropic.Anthropic(base_url=base, api_key=None, default_headers={"x-api-key": "sk-swy-nope"}, max_retries=0).models.list()
+    except anthropic.AuthenticationError as e:
+        assert e.body["type"] == "error" and e.body["error"]["type"] == "authentication_error", e.body
+    else:
+        raise AssertionError("models.list with an unknown key was answered")
+
+    print("anthropic SDK: messages, streams, tool use, errors, both key headers, models.list OK")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,16 @@ use super::Refusal;
 /// A reusable `simd-json` parser: its buffers and its tape are kept from one parse to the
 /// next, so parsing a request or a stream's events allocates nothing once they have grown
 /// (each core keeps a few in its free lists).
+/// A new one allocates nothing until its first parse.
 #[derive(Default)]
 pub struct Parser {
-    buffers: simd_json::Buffers,
+    buffers: Option<simd_json::Buffers>,
     tape: Option<simd_json::value::tape::Tape<'static>>,
     /// The largest input parsed: what the buffers have grown to hold.
     pub largest: usize,
+    /// A buffer for whoever holds this parser to copy input into (`simd-json` parses in
+    /// place), kept with the parser so that it is reused too.
+    pub spare: Vec<u8>,
 }
 
 impl std::fmt::Debug for Parser {
@@ -38,13 +42,16 @@ impl Parser {
         let len = input.len();
         self.largest = self.largest.max(len);
         input.resize(len + simd_json::INPUT_PADDING, b' ');
+        let buffers = self
+            .buffers
+            .get_or_insert_with(|| simd_json::Buffers::new(len));
         let input: &'a mut [u8] = Vec::as_mut_slice(input);
         let mut tape = self
             .tape
             .take()
             .unwrap_or_else(|| simd_json::value::tape::Tape(Vec::new()))
             .reset();
-        if let Err(e) = simd_json::fill_tape_padded(input, len, &mut self.buffers, &mut tape) {
+        if let Err(e) = simd_json::fill_tape_padded(input, len, buffers, &mut tape) {
             self.tape = Some(tape.reset());
             return Err(e.to_string());
         }

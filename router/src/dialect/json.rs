@@ -18,45 +18,52 @@ impl<'o> Obj<'o> {
     }
 
     /// Writes `"key":` (after a comma when needed) and returns the buffer for the value.
-    pub fn key(&mut self, key: &str) -> &mut Vec<u8> {
+    /// Keys are the encoders' own field names, written as they are (nothing to escape).
+    pub fn key(&mut self, key: &'static str) -> &mut Vec<u8> {
+        debug_assert!(
+            key.bytes()
+                .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f),
+            "a key that needs escaping: {key:?}"
+        );
         if !self.first {
             self.out.push(b',');
         }
         self.first = false;
-        string(self.out, key);
-        self.out.push(b':');
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
         self.out
     }
 
-    pub fn str(&mut self, key: &str, value: &str) -> &mut Self {
+    pub fn str(&mut self, key: &'static str, value: &str) -> &mut Self {
         string(self.key(key), value);
         self
     }
 
     /// A string, or `null`.
-    pub fn opt_str(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+    pub fn opt_str(&mut self, key: &'static str, value: Option<&str>) -> &mut Self {
         match value {
             Some(v) => self.str(key, v),
             None => self.raw(key, b"null"),
         }
     }
 
-    pub fn u64(&mut self, key: &str, value: u64) -> &mut Self {
+    pub fn u64(&mut self, key: &'static str, value: u64) -> &mut Self {
         crate::codec::push_u64(self.key(key), value);
         self
     }
 
-    pub fn f64(&mut self, key: &str, value: f64) -> &mut Self {
+    pub fn f64(&mut self, key: &'static str, value: f64) -> &mut Self {
         number(self.key(key), value);
         self
     }
 
-    pub fn bool(&mut self, key: &str, value: bool) -> &mut Self {
+    pub fn bool(&mut self, key: &'static str, value: bool) -> &mut Self {
         self.raw(key, if value { b"true" } else { b"false" })
     }
 
     /// A value already written as JSON text.
-    pub fn raw(&mut self, key: &str, json: &[u8]) -> &mut Self {
+    pub fn raw(&mut self, key: &'static str, json: &[u8]) -> &mut Self {
         self.key(key).extend_from_slice(json);
         self
     }

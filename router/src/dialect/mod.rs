@@ -97,6 +97,22 @@ pub fn of_path(path: &[u8]) -> Wire {
     }
 }
 
+/// The dialect a request speaks, from its head: its path's, except that `GET /v1/models`
+/// with an `anthropic-version` header (the Anthropic SDKs' `models.list`) is Anthropic's —
+/// its key may come as `x-api-key`, and its answer and errors are Anthropic-shaped.
+#[must_use]
+pub fn of_request(path: &[u8], buf: &[u8], headers: &[crate::http::HeaderIdx]) -> Wire {
+    let bare = path.split(|&b| b == b'?').next().unwrap_or_default();
+    if bare == b"/v1/models"
+        && headers
+            .iter()
+            .any(|h| h.name(buf).eq_ignore_ascii_case(b"anthropic-version"))
+    {
+        return Wire::Anthropic;
+    }
+    of_path(path)
+}
+
 /// Why a request cannot go to an upstream in its dialect.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

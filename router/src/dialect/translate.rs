@@ -108,9 +108,9 @@ pub struct Translator<'t> {
     decoder: Decoder,
     encoder: Encoder<'t>,
     split: Splitter,
-    scratch: Vec<u8>,
     parser: &'t mut Parser,
-    /// A whole answer or an error body, as it arrives.
+    /// A whole answer or an error body, as it arrives; or a stream's event, copied to be
+    /// parsed. The parser's spare buffer, given back on drop.
     body: Vec<u8>,
     tally: Tally,
     /// The answer was refused as untranslatable; what follows is ignored.
@@ -150,9 +150,8 @@ impl<'t> Translator<'t> {
             decoder,
             encoder,
             split: Splitter::default(),
-            scratch: Vec::new(),
+            body: take_spare(parser),
             parser,
-            body: Vec::new(),
             tally: Tally::default(),
             broken: false,
         }
@@ -194,7 +193,7 @@ impl<'t> Translator<'t> {
             Kind::Stream => {
                 let Self {
                     split,
-                    scratch,
+                    body: scratch,
                     parser,
                     decoder,
                     encoder,
@@ -238,6 +237,8 @@ impl<'t> Translator<'t> {
                     let why = format!("sent an answer larger than {MAX_WHOLE} bytes");
                     return Err(self.refuse(why, out));
                 }
+                // Room for the parser's padding too, so that parsing does not move it.
+                self.body.reserve(data.len() + simd_json::INPUT_PADDING);
                 self.body.extend_from_slice(data);
                 Ok(())
             }
@@ -328,4 +329,17 @@ impl<'t> Translator<'t> {
         self.broken = true;
         why
     }
+}
+
+impl Drop for Translator<'_> {
+    fn drop(&mut self) {
+        self.body.clear();
+        self.parser.spare = std::mem::take(&mut self.body);
+    }
+}
+
+fn take_spare(parser: &mut Parser) -> Vec<u8> {
+    let mut spare = std::mem::take(&mut parser.spare);
+    spare.clear();
+    spare
 }

@@ -19,7 +19,7 @@ pub fn principal<'k>(
     req: &Request<'_>,
     keys: &'k KeySet,
 ) -> Result<Option<&'k KeyRecord>, Error> {
-    let wire = crate::dialect::of_path(req.head.path(req.buf));
+    let wire = crate::dialect::of_request(req.head.path(req.buf), req.buf, req.headers);
     principal_of(core, req.buf, req.headers, keys, wire)
 }
 

@@ -3,20 +3,22 @@
 
 use std::fmt::Write as _;
 
+use crate::dialect::Wire;
 use crate::runtime::core::Core;
 
 /// `GET /v1/models`: every model an endpoint of the table lists (or resolves `auto` to) that
 /// the tenant may use (all of them for no tenant, or one without an allowlist). A key's
-/// tenant (`keyed`) that the table does not declare may use none.
-pub fn models(core: &Core, tenant: Option<&str>, keyed: bool) -> serde_json::Value {
+/// tenant (`keyed`) that the table does not declare may use none. OpenAI's list shape, or
+/// Anthropic's for an Anthropic client (`wire`).
+pub fn models(core: &Core, tenant: Option<&str>, keyed: bool, wire: Wire) -> serde_json::Value {
     let loaded = core.table();
     let t = loaded.table();
     let declared = tenant.and_then(|id| t.tenant_by_id(id));
+    let mut seen = std::collections::BTreeMap::new();
     if keyed && declared.is_none() {
-        return serde_json::json!({ "object": "list", "data": [] });
+        return model_list(seen, wire);
     }
     let tenant = declared;
-    let mut seen = std::collections::BTreeMap::new();
     for e in t.endpoints() {
         for m in e.models().chain(e.default_model()) {
             if tenant.as_ref().is_some_and(|t| !t.allows(m)) {
@@ -26,13 +28,38 @@ pub fn models(core: &Core, tenant: Option<&str>, keyed: bool) -> serde_json::Val
                 .or_insert_with(|| e.id().to_owned());
         }
     }
-    let data: Vec<serde_json::Value> = seen
-        .into_iter()
-        .map(|(id, owner)| {
-            serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": owner })
-        })
-        .collect();
-    serde_json::json!({ "object": "list", "data": data })
+    model_list(seen, wire)
+}
+
+/// Models (by id, with the endpoint that serves each) as a list in `wire`'s shape.
+fn model_list(models: std::collections::BTreeMap<String, String>, wire: Wire) -> serde_json::Value {
+    match wire {
+        Wire::OpenAi => {
+            let data: Vec<serde_json::Value> = models
+                .into_iter()
+                .map(|(id, owner)| {
+                    serde_json::json!({ "id": id, "object": "model", "created": 0, "owned_by": owner })
+                })
+                .collect();
+            serde_json::json!({ "object": "list", "data": data })
+        }
+        Wire::Anthropic => {
+            let first = models.keys().next().cloned();
+            let last = models.keys().next_back().cloned();
+            let data: Vec<serde_json::Value> = models
+                .into_keys()
+                .map(|id| {
+                    serde_json::json!({
+                        "type": "model",
+                        "id": id,
+                        "display_name": id,
+                        "created_at": "1970-01-01T00:00:00Z",
+                    })
+                })
+                .collect();
+            serde_json::json!({ "data": data, "has_more": false, "first_id": first, "last_id": last })
+        }
+    }
 }
 
 pub fn metrics(core: &Core) -> String {

@@ -92,7 +92,14 @@ pub fn admit(core: &Core, buf: &[u8], head: &Head, headers: &[HeaderIdx]) -> Res
     match target {
         Target::Api(_) | Target::Models => {
             let keys = core.keys();
-            principal_of(core, buf, headers, &keys, crate::dialect::of_path(path)).map(|_| ())
+            principal_of(
+                core,
+                buf,
+                headers,
+                &keys,
+                crate::dialect::of_request(path, buf, headers),
+            )
+            .map(|_| ())
         }
         Target::Admin => core
             .shared
@@ -134,7 +141,8 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
                             .and_then(|t| std::str::from_utf8(t).ok())
                             .map(str::to_owned),
                     };
-                    let body = models(core, tenant.as_deref(), who.is_some());
+                    let wire = crate::dialect::of_request(path, req.buf, req.headers);
+                    let body = models(core, tenant.as_deref(), who.is_some(), wire);
                     json(core, req, client, 200, &body)
                 }
                 Err(e) => error_reply(core, req, client, &e),

@@ -78,7 +78,7 @@ pub fn error_routed(
     route: &RouteReport<'_>,
 ) -> Next {
     let id = request_id(core, req);
-    let wire = crate::dialect::of_path(req.head.path(req.buf));
+    let wire = crate::dialect::of_request(req.head.path(req.buf), req.buf, req.headers);
     error_with_id(core, client, &id, err, route, wire);
     Next::KeepAlive
 }

@@ -131,14 +131,14 @@ pub async fn serve(stream: TcpStream, core: &Core) {
                 &c.headers,
             )
         {
-            let wire = crate::dialect::of_path(head.path(&c.buf));
+            let wire = crate::dialect::of_request(head.path(&c.buf), &c.buf, &c.headers);
             return c.refuse(core, &err, wire).await;
         }
         let consumed = match c.read_body(core, &head).await {
             Ok(Some(n)) => n,
             Ok(None) => return,
             Err(err) => {
-                let wire = crate::dialect::of_path(head.path(&c.buf));
+                let wire = crate::dialect::of_request(head.path(&c.buf), &c.buf, &c.headers);
                 return c.refuse(core, &err, wire).await;
             }
         };
