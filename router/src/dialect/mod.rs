@@ -12,13 +12,17 @@
 //! - [`openai`], [`anthropic`]: per dialect, the request reader and writer, the answer decoder
 //!   (stream and whole) and the answer encoder;
 //! - [`sse`]: Server-Sent Events framing, shared by both;
+//! - [`eventstream`]: the AWS binary event-stream framing Bedrock streams in;
+//! - [`bedrock`]: the Converse request writer and answer decoder;
 //! - [`translate`]: a decoder and an encoder joined, fed the upstream's body bytes;
 //! - [`errors`]: error bodies in either dialect, and from one into the other;
 //! - [`json`]: the small JSON writer the encoders share.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod de;
 pub mod errors;
+pub mod eventstream;
 pub mod ir;
 pub mod json;
 pub mod openai;

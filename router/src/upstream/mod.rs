@@ -2,7 +2,8 @@
 //! answering it produced), [`pool`] (per-core keep-alive connections), [`resolve`] (name
 //! resolution off the executors), [`forward`] (the upstream request and its response
 //! head), [`relay`] (the response body to the client as it arrives), [`meter`] (token usage
-//! read from it), [`mock`] (the in-process `mock` endpoint).
+//! read from it), [`mock`] (the in-process `mock` endpoint), [`sigv4`] (AWS request signing,
+//! for Bedrock).
 
 pub mod exchange;
 pub mod forward;
@@ -11,3 +12,4 @@ pub mod mock;
 pub mod pool;
 pub mod relay;
 pub mod resolve;
+pub mod sigv4;

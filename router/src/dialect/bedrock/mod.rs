@@ -1,0 +1,9 @@
+//! AWS Bedrock's Converse API: requests written from the intermediate form, answers (whole
+//! and streamed in event-stream frames) decoded into its events. Bedrock is only ever an
+//! upstream, so there is no reader or encoder. Not yet wired to an endpoint type (issue 13).
+
+pub mod decode;
+pub mod write;
+
+#[cfg(test)]
+mod tests;
