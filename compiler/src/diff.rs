@@ -118,12 +118,32 @@ fn joint_field(f: Field, old: &Table<'_>, new: &Table<'_>) -> FieldSpace {
 
 fn endpoint_changes(old: &Table<'_>, new: &Table<'_>) -> Vec<String> {
     let describe = |e: &switchyard_table::EndpointView<'_>| {
+        let models: Vec<String> = e
+            .models_with_upstream()
+            .map(|(name, id)| {
+                if name == id {
+                    name.to_owned()
+                } else {
+                    format!("{name}->{id}")
+                }
+            })
+            .collect();
+        let mut settings: Vec<String> = e
+            .text_settings()
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| format!(" {k}={v}"))
+            .collect();
+        if let Some(api) = e.bedrock_api() {
+            settings.push(format!(" bedrock_api={api}"));
+        }
         format!(
-            "type={} url={} transport={} models=[{}]",
+            "type={} url={} transport={} models=[{}]{}",
             e.kind(),
             if e.url().is_empty() { "-" } else { e.url() },
             e.transport(),
-            e.models().collect::<Vec<_>>().join(", ")
+            models.join(", "),
+            settings.concat()
         )
     };
     let mut out = Vec::new();

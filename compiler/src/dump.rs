@@ -45,7 +45,16 @@ pub fn dump(t: &Table<'_>) -> String {
 
     let _ = writeln!(o, "\nendpoints ({}):", t.endpoint_count());
     for e in t.endpoints() {
-        let models: Vec<&str> = e.models().collect();
+        let models: Vec<String> = e
+            .models_with_upstream()
+            .map(|(name, id)| {
+                if name == id {
+                    name.to_owned()
+                } else {
+                    format!("{name}->{id}")
+                }
+            })
+            .collect();
         let _ = writeln!(
             o,
             "  [{}] {}  type={} transport={} url={}{}",
@@ -66,12 +75,15 @@ pub fn dump(t: &Table<'_>) -> String {
             e.health_check_interval_ms(),
             e.timeout_ms()
         );
-        let extras: Vec<String> = e
+        let mut extras: Vec<String> = e
             .text_settings()
             .into_iter()
             .filter(|(_, v)| !v.is_empty())
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        if let Some(api) = e.bedrock_api() {
+            extras.push(format!("bedrock_api={api}"));
+        }
         if !extras.is_empty() {
             let _ = writeln!(o, "      {}", extras.join(" "));
         }

@@ -45,6 +45,10 @@ pub struct Explanation {
     /// `null` when denied.
     pub endpoint: Option<String>,
     pub fallback: Vec<String>,
+    /// The provider's id for the request's model at the chosen endpoint, when the policy
+    /// maps it to one (`models: [{ name, upstream }]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_model: Option<String>,
     pub request: std::collections::BTreeMap<&'static str, String>,
     /// Every rule before the decision, then the deciding rule.
     pub trace: Vec<RuleTrace>,
@@ -106,6 +110,11 @@ pub fn explain(table: &Table<'_>, attrs: &Attrs) -> Explanation {
         denied,
         endpoint: hit.endpoint().map(|e| e.id().to_owned()),
         fallback: hit.fallback().map(|e| e.id().to_owned()).collect(),
+        upstream_model: hit.endpoint().and_then(|e| {
+            let model = attrs.str_value(Field::Model)?;
+            let id = e.upstream_model(model);
+            (id != model).then(|| id.to_owned())
+        }),
         request: Field::ALL
             .into_iter()
             .filter_map(|f| value_of(attrs, f).map(|v| (f.key(), v)))
@@ -208,6 +217,9 @@ pub fn render_human(e: &Explanation) -> String {
                 .map(|n| format!(" `{n}`"))
                 .unwrap_or_default()
         );
+        if let (Some(id), Some(model)) = (&e.upstream_model, e.request.get("model")) {
+            let _ = writeln!(out, "model `{model}` is sent to the provider as `{id}`");
+        }
     }
     out
 }

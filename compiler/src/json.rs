@@ -114,7 +114,17 @@ pub fn table_to_json(t: &Table<'_>) -> Value {
         o.insert("type".into(), e.kind().to_string().into());
         put(&mut o, "url", e.url());
         o.insert("transport".into(), e.transport().to_string().into());
-        let models: Vec<Value> = e.models().map(Value::from).collect();
+        // A model whose provider id differs is `{name, upstream}`, as the policy writes it.
+        let models: Vec<Value> = e
+            .models_with_upstream()
+            .map(|(name, id)| {
+                if name == id {
+                    Value::from(name)
+                } else {
+                    serde_json::json!({ "name": name, "upstream": id })
+                }
+            })
+            .collect();
         let first = e.models().next();
         if !models.is_empty() {
             o.insert("models".into(), Value::Array(models));
@@ -141,6 +151,9 @@ pub fn table_to_json(t: &Table<'_>) -> Value {
         }
         for (key, text) in e.text_settings() {
             put(&mut o, key, text);
+        }
+        if let Some(api) = e.bedrock_api() {
+            o.insert("bedrock_api".into(), api.to_string().into());
         }
         endpoints.push(Value::Object(o));
     }

@@ -117,4 +117,15 @@ fn wrong_magic_and_version_are_named() {
         Table::from_bytes(&b).unwrap_err(),
         TableError::UnsupportedVersion { major: 1, .. }
     ));
+    // A format-2 table (before the cloud endpoint settings and provider model ids): the
+    // message says to recompile.
+    let mut b = table();
+    b[8] = 2;
+    reseal(&mut b);
+    let err = Table::from_bytes(&b).unwrap_err();
+    assert!(
+        matches!(err, TableError::UnsupportedVersion { major: 2, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("recompile the policy"), "{err}");
 }

@@ -504,3 +504,46 @@ fn the_admin_listener_and_the_main_listener_answer_alike() {
         1000
     );
 }
+
+#[test]
+fn cloud_endpoints_and_model_names_are_accepted_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("t.swt");
+    compile(POLICY, &table, 1);
+    let r = start(&table, &dir.path().join("data"));
+    let bedrock = json!({
+        "id": "claude-aws", "type": "bedrock", "region": "us-east-1", "bedrock_api": "invoke",
+        "aws_access_key_id_env": "TEAM_KEY_ID", "aws_secret_access_key_env": "TEAM_SECRET",
+        "models": [{"name": "sonnet", "upstream": "us.anthropic.claude-3-7-sonnet-20250219-v1:0"}, "plain"]
+    });
+    let created = on_main(r.addr, "POST", "/v1/endpoints", &bedrock);
+    assert_eq!(created.status, 201, "{}", created.text());
+    let got = on_main(r.addr, "GET", "/v1/endpoints/claude-aws", &Value::Null).json();
+    assert_eq!(got["region"], "us-east-1", "{got}");
+    assert_eq!(got["bedrock_api"], "invoke", "{got}");
+    assert_eq!(got["aws_secret_access_key_env"], "TEAM_SECRET", "{got}");
+    assert_eq!(
+        got["models"],
+        json!([{"name": "sonnet", "upstream": "us.anthropic.claude-3-7-sonnet-20250219-v1:0"}, "plain"])
+    );
+    let vertex = json!({"id": "gem", "type": "vertex", "project": "acme-ml",
+        "credentials_file": "/etc/switchyard/sa.json", "models": ["gemini-2.0-flash"]});
+    let v = assert_error(
+        &on_main(r.addr, "POST", "/v1/endpoints", &vertex),
+        400,
+        "invalid_policy",
+    );
+    assert!(v["diagnostics"].to_string().contains("location"), "{v}");
+    let typo = json!({"id": "claude-aws", "bedrock_api": "invok"});
+    let v = assert_error(
+        &on_main(r.addr, "POST", "/v1/endpoints", &typo),
+        400,
+        "invalid_policy",
+    );
+    assert!(
+        v["diagnostics"]
+            .to_string()
+            .contains("did you mean `invoke`"),
+        "{v}"
+    );
+}

@@ -140,11 +140,15 @@ impl Checker<'_> {
                 }
             }
         };
-        let models = match node.get("models") {
-            Some(n) => self
-                .word_list(n, "models")
-                .map(|v| v.into_iter().map(|(s, _)| s).collect()),
-            None => Some(Vec::new()),
+        let (models, upstream_models) = match node.get("models") {
+            Some(n) => match self.models(n) {
+                Some(list) => {
+                    let (names, ids): (Vec<String>, Vec<String>) = list.into_iter().unzip();
+                    (Some(names), Some(ids))
+                }
+                None => (None, None),
+            },
+            None => (Some(Vec::new()), Some(Vec::new())),
         };
         let default_model = match node.get("default_model") {
             Some(n) => {
@@ -188,6 +192,10 @@ impl Checker<'_> {
             "project",
             "location",
             "ca_file",
+            "credentials_file",
+            "aws_access_key_id_env",
+            "aws_secret_access_key_env",
+            "aws_session_token_env",
         ]
         .map(|key| match node.get(key) {
             Some(n) => self.id(n, key),
@@ -205,7 +213,24 @@ impl Checker<'_> {
             project,
             location,
             ca_file,
+            credentials_file,
+            aws_access_key_id_env,
+            aws_secret_access_key_env,
+            aws_session_token_env,
         ] = &mut texts;
+        ok &= self.cloud_settings(node, id_node, kind);
+        let bedrock_api = match (kind, node.get("bedrock_api")) {
+            (Some(EndpointKind::Bedrock), Some(n)) => self.enum_word(
+                n,
+                "Bedrock API",
+                BedrockApi::parse,
+                &words(BedrockApi::ALL, BedrockApi::as_str),
+            ),
+            (Some(EndpointKind::Bedrock), None) => Some(BedrockApi::Converse),
+            _ => Some(BedrockApi::Converse),
+        };
+        let bedrock_api =
+            bedrock_api.map(|api| (kind == Some(EndpointKind::Bedrock)).then_some(api));
         let spec = EndpointSpec {
             id: id?,
             kind: kind?,
@@ -225,6 +250,12 @@ impl Checker<'_> {
             project: project.take()?,
             location: location.take()?,
             ca_file: ca_file.take()?,
+            credentials_file: credentials_file.take()?,
+            aws_access_key_id_env: aws_access_key_id_env.take()?,
+            aws_secret_access_key_env: aws_secret_access_key_env.take()?,
+            aws_session_token_env: aws_session_token_env.take()?,
+            bedrock_api: bedrock_api?,
+            upstream_models: upstream_models?,
             builtin: false,
         };
         ok.then_some(Endpoint {
@@ -232,6 +263,130 @@ impl Checker<'_> {
             span: id_node.span,
             in_policy,
         })
+    }
+
+    /// `models`: a list of names, each a scalar or `{ name: NAME, upstream: PROVIDER_ID }`;
+    /// returns (name, provider id or empty) pairs.
+    fn models(&mut self, node: &Node) -> Option<Vec<(String, String)>> {
+        let items = self.seq(
+            node,
+            "models",
+            "`[a, b]` or `[{ name: a, upstream: provider-id }]`",
+        )?;
+        let mut out: Vec<(String, String)> = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for item in items {
+            let (name, upstream) = if let Value::Map(entries) = &item.value {
+                self.known_keys(entries, MODEL_KEYS, "a model");
+                let Some(name_node) = item.get("name") else {
+                    self.push(
+                        Diagnostic::error(Code::MissingKey, "model has no `name`")
+                            .label(item.span, "this model")
+                            .help("write `{ name: NAME, upstream: PROVIDER_ID }`: policies and clients use the name, the provider gets its id"),
+                    );
+                    ok = false;
+                    continue;
+                };
+                let upstream = match item.get("upstream") {
+                    Some(n) => self.id(n, "upstream"),
+                    None => Some(String::new()),
+                };
+                (self.id(name_node, "models"), upstream)
+            } else {
+                (self.id(item, "models"), Some(String::new()))
+            };
+            match (name, upstream) {
+                (Some(name), Some(upstream)) => {
+                    if out.iter().any(|(n, _)| *n == name) {
+                        self.push(
+                            Diagnostic::error(
+                                Code::InvalidValue,
+                                format!("model `{name}` is listed twice"),
+                            )
+                            .label(item.span, "listed again here")
+                            .help("list each model once"),
+                        );
+                        ok = false;
+                    }
+                    out.push((name, upstream));
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// The settings only some endpoint types take: required ones present, others' absent.
+    fn cloud_settings(&mut self, node: &Node, id_node: &Node, kind: Option<EndpointKind>) -> bool {
+        let Some(kind) = kind else { return true };
+        let mut ok = true;
+        let required: &[(&str, &str)] = match kind {
+            EndpointKind::Bedrock => &[(
+                "region",
+                "the AWS region of the Bedrock runtime, e.g. `region: us-east-1`",
+            )],
+            EndpointKind::Vertex => &[
+                (
+                    "project",
+                    "the Google Cloud project id, e.g. `project: my-project`",
+                ),
+                (
+                    "location",
+                    "the Vertex AI location, e.g. `location: us-central1` (or `global`)",
+                ),
+            ],
+            _ => &[],
+        };
+        for (key, help) in required {
+            if node.get(key).is_none() {
+                self.push(
+                    Diagnostic::error(Code::MissingKey, format!("{kind} endpoint has no `{key}`"))
+                        .label(id_node.span, "this endpoint")
+                        .help(format!("add {help}")),
+                );
+                ok = false;
+            }
+        }
+        let only: &[(&str, EndpointKind)] = &[
+            ("credentials_file", EndpointKind::Vertex),
+            ("aws_access_key_id_env", EndpointKind::Bedrock),
+            ("aws_secret_access_key_env", EndpointKind::Bedrock),
+            ("aws_session_token_env", EndpointKind::Bedrock),
+            ("bedrock_api", EndpointKind::Bedrock),
+        ];
+        for (key, owner) in only {
+            if kind != *owner
+                && let Some((k, _)) = node
+                    .as_map()
+                    .and_then(|m| m.iter().find(|(k, _)| k.as_scalar() == Some(*key)))
+            {
+                self.push(
+                    Diagnostic::error(
+                        Code::InvalidValue,
+                        format!("`{key}` applies only to `type: {owner}` endpoints"),
+                    )
+                    .label(k.span, format!("this endpoint is `type: {kind}`"))
+                    .help(format!("remove `{key}`, or change the endpoint's type")),
+                );
+                ok = false;
+            }
+        }
+        let access = node.get("aws_access_key_id_env").is_some();
+        let secret = node.get("aws_secret_access_key_env").is_some();
+        if kind == EndpointKind::Bedrock && access != secret {
+            let missing = if access {
+                "aws_secret_access_key_env"
+            } else {
+                "aws_access_key_id_env"
+            };
+            self.push(
+                Diagnostic::error(Code::MissingKey, format!("bedrock endpoint has no `{missing}`"))
+                    .label(id_node.span, "this endpoint")
+                    .help("give both `aws_access_key_id_env` and `aws_secret_access_key_env` (names of environment variables), or neither to use AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"),
+            );
+            ok = false;
+        }
+        ok
     }
 
     pub(super) fn url(&mut self, node: &Node) -> Option<String> {
@@ -436,6 +591,12 @@ pub fn builtin_endpoint(id: &str) -> Option<EndpointSpec> {
         project: String::new(),
         location: String::new(),
         ca_file: String::new(),
+        credentials_file: String::new(),
+        aws_access_key_id_env: String::new(),
+        aws_secret_access_key_env: String::new(),
+        aws_session_token_env: String::new(),
+        bedrock_api: (kind == EndpointKind::Bedrock).then_some(BedrockApi::Converse),
+        upstream_models: Vec::new(),
         builtin: true,
     })
 }

@@ -18,7 +18,8 @@ pub use self::rules::action_of;
 
 use sha2::{Digest as _, Sha256};
 use switchyard_table::{
-    Action, DataClassSpec, EndpointKind, EndpointSpec, Field, Micros, TenantSpec, Transport,
+    Action, BedrockApi, DataClassSpec, EndpointKind, EndpointSpec, Field, Micros, TenantSpec,
+    Transport,
 };
 
 use crate::diag::{Code, Diagnostic, Severity, suggest};
@@ -46,8 +47,14 @@ const ENDPOINT_KEYS: &[&str] = &[
     "project",
     "location",
     "ca_file",
+    "credentials_file",
+    "aws_access_key_id_env",
+    "aws_secret_access_key_env",
+    "aws_session_token_env",
+    "bedrock_api",
     "description",
 ];
+const MODEL_KEYS: &[&str] = &["name", "upstream"];
 const PRICING_KEYS: &[&str] = &["input_per_1k", "output_per_1k"];
 const TENANT_KEYS: &[&str] = &[
     "id",

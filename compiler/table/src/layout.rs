@@ -23,8 +23,10 @@
 /// First eight bytes of every table.
 pub const MAGIC: [u8; 8] = *b"SWYTABLE";
 /// Format major version: a reader refuses any other. 2: endpoint records carry `ca_file`,
-/// tenant records `daily_token_budget` (1.x tables must be recompiled).
-pub const FORMAT_MAJOR: u16 = 2;
+/// tenant records `daily_token_budget`. 3: endpoint records carry the cloud settings
+/// (`credentials_file`, the AWS key variables, `bedrock_api`) and the provider ids of their
+/// models. Older tables must be recompiled.
+pub const FORMAT_MAJOR: u16 = 3;
 /// Format minor version: additions a x.0 reader can ignore.
 pub const FORMAT_MINOR: u16 = 0;
 /// Length of the fixed header.
@@ -132,7 +134,7 @@ pub struct StrRef {
 }
 
 pub(crate) mod endpoint {
-    pub(crate) const LEN: usize = 128;
+    pub(crate) const LEN: usize = 168;
     pub(crate) const ID: usize = 0;
     pub(crate) const URL: usize = 8;
     pub(crate) const DEFAULT_MODEL: usize = 16;
@@ -145,7 +147,13 @@ pub(crate) mod endpoint {
     pub(crate) const LOCATION: usize = 72;
     /// PEM file of extra trust anchors for an `https://` upstream (private CA).
     pub(crate) const CA_FILE: usize = 120;
-    pub(crate) const TEXT_FIELDS: [usize; 11] = [
+    /// Vertex: a service-account key file.
+    pub(crate) const CREDENTIALS_FILE: usize = 128;
+    /// Bedrock: the environment variables holding the AWS credentials.
+    pub(crate) const AWS_ACCESS_KEY_ID_ENV: usize = 136;
+    pub(crate) const AWS_SECRET_ACCESS_KEY_ENV: usize = 144;
+    pub(crate) const AWS_SESSION_TOKEN_ENV: usize = 152;
+    pub(crate) const TEXT_FIELDS: [usize; 15] = [
         ID,
         URL,
         DEFAULT_MODEL,
@@ -157,16 +165,25 @@ pub(crate) mod endpoint {
         PROJECT,
         LOCATION,
         CA_FILE,
+        CREDENTIALS_FILE,
+        AWS_ACCESS_KEY_ID_ENV,
+        AWS_SECRET_ACCESS_KEY_ENV,
+        AWS_SESSION_TOKEN_ENV,
     ];
     pub(crate) const MODELS_START: usize = 80;
     pub(crate) const MODELS_COUNT: usize = 84;
     pub(crate) const KIND: usize = 88;
     pub(crate) const TRANSPORT: usize = 89;
     pub(crate) const FLAGS: usize = 90;
+    /// Bedrock: the `BedrockApi` code; 0 for other types.
+    pub(crate) const BEDROCK_API: usize = 91;
     pub(crate) const HEALTH_MS: usize = 92;
     pub(crate) const TIMEOUT_MS: usize = 96;
     pub(crate) const INPUT_PER_1K: usize = 104;
     pub(crate) const OUTPUT_PER_1K: usize = 112;
+    /// First ref of the provider ids of `models`, one per model (`MODELS_COUNT` of them; an
+    /// empty one: the model's own name is sent).
+    pub(crate) const UPSTREAM_MODELS_START: usize = 160;
     /// Flag: not declared by the policy; the built-in endpoint of a managed provider.
     pub(crate) const FLAG_BUILTIN: u8 = 1;
 }

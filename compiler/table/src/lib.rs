@@ -24,7 +24,7 @@ pub use read::{
     DataClassView, Decision, EndpointView, FieldView, GlobView, LiteralView, RuleView, Table,
     TenantView,
 };
-pub use vocab::{Action, EndpointKind, Field, FieldKind, Transport};
+pub use vocab::{Action, BedrockApi, EndpointKind, Field, FieldKind, Transport};
 pub use write::{
     DataClassSpec, EndpointSpec, FieldSpec, RuleSpec, TableSpec, TenantSpec, encode, reseal,
 };

@@ -164,6 +164,17 @@ closed_vocab! {
 }
 
 closed_vocab! {
+    /// Which Bedrock API a `bedrock` endpoint is called through.
+    BedrockApi {
+        /// `Converse` / `ConverseStream`: one request shape for every model.
+        Converse = 1, "converse";
+        /// `InvokeModel` / `InvokeModelWithResponseStream` with the model's own body
+        /// (Anthropic Messages for Claude).
+        Invoke = 2, "invoke";
+    }
+}
+
+closed_vocab! {
     /// What a matching rule does.
     Action {
         /// Forward to the rule's endpoint, then its fallbacks.

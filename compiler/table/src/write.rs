@@ -13,7 +13,7 @@ use crate::layout::{
     data_class, endpoint, field, glob, header, literal, rule, tenant,
 };
 use crate::partition::{Atom, Partition, literal_hash, to_u32};
-use crate::{Action, EndpointKind, Field, Micros, Transport};
+use crate::{Action, BedrockApi, EndpointKind, Field, Micros, Transport};
 
 /// An endpoint as the table stores it. Secrets are never here: only the name of the
 /// environment variable or file that holds them.
@@ -41,6 +41,16 @@ pub struct EndpointSpec {
     pub location: String,
     /// PEM file of extra CA certificates trusted for this endpoint; empty if none.
     pub ca_file: String,
+    /// Vertex: a service-account key file; empty for the metadata server.
+    pub credentials_file: String,
+    /// Bedrock: environment variables holding the AWS access key, secret and session token.
+    pub aws_access_key_id_env: String,
+    pub aws_secret_access_key_env: String,
+    pub aws_session_token_env: String,
+    /// Bedrock: which API; `None` for other types.
+    pub bedrock_api: Option<BedrockApi>,
+    /// The provider's id for each of `models` (same length; empty: the name itself).
+    pub upstream_models: Vec<String>,
     /// Not declared by the policy: a managed provider's built-in endpoint.
     pub builtin: bool,
 }
@@ -227,6 +237,10 @@ impl Sections {
             &e.project,
             &e.location,
             &e.ca_file,
+            &e.credentials_file,
+            &e.aws_access_key_id_env,
+            &e.aws_secret_access_key_env,
+            &e.aws_session_token_env,
         ];
         for (off, text) in endpoint::TEXT_FIELDS.into_iter().zip(texts) {
             let r = self.strings.add(text);
@@ -235,6 +249,16 @@ impl Sections {
         let (start, count) = self.string_list(&e.models);
         set_u32(&mut rec, endpoint::MODELS_START, start);
         set_u32(&mut rec, endpoint::MODELS_COUNT, count);
+        // One provider id per model, empty where none was given.
+        let mut upstream = e.upstream_models.clone();
+        upstream.resize(e.models.len(), String::new());
+        let (start, _) = self.string_list(&upstream);
+        set_u32(&mut rec, endpoint::UPSTREAM_MODELS_START, start);
+        set_u8(
+            &mut rec,
+            endpoint::BEDROCK_API,
+            e.bedrock_api.map_or(0, BedrockApi::code),
+        );
         set_u8(&mut rec, endpoint::KIND, e.kind.code());
         set_u8(&mut rec, endpoint::TRANSPORT, e.transport.code());
         let flags = if e.builtin { endpoint::FLAG_BUILTIN } else { 0 };

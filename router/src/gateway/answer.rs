@@ -111,6 +111,9 @@ pub(super) async fn candidates<'r>(
                 continue;
             }
         }
+        // The provider's id for the model (`models: [{ name, upstream }]`); the name is what
+        // policies, allowlists and the audit's `model` use.
+        let upstream_model = endpoint.upstream_model(send_model);
         let wire = wire_of(plan);
         let mut scratch = (core.pool.bytes.take(), core.pool.bytes.take());
         let mut dropped = String::new();
@@ -126,7 +129,7 @@ pub(super) async fn candidates<'r>(
                 };
                 let (_, out) = &mut scratch;
                 out.clear();
-                write_request(ir, to, send_model, limit, out, &mut dropped)
+                write_request(ir, to, upstream_model, limit, out, &mut dropped)
                     .map(|()| out.as_slice())
                     .map_err(|r| refusal_error(&r, Some((endpoint.id(), to))))
             }
@@ -142,7 +145,7 @@ pub(super) async fn candidates<'r>(
                 Ok(endpoint_body(
                     req.body,
                     route.fields,
-                    send_model,
+                    upstream_model,
                     edit,
                     &mut scratch,
                 ))
@@ -156,7 +159,7 @@ pub(super) async fn candidates<'r>(
             // `draft.model` already holds the requested model; only a resolved one differs.
             draft.model = Some(send_model.to_owned());
         }
-        draft.upstream_model = Some(send_model.to_owned());
+        draft.upstream_model = Some(upstream_model.to_owned());
         draft.pricing = Some((endpoint.input_per_1k(), endpoint.output_per_1k()));
         let result = match body {
             Ok(body) => {
@@ -166,7 +169,7 @@ pub(super) async fn candidates<'r>(
                     id,
                     rule: route.choice.rule_index,
                     endpoint: endpoint.id(),
-                    model: send_model,
+                    model: upstream_model,
                     stream,
                     body,
                     strip_usage: stream && !asked_usage && api == Api::Chat,

@@ -29,7 +29,7 @@ use crate::layout::{
     u32_at, u64_at,
 };
 use crate::partition::{ABSENT, OTHER, literal_hash};
-use crate::{Action, EndpointKind, Field, FieldKind, Micros, Request, Transport};
+use crate::{Action, BedrockApi, EndpointKind, Field, FieldKind, Micros, Request, Transport};
 
 /// Per-field descriptor, decoded and validated at load.
 #[derive(Clone, Copy, Debug, Default)]

@@ -186,6 +186,18 @@ impl<'a> Table<'a> {
                 u32_at(rec, endpoint::MODELS_COUNT),
                 "endpoint models",
             )?;
+            self.check_str_list(
+                u32_at(rec, endpoint::UPSTREAM_MODELS_START),
+                u32_at(rec, endpoint::MODELS_COUNT),
+                "endpoint upstream model ids",
+            )?;
+            let api = u8_at(rec, endpoint::BEDROCK_API);
+            if api != 0 {
+                BedrockApi::from_code(api).ok_or(TableError::BadCode {
+                    what: "bedrock api",
+                    code: api,
+                })?;
+            }
         }
         for i in 0..self.tenant_count() {
             let rec = self.record(self.tenants, tenant::LEN, i);

@@ -185,10 +185,54 @@ impl<'t> EndpointView<'t> {
     pub fn ca_file(&self) -> &'t str {
         self.text(endpoint::CA_FILE)
     }
+    /// Vertex: the service-account key file (empty: the metadata server).
+    #[must_use]
+    pub fn credentials_file(&self) -> &'t str {
+        self.text(endpoint::CREDENTIALS_FILE)
+    }
+    #[must_use]
+    pub fn aws_access_key_id_env(&self) -> &'t str {
+        self.text(endpoint::AWS_ACCESS_KEY_ID_ENV)
+    }
+    #[must_use]
+    pub fn aws_secret_access_key_env(&self) -> &'t str {
+        self.text(endpoint::AWS_SECRET_ACCESS_KEY_ENV)
+    }
+    #[must_use]
+    pub fn aws_session_token_env(&self) -> &'t str {
+        self.text(endpoint::AWS_SESSION_TOKEN_ENV)
+    }
+    /// Bedrock: the API it is called through (`None` for other types).
+    #[must_use]
+    pub fn bedrock_api(&self) -> Option<BedrockApi> {
+        BedrockApi::from_code(u8_at(self.rec(), endpoint::BEDROCK_API))
+    }
+    /// Each model with the id sent to the provider for it (the name itself when the policy
+    /// gave none).
+    pub fn models_with_upstream(&self) -> impl Iterator<Item = (&'t str, &'t str)> + use<'t> {
+        let rec = self.rec();
+        let ids = self.t.str_list(
+            u32_at(rec, endpoint::UPSTREAM_MODELS_START),
+            u32_at(rec, endpoint::MODELS_COUNT),
+        );
+        self.models()
+            .zip(ids)
+            .map(|(name, id)| (name, if id.is_empty() { name } else { id }))
+    }
+    /// The id sent to the provider for `model` (itself when the policy maps it to none).
+    #[must_use]
+    pub fn upstream_model<'m>(&self, model: &'m str) -> &'m str
+    where
+        't: 'm,
+    {
+        self.models_with_upstream()
+            .find(|(name, _)| *name == model)
+            .map_or(model, |(_, id)| id)
+    }
     /// The optional text settings under their policy keys (`api_key_env`, `region`, ...),
     /// empty where not set.
     #[must_use]
-    pub fn text_settings(&self) -> [(&'static str, &'t str); 8] {
+    pub fn text_settings(&self) -> [(&'static str, &'t str); 12] {
         [
             ("api_key_env", self.api_key_env()),
             ("api_key_file", self.api_key_file()),
@@ -198,6 +242,13 @@ impl<'t> EndpointView<'t> {
             ("project", self.project()),
             ("location", self.location()),
             ("ca_file", self.ca_file()),
+            ("credentials_file", self.credentials_file()),
+            ("aws_access_key_id_env", self.aws_access_key_id_env()),
+            (
+                "aws_secret_access_key_env",
+                self.aws_secret_access_key_env(),
+            ),
+            ("aws_session_token_env", self.aws_session_token_env()),
         ]
     }
     /// Whether the policy did not declare it (a managed provider's built-in endpoint).
