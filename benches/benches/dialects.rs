@@ -94,6 +94,38 @@ fn anthropic_stream(n: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
+/// A Bedrock ConverseStream of `n` text deltas of 24 bytes, as AWS event-stream frames (with
+/// the `p` padding member real frames carry).
+fn bedrock_stream(n: usize) -> Vec<u8> {
+    use switchyard::dialect::eventstream::encode;
+    let mut out = Vec::new();
+    let mut ev = |kind: &str, payload: serde_json::Value| {
+        encode(
+            &[
+                (":message-type", "event"),
+                (":event-type", kind),
+                (":content-type", "application/json"),
+            ],
+            payload.to_string().as_bytes(),
+            &mut out,
+        );
+    };
+    ev("messageStart", json!({"role": "assistant"}));
+    for _ in 0..n {
+        ev(
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": "x".repeat(24)}, "p": "abcdefghijklmnopqrstuvwxyzABCDEFGHIJ"}),
+        );
+    }
+    ev("contentBlockStop", json!({"contentBlockIndex": 0}));
+    ev("messageStop", json!({"stopReason": "end_turn"}));
+    ev(
+        "metadata",
+        json!({"usage": {"inputTokens": 300, "outputTokens": n, "totalTokens": 300 + n}, "metrics": {"latencyMs": 900}}),
+    );
+    out
+}
+
 /// An OpenAI chunk stream of `n` content deltas of 24 bytes, with the usage chunk.
 fn openai_stream(n: usize) -> Vec<u8> {
     let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
@@ -133,7 +165,7 @@ fn options() -> Options<'static> {
 fn translate_stream(from: Wire, input: &[u8], read: usize) -> usize {
     let to = match from {
         Wire::OpenAi => Wire::Anthropic,
-        Wire::Anthropic => Wire::OpenAi,
+        Wire::Anthropic | Wire::Bedrock => Wire::OpenAi,
     };
     let mut parser = switchyard::dialect::de::Parser::default();
     let mut t = Translator::new(from, to, &options(), &mut parser);
@@ -162,6 +194,12 @@ fn meter_stream(wire: Wire, input: &[u8], read: usize) -> usize {
 fn whole_answer(wire: Wire) -> Vec<u8> {
     let text = "The request goes to the private GPU pool because the tenant is acme. ".repeat(6);
     let v = match wire {
+        Wire::Bedrock => json!({
+            "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
+            "stopReason": "end_turn",
+            "usage": {"inputTokens": 243, "outputTokens": 96, "totalTokens": 339},
+            "metrics": {"latencyMs": 812}
+        }),
         Wire::Anthropic => json!({
             "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
             "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": text}],
@@ -190,7 +228,7 @@ fn translate_whole(
 ) -> usize {
     let to = match from {
         Wire::OpenAi => Wire::Anthropic,
-        Wire::Anthropic => Wire::OpenAi,
+        Wire::Anthropic | Wire::Bedrock => Wire::OpenAi,
     };
     let options = Options {
         stream: false,
@@ -229,7 +267,7 @@ fn answers(c: &mut Criterion) {
             b.iter(|| translate_whole(from, black_box(&body), &mut parser, &mut out));
         });
         let meter = match from {
-            Wire::Anthropic => "meter_anthropic_passthrough",
+            Wire::Anthropic | Wire::Bedrock => "meter_anthropic_passthrough",
             Wire::OpenAi => "meter_openai_passthrough",
         };
         g.bench_function(meter, |b| {
@@ -315,6 +353,14 @@ fn streams(c: &mut Criterion) {
     });
     g.bench_function("meter_openai_passthrough", |b| {
         b.iter(|| meter_stream(Wire::OpenAi, black_box(&openai), READ));
+    });
+    // Bedrock: event-stream frames (both CRCs checked) decoded and translated for an OpenAI
+    // client; there is no Bedrock passthrough (no client speaks it), so the SSE meters above
+    // are the comparison.
+    let bedrock = bedrock_stream(EVENTS);
+    assert!(translate_stream(Wire::Bedrock, &bedrock, READ) > 0);
+    g.bench_function("bedrock_to_openai", |b| {
+        b.iter(|| translate_stream(Wire::Bedrock, black_box(&bedrock), READ));
     });
     g.finish();
 }

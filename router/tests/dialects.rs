@@ -31,6 +31,9 @@ fn other(w: Wire) -> Wire {
     match w {
         Wire::OpenAi => Wire::Anthropic,
         Wire::Anthropic => Wire::OpenAi,
+        Wire::Bedrock => {
+            panic!("the golden fixtures are OpenAI and Anthropic (Bedrock's are unit tests)")
+        }
     }
 }
 
@@ -38,6 +41,7 @@ fn name(w: Wire) -> &'static str {
     match w {
         Wire::OpenAi => "openai",
         Wire::Anthropic => "anthropic",
+        Wire::Bedrock => "bedrock",
     }
 }
 
@@ -106,7 +110,7 @@ fn translate_request(from: Wire, body: &[u8]) -> serde_json::Value {
     let mut buf = body.to_vec();
     let mut parser = switchyard::dialect::de::Parser::default();
     let read = match from {
-        Wire::OpenAi => openai::read::read(&mut buf, &mut parser),
+        Wire::OpenAi | Wire::Bedrock => openai::read::read(&mut buf, &mut parser),
         Wire::Anthropic => anthropic::read::read(&mut buf, &mut parser),
     };
     let refused = |r: switchyard::dialect::Refusal| serde_json::json!({"refused": {"param": r.param, "invalid": r.invalid, "message": r.message}});
@@ -118,6 +122,9 @@ fn translate_request(from: Wire, body: &[u8]) -> serde_json::Value {
     let mut dropped: Vec<std::borrow::Cow<'static, str>> = Vec::new();
     let written = match other(from) {
         Wire::Anthropic => anthropic::write::write(&req, "target-model", &mut out, &mut dropped),
+        Wire::Bedrock => {
+            switchyard::dialect::bedrock::write::write(&req, "target-model", &mut out, &mut dropped)
+        }
         Wire::OpenAi => openai::write::write(
             &req,
             "target-model",

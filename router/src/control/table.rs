@@ -90,6 +90,8 @@ pub struct Upstream {
     pub limit: Limit,
     /// The auth header to send: name and value. The value is a secret.
     pub auth: Option<(&'static str, String)>,
+    /// AWS SigV4 signing (Bedrock without an API key): every request is signed.
+    pub sigv4: Option<Arc<crate::upstream::sigv4::Signer>>,
     /// Pool key: connections are shared by endpoints with the same origin and trust.
     pub pool_key: String,
     /// Deadline for the response head and for each read of the body.
@@ -122,12 +124,28 @@ pub enum PathPlan {
     },
     /// Anthropic: `{base}/v1/messages` and `{base}/v1/messages/count_tokens`.
     Anthropic { base: String },
+    /// Bedrock Converse: `{base}/model/{model id as one segment}/converse` (or
+    /// `/converse-stream`).
+    Bedrock { base: String },
 }
 
 impl PathPlan {
-    /// The request target for `api` and `model`.
-    pub fn target(&self, api: Api, model: &str, out: &mut Vec<u8>) {
+    /// The request target for `api` and `model` (`stream`: the answer is streamed).
+    pub fn target(&self, api: Api, model: &str, stream: bool, out: &mut Vec<u8>) {
         match self {
+            Self::Bedrock { base } => {
+                out.extend_from_slice(base.as_bytes());
+                out.extend_from_slice(b"/model/");
+                // The id is one path segment: `/` and `:` are encoded (and signed as sent).
+                let mut segment = String::new();
+                crate::codec::percent_encode(model, crate::codec::unreserved, &mut segment);
+                out.extend_from_slice(segment.as_bytes());
+                out.extend_from_slice(if stream {
+                    b"/converse-stream"
+                } else {
+                    b"/converse"
+                });
+            }
             Self::OpenAi { base } => {
                 out.extend_from_slice(base.as_bytes());
                 out.extend_from_slice(openai_api(api).as_bytes());
@@ -269,8 +287,9 @@ fn plan(e: &switchyard_table::EndpointView<'_>, settings: &PlanSettings) -> Plan
     let kind = e.kind();
     match kind {
         EndpointKind::Mock => return Plan::Mock,
-        EndpointKind::Bedrock | EndpointKind::Vertex => {
-            return Plan::Unsupported(kind.as_str());
+        EndpointKind::Vertex => return Plan::Unsupported("vertex"),
+        EndpointKind::Bedrock if e.bedrock_api() == Some(switchyard_table::BedrockApi::Invoke) => {
+            return Plan::Unsupported("bedrock (bedrock_api: invoke)");
         }
         _ => {}
     }
@@ -284,9 +303,15 @@ fn forward_plan(
     e: &switchyard_table::EndpointView<'_>,
     settings: &PlanSettings,
 ) -> Result<Upstream, String> {
+    let region = bedrock_region(e)?;
+    let bedrock_url;
     let url = match (e.url(), e.kind()) {
         ("", EndpointKind::OpenAi) => OPENAI_DEFAULT_URL,
         ("", EndpointKind::Anthropic) => ANTHROPIC_DEFAULT_URL,
+        ("", EndpointKind::Bedrock) => {
+            bedrock_url = format!("https://bedrock-runtime.{region}.amazonaws.com");
+            &bedrock_url
+        }
         ("", _) => return Err("it has no `url`".into()),
         (u, _) => u,
     };
@@ -303,6 +328,9 @@ fn forward_plan(
                 v => v,
             }
             .to_owned(),
+        },
+        EndpointKind::Bedrock => PathPlan::Bedrock {
+            base: base.to_owned(),
         },
         // The API's base, also when given as `…/v1` or down to `…/v1/messages`.
         EndpointKind::Anthropic => PathPlan::Anthropic {
@@ -321,6 +349,7 @@ fn forward_plan(
     };
     let wire = match e.kind() {
         EndpointKind::Anthropic => Wire::Anthropic,
+        EndpointKind::Bedrock => Wire::Bedrock,
         _ => Wire::OpenAi,
     };
     let limit = match e.kind() {
@@ -328,6 +357,14 @@ fn forward_plan(
         _ => Limit::MaxTokens,
     };
     let secret = read_secret(e)?;
+    // Bedrock: an API key (`api_key_env` / `api_key_file`) goes as a bearer token; without
+    // one, requests are signed with the AWS credentials.
+    let sigv4 = match e.kind() {
+        EndpointKind::Bedrock if secret.is_none() => Some(Arc::new(
+            crate::upstream::sigv4::Signer::new(aws_credentials(e)?, &region, "bedrock"),
+        )),
+        _ => None,
+    };
     let auth = secret.map(|s| match e.kind() {
         EndpointKind::AzureOpenAi => ("api-key", s),
         EndpointKind::Anthropic => ("x-api-key", s),
@@ -358,7 +395,67 @@ fn forward_plan(
         wire,
         limit,
         auth,
+        sigv4,
         timeout,
+    })
+}
+
+/// A Bedrock endpoint's region: its `region`, else (the built-in `bedrock`) `AWS_REGION` or
+/// `AWS_DEFAULT_REGION`. Empty for other types.
+fn bedrock_region(e: &switchyard_table::EndpointView<'_>) -> Result<String, String> {
+    if e.kind() != EndpointKind::Bedrock {
+        return Ok(String::new());
+    }
+    if !e.region().is_empty() {
+        return Ok(e.region().to_owned());
+    }
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+        .map(|v| v.trim().to_owned())
+        .ok_or_else(|| {
+            "it has no `region` and neither AWS_REGION nor AWS_DEFAULT_REGION is set".to_owned()
+        })
+}
+
+/// A Bedrock endpoint's AWS credentials, from the environment variables it names (or the
+/// standard ones). Errors name the variable, never a value.
+fn aws_credentials<'t>(
+    e: &switchyard_table::EndpointView<'t>,
+) -> Result<crate::upstream::sigv4::Credentials, String> {
+    let or = |given: &'t str, name: &'static str| -> &'t str {
+        if given.is_empty() { name } else { given }
+    };
+    let id_name = or(e.aws_access_key_id_env(), "AWS_ACCESS_KEY_ID");
+    let secret_name = or(e.aws_secret_access_key_env(), "AWS_SECRET_ACCESS_KEY");
+    let token_name = or(e.aws_session_token_env(), "AWS_SESSION_TOKEN");
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let one_line = |name: &str, v: String| {
+        if v.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            Err(format!(
+                "environment variable `{name}` holds a control character; it must be one line"
+            ))
+        } else {
+            Ok(v)
+        }
+    };
+    let access_key_id = var(id_name).ok_or_else(|| {
+        format!("environment variable `{id_name}` (its AWS access key id) is not set")
+    })?;
+    let secret_access_key = var(secret_name).ok_or_else(|| {
+        format!("environment variable `{secret_name}` (its AWS secret access key) is not set")
+    })?;
+    Ok(crate::upstream::sigv4::Credentials {
+        access_key_id: one_line(id_name, access_key_id)?,
+        secret_access_key: one_line(secret_name, secret_access_key)?,
+        session_token: var(token_name)
+            .map(|t| one_line(token_name, t))
+            .transpose()?,
     })
 }
 
@@ -541,7 +638,7 @@ mod tests {
     fn paths_per_api() {
         let target = |plan: &PathPlan, api, model| {
             let mut out = Vec::new();
-            plan.target(api, model, &mut out);
+            plan.target(api, model, false, &mut out);
             String::from_utf8(out).unwrap()
         };
         let azure = PathPlan::Azure {

@@ -105,7 +105,8 @@ pub fn translate(status: u16, body: &[u8], to: Wire, endpoint: &str, out: &mut V
                 .unwrap_or_else(|| anthropic_type(status));
             crate::dialect::anthropic::encode::write_error_body(out, kind, &message);
         }
-        Wire::OpenAi => {
+        // (No client speaks Bedrock.)
+        Wire::OpenAi | Wire::Bedrock => {
             let kind = kind.as_deref().unwrap_or_else(|| openai_type(status));
             write_openai_error(out, kind, &message, None, None);
         }

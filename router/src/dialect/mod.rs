@@ -37,6 +37,8 @@ pub enum Wire {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
+    /// AWS Bedrock Converse (an upstream's only: no client speaks it).
+    Bedrock,
 }
 
 impl Wire {
@@ -45,6 +47,7 @@ impl Wire {
         match self {
             Self::OpenAi => "OpenAI",
             Self::Anthropic => "Anthropic",
+            Self::Bedrock => "Bedrock",
         }
     }
 }

@@ -13,7 +13,7 @@
 use crate::dialect::de::Parser;
 use crate::dialect::ir::{Counts, Delta, Event};
 use crate::dialect::sse::{Splitter, event_data};
-use crate::dialect::{Wire, anthropic, errors, openai};
+use crate::dialect::{Wire, anthropic, bedrock, errors, eventstream, openai};
 
 /// Largest whole (non-streamed) answer translated; a larger one is refused as malformed.
 pub const MAX_WHOLE: usize = 32 * 1024 * 1024;
@@ -67,6 +67,7 @@ impl Tally {
 enum Decoder {
     OpenAi(openai::decode::Decoder),
     Anthropic(anthropic::decode::Decoder),
+    Bedrock(bedrock::decode::Decoder),
 }
 
 #[derive(Debug)]
@@ -108,6 +109,8 @@ pub struct Translator<'t> {
     decoder: Decoder,
     encoder: Encoder<'t>,
     split: Splitter,
+    /// A Bedrock stream's event-stream frames.
+    frames: eventstream::Decoder,
     parser: &'t mut Parser,
     /// A whole answer or an error body, as it arrives; or a stream's event, copied to be
     /// parsed. The parser's spare buffer, given back on drop.
@@ -129,10 +132,12 @@ impl<'t> Translator<'t> {
         let decoder = match from {
             Wire::OpenAi => Decoder::OpenAi(openai::decode::Decoder::default()),
             Wire::Anthropic => Decoder::Anthropic(anthropic::decode::Decoder::default()),
+            Wire::Bedrock => Decoder::Bedrock(bedrock::decode::Decoder::default()),
         };
         let stream = kind == Kind::Stream;
         let encoder = match to {
-            Wire::OpenAi => Encoder::OpenAi(openai::encode::Encoder::new(
+            // (No client speaks Bedrock.)
+            Wire::OpenAi | Wire::Bedrock => Encoder::OpenAi(openai::encode::Encoder::new(
                 stream,
                 o.include_usage,
                 o.created,
@@ -150,6 +155,7 @@ impl<'t> Translator<'t> {
             decoder,
             encoder,
             split: Splitter::default(),
+            frames: eventstream::Decoder::default(),
             body: take_spare(parser),
             parser,
             tally: Tally::default(),
@@ -190,6 +196,40 @@ impl<'t> Translator<'t> {
             return Ok(());
         }
         match self.kind {
+            Kind::Stream if matches!(self.decoder, Decoder::Bedrock(_)) => {
+                let Self {
+                    frames,
+                    body: scratch,
+                    parser,
+                    decoder: Decoder::Bedrock(decoder),
+                    encoder,
+                    tally,
+                    ..
+                } = self
+                else {
+                    return Ok(());
+                };
+                let mut failed = None;
+                let pushed = frames.push(data, |frame| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    let mut emit = |e: Event<'_>| {
+                        tally.see(&e);
+                        encoder.event(e, out);
+                    };
+                    if let Err(e) = decoder.frame(&frame, scratch, parser, &mut emit) {
+                        failed = Some(format!("sent a stream event that is not valid: {e}"));
+                    }
+                });
+                if let Err(e) = pushed {
+                    failed = Some(format!("sent a stream that cannot be read: {e}"));
+                }
+                match failed {
+                    Some(why) => Err(self.refuse(why, out)),
+                    None => Ok(()),
+                }
+            }
             Kind::Stream => {
                 let Self {
                     split,
@@ -217,6 +257,8 @@ impl<'t> Translator<'t> {
                     let decoded = match decoder {
                         Decoder::OpenAi(d) => d.event(scratch, parser, &mut emit),
                         Decoder::Anthropic(d) => d.event(scratch, parser, &mut emit),
+                        // (Bedrock streams are frames, decoded above.)
+                        Decoder::Bedrock(_) => Ok(()),
                     };
                     if let Err(e) = decoded {
                         failed = Some(format!("sent a stream event that is not valid: {e}"));
@@ -260,6 +302,9 @@ impl<'t> Translator<'t> {
         }
         match self.kind {
             Kind::Stream => {
+                if let Err(e) = self.frames.finish() {
+                    return Err(self.refuse(format!("sent a stream that {e}"), out));
+                }
                 let rest = self.split.take_rest();
                 if !rest.trim_ascii().is_empty() {
                     // An unterminated last event is still an event.
@@ -280,6 +325,7 @@ impl<'t> Translator<'t> {
                 let closed = match decoder {
                     Decoder::OpenAi(d) => d.close(&mut emit),
                     Decoder::Anthropic(d) => d.close(&mut emit),
+                    Decoder::Bedrock(d) => d.close(&mut emit),
                 };
                 closed.map_err(|why| self.refuse(why.to_owned(), out))
             }
@@ -299,6 +345,7 @@ impl<'t> Translator<'t> {
                 let decoded = match decoder {
                     Decoder::OpenAi(d) => d.whole(body, parser, &mut emit),
                     Decoder::Anthropic(d) => d.whole(body, parser, &mut emit),
+                    Decoder::Bedrock(d) => d.whole(body, parser, &mut emit),
                 };
                 decoded.map_err(|e| {
                     self.broken = true;

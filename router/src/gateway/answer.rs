@@ -75,7 +75,8 @@ pub(super) async fn candidates<'r>(
         parse_buf.clear();
         parse_buf.extend_from_slice(req.body);
         let read = match api.wire() {
-            Wire::OpenAi => openai::read::read(&mut parse_buf, &mut parser),
+            // (No client speaks Bedrock: its arm is the OpenAI reader's.)
+            Wire::OpenAi | Wire::Bedrock => openai::read::read(&mut parse_buf, &mut parser),
             Wire::Anthropic => anthropic::read::read(&mut parse_buf, &mut parser),
         };
         match read {
@@ -242,6 +243,7 @@ fn write_request(
     match to {
         Wire::Anthropic => anthropic::write::write(ir, model, out, &mut left_out)?,
         Wire::OpenAi => openai::write::write(ir, model, limit, out, &mut left_out)?,
+        Wire::Bedrock => crate::dialect::bedrock::write::write(ir, model, out, &mut left_out)?,
     }
     let names = ir
         .dropped

@@ -318,7 +318,8 @@ impl Error {
     /// `{"type":"error","error":{"type","message"}}` with the type its status has there.
     pub fn write_body_in(&self, out: &mut Vec<u8>, wire: Wire) {
         match wire {
-            Wire::OpenAi => self.write_body(out),
+            // (No client speaks Bedrock.)
+            Wire::OpenAi | Wire::Bedrock => self.write_body(out),
             Wire::Anthropic => crate::dialect::anthropic::encode::write_error_body(
                 out,
                 crate::dialect::errors::anthropic_type(self.kind.status()),

@@ -34,7 +34,8 @@ pub fn models(core: &Core, tenant: Option<&str>, keyed: bool, wire: Wire) -> ser
 /// Models (by id, with the endpoint that serves each) as a list in `wire`'s shape.
 fn model_list(models: std::collections::BTreeMap<String, String>, wire: Wire) -> serde_json::Value {
     match wire {
-        Wire::OpenAi => {
+        // (No client speaks Bedrock.)
+        Wire::OpenAi | Wire::Bedrock => {
             let data: Vec<serde_json::Value> = models
                 .into_iter()
                 .map(|(id, owner)| {

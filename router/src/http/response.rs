@@ -23,7 +23,8 @@ pub struct ResponseHead {
     pub framing: BodyFraming,
     /// Whether the upstream connection may be reused after the body.
     pub keep_alive: bool,
-    /// `Content-Type: text/event-stream`.
+    /// A stream of events: `Content-Type: text/event-stream` (Server-Sent Events) or
+    /// `application/vnd.amazon.eventstream` (Bedrock's binary frames).
     pub event_stream: bool,
 }
 
@@ -93,7 +94,10 @@ pub fn parse_response_head(
         } else if name.eq_ignore_ascii_case(b"content-type") {
             event_stream = value
                 .get(..17)
-                .is_some_and(|v| v.eq_ignore_ascii_case(b"text/event-stream"));
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"text/event-stream"))
+                || value
+                    .get(..34)
+                    .is_some_and(|v| v.eq_ignore_ascii_case(b"application/vnd.amazon.eventstream"));
         }
     }
     let framing = if (100..200).contains(&status) || status == 204 || status == 304 {

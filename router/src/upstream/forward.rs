@@ -138,7 +138,9 @@ fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
 /// allowlist passes ([`forwarded`]).
 fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
     out.extend_from_slice(b"POST ");
-    up.path.target(x.api, x.model, out);
+    let target_at = out.len();
+    up.path.target(x.api, x.model, x.stream, out);
+    let target_end = out.len();
     out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
     out.extend_from_slice(up.authority.as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
@@ -151,6 +153,11 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(signer) = &up.sigv4 {
+        let target = String::from_utf8_lossy(out.get(target_at..target_end).unwrap_or_default())
+            .into_owned();
+        sign(signer, up, &target, x.body, out);
     }
     let buf = x.req.buf;
     let extra = &x.core.config().forward_headers;
@@ -183,6 +190,51 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
         out.extend_from_slice(ANTHROPIC_VERSION.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Adds `x-amz-date`, `x-amz-security-token` (temporary credentials) and the SigV4
+/// `authorization` to the head, signing the target as sent, the `host`, `content-type` and
+/// those headers, and the body. The clock is the host's.
+fn sign(
+    signer: &crate::upstream::sigv4::Signer,
+    up: &Upstream,
+    target: &str,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    use crate::upstream::sigv4::{Request, amz_date};
+    let date = amz_date(crate::clock::now_ms());
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let token = signer.credentials().session_token.as_deref();
+    let mut headers = vec![
+        ("host", up.authority.as_str()),
+        ("content-type", "application/json"),
+        ("x-amz-date", date.as_str()),
+    ];
+    if let Some(t) = token {
+        headers.push(("x-amz-security-token", t));
+    }
+    let authorization = signer.authorization(
+        &Request {
+            method: "POST",
+            path,
+            query,
+            headers: &headers,
+            body,
+        },
+        &date,
+    );
+    out.extend_from_slice(b"x-amz-date: ");
+    out.extend_from_slice(date.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(t) = token {
+        out.extend_from_slice(b"x-amz-security-token: ");
+        out.extend_from_slice(t.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"authorization: ");
+    out.extend_from_slice(authorization.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 

@@ -12,8 +12,8 @@
 //! collapsed; the caller gives exactly the headers it sends (at least `host` and `x-amz-date`,
 //! and `x-amz-security-token` with session credentials).
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
+use std::sync::Mutex;
 
 use ring::hmac;
 use sha2::{Digest, Sha256};
@@ -41,8 +41,9 @@ pub struct Signer {
     credentials: Credentials,
     region: String,
     service: String,
-    /// The signing key of the last day signed for (`YYYYMMDD`).
-    key: RefCell<Option<([u8; 8], hmac::Key)>>,
+    /// The signing key of the last day signed for (`YYYYMMDD`), shared by the cores (held
+    /// for a copy of the key, never across signing).
+    key: Mutex<Option<([u8; 8], hmac::Key)>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -88,7 +89,7 @@ impl Signer {
             credentials,
             region: region.to_owned(),
             service: service.to_owned(),
-            key: RefCell::new(None),
+            key: Mutex::new(None),
         }
     }
 
@@ -120,11 +121,13 @@ impl Signer {
         let mut day_bytes = [0u8; 8];
         let n = day.len().min(8);
         day_bytes[..n].copy_from_slice(&day.as_bytes()[..n]);
-        let mut cache = self.key.borrow_mut();
-        if let Some((cached, key)) = cache.as_ref()
-            && *cached == day_bytes
-        {
-            return f(key);
+        let cached = self.key.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(d, _)| *d == day_bytes)
+                .map(|(_, k)| k.clone())
+        });
+        if let Some(key) = cached {
+            return f(&key);
         }
         let key = signing_key(
             &self.credentials.secret_access_key,
@@ -133,7 +136,9 @@ impl Signer {
             &self.service,
         );
         let out = f(&key);
-        *cache = Some((day_bytes, key));
+        if let Ok(mut c) = self.key.lock() {
+            *c = Some((day_bytes, key));
+        }
         out
     }
 }

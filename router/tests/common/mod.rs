@@ -259,6 +259,35 @@ pub fn mock(args: &[&str]) -> Proc {
     }
 }
 
+/// Starts the Bedrock runtime test server (`tools/aws/bedrock_mock.py`, which checks every
+/// signature with botocore) with `args`.
+pub fn bedrock_mock(args: &[&str]) -> Proc {
+    let script = format!(
+        "{}/../tools/aws/bedrock_mock.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is needed (tools/test-all installs botocore for it)");
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    collect(child.stdout.take().unwrap(), Arc::clone(&log), tx.clone());
+    collect(child.stderr.take().unwrap(), Arc::clone(&log), tx);
+    let addr = wait_for_addr(&rx, "listening on http://", "bedrock_mock.py", &log);
+    Proc {
+        child,
+        addr,
+        log,
+        data: None,
+        admin: None,
+    }
+}
+
 /// Compiles `yaml` into a table at `path` (atomically) with `revision`.
 pub fn compile(yaml: &str, path: &Path, revision: u64) {
     let mut sources = policyc::source::Sources::new();

@@ -1,6 +1,7 @@
 //! AWS Bedrock's Converse API: requests written from the intermediate form, answers (whole
 //! and streamed in event-stream frames) decoded into its events. Bedrock is only ever an
-//! upstream, so there is no reader or encoder. Not yet wired to an endpoint type (issue 13).
+//! upstream, so there is no reader or encoder. `bedrock_api: invoke` (Anthropic bodies in
+//! AWS envelopes) is not built yet.
 
 pub mod decode;
 pub mod write;

@@ -44,7 +44,8 @@ impl UsageJson {
     /// The counts this object reports in `wire`'s terms; `None` when it reports none.
     pub(super) fn counts(&self, wire: Wire) -> Option<Counts> {
         match wire {
-            Wire::OpenAi => {
+            // (A Bedrock answer is always translated, never metered here.)
+            Wire::OpenAi | Wire::Bedrock => {
                 let prompt = self.prompt_tokens?;
                 let details = self.prompt_tokens_details.unwrap_or_default();
                 let read = details.cached_tokens.unwrap_or(0);

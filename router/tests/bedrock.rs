@@ -1,0 +1,309 @@
+//! `type: bedrock` end to end: the router binary signs every request with SigV4 and the test
+//! server (`tools/aws/bedrock_mock.py`) recomputes each signature with botocore's signer and
+//! refuses a mismatch. OpenAI and Anthropic clients, whole and streamed answers (AWS
+//! event-stream frames, translated as they arrive), tool calls, model ids with `:` and `/`,
+//! session tokens, HTTP errors and an exception frame after a 200.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Proc, admin, bedrock_mock, call, compiled, router_env};
+
+const KEY: &str = "AKIDBEDROCKTEST";
+const SECRET: &str = "bedrock/test+secret";
+const TOKEN: &str = "FQoGZXIvYXdzEXAMPLE//TOKEN=";
+const SONNET: &str = "us.anthropic.claude-3-7-sonnet-20250219-v1:0";
+const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/abc123";
+
+fn policy(mock: &Proc) -> String {
+    format!(
+        r#"
+version: v1
+endpoints:
+  - id: aws
+    type: bedrock
+    region: us-east-1
+    url: http://{mock}
+    aws_access_key_id_env: BR_KEY
+    aws_secret_access_key_env: BR_SECRET
+    aws_session_token_env: BR_TOKEN
+    models:
+      - {{ name: claude-sonnet, upstream: "{SONNET}" }}
+      - {{ name: claude-arn, upstream: "{ARN}" }}
+rules:
+  - default:
+      route_to: aws
+"#,
+        mock = mock.addr
+    )
+}
+
+fn setup(secret: &str) -> (Proc, Proc, tempfile::TempDir) {
+    let mock = bedrock_mock(&[
+        "--access-key",
+        KEY,
+        "--secret-key",
+        SECRET,
+        "--session-token",
+        TOKEN,
+    ]);
+    let (dir, table) = compiled(&policy(&mock));
+    let router = router_env(
+        &["--table", table.to_str().unwrap()],
+        &[("BR_KEY", KEY), ("BR_SECRET", secret), ("BR_TOKEN", TOKEN)],
+    );
+    (mock, router, dir)
+}
+
+fn upstream(mock: &Proc) -> Vec<serde_json::Value> {
+    call(mock.addr, "GET", "/__mock/requests", &[], b"")
+        .json()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn post(
+    r: &Proc,
+    path: &str,
+    body: &serde_json::Value,
+    headers: &[(&str, &str)],
+) -> common::Response {
+    call(r.addr, "POST", path, headers, body.to_string().as_bytes())
+}
+
+/// `data:` payloads of an SSE body, as JSON (`[DONE]` left out).
+fn data(body: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+const TOOLS: &str = r#"[{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]"#;
+
+#[test]
+fn openai_and_anthropic_clients_reach_bedrock_signed() {
+    let (mock, router, _dir) = setup(SECRET);
+
+    // OpenAI chat, whole.
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "claude-sonnet", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        format!("Hello from Bedrock {SONNET}")
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    assert_eq!(v["usage"]["completion_tokens"], 7);
+    let sent = upstream(&mock).last().cloned().unwrap();
+    assert_eq!(
+        sent["target"],
+        "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse"
+    );
+    let body: serde_json::Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["system"], serde_json::json!([{"text": "Be brief."}]));
+    assert!(body.get("model").is_none(), "{body}");
+
+    // OpenAI chat, streamed, with a tool call, to a model id that is an ARN.
+    let tools: serde_json::Value = serde_json::from_str(TOOLS).unwrap();
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "claude-arn", "stream": true, "stream_options": {"include_usage": true},
+            "tools": tools, "messages": [{"role": "user", "content": "Weather in Paris?"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.header("content-type")
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let chunks = data(&r.body);
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Let me check.");
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(args, r#"{"city":"Paris"}"#);
+    let call_head = chunks
+        .iter()
+        .find(|c| c["choices"][0]["delta"]["tool_calls"][0]["id"].is_string())
+        .unwrap();
+    assert_eq!(
+        call_head["choices"][0]["delta"]["tool_calls"][0]["id"],
+        "tooluse_mock1"
+    );
+    assert_eq!(
+        call_head["choices"][0]["delta"]["tool_calls"][0]["index"],
+        0
+    );
+    let finish = chunks
+        .iter()
+        .find_map(|c| c["choices"][0]["finish_reason"].as_str())
+        .unwrap();
+    assert_eq!(finish, "tool_calls");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 7);
+    let sent = upstream(&mock).last().cloned().unwrap();
+    assert_eq!(
+        sent["target"],
+        "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc123/converse-stream"
+    );
+
+    // The tool result goes back in one user turn, with the call it answers.
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "claude-sonnet", "tools": tools, "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "tooluse_mock1", "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}]},
+            {"role": "tool", "tool_call_id": "tooluse_mock1", "content": "18C"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
+    let sent = upstream(&mock).last().cloned().unwrap();
+    let body: serde_json::Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["messages"][2]["content"][0]["toolResult"],
+        serde_json::json!({"toolUseId": "tooluse_mock1", "content": [{"text": "18C"}]})
+    );
+
+    // Anthropic Messages, streamed.
+    let r = post(
+        &router,
+        "/v1/messages",
+        &serde_json::json!({"model": "claude-sonnet", "max_tokens": 100, "stream": true,
+            "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let events = data(&r.body);
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"message_start"));
+    assert_eq!(kinds.last(), Some(&"message_stop"));
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == "message_delta")
+        .unwrap();
+    assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+    assert_eq!(delta["usage"]["output_tokens"], 7);
+
+    // Every request carried the session token and verified under botocore's signer.
+    let all = upstream(&mock);
+    assert_eq!(all.len(), 4);
+    for req in &all {
+        assert_eq!(req["signature_ok"], true, "{req}");
+    }
+
+    // The audit trail: the name, the provider id, tokens.
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = admin(&router, "GET", "/v1/audit?limit=100", b"").json()["data"]
+            .as_array()
+            .unwrap()
+            .clone();
+        if rows.len() >= 4 {
+            let arn = rows.iter().find(|r| r["model"] == "claude-arn").unwrap();
+            assert_eq!(arn["upstream_model"], ARN);
+            assert_eq!(arn["endpoint_id"], "aws");
+            assert_eq!(arn["tokens_out"], 7);
+            assert_eq!(arn["stop_reason"], "tool_calls");
+            break;
+        }
+        assert!(Instant::now() < until, "records missing: {rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // No credential reached the log.
+    let log = router.log();
+    assert!(!log.contains(SECRET) && !log.contains(TOKEN), "{log}");
+}
+
+#[test]
+fn bedrock_errors_reach_the_client_in_its_dialect() {
+    let (mock, router, _dir) = setup(SECRET);
+    let hi = serde_json::json!({"model": "claude-sonnet", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
+
+    // An HTTP 429 (ThrottlingException), both dialects.
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &hi,
+        &[("x-mock-status", "429")],
+    );
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ThrottlingException"),
+        "{}",
+        r.text()
+    );
+    let r = post(&router, "/v1/messages", &hi, &[("x-mock-status", "429")]);
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "rate_limit_error");
+
+    // An exception frame after a 200: an error event, not a short answer.
+    let mut stream = hi;
+    stream["stream"] = serde_json::json!(true);
+    let r = post(
+        &router,
+        "/v1/messages",
+        &stream,
+        &[("x-mock-exception", "throttlingException")],
+    );
+    assert_eq!(r.status, 200);
+    let events = data(&r.body);
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error", "{events:?}");
+    assert_eq!(last["error"]["type"], "rate_limit_error");
+    assert!(
+        !events.iter().any(|e| e["type"] == "message_stop"),
+        "{events:?}"
+    );
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &stream,
+        &[("x-mock-exception", "throttlingException")],
+    );
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    drop(mock);
+}
+
+#[test]
+fn a_wrong_secret_is_refused_by_the_signature_check() {
+    let (mock, router, _dir) = setup("not-the-secret");
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "claude-sonnet", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("signature"), "{}", r.text());
+    let sent = upstream(&mock);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["signature_ok"], false);
+}
