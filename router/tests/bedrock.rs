@@ -307,3 +307,58 @@ fn a_wrong_secret_is_refused_by_the_signature_check() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["signature_ok"], false);
 }
+
+#[test]
+fn a_bedrock_api_key_goes_as_a_bearer_token_instead_of_a_signature() {
+    let mock = bedrock_mock(&[
+        "--access-key",
+        KEY,
+        "--secret-key",
+        SECRET,
+        "--api-key",
+        "bedrock-api-key-123",
+    ]);
+    let yaml = format!(
+        r#"
+version: v1
+endpoints:
+  - id: aws
+    type: bedrock
+    region: eu-west-3
+    url: http://{mock}
+    api_key_env: BR_API_KEY
+    models: [anthropic.claude-3-haiku-20240307-v1:0]
+rules:
+  - default:
+      route_to: aws
+"#,
+        mock = mock.addr
+    );
+    let (_dir, table) = compiled(&yaml);
+    let router = router_env(
+        &["--table", table.to_str().unwrap()],
+        &[("BR_API_KEY", "bedrock-api-key-123")],
+    );
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "anthropic.claude-3-haiku-20240307-v1:0", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = upstream(&mock);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["signature_ok"], true, "{}", sent[0]);
+    let headers = sent[0]["headers"].as_array().unwrap();
+    let auth = headers
+        .iter()
+        .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("authorization"))
+        .unwrap();
+    assert_eq!(auth[1], "Bearer bedrock-api-key-123");
+    assert!(
+        !headers
+            .iter()
+            .any(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("x-amz-date")),
+        "no signature with an API key"
+    );
+}

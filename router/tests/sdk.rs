@@ -122,3 +122,46 @@ fn openai_python_sdk_completes_a_chat_and_a_stream() {
         router.log()
     );
 }
+
+#[test]
+fn openai_and_anthropic_sdks_against_a_bedrock_endpoint() {
+    require("openai");
+    require("anthropic");
+    let mock = common::bedrock_mock(&["--access-key", "AKIDSDK", "--secret-key", "sdk-secret"]);
+    let yaml = format!(
+        r#"
+version: v1
+endpoints:
+  - id: aws
+    type: bedrock
+    region: us-east-1
+    url: http://{mock}
+    aws_access_key_id_env: SDK_AWS_KEY
+    aws_secret_access_key_env: SDK_AWS_SECRET
+    models: [{{ name: claude-sonnet, upstream: "us.anthropic.claude-3-7-sonnet-20250219-v1:0" }}]
+tenants:
+  - id: acme
+    model_allowlist: [claude-sonnet]
+rules:
+  - default:
+      route_to: aws
+"#,
+        mock = mock.addr
+    );
+    let (_dir, table) = common::compiled(&yaml);
+    let router = common::router_with_auth(
+        &["--table", table.to_str().unwrap(), "--cores", "2"],
+        &[("SDK_AWS_KEY", "AKIDSDK"), ("SDK_AWS_SECRET", "sdk-secret")],
+    );
+    let (_, key) = common::issue_key(&router, "acme", "{}");
+    run(
+        "cloud_clients.py",
+        &[
+            format!("http://{}", router.addr),
+            key,
+            format!("http://{}", mock.addr),
+            "claude-sonnet".to_owned(),
+        ],
+        &router,
+    );
+}

@@ -3,6 +3,9 @@ recomputed with botocore's own signer (an implementation we did not write) and r
 mismatch, as AWS does.
 
 Usage: python3 tools/aws/bedrock_mock.py --access-key AKID --secret-key SECRET [--region us-east-1]
+                                         [--session-token T] [--api-key K]
+
+With `--api-key`, a request may instead carry `Authorization: Bearer K` (a Bedrock API key).
 
 Prints `listening on http://127.0.0.1:PORT` when ready. Routes:
   POST /model/{id}/converse         a Converse answer: a tool call when tools are given and the
@@ -83,6 +86,9 @@ class Handler(BaseHTTPRequestHandler):
     def verify(self, body: bytes) -> str | None:
         """None when the signature verifies, else why not."""
         auth = self.headers.get("authorization", "")
+        if self.server.api_key and auth.startswith("Bearer "):
+            ok = hmac.compare_digest(auth[len("Bearer "):], self.server.api_key)
+            return None if ok else "the Bedrock API key is not valid"
         if not auth.startswith("AWS4-HMAC-SHA256 "):
             return "no SigV4 authorization header"
         parts = dict(p.strip().split("=", 1) for p in auth[len("AWS4-HMAC-SHA256 "):].split(","))
@@ -186,11 +192,13 @@ def main():
     ap.add_argument("--secret-key", required=True)
     ap.add_argument("--session-token")
     ap.add_argument("--region", default="us-east-1")
+    ap.add_argument("--api-key")
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.access_key, server.secret_key, server.token = args.access_key, args.secret_key, args.session_token
     server.region = args.region
+    server.api_key = args.api_key
     server.requests = []
     server.lock = threading.Lock()
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
