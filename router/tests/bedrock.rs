@@ -362,3 +362,63 @@ rules:
         "no signature with an API key"
     );
 }
+
+#[test]
+fn the_design_example_serves_its_bedrock_route_and_fallback() {
+    let mock = bedrock_mock(&["--access-key", KEY, "--secret-key", SECRET]);
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/policies/good");
+    // The example as written, with `anthropic` unreachable and `bedrock` on the test server.
+    let design = std::fs::read_to_string(root.join("design-example.yaml"))
+        .unwrap()
+        .replace(
+            "endpoints:\n",
+            &format!(
+                "endpoints:\n  - id: anthropic\n    type: anthropic\n    url: http://{dead}\n    api_key_env: ANTHROPIC_API_KEY\n  - id: bedrock\n    type: bedrock\n    region: us-east-1\n    url: http://{}\n    models: [{{ name: claude-3-5-haiku, upstream: anthropic.claude-3-5-haiku-20241022-v1:0 }}]\n",
+                mock.addr
+            ),
+        );
+    let (_dir, table) = compiled(&design);
+    let router = router_env(
+        &["--table", table.to_str().unwrap()],
+        &[
+            ("ANTHROPIC_API_KEY", "sk-ant"),
+            ("GPU_TOKEN", "gpu"),
+            ("AWS_ACCESS_KEY_ID", KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    );
+    let body = serde_json::json!({"model": "claude-3-5-haiku", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
+    // The enterprise tenant within its latency budget: `anthropic` is down, `bedrock` answers.
+    let r = post(
+        &router,
+        "/v1/messages",
+        &body,
+        &[
+            ("X-Tenant", "enterprise-acme"),
+            ("X-Latency-Budget-Ms", "300"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.route(), ("bedrock".into(), "1".into()));
+    assert_eq!(r.json()["type"], "message");
+    // A tight cost cap: rule 2 routes to `bedrock` itself.
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &body,
+        &[("X-Cost-Budget-Usd", "0.000001")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.route(), ("bedrock".into(), "2".into()));
+    let sent = upstream(&mock);
+    assert_eq!(sent.len(), 2);
+    assert!(sent.iter().all(|s| s["signature_ok"] == true), "{sent:?}");
+    assert_eq!(
+        sent[0]["target"],
+        "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
+    );
+}
