@@ -165,7 +165,7 @@ fn options() -> Options<'static> {
 fn translate_stream(from: Wire, input: &[u8], read: usize) -> usize {
     let to = match from {
         Wire::OpenAi => Wire::Anthropic,
-        Wire::Anthropic | Wire::Bedrock => Wire::OpenAi,
+        Wire::Anthropic | Wire::Bedrock | Wire::BedrockInvoke => Wire::OpenAi,
     };
     let mut parser = switchyard::dialect::de::Parser::default();
     let mut t = Translator::new(from, to, &options(), &mut parser);
@@ -194,7 +194,7 @@ fn meter_stream(wire: Wire, input: &[u8], read: usize) -> usize {
 fn whole_answer(wire: Wire) -> Vec<u8> {
     let text = "The request goes to the private GPU pool because the tenant is acme. ".repeat(6);
     let v = match wire {
-        Wire::Bedrock => json!({
+        Wire::Bedrock | Wire::BedrockInvoke => json!({
             "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
             "stopReason": "end_turn",
             "usage": {"inputTokens": 243, "outputTokens": 96, "totalTokens": 339},
@@ -228,7 +228,7 @@ fn translate_whole(
 ) -> usize {
     let to = match from {
         Wire::OpenAi => Wire::Anthropic,
-        Wire::Anthropic | Wire::Bedrock => Wire::OpenAi,
+        Wire::Anthropic | Wire::Bedrock | Wire::BedrockInvoke => Wire::OpenAi,
     };
     let options = Options {
         stream: false,
@@ -267,7 +267,7 @@ fn answers(c: &mut Criterion) {
             b.iter(|| translate_whole(from, black_box(&body), &mut parser, &mut out));
         });
         let meter = match from {
-            Wire::Anthropic | Wire::Bedrock => "meter_anthropic_passthrough",
+            Wire::Anthropic | Wire::Bedrock | Wire::BedrockInvoke => "meter_anthropic_passthrough",
             Wire::OpenAi => "meter_openai_passthrough",
         };
         g.bench_function(meter, |b| {

@@ -172,6 +172,39 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Appends the bytes of standard base64 text (RFC 4648 §4; padding optional) to `out`;
+/// `None` for a character outside the alphabet or a length no encoding has.
+#[must_use]
+pub fn base64_decode(text: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    fn value(c: u8) -> Option<u32> {
+        Some(u32::from(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        }))
+    }
+    let text = text
+        .strip_suffix(b"==")
+        .or_else(|| text.strip_suffix(b"="))
+        .unwrap_or(text);
+    if text.len() % 4 == 1 {
+        return None;
+    }
+    out.reserve(text.len() / 4 * 3 + 2);
+    for chunk in text.chunks(4) {
+        let mut n = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            n |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = n.to_be_bytes();
+        out.extend_from_slice(bytes.get(1..chunk.len()).unwrap_or_default());
+    }
+    Some(())
+}
+
 /// Appends `s` percent-encoded: bytes `keep` accepts as they are, every other byte as `%XX`.
 pub fn percent_encode(s: &str, keep: impl Fn(usize, u8) -> bool, out: &mut String) {
     for (i, b) in s.bytes().enumerate() {
@@ -221,6 +254,28 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn base64_round_trips_every_length() {
+        for len in 0..70usize {
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| u8::try_from((i * 37 + 11) % 256).unwrap_or(0))
+                .collect();
+            let text = base64(&bytes);
+            let mut back = Vec::new();
+            assert_eq!(base64_decode(text.as_bytes(), &mut back), Some(()));
+            assert_eq!(back, bytes, "{text}");
+            let mut unpadded = Vec::new();
+            assert_eq!(
+                base64_decode(text.trim_end_matches('=').as_bytes(), &mut unpadded),
+                Some(())
+            );
+            assert_eq!(unpadded, bytes);
+        }
+        assert_eq!(base64_decode(b"ab*d", &mut Vec::new()), None);
+        assert_eq!(base64_decode(b"abcde", &mut Vec::new()), None);
+    }
+
     use super::*;
 
     #[test]

@@ -422,3 +422,86 @@ fn the_design_example_serves_its_bedrock_route_and_fallback() {
         "/model/anthropic.claude-3-5-haiku-20241022-v1%3A0/converse"
     );
 }
+
+#[test]
+fn bedrock_invoke_carries_anthropic_bodies_both_ways() {
+    let mock = bedrock_mock(&["--access-key", KEY, "--secret-key", SECRET]);
+    let yaml = format!(
+        r#"
+version: v1
+endpoints:
+  - id: aws-invoke
+    type: bedrock
+    region: us-east-1
+    bedrock_api: invoke
+    url: http://{mock}
+    models: [{{ name: claude-sonnet, upstream: "{SONNET}" }}]
+rules:
+  - default:
+      route_to: aws-invoke
+"#,
+        mock = mock.addr
+    );
+    let (_dir, table) = compiled(&yaml);
+    let router = router_env(
+        &["--table", table.to_str().unwrap()],
+        &[
+            ("AWS_ACCESS_KEY_ID", KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ],
+    );
+    let hi = serde_json::json!({"model": "claude-sonnet", "max_tokens": 64, "system": "Be brief.",
+        "messages": [{"role": "user", "content": "hi"}]});
+    // Anthropic client, whole: the body goes with `anthropic_version`, without model/stream.
+    let r = post(&router, "/v1/messages", &hi, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["content"][0]["text"],
+        format!("Hello from Bedrock invoke {SONNET}")
+    );
+    let sent = upstream(&mock).last().cloned().unwrap();
+    assert_eq!(
+        sent["target"],
+        "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/invoke"
+    );
+    let body: serde_json::Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["anthropic_version"], "bedrock-2023-05-31");
+    assert!(
+        body.get("model").is_none() && body.get("stream").is_none(),
+        "{body}"
+    );
+    // OpenAI client, streamed: `chunk` frames unwrapped into Anthropic events, translated.
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &serde_json::json!({"model": "claude-sonnet", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let text: String = data(&r.body)
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, format!("Hello from Bedrock invoke {SONNET}"));
+    assert!(r.text().contains("data: [DONE]"));
+    let sent = upstream(&mock).last().cloned().unwrap();
+    assert!(
+        sent["target"]
+            .as_str()
+            .unwrap()
+            .ends_with("/invoke-with-response-stream")
+    );
+    // Anthropic client, streamed, throttled after two events: an error event at the end.
+    let mut stream = hi;
+    stream["stream"] = serde_json::json!(true);
+    let r = post(
+        &router,
+        "/v1/messages",
+        &stream,
+        &[("x-mock-exception", "throttlingException")],
+    );
+    let events = data(&r.body);
+    assert_eq!(events.last().unwrap()["type"], "error", "{events:?}");
+    assert_eq!(events.last().unwrap()["error"]["type"], "rate_limit_error");
+    assert!(upstream(&mock).iter().all(|s| s["signature_ok"] == true));
+}

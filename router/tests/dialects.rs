@@ -31,7 +31,7 @@ fn other(w: Wire) -> Wire {
     match w {
         Wire::OpenAi => Wire::Anthropic,
         Wire::Anthropic => Wire::OpenAi,
-        Wire::Bedrock => {
+        Wire::Bedrock | Wire::BedrockInvoke => {
             panic!("the golden fixtures are OpenAI and Anthropic (Bedrock's are unit tests)")
         }
     }
@@ -41,7 +41,7 @@ fn name(w: Wire) -> &'static str {
     match w {
         Wire::OpenAi => "openai",
         Wire::Anthropic => "anthropic",
-        Wire::Bedrock => "bedrock",
+        Wire::Bedrock | Wire::BedrockInvoke => "bedrock",
     }
 }
 
@@ -110,7 +110,9 @@ fn translate_request(from: Wire, body: &[u8]) -> serde_json::Value {
     let mut buf = body.to_vec();
     let mut parser = switchyard::dialect::de::Parser::default();
     let read = match from {
-        Wire::OpenAi | Wire::Bedrock => openai::read::read(&mut buf, &mut parser),
+        Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
+            openai::read::read(&mut buf, &mut parser)
+        }
         Wire::Anthropic => anthropic::read::read(&mut buf, &mut parser),
     };
     let refused = |r: switchyard::dialect::Refusal| serde_json::json!({"refused": {"param": r.param, "invalid": r.invalid, "message": r.message}});
@@ -122,7 +124,7 @@ fn translate_request(from: Wire, body: &[u8]) -> serde_json::Value {
     let mut dropped: Vec<std::borrow::Cow<'static, str>> = Vec::new();
     let written = match other(from) {
         Wire::Anthropic => anthropic::write::write(&req, "target-model", &mut out, &mut dropped),
-        Wire::Bedrock => {
+        Wire::Bedrock | Wire::BedrockInvoke => {
             switchyard::dialect::bedrock::write::write(&req, "target-model", &mut out, &mut dropped)
         }
         Wire::OpenAi => openai::write::write(

@@ -11,6 +11,11 @@ Prints `listening on http://127.0.0.1:PORT` when ready. Routes:
   POST /model/{id}/converse         a Converse answer: a tool call when tools are given and the
                                     last user turn holds no tool result, else text
   POST /model/{id}/converse-stream  the same as AWS event-stream frames, sent frame by frame
+  POST /model/{id}/invoke           InvokeModel with an Anthropic body (`anthropic_version`
+                                    must be bedrock-2023-05-31; no `model`, no `stream`):
+                                    an Anthropic message
+  POST /model/{id}/invoke-with-response-stream
+                                    its Anthropic stream events, base64 in `chunk` frames
   GET  /__mock/requests             every request received: method, target, headers, body,
                                     and whether its signature verified
 Request headers that steer it: `x-mock-status: 429` (an HTTP error in Bedrock's shape),
@@ -18,6 +23,7 @@ Request headers that steer it: `x-mock-status: 429` (an HTTP error in Bedrock's 
 """
 
 import argparse
+import base64
 import hmac
 import json
 import struct
@@ -130,6 +136,8 @@ class Handler(BaseHTTPRequestHandler):
         if failure:
             return self.reply(403, {"message": failure}, [("x-amzn-errortype", "InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/")])
         parts = self.path.split("/")
+        if len(parts) == 4 and parts[1] == "model" and parts[3] in ("invoke", "invoke-with-response-stream"):
+            return self.invoke(unquote(parts[2]), body, parts[3] != "invoke")
         if len(parts) != 4 or parts[1] != "model" or parts[3] not in ("converse", "converse-stream"):
             return self.reply(404, {"message": f"unknown operation {self.path}"})
         model = unquote(parts[2])
@@ -184,6 +192,58 @@ class Handler(BaseHTTPRequestHandler):
         send(event("messageStop", {"stopReason": "tool_use" if tool else "end_turn"}))
         send(event("metadata", {"usage": usage, "metrics": {"latencyMs": 5}}))
         self.wfile.write(b"0\r\n\r\n")
+
+
+def invoke(self, model: str, body: bytes, stream: bool):
+    status = int(self.headers.get("x-mock-status", "200"))
+    if status != 200:
+        name = ERRORS.get(status, "InternalServerException")
+        return self.reply(status, {"message": f"mock {name} for {model}"}, [("x-amzn-errortype", name)])
+    req = json.loads(body)
+    problems = [why for bad, why in [
+        (req.get("anthropic_version") != "bedrock-2023-05-31", "anthropic_version must be bedrock-2023-05-31"),
+        ("model" in req, "model is not allowed in the body"),
+        ("stream" in req, "stream is not allowed in the body"),
+        ("max_tokens" not in req, "max_tokens is required"),
+    ] if bad]
+    if problems:
+        return self.reply(400, {"message": "; ".join(problems)}, [("x-amzn-errortype", "ValidationException")])
+    text = f"Hello from Bedrock invoke {model}"
+    usage = {"input_tokens": max(1, len(body) // 4), "output_tokens": 6}
+    if not stream:
+        return self.reply(200, {"id": "msg_bdrk_1", "type": "message", "role": "assistant", "model": model,
+                                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
+                                "stop_sequence": None, "usage": usage})
+    self.send_response(200)
+    self.send_header("content-type", "application/vnd.amazon.eventstream")
+    self.send_header("transfer-encoding", "chunked")
+    self.end_headers()
+    events = [
+        {"type": "message_start", "message": {"id": "msg_bdrk_1", "type": "message", "role": "assistant", "model": model,
+                                              "content": [], "stop_reason": None, "stop_sequence": None,
+                                              "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hello from "}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": f"Bedrock invoke {model}"}},
+        {"type": "content_block_stop", "index": 0},
+        {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 6}},
+        {"type": "message_stop", "amazon-bedrock-invocationMetrics": {"inputTokenCount": usage["input_tokens"], "outputTokenCount": 6}},
+    ]
+    for i, ev in enumerate(events):
+        data = base64.b64encode(json.dumps(ev).encode()).decode()
+        chunk = frame([(":message-type", "event"), (":event-type", "chunk"), (":content-type", "application/json")],
+                      json.dumps({"bytes": data, "p": "abcd"}).encode())
+        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        self.wfile.flush()
+        if i == 2 and self.headers.get("x-mock-exception"):
+            exc = frame([(":message-type", "exception"), (":exception-type", self.headers["x-mock-exception"])],
+                        json.dumps({"message": "Too many requests, please wait before trying again."}).encode())
+            self.wfile.write(f"{len(exc):x}\r\n".encode() + exc + b"\r\n")
+            break
+    self.wfile.write(b"0\r\n\r\n")
+
+
+Handler.invoke = invoke
 
 
 def main():

@@ -124,26 +124,27 @@ pub enum PathPlan {
     },
     /// Anthropic: `{base}/v1/messages` and `{base}/v1/messages/count_tokens`.
     Anthropic { base: String },
-    /// Bedrock Converse: `{base}/model/{model id as one segment}/converse` (or
-    /// `/converse-stream`).
-    Bedrock { base: String },
+    /// Bedrock: `{base}/model/{model id as one segment}/converse` (or `/converse-stream`);
+    /// with `invoke`, `/invoke` (or `/invoke-with-response-stream`).
+    Bedrock { base: String, invoke: bool },
 }
 
 impl PathPlan {
     /// The request target for `api` and `model` (`stream`: the answer is streamed).
     pub fn target(&self, api: Api, model: &str, stream: bool, out: &mut Vec<u8>) {
         match self {
-            Self::Bedrock { base } => {
+            Self::Bedrock { base, invoke } => {
                 out.extend_from_slice(base.as_bytes());
                 out.extend_from_slice(b"/model/");
                 // The id is one path segment: `/` and `:` are encoded (and signed as sent).
                 let mut segment = String::new();
                 crate::codec::percent_encode(model, crate::codec::unreserved, &mut segment);
                 out.extend_from_slice(segment.as_bytes());
-                out.extend_from_slice(if stream {
-                    b"/converse-stream"
-                } else {
-                    b"/converse"
+                out.extend_from_slice(match (invoke, stream) {
+                    (false, false) => b"/converse".as_slice(),
+                    (false, true) => b"/converse-stream",
+                    (true, false) => b"/invoke",
+                    (true, true) => b"/invoke-with-response-stream",
                 });
             }
             Self::OpenAi { base } => {
@@ -288,9 +289,6 @@ fn plan(e: &switchyard_table::EndpointView<'_>, settings: &PlanSettings) -> Plan
     match kind {
         EndpointKind::Mock => return Plan::Mock,
         EndpointKind::Vertex => return Plan::Unsupported("vertex"),
-        EndpointKind::Bedrock if e.bedrock_api() == Some(switchyard_table::BedrockApi::Invoke) => {
-            return Plan::Unsupported("bedrock (bedrock_api: invoke)");
-        }
         _ => {}
     }
     match forward_plan(e, settings) {
@@ -331,6 +329,7 @@ fn forward_plan(
         },
         EndpointKind::Bedrock => PathPlan::Bedrock {
             base: base.to_owned(),
+            invoke: invoke(e),
         },
         // The API's base, also when given as `…/v1` or down to `…/v1/messages`.
         EndpointKind::Anthropic => PathPlan::Anthropic {
@@ -349,6 +348,7 @@ fn forward_plan(
     };
     let wire = match e.kind() {
         EndpointKind::Anthropic => Wire::Anthropic,
+        EndpointKind::Bedrock if invoke(e) => Wire::BedrockInvoke,
         EndpointKind::Bedrock => Wire::Bedrock,
         _ => Wire::OpenAi,
     };
@@ -398,6 +398,11 @@ fn forward_plan(
         sigv4,
         timeout,
     })
+}
+
+/// Whether a Bedrock endpoint is called through InvokeModel (`bedrock_api: invoke`).
+fn invoke(e: &switchyard_table::EndpointView<'_>) -> bool {
+    e.bedrock_api() == Some(switchyard_table::BedrockApi::Invoke)
 }
 
 /// A Bedrock endpoint's region: its `region`, else (the built-in `bedrock`) `AWS_REGION` or

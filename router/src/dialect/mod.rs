@@ -39,6 +39,9 @@ pub enum Wire {
     Anthropic,
     /// AWS Bedrock Converse (an upstream's only: no client speaks it).
     Bedrock,
+    /// AWS Bedrock InvokeModel with Anthropic Messages bodies (`bedrock_api: invoke`):
+    /// Anthropic's dialect in AWS's envelope (streams in event-stream `chunk` frames).
+    BedrockInvoke,
 }
 
 impl Wire {
@@ -48,6 +51,7 @@ impl Wire {
             Self::OpenAi => "OpenAI",
             Self::Anthropic => "Anthropic",
             Self::Bedrock => "Bedrock",
+            Self::BedrockInvoke => "Bedrock InvokeModel",
         }
     }
 }

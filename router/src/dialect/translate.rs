@@ -68,6 +68,8 @@ enum Decoder {
     OpenAi(openai::decode::Decoder),
     Anthropic(anthropic::decode::Decoder),
     Bedrock(bedrock::decode::Decoder),
+    /// Bedrock InvokeModel: Anthropic events inside event-stream `chunk` frames.
+    BedrockInvoke(anthropic::decode::Decoder),
 }
 
 #[derive(Debug)]
@@ -133,17 +135,14 @@ impl<'t> Translator<'t> {
             Wire::OpenAi => Decoder::OpenAi(openai::decode::Decoder::default()),
             Wire::Anthropic => Decoder::Anthropic(anthropic::decode::Decoder::default()),
             Wire::Bedrock => Decoder::Bedrock(bedrock::decode::Decoder::default()),
+            Wire::BedrockInvoke => Decoder::BedrockInvoke(anthropic::decode::Decoder::default()),
         };
         let stream = kind == Kind::Stream;
         let encoder = match to {
             // (No client speaks Bedrock.)
-            Wire::OpenAi | Wire::Bedrock => Encoder::OpenAi(openai::encode::Encoder::new(
-                stream,
-                o.include_usage,
-                o.created,
-                o.id,
-                o.model,
-            )),
+            Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => Encoder::OpenAi(
+                openai::encode::Encoder::new(stream, o.include_usage, o.created, o.id, o.model),
+            ),
             Wire::Anthropic => {
                 Encoder::Anthropic(anthropic::encode::Encoder::new(stream, o.id, o.model))
             }
@@ -196,19 +195,21 @@ impl<'t> Translator<'t> {
             return Ok(());
         }
         match self.kind {
-            Kind::Stream if matches!(self.decoder, Decoder::Bedrock(_)) => {
+            Kind::Stream
+                if matches!(
+                    self.decoder,
+                    Decoder::Bedrock(_) | Decoder::BedrockInvoke(_)
+                ) =>
+            {
                 let Self {
                     frames,
                     body: scratch,
                     parser,
-                    decoder: Decoder::Bedrock(decoder),
+                    decoder,
                     encoder,
                     tally,
                     ..
-                } = self
-                else {
-                    return Ok(());
-                };
+                } = self;
                 let mut failed = None;
                 let pushed = frames.push(data, |frame| {
                     if failed.is_some() {
@@ -218,7 +219,27 @@ impl<'t> Translator<'t> {
                         tally.see(&e);
                         encoder.event(e, out);
                     };
-                    if let Err(e) = decoder.frame(&frame, scratch, parser, &mut emit) {
+                    let decoded = match decoder {
+                        Decoder::Bedrock(d) => d.frame(&frame, scratch, parser, &mut emit),
+                        Decoder::BedrockInvoke(d) => {
+                            match bedrock::decode::invoke_chunk(&frame, scratch) {
+                                Ok(bedrock::decode::Chunk::Event) => {
+                                    d.event(scratch, parser, &mut emit)
+                                }
+                                Ok(bedrock::decode::Chunk::Error { kind, message }) => {
+                                    emit(Event::Error {
+                                        kind,
+                                        message: &message,
+                                    });
+                                    Ok(())
+                                }
+                                Ok(bedrock::decode::Chunk::Skip(_)) => Ok(()),
+                                Err(e) => Err(e),
+                            }
+                        }
+                        _ => Ok(()),
+                    };
+                    if let Err(e) = decoded {
                         failed = Some(format!("sent a stream event that is not valid: {e}"));
                     }
                 });
@@ -258,7 +279,7 @@ impl<'t> Translator<'t> {
                         Decoder::OpenAi(d) => d.event(scratch, parser, &mut emit),
                         Decoder::Anthropic(d) => d.event(scratch, parser, &mut emit),
                         // (Bedrock streams are frames, decoded above.)
-                        Decoder::Bedrock(_) => Ok(()),
+                        Decoder::Bedrock(_) | Decoder::BedrockInvoke(_) => Ok(()),
                     };
                     if let Err(e) = decoded {
                         failed = Some(format!("sent a stream event that is not valid: {e}"));
@@ -326,6 +347,7 @@ impl<'t> Translator<'t> {
                     Decoder::OpenAi(d) => d.close(&mut emit),
                     Decoder::Anthropic(d) => d.close(&mut emit),
                     Decoder::Bedrock(d) => d.close(&mut emit),
+                    Decoder::BedrockInvoke(d) => d.close(&mut emit),
                 };
                 closed.map_err(|why| self.refuse(why.to_owned(), out))
             }
@@ -346,6 +368,8 @@ impl<'t> Translator<'t> {
                     Decoder::OpenAi(d) => d.whole(body, parser, &mut emit),
                     Decoder::Anthropic(d) => d.whole(body, parser, &mut emit),
                     Decoder::Bedrock(d) => d.whole(body, parser, &mut emit),
+                    // An InvokeModel answer is an Anthropic message.
+                    Decoder::BedrockInvoke(d) => d.whole(body, parser, &mut emit),
                 };
                 decoded.map_err(|e| {
                     self.broken = true;

@@ -76,7 +76,9 @@ pub(super) async fn candidates<'r>(
         parse_buf.extend_from_slice(req.body);
         let read = match api.wire() {
             // (No client speaks Bedrock: its arm is the OpenAI reader's.)
-            Wire::OpenAi | Wire::Bedrock => openai::read::read(&mut parse_buf, &mut parser),
+            Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
+                openai::read::read(&mut parse_buf, &mut parser)
+            }
             Wire::Anthropic => anthropic::read::read(&mut parse_buf, &mut parser),
         };
         match read {
@@ -244,6 +246,7 @@ fn write_request(
         Wire::Anthropic => anthropic::write::write(ir, model, out, &mut left_out)?,
         Wire::OpenAi => openai::write::write(ir, model, limit, out, &mut left_out)?,
         Wire::Bedrock => crate::dialect::bedrock::write::write(ir, model, out, &mut left_out)?,
+        Wire::BedrockInvoke => anthropic::write::write_invoke(ir, out, &mut left_out)?,
     }
     let names = ir
         .dropped

@@ -19,6 +19,35 @@ pub fn write(
     out: &mut Vec<u8>,
     dropped: &mut Vec<Cow<'static, str>>,
 ) -> Result<(), Refusal> {
+    write_with(req, Envelope::Messages(model), out, dropped)
+}
+
+/// The version Bedrock's InvokeModel takes Anthropic bodies at.
+pub const BEDROCK_ANTHROPIC_VERSION: &str = "bedrock-2023-05-31";
+
+/// Writes `req` as a Bedrock InvokeModel body for an Anthropic model: the Messages body
+/// without `model` and `stream` (the path says both), with `anthropic_version`.
+pub fn write_invoke(
+    req: &Request<'_>,
+    out: &mut Vec<u8>,
+    dropped: &mut Vec<Cow<'static, str>>,
+) -> Result<(), Refusal> {
+    write_with(req, Envelope::BedrockInvoke, out, dropped)
+}
+
+/// Where the body goes: the Messages API (with its model) or Bedrock's InvokeModel.
+#[derive(Clone, Copy)]
+enum Envelope<'m> {
+    Messages(&'m str),
+    BedrockInvoke,
+}
+
+fn write_with(
+    req: &Request<'_>,
+    envelope: Envelope<'_>,
+    out: &mut Vec<u8>,
+    dropped: &mut Vec<Cow<'static, str>>,
+) -> Result<(), Refusal> {
     let mut thinking = req.thinking;
     let mut max_tokens = req.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
     if let Some(Thinking::Enabled { budget_tokens }) = thinking {
@@ -37,7 +66,15 @@ pub fn write(
         }
     }
     let mut o = Obj::new(out);
-    o.str("model", model).u64("max_tokens", max_tokens);
+    match envelope {
+        Envelope::Messages(model) => {
+            o.str("model", model);
+        }
+        Envelope::BedrockInvoke => {
+            o.str("anthropic_version", BEDROCK_ANTHROPIC_VERSION);
+        }
+    }
+    o.u64("max_tokens", max_tokens);
     if !req.system.is_empty() {
         let s = o.key("system");
         s.push(b'[');
@@ -104,7 +141,7 @@ pub fn write(
     if let Some(k) = req.top_k {
         o.u64("top_k", k);
     }
-    if req.stream {
+    if req.stream && matches!(envelope, Envelope::Messages(_)) {
         o.bool("stream", true);
     }
     if !req.tools.is_empty() {

@@ -457,3 +457,61 @@ impl Decoder {
         }
     }
 }
+
+/// What an InvokeModelWithResponseStream frame holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'f> {
+    /// An Anthropic stream event's JSON, decoded into the caller's buffer.
+    Event,
+    /// An exception frame: the client dialects' error type and the message.
+    Error { kind: &'static str, message: String },
+    /// Nothing to translate (an event type this router does not know).
+    Skip(&'f str),
+}
+
+/// Unwraps an InvokeModel stream frame: a `chunk` event's `bytes` (base64 of one Anthropic
+/// stream event) decoded into `decoded`, or an exception.
+pub fn invoke_chunk<'f>(frame: &Frame<'f>, decoded: &mut Vec<u8>) -> Result<Chunk<'f>, String> {
+    #[derive(Deserialize)]
+    struct Payload<'a> {
+        #[serde(default, borrow)]
+        bytes: Option<&'a str>,
+        #[serde(default, borrow)]
+        message: Option<Cow<'a, str>>,
+    }
+    let kind = frame.string(":message-type").unwrap_or("event");
+    let payload: Payload<'_> = if frame.payload.trim_ascii().is_empty() {
+        Payload {
+            bytes: None,
+            message: None,
+        }
+    } else {
+        serde_json::from_slice(frame.payload).map_err(|e| e.to_string())?
+    };
+    if kind != "event" {
+        let name = frame
+            .string(":exception-type")
+            .or_else(|| frame.string(":error-code"))
+            .unwrap_or(kind);
+        return Ok(Chunk::Error {
+            kind: error_kind(name),
+            message: payload
+                .message
+                .map(Cow::into_owned)
+                .or_else(|| frame.string(":error-message").map(str::to_owned))
+                .unwrap_or_else(|| "Bedrock reported an error in the stream".to_owned()),
+        });
+    }
+    match (
+        frame.string(":event-type").unwrap_or_default(),
+        payload.bytes,
+    ) {
+        ("chunk", Some(b64)) => {
+            decoded.clear();
+            crate::codec::base64_decode(b64.as_bytes(), decoded)
+                .ok_or("a chunk whose bytes are not base64")?;
+            Ok(Chunk::Event)
+        }
+        (other, _) => Ok(Chunk::Skip(other)),
+    }
+}
