@@ -172,6 +172,20 @@ pub fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// `bytes` in base64url without padding (RFC 4648 §5; JWTs).
+#[must_use]
+pub fn base64url(bytes: &[u8]) -> String {
+    base64(bytes)
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect()
+}
+
 /// Appends the bytes of standard base64 text (RFC 4648 §4; padding optional) to `out`;
 /// `None` for a character outside the alphabet or a length no encoding has.
 #[must_use]

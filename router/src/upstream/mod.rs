@@ -3,10 +3,11 @@
 //! resolution off the executors), [`forward`] (the upstream request and its response
 //! head), [`relay`] (the response body to the client as it arrives), [`meter`] (token usage
 //! read from it), [`mock`] (the in-process `mock` endpoint), [`sigv4`] (AWS request signing,
-//! for Bedrock).
+//! for Bedrock), [`gcp`] (Google service-account assertions, for Vertex).
 
 pub mod exchange;
 pub mod forward;
+pub mod gcp;
 pub mod meter;
 pub mod mock;
 pub mod pool;
