@@ -124,6 +124,12 @@ pub fn of_request(path: &[u8], buf: &[u8], headers: &[crate::http::HeaderIdx]) -
     of_path(path)
 }
 
+/// `given`, or `fallback` when the upstream left it empty (an answer's id or model).
+#[must_use]
+pub fn given_or<'a>(given: &'a str, fallback: &'a str) -> &'a str {
+    if given.is_empty() { fallback } else { given }
+}
+
 /// Why a request cannot go to an upstream in its dialect.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

@@ -10,6 +10,7 @@
 //! `message_delta` and `message_stop` — or with an `error` event, never silently.
 
 use crate::dialect::anthropic::write::write_tool_id;
+use crate::dialect::given_or;
 use crate::dialect::ir::{BlockKind, Counts, Delta, Event, Stop};
 use crate::dialect::json::{Obj, sep};
 use crate::dialect::sse::write_event;
@@ -180,16 +181,8 @@ impl<'a> Encoder<'a> {
             return;
         }
         self.started = true;
-        self.id = if id.is_empty() {
-            self.fallback_id.to_owned()
-        } else {
-            id.to_owned()
-        };
-        self.model = if model.is_empty() {
-            self.fallback_model.to_owned()
-        } else {
-            model.to_owned()
-        };
+        self.id = given_or(id, self.fallback_id).to_owned();
+        self.model = given_or(model, self.fallback_model).to_owned();
         self.usage = usage;
         if !self.stream {
             return;

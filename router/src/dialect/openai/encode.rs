@@ -8,6 +8,7 @@
 //! upstream said `stop`; the usage chunk (`choices: []`) goes out only when the client asked
 //! for it (`stream_options.include_usage`), and `prompt_tokens` counts cached tokens too.
 
+use crate::dialect::given_or;
 use crate::dialect::ir::{BlockKind, Counts, Delta, Event, Stop};
 use crate::dialect::json::{Obj, sep, string};
 use crate::dialect::sse::write_event;
@@ -186,16 +187,8 @@ impl<'a> Encoder<'a> {
             return;
         }
         self.started = true;
-        self.id = if id.is_empty() {
-            self.fallback_id.to_owned()
-        } else {
-            id.to_owned()
-        };
-        self.model = if model.is_empty() {
-            self.fallback_model.to_owned()
-        } else {
-            model.to_owned()
-        };
+        self.id = given_or(id, self.fallback_id).to_owned();
+        self.model = given_or(model, self.fallback_model).to_owned();
         self.usage = usage;
         if !self.stream {
             return;
