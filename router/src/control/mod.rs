@@ -3,10 +3,11 @@
 //! cells cores read the table and keys from), [`keys`] (client and admin keys), [`limits`]
 //! (tenant rates and budgets), [`health`] (endpoint health from traffic), [`admin`] (the
 //! admin API), [`changes`] (policy, endpoint and tenant changes), [`state`] (state files and
-//! the directory lock).
+//! the directory lock), [`cloud`] (what Bedrock and Vertex endpoints need beyond a URL).
 
 pub mod admin;
 pub mod changes;
+pub mod cloud;
 pub mod health;
 pub mod keys;
 pub mod limits;

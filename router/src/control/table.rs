@@ -16,6 +16,9 @@ use std::time::Duration;
 
 use switchyard_table::{EndpointKind, Table, TableError};
 
+use crate::control::cloud::{
+    Publisher, aws_credentials, bedrock_region, vertex_model, vertex_place, vertex_url,
+};
 use crate::dialect::openai::write::Limit;
 use crate::dialect::{Api, Wire};
 
@@ -68,8 +71,6 @@ pub enum Plan {
     Mock,
     /// Forward over HTTP(S).
     Forward(Upstream),
-    /// A dialect the router does not speak yet; the payload is the endpoint type.
-    Unsupported(&'static str),
     /// Misconfigured (missing secret, unreadable CA file, bad URL): answered with 503 and
     /// this message, which names the endpoint and never contains a secret.
     Broken(String),
@@ -92,10 +93,24 @@ pub struct Upstream {
     pub auth: Option<(&'static str, String)>,
     /// AWS SigV4 signing (Bedrock without an API key): every request is signed.
     pub sigv4: Option<Arc<crate::upstream::sigv4::Signer>>,
+    /// Google access tokens (Vertex): every request carries one as a bearer token.
+    pub google: Option<Arc<crate::upstream::token::Tokens>>,
     /// Pool key: connections are shared by endpoints with the same origin and trust.
     pub pool_key: String,
     /// Deadline for the response head and for each read of the body.
     pub timeout: Duration,
+}
+
+impl Upstream {
+    /// The dialect the upstream speaks for `model` (its provider id): on Vertex AI the
+    /// model's publisher decides, elsewhere the endpoint's type.
+    #[must_use]
+    pub fn wire_for(&self, model: &str) -> Wire {
+        match self.path {
+            PathPlan::Vertex { .. } => vertex_model(model).0.wire(),
+            _ => self.wire,
+        }
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -127,12 +142,49 @@ pub enum PathPlan {
     /// Bedrock: `{base}/model/{model id as one segment}/converse` (or `/converse-stream`);
     /// with `invoke`, `/invoke` (or `/invoke-with-response-stream`).
     Bedrock { base: String, invoke: bool },
+    /// Vertex AI: `{base}/v1/projects/{project}/locations/{location}/publishers/{publisher}/
+    /// models/{model}:{method}` — `generateContent` / `streamGenerateContent?alt=sse` for
+    /// Google's models, `rawPredict` / `streamRawPredict` for Anthropic's.
+    Vertex {
+        base: String,
+        project: String,
+        location: String,
+    },
 }
 
 impl PathPlan {
     /// The request target for `api` and `model` (`stream`: the answer is streamed).
     pub fn target(&self, api: Api, model: &str, stream: bool, out: &mut Vec<u8>) {
         match self {
+            Self::Vertex {
+                base,
+                project,
+                location,
+            } => {
+                let (publisher, id) = vertex_model(model);
+                let mut target = String::with_capacity(160);
+                target.push_str(base);
+                target.push_str("/v1/projects/");
+                crate::codec::percent_encode(project, crate::codec::unreserved, &mut target);
+                target.push_str("/locations/");
+                crate::codec::percent_encode(location, crate::codec::unreserved, &mut target);
+                target.push_str("/publishers/");
+                target.push_str(publisher.as_str());
+                target.push_str("/models/");
+                // Claude's ids carry an `@version`, kept as it is (a valid path character).
+                crate::codec::percent_encode(
+                    id,
+                    |i, b| crate::codec::unreserved(i, b) || b == b'@',
+                    &mut target,
+                );
+                target.push_str(match (publisher, stream) {
+                    (Publisher::Google, false) => ":generateContent",
+                    (Publisher::Google, true) => ":streamGenerateContent?alt=sse",
+                    (Publisher::Anthropic, false) => ":rawPredict",
+                    (Publisher::Anthropic, true) => ":streamRawPredict",
+                });
+                out.extend_from_slice(target.as_bytes());
+            }
             Self::Bedrock { base, invoke } => {
                 out.extend_from_slice(base.as_bytes());
                 out.extend_from_slice(b"/model/");
@@ -285,11 +337,8 @@ pub struct PlanSettings {
 }
 
 fn plan(e: &switchyard_table::EndpointView<'_>, settings: &PlanSettings) -> Plan {
-    let kind = e.kind();
-    match kind {
-        EndpointKind::Mock => return Plan::Mock,
-        EndpointKind::Vertex => return Plan::Unsupported("vertex"),
-        _ => {}
+    if e.kind() == EndpointKind::Mock {
+        return Plan::Mock;
     }
     match forward_plan(e, settings) {
         Ok(up) => Plan::Forward(up),
@@ -302,13 +351,17 @@ fn forward_plan(
     settings: &PlanSettings,
 ) -> Result<Upstream, String> {
     let region = bedrock_region(e)?;
-    let bedrock_url;
+    let cloud_url;
     let url = match (e.url(), e.kind()) {
         ("", EndpointKind::OpenAi) => OPENAI_DEFAULT_URL,
         ("", EndpointKind::Anthropic) => ANTHROPIC_DEFAULT_URL,
         ("", EndpointKind::Bedrock) => {
-            bedrock_url = format!("https://bedrock-runtime.{region}.amazonaws.com");
-            &bedrock_url
+            cloud_url = format!("https://bedrock-runtime.{region}.amazonaws.com");
+            &cloud_url
+        }
+        ("", EndpointKind::Vertex) => {
+            cloud_url = vertex_url(&vertex_place(e)?.1);
+            &cloud_url
         }
         ("", _) => return Err("it has no `url`".into()),
         (u, _) => u,
@@ -331,6 +384,15 @@ fn forward_plan(
             base: base.to_owned(),
             invoke: invoke(e),
         },
+        EndpointKind::Vertex => {
+            let (project, location) = vertex_place(e)?;
+            PathPlan::Vertex {
+                // `…/v1` given as the base is the same base.
+                base: base.strip_suffix("/v1").unwrap_or(base).to_owned(),
+                project,
+                location,
+            }
+        }
         // The API's base, also when given as `…/v1` or down to `…/v1/messages`.
         EndpointKind::Anthropic => PathPlan::Anthropic {
             base: base
@@ -350,6 +412,8 @@ fn forward_plan(
         EndpointKind::Anthropic => Wire::Anthropic,
         EndpointKind::Bedrock if invoke(e) => Wire::BedrockInvoke,
         EndpointKind::Bedrock => Wire::Bedrock,
+        // Per model (`Upstream::wire_for`); Gemini when a model names no publisher.
+        EndpointKind::Vertex => Wire::Gemini,
         _ => Wire::OpenAi,
     };
     let limit = match e.kind() {
@@ -365,16 +429,26 @@ fn forward_plan(
         )),
         _ => None,
     };
-    let auth = secret.map(|s| match e.kind() {
-        EndpointKind::AzureOpenAi => ("api-key", s),
-        EndpointKind::Anthropic => ("x-api-key", s),
-        _ => ("authorization", format!("Bearer {s}")),
-    });
     let tls = if parsed.tls {
         Some(client_tls(e.ca_file())?)
     } else {
         None
     };
+    // Vertex: an access token from the key file or the metadata server, unless an API key
+    // is given.
+    let google = match e.kind() {
+        EndpointKind::Vertex if secret.is_none() => Some(crate::upstream::token::Tokens::shared(
+            e.credentials_file(),
+            || client_tls(e.ca_file()),
+        )?),
+        _ => None,
+    };
+    let auth = secret.map(|s| match e.kind() {
+        EndpointKind::AzureOpenAi => ("api-key", s),
+        EndpointKind::Anthropic => ("x-api-key", s),
+        EndpointKind::Vertex => ("x-goog-api-key", s),
+        _ => ("authorization", format!("Bearer {s}")),
+    });
     let timeout = match e.timeout_ms() {
         0 => settings.default_timeout,
         ms => Duration::from_millis(u64::from(ms)),
@@ -396,6 +470,7 @@ fn forward_plan(
         limit,
         auth,
         sigv4,
+        google,
         timeout,
     })
 }
@@ -403,65 +478,6 @@ fn forward_plan(
 /// Whether a Bedrock endpoint is called through InvokeModel (`bedrock_api: invoke`).
 fn invoke(e: &switchyard_table::EndpointView<'_>) -> bool {
     e.bedrock_api() == Some(switchyard_table::BedrockApi::Invoke)
-}
-
-/// A Bedrock endpoint's region: its `region`, else (the built-in `bedrock`) `AWS_REGION` or
-/// `AWS_DEFAULT_REGION`. Empty for other types.
-fn bedrock_region(e: &switchyard_table::EndpointView<'_>) -> Result<String, String> {
-    if e.kind() != EndpointKind::Bedrock {
-        return Ok(String::new());
-    }
-    if !e.region().is_empty() {
-        return Ok(e.region().to_owned());
-    }
-    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
-        .map(|v| v.trim().to_owned())
-        .ok_or_else(|| {
-            "it has no `region` and neither AWS_REGION nor AWS_DEFAULT_REGION is set".to_owned()
-        })
-}
-
-/// A Bedrock endpoint's AWS credentials, from the environment variables it names (or the
-/// standard ones). Errors name the variable, never a value.
-fn aws_credentials<'t>(
-    e: &switchyard_table::EndpointView<'t>,
-) -> Result<crate::upstream::sigv4::Credentials, String> {
-    let or = |given: &'t str, name: &'static str| -> &'t str {
-        if given.is_empty() { name } else { given }
-    };
-    let id_name = or(e.aws_access_key_id_env(), "AWS_ACCESS_KEY_ID");
-    let secret_name = or(e.aws_secret_access_key_env(), "AWS_SECRET_ACCESS_KEY");
-    let token_name = or(e.aws_session_token_env(), "AWS_SESSION_TOKEN");
-    let var = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    };
-    let one_line = |name: &str, v: String| {
-        if v.bytes().any(|b| b < 0x20 || b == 0x7f) {
-            Err(format!(
-                "environment variable `{name}` holds a control character; it must be one line"
-            ))
-        } else {
-            Ok(v)
-        }
-    };
-    let access_key_id = var(id_name).ok_or_else(|| {
-        format!("environment variable `{id_name}` (its AWS access key id) is not set")
-    })?;
-    let secret_access_key = var(secret_name).ok_or_else(|| {
-        format!("environment variable `{secret_name}` (its AWS secret access key) is not set")
-    })?;
-    Ok(crate::upstream::sigv4::Credentials {
-        access_key_id: one_line(id_name, access_key_id)?,
-        secret_access_key: one_line(secret_name, secret_access_key)?,
-        session_token: var(token_name)
-            .map(|t| one_line(token_name, t))
-            .transpose()?,
-    })
 }
 
 /// The endpoint's secret, from `api_key_env` or `api_key_file`; `None` if it has neither.

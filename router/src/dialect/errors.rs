@@ -106,7 +106,11 @@ pub fn translate(status: u16, body: &[u8], to: Wire, endpoint: &str, out: &mut V
             crate::dialect::anthropic::encode::write_error_body(out, kind, &message);
         }
         // (No client speaks Bedrock.)
-        Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
+        Wire::OpenAi
+        | Wire::Bedrock
+        | Wire::BedrockInvoke
+        | Wire::Gemini
+        | Wire::VertexAnthropic => {
             let kind = kind.as_deref().unwrap_or_else(|| openai_type(status));
             write_openai_error(out, kind, &message, None, None);
         }

@@ -14,6 +14,7 @@
 //! - [`sse`]: Server-Sent Events framing, shared by both;
 //! - [`eventstream`]: the AWS binary event-stream framing Bedrock streams in;
 //! - [`bedrock`]: the Converse request writer and answer decoder;
+//! - [`gemini`]: the Gemini (Vertex AI) request writer and answer decoder;
 //! - [`translate`]: a decoder and an encoder joined, fed the upstream's body bytes;
 //! - [`errors`]: error bodies in either dialect, and from one into the other;
 //! - [`json`]: the small JSON writer the encoders share.
@@ -23,6 +24,7 @@ pub mod bedrock;
 pub mod de;
 pub mod errors;
 pub mod eventstream;
+pub mod gemini;
 pub mod ir;
 pub mod json;
 pub mod openai;
@@ -37,11 +39,17 @@ pub enum Wire {
     OpenAi,
     /// Anthropic Messages.
     Anthropic,
-    /// AWS Bedrock Converse (an upstream's only: no client speaks it).
+    /// AWS Bedrock Converse (an upstream's only: no client speaks it, and client-side
+    /// matches give every upstream-only wire the OpenAI arm).
     Bedrock,
     /// AWS Bedrock InvokeModel with Anthropic Messages bodies (`bedrock_api: invoke`):
     /// Anthropic's dialect in AWS's envelope (streams in event-stream `chunk` frames).
     BedrockInvoke,
+    /// Google Gemini on Vertex AI (an upstream's only).
+    Gemini,
+    /// Claude on Vertex AI: Anthropic Messages bodies with `anthropic_version`
+    /// `vertex-2023-10-16` and the model in the path; answers as Anthropic's.
+    VertexAnthropic,
 }
 
 impl Wire {
@@ -52,6 +60,8 @@ impl Wire {
             Self::Anthropic => "Anthropic",
             Self::Bedrock => "Bedrock",
             Self::BedrockInvoke => "Bedrock InvokeModel",
+            Self::Gemini => "Gemini",
+            Self::VertexAnthropic => "Vertex AI Anthropic",
         }
     }
 }

@@ -13,7 +13,7 @@
 use crate::dialect::de::Parser;
 use crate::dialect::ir::{Counts, Delta, Event};
 use crate::dialect::sse::{Splitter, event_data};
-use crate::dialect::{Wire, anthropic, bedrock, errors, eventstream, openai};
+use crate::dialect::{Wire, anthropic, bedrock, errors, eventstream, gemini, openai};
 
 /// Largest whole (non-streamed) answer translated; a larger one is refused as malformed.
 pub const MAX_WHOLE: usize = 32 * 1024 * 1024;
@@ -70,6 +70,7 @@ enum Decoder {
     Bedrock(bedrock::decode::Decoder),
     /// Bedrock InvokeModel: Anthropic events inside event-stream `chunk` frames.
     BedrockInvoke(anthropic::decode::Decoder),
+    Gemini(gemini::decode::Decoder),
 }
 
 #[derive(Debug)]
@@ -133,16 +134,28 @@ impl<'t> Translator<'t> {
         };
         let decoder = match from {
             Wire::OpenAi => Decoder::OpenAi(openai::decode::Decoder::default()),
-            Wire::Anthropic => Decoder::Anthropic(anthropic::decode::Decoder::default()),
+            // Claude on Vertex answers as Anthropic does.
+            Wire::Anthropic | Wire::VertexAnthropic => {
+                Decoder::Anthropic(anthropic::decode::Decoder::default())
+            }
+            Wire::Gemini => Decoder::Gemini(gemini::decode::Decoder::default()),
             Wire::Bedrock => Decoder::Bedrock(bedrock::decode::Decoder::default()),
             Wire::BedrockInvoke => Decoder::BedrockInvoke(anthropic::decode::Decoder::default()),
         };
         let stream = kind == Kind::Stream;
         let encoder = match to {
             // (No client speaks Bedrock.)
-            Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => Encoder::OpenAi(
-                openai::encode::Encoder::new(stream, o.include_usage, o.created, o.id, o.model),
-            ),
+            Wire::OpenAi
+            | Wire::Bedrock
+            | Wire::BedrockInvoke
+            | Wire::Gemini
+            | Wire::VertexAnthropic => Encoder::OpenAi(openai::encode::Encoder::new(
+                stream,
+                o.include_usage,
+                o.created,
+                o.id,
+                o.model,
+            )),
             Wire::Anthropic => {
                 Encoder::Anthropic(anthropic::encode::Encoder::new(stream, o.id, o.model))
             }
@@ -278,6 +291,7 @@ impl<'t> Translator<'t> {
                     let decoded = match decoder {
                         Decoder::OpenAi(d) => d.event(scratch, parser, &mut emit),
                         Decoder::Anthropic(d) => d.event(scratch, parser, &mut emit),
+                        Decoder::Gemini(d) => d.event(scratch, parser, &mut emit),
                         // (Bedrock streams are frames, decoded above.)
                         Decoder::Bedrock(_) | Decoder::BedrockInvoke(_) => Ok(()),
                     };
@@ -346,6 +360,7 @@ impl<'t> Translator<'t> {
                 let closed = match decoder {
                     Decoder::OpenAi(d) => d.close(&mut emit),
                     Decoder::Anthropic(d) => d.close(&mut emit),
+                    Decoder::Gemini(d) => d.close(&mut emit),
                     Decoder::Bedrock(d) => d.close(&mut emit),
                     Decoder::BedrockInvoke(d) => d.close(&mut emit),
                 };
@@ -367,6 +382,7 @@ impl<'t> Translator<'t> {
                 let decoded = match decoder {
                     Decoder::OpenAi(d) => d.whole(body, parser, &mut emit),
                     Decoder::Anthropic(d) => d.whole(body, parser, &mut emit),
+                    Decoder::Gemini(d) => d.whole(body, parser, &mut emit),
                     Decoder::Bedrock(d) => d.whole(body, parser, &mut emit),
                     // An InvokeModel answer is an Anthropic message.
                     Decoder::BedrockInvoke(d) => d.whole(body, parser, &mut emit),

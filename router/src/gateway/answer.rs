@@ -30,10 +30,11 @@ pub(super) struct Routed<'a, 'r> {
     pub(super) fields: &'a body::Fields<'r>,
 }
 
-/// The dialect an endpoint's plan speaks (`None`: answered in-process, or not at all).
-fn wire_of(plan: &Plan) -> Option<Wire> {
+/// The dialect an endpoint's plan speaks for `model` (its provider id; `None`: answered
+/// in-process, or not at all).
+fn wire_of(plan: &Plan, model: &str) -> Option<Wire> {
     match plan {
-        Plan::Forward(up) => Some(up.wire),
+        Plan::Forward(up) => Some(up.wire_for(model)),
         _ => None,
     }
 }
@@ -61,12 +62,14 @@ pub(super) async fn candidates<'r>(
     let asked_usage = stream && usage_edit.is_none();
     // The request in the intermediate form, parsed once if some candidate needs it.
     let needs_translation = api.generates()
-        && route.choice.candidates(requested).any(|(index, _)| {
-            route
-                .loaded
-                .plans
-                .get(index as usize)
-                .and_then(wire_of)
+        && route.choice.candidates(requested).any(|(index, send)| {
+            let (Some(endpoint), Some(plan)) = (
+                table.endpoint(index),
+                route.loaded.plans.get(index as usize),
+            ) else {
+                return false;
+            };
+            wire_of(plan, endpoint.upstream_model(send.as_str(requested)))
                 .is_some_and(|w| w != api.wire())
         });
     let mut parse_buf = core.pool.bytes.take();
@@ -76,9 +79,11 @@ pub(super) async fn candidates<'r>(
         parse_buf.extend_from_slice(req.body);
         let read = match api.wire() {
             // (No client speaks Bedrock: its arm is the OpenAI reader's.)
-            Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
-                openai::read::read(&mut parse_buf, &mut parser)
-            }
+            Wire::OpenAi
+            | Wire::Bedrock
+            | Wire::BedrockInvoke
+            | Wire::Gemini
+            | Wire::VertexAnthropic => openai::read::read(&mut parse_buf, &mut parser),
             Wire::Anthropic => anthropic::read::read(&mut parse_buf, &mut parser),
         };
         match read {
@@ -117,7 +122,7 @@ pub(super) async fn candidates<'r>(
         // The provider's id for the model (`models: [{ name, upstream }]`); the name is what
         // policies, allowlists and the audit's `model` use.
         let upstream_model = endpoint.upstream_model(send_model);
-        let wire = wire_of(plan);
+        let wire = wire_of(plan, upstream_model);
         let mut scratch = (core.pool.bytes.take(), core.pool.bytes.take());
         let mut dropped = String::new();
         let translated = wire.filter(|w| *w != api.wire());
@@ -247,6 +252,8 @@ fn write_request(
         Wire::OpenAi => openai::write::write(ir, model, limit, out, &mut left_out)?,
         Wire::Bedrock => crate::dialect::bedrock::write::write(ir, model, out, &mut left_out)?,
         Wire::BedrockInvoke => anthropic::write::write_invoke(ir, out, &mut left_out)?,
+        Wire::Gemini => crate::dialect::gemini::write::write(ir, out, &mut left_out)?,
+        Wire::VertexAnthropic => anthropic::write::write_vertex(ir, out, &mut left_out)?,
     }
     let names = ir
         .dropped
@@ -348,13 +355,6 @@ async fn attempt(
 ) -> Result<(Next, Outcome), Error> {
     match plan {
         Plan::Mock => Ok(crate::upstream::mock::respond(x, client).await),
-        Plan::Unsupported(kind) => Err(Error::new(
-            ErrorKind::NotImplemented,
-            format!(
-                "endpoint `{}` has type `{kind}`, which this router does not serve yet (it serves OpenAI-compatible, Azure OpenAI, Anthropic and `mock` endpoints)",
-                x.endpoint
-            ),
-        )),
         Plan::Broken(why) => Err(Error::new(
             ErrorKind::UpstreamCredentials,
             format!(

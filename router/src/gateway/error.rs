@@ -319,7 +319,11 @@ impl Error {
     pub fn write_body_in(&self, out: &mut Vec<u8>, wire: Wire) {
         match wire {
             // (No client speaks Bedrock.)
-            Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => self.write_body(out),
+            Wire::OpenAi
+            | Wire::Bedrock
+            | Wire::BedrockInvoke
+            | Wire::Gemini
+            | Wire::VertexAnthropic => self.write_body(out),
             Wire::Anthropic => crate::dialect::anthropic::encode::write_error_body(
                 out,
                 crate::dialect::errors::anthropic_type(self.kind.status()),

@@ -35,7 +35,11 @@ pub fn models(core: &Core, tenant: Option<&str>, keyed: bool, wire: Wire) -> ser
 fn model_list(models: std::collections::BTreeMap<String, String>, wire: Wire) -> serde_json::Value {
     match wire {
         // (No client speaks Bedrock.)
-        Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
+        Wire::OpenAi
+        | Wire::Bedrock
+        | Wire::BedrockInvoke
+        | Wire::Gemini
+        | Wire::VertexAnthropic => {
             let data: Vec<serde_json::Value> = models
                 .into_iter()
                 .map(|(id, owner)| {

@@ -374,11 +374,6 @@ fn log_table(loaded: &Loaded) {
     for (e, plan) in t.endpoints().zip(&loaded.plans) {
         match plan {
             Plan::Broken(why) => tracing::warn!(endpoint = e.id(), "{why}"),
-            Plan::Unsupported(kind) => tracing::warn!(
-                endpoint = e.id(),
-                kind = *kind,
-                "endpoint type not served yet; requests routed to it get 501"
-            ),
             Plan::Mock | Plan::Forward(_) => {}
         }
     }

@@ -50,11 +50,15 @@ pub async fn forward(
     client: &mut Client<'_>,
 ) -> Result<(Next, Outcome), Error> {
     let core = x.core;
+    let mut bearer = google_token(x, up).await?;
     let mut wire = core.pool.bytes.take();
     wire.clear();
     wire.reserve(768 + x.body.len());
-    request_head(x, up, &mut wire);
+    request_head(x, up, bearer.as_deref(), &mut wire);
     wire.extend_from_slice(x.body);
+    // A Google token the upstream refuses (401: expired or revoked early) is dropped and the
+    // request sent once more with a fresh one.
+    let mut auth_retry = bearer.is_some();
 
     let mut rbuf = core.pool.read_buffers.take();
     if rbuf.len() < READ_BUFFER {
@@ -67,6 +71,19 @@ pub async fn forward(
     };
     let (head, filled) = loop {
         match exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client).await {
+            Ok((head, _)) if head.status == 401 && auth_retry => {
+                auth_retry = false;
+                if let (Some(tokens), Some(used)) = (&up.google, &bearer) {
+                    tokens.invalidate(used);
+                }
+                bearer = google_token(x, up).await?;
+                wire.clear();
+                request_head(x, up, bearer.as_deref(), &mut wire);
+                wire.extend_from_slice(x.body);
+                // The refusal's body is not read: the connection is not reused.
+                conn = connect(x, up).await?;
+                reused = false;
+            }
             Ok(v) => break v,
             Err(SendFailure::Stale) if reused => {
                 // The request may have reached the upstream before it closed the pooled
@@ -117,6 +134,27 @@ pub async fn forward(
     Ok(relay(x, up, conn, answer, client).await)
 }
 
+/// The endpoint's Google access token (Vertex), fetched off the executors when there is no
+/// usable one. A failure is a 503 the next candidate may take; its reason goes to the log.
+async fn google_token(
+    x: &Exchange<'_>,
+    up: &Upstream,
+) -> Result<Option<std::sync::Arc<str>>, Error> {
+    let Some(tokens) = &up.google else {
+        return Ok(None);
+    };
+    tokens.token().await.map(Some).map_err(|why| {
+        Error::new(
+            ErrorKind::UpstreamCredentials,
+            format!(
+                "endpoint `{}` has no Google access token (the router's log says why)",
+                x.endpoint
+            ),
+        )
+        .with_internal(why)
+    })
+}
+
 async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
     x.core.pool.connect(up, x.endpoint).await.inspect_err(|_| {
         x.core
@@ -136,7 +174,7 @@ fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
 
 /// The upstream request head: our framing and credentials, then the client headers the
 /// allowlist passes ([`forwarded`]).
-fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
+fn request_head(x: &Exchange<'_>, up: &Upstream, bearer: Option<&str>, out: &mut Vec<u8>) {
     out.extend_from_slice(b"POST ");
     let target_at = out.len();
     up.path.target(x.api, x.model, x.stream, out);
@@ -154,6 +192,11 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(token) = bearer {
+        out.extend_from_slice(b"authorization: Bearer ");
+        out.extend_from_slice(token.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some(signer) = &up.sigv4 {
         let target = String::from_utf8_lossy(out.get(target_at..target_end).unwrap_or_default())
             .into_owned();
@@ -166,7 +209,10 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
             h.name(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value(buf), name)
         })
     };
-    let anthropic = up.wire == Wire::Anthropic;
+    let wire = up.wire_for(x.model);
+    let anthropic = wire == Wire::Anthropic;
+    // Claude on Vertex takes beta features as a header too; its version is in the body.
+    let betas = anthropic || wire == Wire::VertexAnthropic;
     let mut versioned = false;
     for h in x.req.headers {
         let name = h.name(buf);
@@ -174,7 +220,7 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, out: &mut Vec<u8>) {
             // The API version and beta features the client chose go to Anthropic as they are.
             Some(version) => {
                 versioned |= version && anthropic;
-                anthropic
+                if version { anthropic } else { betas }
             }
             None => forwarded(name, extra),
         };

@@ -1,7 +1,7 @@
 //! Google service-account credentials, for Vertex AI (`research/dialects.md` §D5): the key
 //! file read, and the signed JWT (RS256) that is exchanged at the key's `token_uri` for an
 //! access token. Errors name the file and what is wrong with it, never any of its secrets.
-//! (The token exchange, its cache and the metadata server come with the Vertex endpoint.)
+//! (The token exchange, its cache and the metadata server: [`crate::upstream::token`].)
 
 use ring::rand::SystemRandom;
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
@@ -68,6 +68,12 @@ impl ServiceAccount {
             key_id: f.private_key_id.unwrap_or_default(),
             key,
         })
+    }
+
+    /// The id of the key (`private_key_id`), empty when the file has none.
+    #[must_use]
+    pub fn key_id(&self) -> &str {
+        &self.key_id
     }
 
     /// The signed JWT asking for `scope`, issued at `now_secs` (Unix seconds) and valid for

@@ -14,3 +14,4 @@ pub mod pool;
 pub mod relay;
 pub mod resolve;
 pub mod sigv4;
+pub mod token;

@@ -179,18 +179,14 @@ fn start_router_under(wrapper: &[&str], args: &[&str], env: &[(&str, &str)], aut
     if !args.contains(&"--forward-header") {
         cmd.args(["--forward-header", "x-mock-*"]);
     }
-    cmd.args([
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--log",
-        "info",
-    ])
-    .args(args)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    if !args.contains(&"--log") {
+        cmd.args(["--log", "info"]);
+    }
+    cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -262,23 +258,31 @@ pub fn mock(args: &[&str]) -> Proc {
 /// Starts the Bedrock runtime test server (`tools/aws/bedrock_mock.py`, which checks every
 /// signature with botocore) with `args`.
 pub fn bedrock_mock(args: &[&str]) -> Proc {
-    let script = format!(
-        "{}/../tools/aws/bedrock_mock.py",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    python_server("aws/bedrock_mock.py", args)
+}
+
+/// Starts the Vertex AI test server (`tools/gcp/vertex_mock.py`: a token endpoint verifying
+/// every JWT with `cryptography`, Gemini and Claude routes) with `args`.
+pub fn vertex_mock(args: &[&str]) -> Proc {
+    python_server("gcp/vertex_mock.py", args)
+}
+
+/// Starts a Python test server from `tools/` that prints `listening on http://ADDR`.
+fn python_server(script: &str, args: &[&str]) -> Proc {
+    let path = format!("{}/../tools/{script}", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("python3")
-        .arg(script)
+        .arg(path)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("python3 is needed (tools/test-all installs botocore for it)");
+        .expect("python3 is needed (tools/test-all installs it and the packages in tools/sdk/requirements.txt)");
     let log = Arc::new(Mutex::new(String::new()));
     let (tx, rx) = std::sync::mpsc::channel();
     collect(child.stdout.take().unwrap(), Arc::clone(&log), tx.clone());
     collect(child.stderr.take().unwrap(), Arc::clone(&log), tx);
-    let addr = wait_for_addr(&rx, "listening on http://", "bedrock_mock.py", &log);
+    let addr = wait_for_addr(&rx, "listening on http://", script, &log);
     Proc {
         child,
         addr,

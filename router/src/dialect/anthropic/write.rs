@@ -35,11 +35,27 @@ pub fn write_invoke(
     write_with(req, Envelope::BedrockInvoke, out, dropped)
 }
 
-/// Where the body goes: the Messages API (with its model) or Bedrock's InvokeModel.
+/// The version Vertex AI takes Anthropic bodies at.
+pub const VERTEX_ANTHROPIC_VERSION: &str = "vertex-2023-10-16";
+
+/// Writes `req` as a Vertex AI `rawPredict` / `streamRawPredict` body for a Claude model:
+/// the Messages body without `model` (the path names it), with `anthropic_version`; `stream`
+/// stays in the body.
+pub fn write_vertex(
+    req: &Request<'_>,
+    out: &mut Vec<u8>,
+    dropped: &mut Vec<Cow<'static, str>>,
+) -> Result<(), Refusal> {
+    write_with(req, Envelope::Vertex, out, dropped)
+}
+
+/// Where the body goes: the Messages API (with its model), Bedrock's InvokeModel or Vertex
+/// AI's rawPredict.
 #[derive(Clone, Copy)]
 enum Envelope<'m> {
     Messages(&'m str),
     BedrockInvoke,
+    Vertex,
 }
 
 fn write_with(
@@ -72,6 +88,9 @@ fn write_with(
         }
         Envelope::BedrockInvoke => {
             o.str("anthropic_version", BEDROCK_ANTHROPIC_VERSION);
+        }
+        Envelope::Vertex => {
+            o.str("anthropic_version", VERTEX_ANTHROPIC_VERSION);
         }
     }
     o.u64("max_tokens", max_tokens);
@@ -141,7 +160,7 @@ fn write_with(
     if let Some(k) = req.top_k {
         o.u64("top_k", k);
     }
-    if req.stream && matches!(envelope, Envelope::Messages(_)) {
+    if req.stream && !matches!(envelope, Envelope::BedrockInvoke) {
         o.bool("stream", true);
     }
     if !req.tools.is_empty() {

@@ -190,7 +190,11 @@ impl<'b> Meter<'b> {
     pub fn stop_reason(&mut self) -> Option<Cow<'static, str>> {
         if self.mode == Mode::Json && self.stop.is_none() {
             let key: &[u8] = match self.wire {
-                Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => b"\"finish_reason\"",
+                Wire::OpenAi
+                | Wire::Bedrock
+                | Wire::BedrockInvoke
+                | Wire::Gemini
+                | Wire::VertexAnthropic => b"\"finish_reason\"",
                 Wire::Anthropic => b"\"stop_reason\"",
             };
             let tail = self.buf.get(self.buf.len().saturating_sub(TAIL)..)?;
@@ -208,11 +212,13 @@ impl<'b> Meter<'b> {
                 return None;
             }
             self.generated_chars = match self.wire {
-                Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
-                    serde_json::from_slice::<Answer<'_>>(self.buf)
-                        .ok()?
-                        .generated_chars()
-                }
+                Wire::OpenAi
+                | Wire::Bedrock
+                | Wire::BedrockInvoke
+                | Wire::Gemini
+                | Wire::VertexAnthropic => serde_json::from_slice::<Answer<'_>>(self.buf)
+                    .ok()?
+                    .generated_chars(),
                 Wire::Anthropic => serde_json::from_slice::<AnthropicAnswer>(self.buf)
                     .ok()?
                     .generated_chars(),

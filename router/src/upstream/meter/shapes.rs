@@ -45,7 +45,11 @@ impl UsageJson {
     pub(super) fn counts(&self, wire: Wire) -> Option<Counts> {
         match wire {
             // (A Bedrock answer is always translated, never metered here.)
-            Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
+            Wire::OpenAi
+            | Wire::Bedrock
+            | Wire::BedrockInvoke
+            | Wire::Gemini
+            | Wire::VertexAnthropic => {
                 let prompt = self.prompt_tokens?;
                 let details = self.prompt_tokens_details.unwrap_or_default();
                 let read = details.cached_tokens.unwrap_or(0);
