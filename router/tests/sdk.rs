@@ -165,3 +165,54 @@ rules:
         &router,
     );
 }
+
+#[test]
+fn openai_and_anthropic_sdks_against_vertex_gemini_and_claude() {
+    require("openai");
+    require("anthropic");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("vertex-sa.json");
+    let mock = common::vertex_mock(&["--key-file", key.to_str().unwrap()]);
+    let yaml = format!(
+        r#"
+version: v1
+endpoints:
+  - id: gcp
+    type: vertex
+    project: acme-ml
+    location: europe-west1
+    url: http://{mock}
+    credentials_file: {key}
+    models:
+      - gemini-2.5-flash
+      - {{ name: claude-sonnet, upstream: "claude-sonnet-4-5@20250929" }}
+tenants:
+  - id: acme
+    model_allowlist: [gemini-2.5-flash, claude-sonnet]
+rules:
+  - default:
+      route_to: gcp
+"#,
+        mock = mock.addr,
+        key = key.display()
+    );
+    let (_dir, table) = common::compiled(&yaml);
+    let router =
+        common::router_with_auth(&["--table", table.to_str().unwrap(), "--cores", "2"], &[]);
+    let (_, client_key) = common::issue_key(&router, "acme", "{}");
+    for model in ["gemini-2.5-flash", "claude-sonnet"] {
+        run(
+            "cloud_clients.py",
+            &[
+                format!("http://{}", router.addr),
+                client_key.clone(),
+                format!("http://{}", mock.addr),
+                model.to_owned(),
+            ],
+            &router,
+        );
+    }
+    let issued =
+        common::call(mock.addr, "GET", "/__mock/tokens", &[], b"").json()["issued"].clone();
+    assert_eq!(issued, 1, "one token for every request of both SDKs");
+}

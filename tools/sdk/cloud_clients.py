@@ -1,10 +1,10 @@
-"""Drive a running switchyard whose policy sends MODEL to a cloud endpoint (Bedrock today)
+"""Drive a running switchyard whose policy sends MODEL to a cloud endpoint (Bedrock or Vertex AI)
 with the official openai and anthropic Python SDKs, as a user would.
 
 Usage: python3 tools/sdk/cloud_clients.py ROUTER_URL API_KEY MOCK_URL MODEL
 
-MOCK_URL is the cloud test server (tools/aws/bedrock_mock.py), whose request log says whether
-each request's signature verified. For each SDK: a completion, a stream, a tool-use round trip
+MOCK_URL is the cloud test server (tools/aws/bedrock_mock.py or tools/gcp/vertex_mock.py), whose
+request log says whether each request's signature (or bearer token) verified. For each SDK: a completion, a stream, a tool-use round trip
 (streamed and not) and typed errors. Exits non-zero on failure.
 """
 

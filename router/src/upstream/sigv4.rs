@@ -233,14 +233,27 @@ fn canonical_uri(path: &str, out: &mut String) {
     }
 }
 
-/// The query as sent, its `name=value` pairs sorted.
+/// The query's `name=value` pairs, each side percent-encoded the one canonical way (decoded
+/// first, so that what was sent encoded is not encoded twice), sorted.
 fn canonical_query(query: &str, out: &mut String) {
     if query.is_empty() {
         return;
     }
-    let mut pairs: Vec<(&str, &str)> = query
+    let encode = |part: &str| {
+        let mut s = String::with_capacity(part.len());
+        match crate::codec::percent_decode(part, false) {
+            Some(decoded) => {
+                crate::codec::percent_encode(&decoded, crate::codec::unreserved, &mut s);
+            }
+            // Not decodable (a stray `%`, not UTF-8): encoded as it stands.
+            None => crate::codec::percent_encode(part, crate::codec::unreserved, &mut s),
+        }
+        s
+    };
+    let mut pairs: Vec<(String, String)> = query
         .split('&')
         .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|(k, v)| (encode(k), encode(v)))
         .collect();
     pairs.sort_unstable();
     for (i, (k, v)) in pairs.iter().enumerate() {
