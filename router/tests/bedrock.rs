@@ -505,3 +505,42 @@ rules:
     assert_eq!(events.last().unwrap()["error"]["type"], "rate_limit_error");
     assert!(upstream(&mock).iter().all(|s| s["signature_ok"] == true));
 }
+
+#[test]
+fn expired_temporary_credentials_are_a_permission_error_in_each_dialect() {
+    let mock = bedrock_mock(&[
+        "--access-key",
+        KEY,
+        "--secret-key",
+        SECRET,
+        "--session-token",
+        TOKEN,
+        "--expired",
+    ]);
+    let (_dir, table) = compiled(&policy(&mock));
+    let router = router_env(
+        &["--table", table.to_str().unwrap()],
+        &[("BR_KEY", KEY), ("BR_SECRET", SECRET), ("BR_TOKEN", TOKEN)],
+    );
+    let hi = serde_json::json!({"model": "claude-sonnet", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&router, "/v1/chat/completions", &hi, &[]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["type"], "permission_error", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
+    let r = post(
+        &router,
+        "/v1/messages",
+        &hi,
+        &[("anthropic-version", "2023-06-01")],
+    );
+    assert_eq!(r.status, 403, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "permission_error", "{v}");
+    // The signature itself verified: the token was sent and signed; it had run out.
+    assert!(upstream(&mock).iter().all(|s| s["signature_ok"] == true));
+}

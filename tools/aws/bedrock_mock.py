@@ -3,7 +3,10 @@ recomputed with botocore's own signer (an implementation we did not write) and r
 mismatch, as AWS does.
 
 Usage: python3 tools/aws/bedrock_mock.py --access-key AKID --secret-key SECRET [--region us-east-1]
-                                         [--session-token T] [--api-key K]
+                                         [--session-token T] [--api-key K] [--expired]
+
+With `--expired`, the session token is taken as expired: a correctly signed request gets
+403 ExpiredTokenException, as AWS answers once temporary credentials run out.
 
 With `--api-key`, a request may instead carry `Authorization: Bearer K` (a Bedrock API key).
 
@@ -135,6 +138,9 @@ class Handler(BaseHTTPRequestHandler):
             })
         if failure:
             return self.reply(403, {"message": failure}, [("x-amzn-errortype", "InvalidSignatureException:http://internal.amazon.com/coral/com.amazon.coral.service/")])
+        if self.server.expired and self.headers.get("x-amz-security-token"):
+            return self.reply(403, {"message": "The security token included in the request is expired"},
+                              [("x-amzn-errortype", "ExpiredTokenException:http://internal.amazon.com/coral/com.amazon.coral.service/")])
         parts = self.path.split("/")
         if len(parts) == 4 and parts[1] == "model" and parts[3] in ("invoke", "invoke-with-response-stream"):
             return self.invoke(unquote(parts[2]), body, parts[3] != "invoke")
@@ -253,12 +259,14 @@ def main():
     ap.add_argument("--session-token")
     ap.add_argument("--region", default="us-east-1")
     ap.add_argument("--api-key")
+    ap.add_argument("--expired", action="store_true")
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     server.access_key, server.secret_key, server.token = args.access_key, args.secret_key, args.session_token
     server.region = args.region
     server.api_key = args.api_key
+    server.expired = args.expired
     server.requests = []
     server.lock = threading.Lock()
     print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
