@@ -126,6 +126,23 @@ fn bedrock_stream(n: usize) -> Vec<u8> {
     out
 }
 
+/// A Gemini `streamGenerateContent?alt=sse` stream of `n` text parts of 24 bytes, usage in
+/// the last chunk (as Vertex sends it).
+fn gemini_stream(n: usize) -> Vec<u8> {
+    let mut s = String::new();
+    for i in 0..n {
+        let mut c = json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "x".repeat(24)}]}, "index": 0}],
+                           "usageMetadata": {"promptTokenCount": 300},
+                           "modelVersion": "gemini-2.5-flash", "responseId": "resp-1"});
+        if i + 1 == n {
+            c["candidates"][0]["finishReason"] = json!("STOP");
+            c["usageMetadata"] = json!({"promptTokenCount": 300, "candidatesTokenCount": n, "totalTokenCount": 300 + n});
+        }
+        s += &format!("data: {c}\r\n\r\n");
+    }
+    s.into_bytes()
+}
+
 /// An OpenAI chunk stream of `n` content deltas of 24 bytes, with the usage chunk.
 fn openai_stream(n: usize) -> Vec<u8> {
     let chunk = |delta: serde_json::Value, finish: serde_json::Value| {
@@ -165,7 +182,11 @@ fn options() -> Options<'static> {
 fn translate_stream(from: Wire, input: &[u8], read: usize) -> usize {
     let to = match from {
         Wire::OpenAi => Wire::Anthropic,
-        Wire::Anthropic | Wire::Bedrock | Wire::BedrockInvoke => Wire::OpenAi,
+        Wire::Anthropic
+        | Wire::Bedrock
+        | Wire::BedrockInvoke
+        | Wire::Gemini
+        | Wire::VertexAnthropic => Wire::OpenAi,
     };
     let mut parser = switchyard::dialect::de::Parser::default();
     let mut t = Translator::new(from, to, &options(), &mut parser);
@@ -194,13 +215,19 @@ fn meter_stream(wire: Wire, input: &[u8], read: usize) -> usize {
 fn whole_answer(wire: Wire) -> Vec<u8> {
     let text = "The request goes to the private GPU pool because the tenant is acme. ".repeat(6);
     let v = match wire {
+        Wire::Gemini => json!({
+            "candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                            "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": 243, "candidatesTokenCount": 96, "totalTokenCount": 339},
+            "modelVersion": "gemini-2.5-flash", "responseId": "resp-1"
+        }),
         Wire::Bedrock | Wire::BedrockInvoke => json!({
             "output": {"message": {"role": "assistant", "content": [{"text": text}]}},
             "stopReason": "end_turn",
             "usage": {"inputTokens": 243, "outputTokens": 96, "totalTokens": 339},
             "metrics": {"latencyMs": 812}
         }),
-        Wire::Anthropic => json!({
+        Wire::Anthropic | Wire::VertexAnthropic => json!({
             "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
             "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn", "stop_sequence": null,
@@ -228,7 +255,11 @@ fn translate_whole(
 ) -> usize {
     let to = match from {
         Wire::OpenAi => Wire::Anthropic,
-        Wire::Anthropic | Wire::Bedrock | Wire::BedrockInvoke => Wire::OpenAi,
+        Wire::Anthropic
+        | Wire::Bedrock
+        | Wire::BedrockInvoke
+        | Wire::Gemini
+        | Wire::VertexAnthropic => Wire::OpenAi,
     };
     let options = Options {
         stream: false,
@@ -267,7 +298,11 @@ fn answers(c: &mut Criterion) {
             b.iter(|| translate_whole(from, black_box(&body), &mut parser, &mut out));
         });
         let meter = match from {
-            Wire::Anthropic | Wire::Bedrock | Wire::BedrockInvoke => "meter_anthropic_passthrough",
+            Wire::Anthropic
+            | Wire::Bedrock
+            | Wire::BedrockInvoke
+            | Wire::Gemini
+            | Wire::VertexAnthropic => "meter_anthropic_passthrough",
             Wire::OpenAi => "meter_openai_passthrough",
         };
         g.bench_function(meter, |b| {
@@ -361,6 +396,12 @@ fn streams(c: &mut Criterion) {
     assert!(translate_stream(Wire::Bedrock, &bedrock, READ) > 0);
     g.bench_function("bedrock_to_openai", |b| {
         b.iter(|| translate_stream(Wire::Bedrock, black_box(&bedrock), READ));
+    });
+    // Gemini (Vertex): SSE chunks, each a whole response object, for an OpenAI client.
+    let gemini = gemini_stream(EVENTS);
+    assert!(translate_stream(Wire::Gemini, &gemini, READ) > 0);
+    g.bench_function("gemini_to_openai", |b| {
+        b.iter(|| translate_stream(Wire::Gemini, black_box(&gemini), READ));
     });
     g.finish();
 }

@@ -361,16 +361,28 @@ endpoints:
     transport: privatelink
     models: [bench-claude]
     api_key_env: BENCH_ANTHROPIC_KEY
+  - id: bench-bedrock
+    type: bedrock
+    region: us-east-1
+    url: http://{mock_addr}
+    transport: vpc_endpoint
+    models: [bench-bedrock]
+    aws_access_key_id_env: BENCH_AWS_KEY
+    aws_secret_access_key_env: BENCH_AWS_SECRET
 rules:
   - match:
       model: bench-claude
     route_to: bench-claude
+  - match:
+      model: bench-bedrock
+    route_to: bench-bedrock
   - default:
       route_to: bench-upstream
 """)
     table = os.path.join(tmp, "bench-dialects.swt")
     sh(os.path.join(TARGET, "policyc"), "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
-    env = dict(os.environ, BENCH_ANTHROPIC_KEY="bench-key")
+    env = dict(os.environ, BENCH_ANTHROPIC_KEY="bench-key", BENCH_AWS_KEY="AKIDBENCH",
+               BENCH_AWS_SECRET="bench/secret")
     p = subprocess.Popen(["taskset", "-c", "1", os.path.join(TARGET, "switchyard"), "--table", table,
                           "--listen", "127.0.0.1:0", "--cores", "1", "--no-auth",
                           "--log", "warn,switchyard=info", "--data-dir", os.path.join(tmp, "dialects"),
@@ -395,6 +407,8 @@ rules:
         ("passthrough", "/v1/chat/completions", lambda s: body(s)),
         ("openai->anthropic", "/v1/chat/completions", lambda s: body(s).replace('"auto"', '"bench-claude"')),
         ("anthropic->openai", "/v1/messages", messages_body),
+        # Signed with SigV4, answered in AWS event-stream frames (Converse JSON when whole).
+        ("openai->bedrock", "/v1/chat/completions", lambda s: body(s).replace('"auto"', '"bench-bedrock"')),
     )
     rows = []
     for stream in (False, True):
@@ -415,22 +429,25 @@ rules:
                 got[name] = load
             rows.append((kind, i + 1, got))
     print(f"\n{args.connections} connections, {args.duration} s per run, {args.dialect_rounds} rounds, audit buffered\n")
-    print("| body | round | passthrough req/s | OpenAI→Anthropic req/s (×) | Anthropic→OpenAI req/s (×) "
-          "| CPU µs/req pass / O→A / A→O | p99 ms pass / O→A / A→O |")
-    print("| --- | ---: | ---: | ---: | ---: | --- | --- |")
     names = [r[0] for r in routes]
+    print("| body | round | " + " | ".join(f"{n} req/s" for n in names) + " | CPU µs/req "
+          + " / ".join(names) + " | p99 ms " + " / ".join(names) + " |")
+    print("| --- | ---: | " + " | ".join("---:" for _ in names) + " | --- | --- |")
     for kind, i, got in rows:
-        a, b, c = (got[n] for n in names)
-        print(f"| {kind} | {i} | {a['rps']:.0f} | {b['rps']:.0f} ({b['rps'] / a['rps']:.2f}×) | "
-              f"{c['rps']:.0f} ({c['rps'] / a['rps']:.2f}×) | "
-              f"{a['cpu_us_per_req']:.1f} / {b['cpu_us_per_req']:.1f} / {c['cpu_us_per_req']:.1f} | "
-              f"{a['p99_us'] / 1000:.1f} / {b['p99_us'] / 1000:.1f} / {c['p99_us'] / 1000:.1f} |")
+        base = got[names[0]]["rps"]
+        rps = [f"{got[n]['rps']:.0f}" + ("" if n == names[0] else f" ({got[n]['rps'] / base:.2f}×)") for n in names]
+        cpu = " / ".join(f"{got[n]['cpu_us_per_req']:.1f}" for n in names)
+        p99 = " / ".join(f"{got[n]['p99_us'] / 1000:.1f}" for n in names)
+        print(f"| {kind} | {i} | " + " | ".join(rps) + f" | {cpu} | {p99} |")
     for kind in ("json", "stream"):
         mine = [got for k, _, got in rows if k == kind]
         for n in names[1:]:
             cpu = statistics.median(g[n]["cpu_us_per_req"] / g[names[0]]["cpu_us_per_req"] for g in mine)
             rps = statistics.median(g[n]["rps"] / g[names[0]]["rps"] for g in mine)
-            print(f"{kind}: {n}: median router CPU per request {cpu:.2f}x passthrough, req/s {rps:.2f}x")
+            us = statistics.median(g[n]["cpu_us_per_req"] for g in mine)
+            base = statistics.median(g[names[0]]["cpu_us_per_req"] for g in mine)
+            print(f"{kind}: {n}: median router CPU per request {us:.1f} µs vs {base:.1f} µs passthrough "
+                  f"({cpu:.2f}x), req/s {rps:.2f}x")
 
 
 def auth_rounds(mock_addr, tmp, args, procs):

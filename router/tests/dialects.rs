@@ -31,8 +31,10 @@ fn other(w: Wire) -> Wire {
     match w {
         Wire::OpenAi => Wire::Anthropic,
         Wire::Anthropic => Wire::OpenAi,
-        Wire::Bedrock | Wire::BedrockInvoke => {
-            panic!("the golden fixtures are OpenAI and Anthropic (Bedrock's are unit tests)")
+        Wire::Bedrock | Wire::BedrockInvoke | Wire::Gemini | Wire::VertexAnthropic => {
+            panic!(
+                "the golden fixtures are OpenAI and Anthropic (the cloud dialects' are unit tests)"
+            )
         }
     }
 }
@@ -42,6 +44,7 @@ fn name(w: Wire) -> &'static str {
         Wire::OpenAi => "openai",
         Wire::Anthropic => "anthropic",
         Wire::Bedrock | Wire::BedrockInvoke => "bedrock",
+        Wire::Gemini | Wire::VertexAnthropic => "vertex",
     }
 }
 
@@ -110,9 +113,11 @@ fn translate_request(from: Wire, body: &[u8]) -> serde_json::Value {
     let mut buf = body.to_vec();
     let mut parser = switchyard::dialect::de::Parser::default();
     let read = match from {
-        Wire::OpenAi | Wire::Bedrock | Wire::BedrockInvoke => {
-            openai::read::read(&mut buf, &mut parser)
-        }
+        Wire::OpenAi
+        | Wire::Bedrock
+        | Wire::BedrockInvoke
+        | Wire::Gemini
+        | Wire::VertexAnthropic => openai::read::read(&mut buf, &mut parser),
         Wire::Anthropic => anthropic::read::read(&mut buf, &mut parser),
     };
     let refused = |r: switchyard::dialect::Refusal| serde_json::json!({"refused": {"param": r.param, "invalid": r.invalid, "message": r.message}});
@@ -124,8 +129,10 @@ fn translate_request(from: Wire, body: &[u8]) -> serde_json::Value {
     let mut dropped: Vec<std::borrow::Cow<'static, str>> = Vec::new();
     let written = match other(from) {
         Wire::Anthropic => anthropic::write::write(&req, "target-model", &mut out, &mut dropped),
-        Wire::Bedrock | Wire::BedrockInvoke => {
-            switchyard::dialect::bedrock::write::write(&req, "target-model", &mut out, &mut dropped)
+        Wire::Bedrock | Wire::BedrockInvoke | Wire::Gemini | Wire::VertexAnthropic => {
+            panic!(
+                "the golden fixtures are OpenAI and Anthropic (the cloud dialects' are unit tests)"
+            )
         }
         Wire::OpenAi => openai::write::write(
             &req,

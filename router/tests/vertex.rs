@@ -463,3 +463,37 @@ fn credential_failures_are_503s_that_name_the_cause_in_the_log_only() {
     let refused = call(s.mock.addr, "GET", "/__mock/tokens", &[], b"").json()["refused"].clone();
     assert_eq!(refused, json!(["Invalid JWT Signature."]));
 }
+
+#[test]
+fn an_api_key_goes_as_x_goog_api_key_and_no_token_is_fetched() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("unused.json");
+    let mock = vertex_mock(&[
+        "--key-file",
+        key.to_str().unwrap(),
+        "--api-key",
+        "vx-express-key",
+    ]);
+    let yaml = policy(&mock, None).replace(
+        "    models:\n",
+        "    api_key_env: VERTEX_EXPRESS_KEY\n    models:\n",
+    );
+    let (_t, table) = compiled(&yaml);
+    let router = router_env(
+        &["--table", table.to_str().unwrap()],
+        &[("VERTEX_EXPRESS_KEY", "vx-express-key")],
+    );
+    let r = post(
+        &router,
+        "/v1/chat/completions",
+        &json!({"model": "gemini-2.5-flash", "messages": [{"role": "user", "content": "hi"}]}),
+        &[],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let sent = upstream(&mock).last().cloned().unwrap();
+    assert_eq!(sent["signature_ok"], true, "{sent}");
+    let headers = sent["headers"].to_string().to_ascii_lowercase();
+    assert!(!headers.contains("authorization"), "{headers}");
+    assert_eq!(tokens_issued(&mock), 0);
+    assert!(!router.log().contains("vx-express-key"));
+}

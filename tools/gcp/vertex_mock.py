@@ -2,7 +2,7 @@
 service account's public key by `cryptography`, an implementation we did not write), the
 metadata server's token path, and the Gemini and Claude model routes, whole and streamed.
 
-Usage: python3 tools/gcp/vertex_mock.py --key-file SA.json [--expires-in 3600]
+Usage: python3 tools/gcp/vertex_mock.py --key-file SA.json [--expires-in 3600] [--api-key K]
 
 At start it writes a fresh service-account key file to SA.json whose `token_uri` is this
 server's `/token`, then prints `listening on http://127.0.0.1:PORT`. Routes:
@@ -22,7 +22,8 @@ server's `/token`, then prints `listening on http://127.0.0.1:PORT`. Routes:
   GET  /__mock/requests             model requests: target, headers, body, and whether the
                                     bearer token was one this server issued and still valid
   GET  /__mock/tokens               {"issued": N, "refused": [why, …]}
-Every model request needs a valid bearer token, else 401 UNAUTHENTICATED in Google's shape.
+Every model request needs a valid bearer token (or, with --api-key, `x-goog-api-key: K`, Vertex's
+express mode), else 401 UNAUTHENTICATED in Google's shape.
 Request headers that steer it: `x-mock-status: 429` (an error in Google's shape),
 `x-mock-exception: RESOURCE_EXHAUSTED` (a stream that fails after its first part).
 """
@@ -121,6 +122,9 @@ class Handler(BaseHTTPRequestHandler):
         self.reply(404, {"error": {"code": 404, "message": f"no route {path}", "status": "NOT_FOUND"}})
 
     def token_ok(self) -> str | None:
+        key = self.headers.get("x-goog-api-key")
+        if key is not None:
+            return None if self.server.api_key and key == self.server.api_key else "the API key is not valid"
         auth = self.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
             return "no bearer token"
@@ -273,6 +277,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--key-file", required=True, help="where to write the service-account key file")
     ap.add_argument("--expires-in", type=int, default=3600, help="token lifetime in seconds")
+    ap.add_argument("--api-key", help="an API key accepted in x-goog-api-key")
     args = ap.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
@@ -289,6 +294,7 @@ def main():
                    "private_key": pem, "client_email": server.email, "client_id": "1",
                    "token_uri": server.token_uri}, f)
     server.expires_in = args.expires_in
+    server.api_key = args.api_key
     server.tokens = {}
     server.issued = 0
     server.refused = []

@@ -70,7 +70,7 @@ pub enum Plan {
     /// Answer in-process with a canned completion.
     Mock,
     /// Forward over HTTP(S).
-    Forward(Upstream),
+    Forward(Box<Upstream>),
     /// Misconfigured (missing secret, unreadable CA file, bad URL): answered with 503 and
     /// this message, which names the endpoint and never contains a secret.
     Broken(String),
@@ -341,7 +341,7 @@ fn plan(e: &switchyard_table::EndpointView<'_>, settings: &PlanSettings) -> Plan
         return Plan::Mock;
     }
     match forward_plan(e, settings) {
-        Ok(up) => Plan::Forward(up),
+        Ok(up) => Plan::Forward(Box::new(up)),
         Err(why) => Plan::Broken(format!("endpoint `{}` is misconfigured: {why}", e.id())),
     }
 }

@@ -39,7 +39,7 @@ const METADATA_HOST: &str = "metadata.google.internal";
 /// Where tokens come from.
 enum Source {
     ServiceAccount {
-        account: ServiceAccount,
+        account: Box<ServiceAccount>,
         /// The key file, to name it in errors.
         file: String,
         token_uri: Url,
@@ -126,7 +126,7 @@ impl Tokens {
             .or(env_file);
         let source = match file {
             Some(file) => {
-                let account = ServiceAccount::from_file(&file)?;
+                let account = Box::new(ServiceAccount::from_file(&file)?);
                 let token_uri = parse_url(&account.token_uri).ok_or_else(|| {
                     format!(
                         "the key file `{file}` has a `token_uri` that is not an http(s) URL: `{}`",
@@ -287,7 +287,7 @@ impl Tokens {
                 tls,
                 ..
             } => {
-                let now = i64::try_from(crate::clock::now_ms() / 1000).unwrap_or(i64::MAX);
+                let now = crate::clock::now_ms() / 1000;
                 let assertion = account.assertion(CLOUD_PLATFORM_SCOPE, now)?;
                 let mut form = String::from(
                     "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=",

@@ -8,7 +8,9 @@
 //! `…/embeddings` answers OpenAI embeddings; `…/v1/messages` answers an Anthropic message or
 //! its event stream (`message_start`, `ping`, thinking, text and `tool_use` blocks with their
 //! deltas, `message_delta` with the stop reason and usage, `message_stop`);
-//! `…/v1/messages/count_tokens` answers `{"input_tokens": N}`. Defaults come from flags;
+//! `…/v1/messages/count_tokens` answers `{"input_tokens": N}`; `…/model/{id}/converse` and
+//! `…/converse-stream` answer as Bedrock does (AWS event-stream frames; signatures are not
+//! checked — `tools/aws/bedrock_mock.py` does that for the tests). Defaults come from flags;
 //! each request may override them with headers (the router forwards `x-mock-*` headers when
 //! started with `--forward-header 'x-mock-*'`, as the tests do):
 //!
@@ -211,6 +213,7 @@ fn tls_config(ca_out: &PathBuf) -> anyhow::Result<Arc<rustls::ServerConfig>> {
 }
 
 mod anthropic;
+mod bedrock;
 mod openai;
 
 /// Per-request behaviour, from defaults and `x-mock-*` headers.
@@ -398,7 +401,9 @@ async fn answer<S: AsyncWrite + Unpin>(
         _ => {}
     }
     let path = target.split('?').next().unwrap_or_default();
-    if path.ends_with("/messages/count_tokens") {
+    if path.ends_with("/converse") || path.ends_with("/converse-stream") {
+        bedrock::converse(s, fd, plan, body, path.ends_with("-stream")).await
+    } else if path.ends_with("/messages/count_tokens") {
         anthropic::count_tokens(s, plan, body).await
     } else if path.ends_with("/messages") {
         anthropic::messages(s, fd, plan, body).await
@@ -438,8 +443,21 @@ pub(crate) async fn chunked_events<S: AsyncWrite + Unpin>(
     plan: &Plan,
     events: &[Vec<u8>],
 ) -> bool {
-    let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n";
-    if s.write_all(head).await.is_err() || s.flush().await.is_err() {
+    chunked_frames(s, fd, plan, events, "text/event-stream").await
+}
+
+/// [`chunked_events`] with another content type (Bedrock's binary event stream).
+pub(crate) async fn chunked_frames<S: AsyncWrite + Unpin>(
+    s: &mut S,
+    fd: Option<i32>,
+    plan: &Plan,
+    events: &[Vec<u8>],
+    content_type: &str,
+) -> bool {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    if s.write_all(head.as_bytes()).await.is_err() || s.flush().await.is_err() {
         return false;
     }
     let drop_after = plan

@@ -329,3 +329,30 @@ fn claude_on_vertex_gets_its_version_and_no_model() {
     assert_eq!(v["stream"], true);
     assert!(v.get("model").is_none(), "{v}");
 }
+
+proptest::proptest! {
+    /// Any bytes, and any cut or corruption of a real stream: no panic, and the client gets
+    /// the same bytes however the input is split.
+    #[test]
+    fn any_input_decodes_the_same_at_any_split(
+        noise in proptest::collection::vec(proptest::num::u8::ANY, 0..400),
+        cut in proptest::num::usize::ANY,
+        flip in proptest::num::usize::ANY,
+        split in 1usize..64,
+        anthropic in proptest::bool::ANY,
+    ) {
+        let to = if anthropic { Wire::Anthropic } else { Wire::OpenAi };
+        let mut real = stream_with_a_call();
+        real.truncate(cut % (real.len() + 1));
+        let at = flip % (real.len() + 1);
+        if let Some(b) = real.get_mut(at) {
+            *b ^= 0x20;
+        }
+        for input in [noise, real] {
+            let whole = translate(to, true, &input, input.len().max(1));
+            let pieces = translate(to, true, &input, split);
+            proptest::prop_assert_eq!(whole, pieces);
+            let _ = translate(to, false, &input, split);
+        }
+    }
+}
