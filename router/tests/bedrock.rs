@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Proc, admin, bedrock_mock, call, compiled, router_env};
+use common::{Proc, admin, bedrock_mock, call, compiled, mock_requests, router_env};
 
 const KEY: &str = "AKIDBEDROCKTEST";
 const SECRET: &str = "bedrock/test+secret";
@@ -57,14 +57,6 @@ fn setup(secret: &str) -> (Proc, Proc, tempfile::TempDir) {
     (mock, router, dir)
 }
 
-fn upstream(mock: &Proc) -> Vec<serde_json::Value> {
-    call(mock.addr, "GET", "/__mock/requests", &[], b"")
-        .json()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn post(
     r: &Proc,
     path: &str,
@@ -106,7 +98,7 @@ fn openai_and_anthropic_clients_reach_bedrock_signed() {
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["usage"]["completion_tokens"], 7);
-    let sent = upstream(&mock).last().cloned().unwrap();
+    let sent = mock_requests(&mock).last().cloned().unwrap();
     assert_eq!(
         sent["target"],
         "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/converse"
@@ -159,7 +151,7 @@ fn openai_and_anthropic_clients_reach_bedrock_signed() {
         .unwrap();
     assert_eq!(finish, "tool_calls");
     assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 7);
-    let sent = upstream(&mock).last().cloned().unwrap();
+    let sent = mock_requests(&mock).last().cloned().unwrap();
     assert_eq!(
         sent["target"],
         "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Aapplication-inference-profile%2Fabc123/converse-stream"
@@ -178,7 +170,7 @@ fn openai_and_anthropic_clients_reach_bedrock_signed() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
-    let sent = upstream(&mock).last().cloned().unwrap();
+    let sent = mock_requests(&mock).last().cloned().unwrap();
     let body: serde_json::Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
     assert_eq!(
         body["messages"][2]["content"][0]["toolResult"],
@@ -206,7 +198,7 @@ fn openai_and_anthropic_clients_reach_bedrock_signed() {
     assert_eq!(delta["usage"]["output_tokens"], 7);
 
     // Every request carried the session token and verified under botocore's signer.
-    let all = upstream(&mock);
+    let all = mock_requests(&mock);
     assert_eq!(all.len(), 4);
     for req in &all {
         assert_eq!(req["signature_ok"], true, "{req}");
@@ -303,7 +295,7 @@ fn a_wrong_secret_is_refused_by_the_signature_check() {
     );
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("signature"), "{}", r.text());
-    let sent = upstream(&mock);
+    let sent = mock_requests(&mock);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["signature_ok"], false);
 }
@@ -346,7 +338,7 @@ rules:
         &[],
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let sent = upstream(&mock);
+    let sent = mock_requests(&mock);
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0]["signature_ok"], true, "{}", sent[0]);
     let headers = sent[0]["headers"].as_array().unwrap();
@@ -414,7 +406,7 @@ fn the_design_example_serves_its_bedrock_route_and_fallback() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.route(), ("bedrock".into(), "2".into()));
-    let sent = upstream(&mock);
+    let sent = mock_requests(&mock);
     assert_eq!(sent.len(), 2);
     assert!(sent.iter().all(|s| s["signature_ok"] == true), "{sent:?}");
     assert_eq!(
@@ -459,7 +451,7 @@ rules:
         r.json()["content"][0]["text"],
         format!("Hello from Bedrock invoke {SONNET}")
     );
-    let sent = upstream(&mock).last().cloned().unwrap();
+    let sent = mock_requests(&mock).last().cloned().unwrap();
     assert_eq!(
         sent["target"],
         "/model/us.anthropic.claude-3-7-sonnet-20250219-v1%3A0/invoke"
@@ -484,7 +476,7 @@ rules:
         .collect();
     assert_eq!(text, format!("Hello from Bedrock invoke {SONNET}"));
     assert!(r.text().contains("data: [DONE]"));
-    let sent = upstream(&mock).last().cloned().unwrap();
+    let sent = mock_requests(&mock).last().cloned().unwrap();
     assert!(
         sent["target"]
             .as_str()
@@ -503,7 +495,11 @@ rules:
     let events = data(&r.body);
     assert_eq!(events.last().unwrap()["type"], "error", "{events:?}");
     assert_eq!(events.last().unwrap()["error"]["type"], "rate_limit_error");
-    assert!(upstream(&mock).iter().all(|s| s["signature_ok"] == true));
+    assert!(
+        mock_requests(&mock)
+            .iter()
+            .all(|s| s["signature_ok"] == true)
+    );
 }
 
 #[test]
@@ -542,5 +538,9 @@ fn expired_temporary_credentials_are_a_permission_error_in_each_dialect() {
     assert_eq!(v["type"], "error");
     assert_eq!(v["error"]["type"], "permission_error", "{v}");
     // The signature itself verified: the token was sent and signed; it had run out.
-    assert!(upstream(&mock).iter().all(|s| s["signature_ok"] == true));
+    assert!(
+        mock_requests(&mock)
+            .iter()
+            .all(|s| s["signature_ok"] == true)
+    );
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Proc, call, compiled, files, router_env, vertex_mock};
+use common::{Proc, call, compiled, files, mock_requests, router_env, vertex_mock};
 use serde_json::{Value, json};
 
 const CLAUDE_ID: &str = "claude-sonnet-4-5@20250929";
@@ -67,14 +67,6 @@ fn setup(mock_args: &[&str], router_args: &[&str]) -> Setup {
     }
 }
 
-fn upstream(mock: &Proc) -> Vec<Value> {
-    call(mock.addr, "GET", "/__mock/requests", &[], b"")
-        .json()
-        .as_array()
-        .unwrap()
-        .clone()
-}
-
 fn tokens_issued(mock: &Proc) -> u64 {
     call(mock.addr, "GET", "/__mock/tokens", &[], b"").json()["issued"]
         .as_u64()
@@ -120,7 +112,7 @@ fn gemini_and_claude_on_vertex_for_both_clients() {
     );
     assert_eq!(v["choices"][0]["finish_reason"], "stop");
     assert_eq!(v["usage"]["completion_tokens"], 7);
-    let sent = upstream(mock).last().cloned().unwrap();
+    let sent = mock_requests(mock).last().cloned().unwrap();
     assert_eq!(
         sent["target"],
         "/v1/projects/acme-ml/locations/us-east5/publishers/google/models/gemini-2.5-flash:generateContent"
@@ -160,7 +152,7 @@ fn gemini_and_claude_on_vertex_for_both_clients() {
         .collect();
     assert_eq!(finish, ["tool_calls"]);
     assert!(r.text().ends_with("data: [DONE]\n\n"), "{}", r.text());
-    let sent = upstream(mock).last().cloned().unwrap();
+    let sent = mock_requests(mock).last().cloned().unwrap();
     assert!(
         sent["target"]
             .as_str()
@@ -188,7 +180,7 @@ fn gemini_and_claude_on_vertex_for_both_clients() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["choices"][0]["finish_reason"], "stop");
-    let sent = upstream(mock).last().cloned().unwrap();
+    let sent = mock_requests(mock).last().cloned().unwrap();
     let body: Value = serde_json::from_str(sent["body"].as_str().unwrap()).unwrap();
     assert_eq!(
         body["contents"][1]["parts"][0],
@@ -218,7 +210,7 @@ fn gemini_and_claude_on_vertex_for_both_clients() {
     );
     assert!(text.contains("event: message_stop"), "{text}");
     assert_eq!(r.route().0, "gcp");
-    let sent = upstream(mock).last().cloned().unwrap();
+    let sent = mock_requests(mock).last().cloned().unwrap();
     assert_eq!(
         sent["target"],
         format!(
@@ -243,7 +235,7 @@ fn gemini_and_claude_on_vertex_for_both_clients() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(
-        upstream(mock).last().unwrap()["target"]
+        mock_requests(mock).last().unwrap()["target"]
             .as_str()
             .unwrap()
             .ends_with(":rawPredict")
@@ -274,11 +266,15 @@ fn gemini_and_claude_on_vertex_for_both_clients() {
     assert!(!text.contains("message_stop"), "{text}");
 
     // Every model request carried a token the server issued; one token served them all.
-    assert!(upstream(mock).iter().all(|r| r["signature_ok"] == true));
+    assert!(
+        mock_requests(mock)
+            .iter()
+            .all(|r| r["signature_ok"] == true)
+    );
     assert_eq!(tokens_issued(mock), 1);
 
     // Neither the token nor the key reached the log (at debug level) or any file written.
-    let issued_token = upstream(mock)[0]["headers"]
+    let issued_token = mock_requests(mock)[0]["headers"]
         .as_array()
         .unwrap()
         .iter()
@@ -334,7 +330,7 @@ fn an_expired_token_is_refreshed_once_and_the_request_served() {
     let r = post(&s.router, "/v1/chat/completions", &hi, &[]);
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(tokens_issued(&s.mock), 2);
-    let seen: Vec<bool> = upstream(&s.mock)
+    let seen: Vec<bool> = mock_requests(&s.mock)
         .iter()
         .map(|r| r["signature_ok"].as_bool().unwrap())
         .collect();
@@ -392,7 +388,11 @@ fn tokens_are_fetched_once_per_expiry_window_under_load() {
         "{issued} tokens for {served} requests over 10 s"
     );
     assert!(served > 100, "only {served} requests served");
-    assert!(upstream(&s.mock).iter().all(|r| r["signature_ok"] == true));
+    assert!(
+        mock_requests(&s.mock)
+            .iter()
+            .all(|r| r["signature_ok"] == true)
+    );
 }
 
 #[test]
@@ -414,7 +414,7 @@ fn the_metadata_server_is_the_source_without_a_key_file() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(tokens_issued(&mock), 1);
-    assert_eq!(upstream(&mock)[0]["signature_ok"], true);
+    assert_eq!(mock_requests(&mock)[0]["signature_ok"], true);
 }
 
 #[test]
@@ -490,7 +490,7 @@ fn an_api_key_goes_as_x_goog_api_key_and_no_token_is_fetched() {
         &[],
     );
     assert_eq!(r.status, 200, "{}", r.text());
-    let sent = upstream(&mock).last().cloned().unwrap();
+    let sent = mock_requests(&mock).last().cloned().unwrap();
     assert_eq!(sent["signature_ok"], true, "{sent}");
     let headers = sent["headers"].to_string().to_ascii_lowercase();
     assert!(!headers.contains("authorization"), "{headers}");

@@ -2,7 +2,7 @@
 //!
 //! Nothing here reads a socket. The connection layer (`crate::runtime::conn`) owns the buffers and the
 //! deadlines; this module owns the wire format (RFC 9112): request heads ([`request`]), chunked
-//! bodies ([`chunked`]) and upstream response heads ([`response`]). Parsed heads are kept as
+//! bodies ([`chunked`]), upstream response heads ([`response`]) and endpoint URLs ([`url`]). Parsed heads are kept as
 //! offsets into the connection's buffer, so headers are borrowed, never copied.
 //!
 //! Line endings: CRLF only. RFC 9112 §2.2 lets a recipient accept a bare LF; this module
@@ -13,6 +13,7 @@
 pub mod chunked;
 pub mod request;
 pub mod response;
+pub mod url;
 
 use std::ops::Range;
 

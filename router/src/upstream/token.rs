@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 
-use crate::control::table::{Url, parse_url};
+use crate::http::url::{Url, parse_url};
 use crate::upstream::gcp::{CLOUD_PLATFORM_SCOPE, ServiceAccount};
 
 /// How long a request waits for a token being fetched.
