@@ -167,6 +167,12 @@ pub struct Args {
         default_value_t = 120_000
     )]
     pub upstream_timeout_ms: u64,
+    /// Most upstream attempts per request (the rule's endpoint and its fallbacks together).
+    /// Before anything reaches the client, a candidate that cannot be reached or answers 408,
+    /// 429, 5xx or 529 (or 401/403: the next endpoint has other credentials) passes the request
+    /// to the next; the last attempt's answer is the client's.
+    #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
     /// A directory whose files endpoints created or changed through the admin API may name as
     /// `api_key_file` (repeatable). Files the serving policy already names stay usable; any
     /// other path posted through the admin API is refused. Without it, the admin API cannot
@@ -258,6 +264,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Most upstream attempts per request (`--max-attempts`).
+    pub max_attempts: u32,
     /// Operator-added client headers passed upstream (`--forward-header`).
     pub forward_headers: Vec<String>,
     /// Where admin-posted endpoints may find secrets.
@@ -285,6 +293,12 @@ impl Args {
             return Err(ConfigError {
                 flag: "cores",
                 why: format!("must be from 1 to 1024, found {cores}"),
+            });
+        }
+        if !(1..=16).contains(&self.max_attempts) {
+            return Err(ConfigError {
+                flag: "max-attempts",
+                why: format!("must be from 1 to 16, found {}", self.max_attempts),
             });
         }
         if self.max_headers == 0 || self.max_headers > MAX_HEADERS_CEILING {
@@ -375,6 +389,7 @@ impl Args {
             idle_timeout: ms("idle-timeout-ms", self.idle_timeout_ms)?,
             write_timeout: ms("write-timeout-ms", self.write_timeout_ms)?,
             upstream_timeout: ms("upstream-timeout-ms", self.upstream_timeout_ms)?,
+            max_attempts: self.max_attempts,
             forward_headers: forward_headers(&self.forward_headers)?,
             secrets: crate::control::changes::SecretScope {
                 dirs: self.secrets_dirs.clone(),

@@ -98,27 +98,36 @@ pub(super) async fn candidates<'r>(
     };
     let mut last: Option<(Error, &str)> = None;
     let mut over_budget: Vec<String> = Vec::new();
-    for (index, send) in route.choice.candidates(requested) {
-        let send_model = send.as_str(requested);
-        let (Some(endpoint), Some(plan)) = (
-            table.endpoint(index),
-            route.loaded.plans.get(index as usize),
-        ) else {
-            continue;
-        };
-        // `X-Cost-Budget-Usd`: an endpoint whose worst case exceeds it is passed over.
-        if let Some(budget) = route.attrs.cost_budget {
-            let worst = route::worst_case_cost(
-                req.body.len(),
-                route.fields.max_tokens,
-                endpoint.input_per_1k(),
-                endpoint.output_per_1k(),
-            );
-            if worst > budget {
-                over_budget.push(format!("`{}` (up to ${worst})", endpoint.id()));
-                continue;
+    // The candidates that may be tried: `X-Cost-Budget-Usd` passes over an endpoint whose
+    // worst case exceeds it.
+    let viable: Vec<_> = route
+        .choice
+        .candidates(requested)
+        .filter_map(|(index, send)| {
+            let endpoint = table.endpoint(index)?;
+            let plan = route.loaded.plans.get(index as usize)?;
+            if let Some(budget) = route.attrs.cost_budget {
+                let worst = route::worst_case_cost(
+                    req.body.len(),
+                    route.fields.max_tokens,
+                    endpoint.input_per_1k(),
+                    endpoint.output_per_1k(),
+                );
+                if worst > budget {
+                    over_budget.push(format!("`{}` (up to ${worst})", endpoint.id()));
+                    return None;
+                }
             }
+            Some((endpoint, plan, send))
+        })
+        .collect();
+    let max_attempts = core.config().max_attempts;
+    let mut attempts = 0;
+    for (i, (endpoint, plan, send)) in viable.iter().enumerate() {
+        if attempts >= max_attempts {
+            break;
         }
+        let send_model = send.as_str(requested);
         // The provider's id for the model (`models: [{ name, upstream }]`); the name is what
         // policies, allowlists and the audit's `model` use.
         let upstream_model = endpoint.upstream_model(send_model);
@@ -189,7 +198,10 @@ pub(super) async fn candidates<'r>(
                         include_usage: matches!(&parsed, Some(Ok(ir)) if ir.include_usage),
                     }),
                     dropped: &dropped,
+                    attempt: attempts + 1,
+                    last_chance: i + 1 == viable.len() || attempts + 1 >= max_attempts,
                 };
+                attempts += 1;
                 let result = attempt(&x, plan, client).await;
                 match &result {
                     Ok(_) => core.endpoint_answered(endpoint.id()),
@@ -228,7 +240,8 @@ pub(super) async fn candidates<'r>(
             }
         }
     }
-    let (err, endpoint) = exhausted(last, &over_budget, route.attrs);
+    let (mut err, endpoint) = exhausted(last, &over_budget, route.attrs);
+    err.no_retry |= attempts >= 2;
     let report = RouteReport {
         endpoint: Some(endpoint),
         rule: Some(route.choice.rule_index),

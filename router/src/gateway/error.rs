@@ -42,6 +42,9 @@ pub enum ErrorKind {
     UpstreamUnavailable,
     UpstreamCredentials,
     UpstreamBadResponse,
+    /// The upstream answered with an error status the next candidate may mend (429, 5xx, …)
+    /// and another candidate followed: the request went on (see `upstream::exchange::falls_back`).
+    UpstreamRefused,
     UpstreamTimeout,
     AuditUnavailable,
     MissingApiKey,
@@ -107,7 +110,7 @@ impl ErrorKind {
             Self::HeadersTooLarge => 431,
             Self::Internal => 500,
             Self::NotImplemented => 501,
-            Self::UpstreamBadResponse => 502,
+            Self::UpstreamBadResponse | Self::UpstreamRefused => 502,
             Self::TooManyConnections
             | Self::ShuttingDown
             | Self::UpstreamUnavailable
@@ -181,6 +184,7 @@ impl ErrorKind {
             Self::UpstreamUnavailable => "upstream_unavailable",
             Self::UpstreamCredentials => "upstream_credentials_missing",
             Self::UpstreamBadResponse => "upstream_bad_response",
+            Self::UpstreamRefused => "upstream_error",
             Self::UpstreamTimeout => "upstream_timeout",
             Self::AuditUnavailable => "audit_unavailable",
             Self::MissingApiKey => "missing_api_key",
@@ -207,9 +211,10 @@ impl ErrorKind {
     #[must_use]
     pub fn side(self) -> Side {
         match self {
-            Self::UpstreamUnavailable | Self::UpstreamBadResponse | Self::UpstreamTimeout => {
-                Side::Upstream
-            }
+            Self::UpstreamUnavailable
+            | Self::UpstreamBadResponse
+            | Self::UpstreamRefused
+            | Self::UpstreamTimeout => Side::Upstream,
             Self::TooManyConnections
             | Self::ShuttingDown
             | Self::UpstreamCredentials
@@ -224,7 +229,10 @@ impl ErrorKind {
     /// in a way that could have had an effect).
     #[must_use]
     pub fn retry_safe(self) -> bool {
-        matches!(self, Self::UpstreamUnavailable | Self::UpstreamCredentials)
+        matches!(
+            self,
+            Self::UpstreamUnavailable | Self::UpstreamCredentials | Self::UpstreamRefused
+        )
     }
 
     /// Whether a request refused this way by one candidate endpoint may go to the next:
@@ -249,6 +257,9 @@ pub struct Error {
     pub retry_after: Option<u64>,
     /// The methods a path takes, sent as `Allow` with a 405.
     pub allow: Option<&'static str>,
+    /// Sent as `x-should-retry: false`: the router already tried what a retry would (the
+    /// OpenAI and Anthropic SDKs obey the header before their own retry rules).
+    pub no_retry: bool,
     /// More top-level fields for the body beside `error` (the compiler's diagnostics for
     /// [`ErrorKind::InvalidPolicy`]).
     pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
@@ -266,6 +277,7 @@ impl Error {
             param: None,
             retry_after: None,
             allow: None,
+            no_retry: false,
             details: None,
             internal: None,
         }

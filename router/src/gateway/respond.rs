@@ -146,13 +146,15 @@ pub fn error(
     let mut body = Vec::with_capacity(160 + err.message.len());
     err.write_body_in(&mut body, wire);
     let retry_after = err.retry_after.map(|s| s.to_string());
-    let extra: &[(&str, &str)] = if let Some(allow) = err.allow {
-        &[("allow", allow)]
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if let Some(allow) = err.allow {
+        extra.push(("allow", allow));
     } else if let Some(s) = &retry_after {
-        &[("retry-after", s)]
-    } else {
-        &[]
-    };
+        extra.push(("retry-after", s));
+    }
+    if err.no_retry {
+        extra.push(("x-should-retry", "false"));
+    }
     full(
         out,
         err.kind.status(),
@@ -161,7 +163,7 @@ pub fn error(
         id,
         route,
         close,
-        extra,
+        &extra,
     );
     body.len()
 }

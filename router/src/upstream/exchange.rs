@@ -35,6 +35,21 @@ pub struct Exchange<'a> {
     pub translation: Option<Translation>,
     /// Request fields dropped in translation, for `x-switchyard-dropped` (empty: none).
     pub dropped: &'a str,
+    /// Which upstream attempt of the request this is (1 for the first).
+    pub attempt: u32,
+    /// No candidate follows (the last of the rule's, or the last attempt allowed): an error
+    /// the upstream answers is relayed. Otherwise an error the next candidate may mend
+    /// ([`falls_back`]) is not: the request goes on to the next.
+    pub last_chance: bool,
+}
+
+/// Whether an upstream's status, before anything reached the client, sends the request to
+/// the next candidate: timeouts, rate limits, server errors and overload (408, 429, 5xx,
+/// Anthropic's 529), and refused credentials (401, 403: the next endpoint has other keys).
+/// Other 4xx are the request's own fault and go back as they are.
+#[must_use]
+pub fn falls_back(status: u16) -> bool {
+    matches!(status, 401 | 403 | 408 | 429) || (500..600).contains(&status)
 }
 
 /// An answer to translate: from the upstream's dialect into the client's.

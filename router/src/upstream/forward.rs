@@ -24,7 +24,7 @@ use crate::gateway::respond::push_u64;
 use crate::http::response::{ResponseHead, parse_response_head};
 use crate::http::{HeaderIdx, has_token, header_matches};
 use crate::runtime::client::{Client, Next};
-use crate::upstream::exchange::{Exchange, Outcome};
+use crate::upstream::exchange::{Exchange, Outcome, falls_back};
 use crate::upstream::pool::{UpConn, read_watching};
 use crate::upstream::relay::{Answer, relay};
 
@@ -125,6 +125,23 @@ pub async fn forward(
             }
         }
     };
+    if !x.last_chance && falls_back(head.status) {
+        // Nothing has reached the client: the next candidate gets the request. The refusal's
+        // body is not read, so the connection is not reused.
+        core.metrics()
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
+        let retry_after = header_value(&rbuf, &headers, b"retry-after")
+            .map(|v| format!(", retry-after {v}"))
+            .unwrap_or_default();
+        return Err(Error::new(
+            ErrorKind::UpstreamRefused,
+            format!(
+                "endpoint `{}` answered {}{retry_after}; the request went to the next candidate",
+                x.endpoint, head.status
+            ),
+        ));
+    }
     let answer = Answer {
         head,
         headers: &headers,
@@ -421,4 +438,12 @@ fn timeout(x: &Exchange<'_>, up: &Upstream) -> SendFailure {
             up.timeout.as_millis()
         ),
     ))
+}
+
+/// A response header's value, as text (`None` when absent or not UTF-8).
+fn header_value<'b>(buf: &'b [u8], headers: &[HeaderIdx], name: &[u8]) -> Option<&'b str> {
+    headers
+        .iter()
+        .find(|h| h.name(buf).eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value(buf)).ok())
 }

@@ -260,7 +260,7 @@ fn write_head(
     out: &mut Vec<u8>,
 ) {
     respond::status_line(out, head.status);
-    end_to_end_headers(x, hbuf, headers, content_type, out);
+    end_to_end_headers(x, head.status, hbuf, headers, content_type, out);
     match (out_framing, head.framing) {
         (Out::Length, BodyFraming::Length(n)) => {
             out.extend_from_slice(b"content-length: ");
@@ -279,14 +279,18 @@ fn write_head(
     out.extend_from_slice(b"\r\n");
 }
 
-/// The upstream's end-to-end headers and ours.
+/// The upstream's end-to-end headers and ours. An error after more than one attempt says
+/// `x-should-retry: false`: the router has already tried the rule's other candidates, and the
+/// OpenAI and Anthropic SDKs, which retry errors on their own, obey it.
 fn end_to_end_headers(
     x: &Exchange<'_>,
+    status: u16,
     hbuf: &[u8],
     headers: &[HeaderIdx],
     content_type: Option<&str>,
     out: &mut Vec<u8>,
 ) {
+    let tried_enough = status >= 400 && x.attempt >= 2;
     for h in headers {
         let name = h.name(hbuf);
         if is_hop_by_hop(name)
@@ -294,6 +298,7 @@ fn end_to_end_headers(
             || name.eq_ignore_ascii_case(b"server")
             || name.eq_ignore_ascii_case(b"x-request-id")
             || name.eq_ignore_ascii_case(b"x-switchyard-route")
+            || (tried_enough && name.eq_ignore_ascii_case(b"x-should-retry"))
             || (content_type.is_some() && name.eq_ignore_ascii_case(b"content-type"))
         {
             continue;
@@ -314,6 +319,9 @@ fn end_to_end_headers(
         out.extend_from_slice(x.dropped.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
+    if tried_enough {
+        out.extend_from_slice(b"x-should-retry: false\r\n");
+    }
 }
 
 /// A translated whole answer, head and body (its status: the upstream's, or 502 when its
@@ -328,7 +336,7 @@ fn write_whole(
     out: &mut Vec<u8>,
 ) {
     respond::status_line(out, status);
-    end_to_end_headers(x, hbuf, headers, Some("application/json"), out);
+    end_to_end_headers(x, status, hbuf, headers, Some("application/json"), out);
     out.extend_from_slice(b"content-length: ");
     push_u64(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");

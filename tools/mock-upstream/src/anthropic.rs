@@ -38,7 +38,7 @@ pub(crate) async fn messages<S: AsyncWrite + Unpin>(
             "type": "error",
             "error": {"type": error_type(plan.status), "message": "mock upstream error"},
         });
-        return send_error_status(s, plan.status, err.to_string().as_bytes()).await;
+        return send_error_status(s, plan, err.to_string().as_bytes()).await;
     }
     let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
     let model = request
@@ -168,7 +168,7 @@ pub(crate) async fn count_tokens<S: AsyncWrite + Unpin>(
 ) -> bool {
     if plan.status >= 400 {
         let err = json!({"type": "error", "error": {"type": error_type(plan.status), "message": "mock upstream error"}});
-        return send_error_status(s, plan.status, err.to_string().as_bytes()).await;
+        return send_error_status(s, plan, err.to_string().as_bytes()).await;
     }
     let b = json!({"input_tokens": body.len().div_ceil(4)}).to_string();
     let _ = s

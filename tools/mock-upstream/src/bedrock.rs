@@ -34,7 +34,7 @@ pub(crate) async fn converse<S: AsyncWrite + Unpin>(
 ) -> bool {
     if plan.status >= 400 {
         let err = json!({"message": "mock upstream error"});
-        return send_error_status(s, plan.status, err.to_string().as_bytes()).await;
+        return send_error_status(s, plan, err.to_string().as_bytes()).await;
     }
     let input = body.len().div_ceil(4) as u64;
     let output = plan.chunks as u64;

@@ -17,7 +17,8 @@
 //! | header | effect |
 //! | --- | --- |
 //! | `x-mock-latency-ms: N` | wait N ms before the response head |
-//! | `x-mock-status: N` | answer with status N (an OpenAI error body when N ≥ 400) |
+//! | `x-mock-status: N` | answer with status N (an OpenAI error body when N ≥ 400; `--status` sets the default) |
+//! | `x-mock-retry-after: V` | send `Retry-After: V` with an error answer (`--retry-after` sets the default) |
 //! | `x-mock-chunks: N` | stream N content chunks |
 //! | `x-mock-chunk-bytes: N` | each chunk carries N bytes of content |
 //! | `x-mock-chunk-delay-ms: N` | wait N ms between chunks |
@@ -94,10 +95,19 @@ struct Args {
     /// Requests remembered for `GET /__mock/requests` (per core).
     #[arg(long, default_value_t = 256)]
     remember: usize,
+    /// Default status of every answer (an error body in the path's dialect when ≥ 400): an
+    /// endpoint that is down, rate limited or overloaded for every request.
+    #[arg(long, default_value_t = 200)]
+    status: u16,
+    /// `Retry-After` value sent with error answers (`x-mock-retry-after` per request).
+    #[arg(long)]
+    retry_after: Option<String>,
 }
 
 #[derive(Clone, Debug)]
 struct Defaults {
+    status: u16,
+    retry_after: Option<String>,
     latency_ms: u64,
     chunks: usize,
     chunk_bytes: usize,
@@ -113,6 +123,8 @@ fn main() -> anyhow::Result<()> {
         None
     };
     let defaults = Defaults {
+        status: args.status,
+        retry_after: args.retry_after.clone(),
         latency_ms: args.latency_ms,
         chunks: args.chunks,
         chunk_bytes: args.chunk_bytes,
@@ -221,6 +233,7 @@ mod openai;
 pub(crate) struct Plan {
     latency_ms: u64,
     pub(crate) status: u16,
+    retry_after: Option<String>,
     pub(crate) chunks: usize,
     pub(crate) chunk_bytes: usize,
     chunk_delay_ms: u64,
@@ -314,7 +327,8 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let plan = Plan {
             latency_ms: num(b"x-mock-latency-ms", defaults.latency_ms),
-            status: u16::try_from(num(b"x-mock-status", 200)).unwrap_or(200),
+            status: u16::try_from(num(b"x-mock-status", u64::from(defaults.status))).unwrap_or(200),
+            retry_after: header(b"x-mock-retry-after").or_else(|| defaults.retry_after.clone()),
             chunks: usize::try_from(num(b"x-mock-chunks", defaults.chunks as u64)).unwrap_or(8),
             chunk_bytes: usize::try_from(num(b"x-mock-chunk-bytes", defaults.chunk_bytes as u64))
                 .unwrap_or(16),
@@ -426,12 +440,18 @@ pub(crate) fn tool_arguments(i: usize) -> Vec<String> {
 /// An error answer with `status` and `body`; `false` when the connection must end.
 pub(crate) async fn send_error_status<S: AsyncWrite + Unpin>(
     s: &mut S,
-    status: u16,
+    plan: &Plan,
     body: &[u8],
 ) -> bool {
-    let _ = s
-        .write_all(&response(status, "application/json", body, None))
-        .await;
+    let mut resp = response(plan.status, "application/json", body, None);
+    if let Some(after) = &plan.retry_after {
+        // Before the blank line that ends the head.
+        if let Some(end) = resp.windows(4).position(|w| w == b"\r\n\r\n") {
+            let line = format!("\r\nretry-after: {after}");
+            resp.splice(end..end, line.bytes());
+        }
+    }
+    let _ = s.write_all(&resp).await;
     s.flush().await.is_ok()
 }
 

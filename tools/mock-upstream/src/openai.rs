@@ -27,7 +27,7 @@ pub(crate) async fn chat<S: AsyncWrite + Unpin>(
     let prompt_tokens = body.len().div_ceil(4) as u64;
     if plan.status >= 400 {
         let err = br#"{"error":{"message":"mock upstream error","type":"server_error","param":null,"code":"mock_status"}}"#;
-        return send_error_status(s, plan.status, err).await;
+        return send_error_status(s, plan, err).await;
     }
     let piece = "x".repeat(plan.chunk_bytes);
     let finish = plan
@@ -179,7 +179,7 @@ pub(crate) async fn chat<S: AsyncWrite + Unpin>(
 pub(crate) async fn embeddings<S: AsyncWrite + Unpin>(s: &mut S, plan: &Plan, body: &[u8]) -> bool {
     if plan.status >= 400 {
         let err = br#"{"error":{"message":"mock upstream error","type":"server_error","param":null,"code":"mock_status"}}"#;
-        return send_error_status(s, plan.status, err).await;
+        return send_error_status(s, plan, err).await;
     }
     let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
     let inputs = match request.get("input") {

@@ -1,0 +1,169 @@
+//! Falling back before the commit point, over real sockets: upstreams that answer 429, 503,
+//! 529 or 401 for every request (`mock-upstream --status`) pass the request to the rule's next
+//! candidate while nothing has reached the client; the last candidate's answer is relayed as it
+//! is; a client error is never retried; `--max-attempts` bounds the work; and an error after
+//! more than one attempt tells the SDKs not to retry (`x-should-retry: false`).
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test")]
+
+mod common;
+
+use common::{Proc, call, chat_body, compiled, mock, mock_requests, router};
+
+/// A policy whose default rule tries `ids` in order, each a `vllm` endpoint on its mock.
+fn chain(mocks: &[(&str, &Proc)]) -> String {
+    let mut yaml = String::from("version: v1\nendpoints:\n");
+    for (id, m) in mocks {
+        yaml.push_str(&format!(
+            "  - id: {id}\n    type: vllm\n    url: http://{}/v1\n    transport: privatelink\n    models: [m]\n",
+            m.addr
+        ));
+    }
+    let (first, rest) = mocks.split_first().unwrap();
+    let fallback: Vec<&str> = rest.iter().map(|(id, _)| *id).collect();
+    yaml.push_str(&format!(
+        "rules:\n  - default:\n      route_to: {}\n      fallback: [{}]\n",
+        first.0,
+        fallback.join(", ")
+    ));
+    yaml
+}
+
+fn hits(m: &Proc) -> usize {
+    mock_requests(m).len()
+}
+
+#[test]
+fn upstream_errors_before_the_first_byte_go_to_the_next_candidate() {
+    let limited = mock(&["--status", "429", "--retry-after", "7"]);
+    let overloaded = mock(&["--status", "529"]);
+    let locked = mock(&["--status", "401"]);
+    let healthy = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[
+        ("limited", &limited),
+        ("overloaded", &overloaded),
+        ("locked", &locked),
+        ("healthy", &healthy),
+    ]));
+    let r = router(&["--table", table.to_str().unwrap(), "--max-attempts", "4"]);
+    for stream in [false, true] {
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            &chat_body("m", stream),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        assert_eq!(resp.route().0, "healthy");
+        assert!(resp.header("x-should-retry").is_none());
+        if stream {
+            assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
+        }
+    }
+    // Each refusing endpoint was asked once per request, the healthy one answered both.
+    for m in [&limited, &overloaded, &locked, &healthy] {
+        assert_eq!(hits(m), 2);
+    }
+    // An Anthropic client is served the same way.
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/messages",
+        &[("anthropic-version", "2023-06-01")],
+        br#"{"model": "m", "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["type"], "message");
+    // Each step is logged with what the endpoint answered.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !(r
+        .log()
+        .contains("endpoint `limited` answered 429, retry-after 7")
+        && r.log().contains("endpoint `overloaded` answered 529"))
+    {
+        assert!(std::time::Instant::now() < until, "{}", r.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_last_candidate_answers_as_it_is_and_sdks_are_told_not_to_retry() {
+    let first = mock(&["--status", "503"]);
+    let last = mock(&["--status", "529", "--retry-after", "3"]);
+    let (_dir, table) = compiled(&chain(&[("first", &first), ("last", &last)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 529, "{}", resp.text());
+    assert_eq!(resp.route().0, "last");
+    assert_eq!(resp.header("retry-after"), Some("3"));
+    assert_eq!(resp.header("x-should-retry"), Some("false"));
+    assert_eq!((hits(&first), hits(&last)), (1, 1));
+
+    // One candidate only: its error goes back as it is, and the SDK may retry.
+    let (_d2, table) = compiled(&chain(&[("first", &first)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 503);
+    assert!(resp.header("x-should-retry").is_none());
+}
+
+#[test]
+fn client_errors_are_not_retried_and_max_attempts_bounds_the_work() {
+    let bad = mock(&["--status", "400"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("bad", &bad), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!((hits(&bad), hits(&spare)), (1, 0));
+
+    let down: Vec<Proc> = (0..4).map(|_| mock(&["--status", "503"])).collect();
+    let ids = ["d0", "d1", "d2", "d3"];
+    let named: Vec<(&str, &Proc)> = ids.iter().copied().zip(down.iter()).collect();
+    let (_d2, table) = compiled(&chain(&named));
+    let r = router(&["--table", table.to_str().unwrap(), "--max-attempts", "2"]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("m", true),
+    );
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.route().0, "d1");
+    assert_eq!(resp.header("x-should-retry"), Some("false"));
+    let asked: Vec<usize> = down.iter().map(hits).collect();
+    assert_eq!(asked, [1, 1, 0, 0]);
+}
+
+#[test]
+fn max_attempts_is_checked_at_start() {
+    let out = std::process::Command::new(common::binary("switchyard"))
+        .args(["--no-auth", "--max-attempts", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max-attempts") && err.contains("1 to 16"),
+        "{err}"
+    );
+}
