@@ -60,8 +60,10 @@ fn upstream_errors_before_the_first_byte_go_to_the_next_candidate() {
             assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
         }
     }
-    // Each refusing endpoint was asked once per request, the healthy one answered both.
-    for m in [&limited, &overloaded, &locked, &healthy] {
+    // The rate-limited endpoint was asked once: its `Retry-After: 7` cooled it down for the
+    // second request. The others were asked once per request; the healthy one answered both.
+    assert_eq!(hits(&limited), 1);
+    for m in [&overloaded, &locked, &healthy] {
         assert_eq!(hits(m), 2);
     }
     // An Anthropic client is served the same way.
@@ -166,4 +168,117 @@ fn max_attempts_is_checked_at_start() {
         err.contains("max-attempts") && err.contains("1 to 16"),
         "{err}"
     );
+}
+
+/// `GET /v1/endpoints`'s `health.breaker` of endpoint `id`.
+fn breaker(r: &Proc, id: &str) -> serde_json::Value {
+    let all = common::admin(r, "GET", "/v1/endpoints", b"").json();
+    all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .unwrap_or_else(|| panic!("no endpoint {id}: {all}"))["health"]["breaker"]
+        .clone()
+}
+
+fn ok_chat(r: &Proc) -> common::Response {
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    resp
+}
+
+#[test]
+fn a_failing_endpoint_is_ejected_then_probed_exactly_once() {
+    let dead = mock(&["--status", "503"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("dead", &dead), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap(), "--cores", "2"]);
+    // Five consecutive failures open the breaker; the spare answers every request.
+    for _ in 0..5 {
+        assert_eq!(ok_chat(&r).route().0, "spare");
+    }
+    let opened = std::time::Instant::now();
+    assert_eq!(hits(&dead), 5);
+    let b = breaker(&r, "dead");
+    assert_eq!(b["state"], "open", "{b}");
+    assert!(b["open_until"].is_string(), "{b}");
+    // While it is open, the dead endpoint gets nothing.
+    for _ in 0..10 {
+        ok_chat(&r);
+    }
+    assert_eq!(hits(&dead), 5);
+    // After the ejection (5 s ± 20%), concurrent requests send it exactly one probe; the
+    // probe fails and the breaker opens again, for longer.
+    std::thread::sleep(std::time::Duration::from_millis(6_300).saturating_sub(opened.elapsed()));
+    let addr = r.addr;
+    let clients: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                call(
+                    addr,
+                    "POST",
+                    "/v1/chat/completions",
+                    &[],
+                    &chat_body("m", false),
+                )
+                .status
+            })
+        })
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), 200);
+    }
+    assert_eq!(hits(&dead), 6);
+    let b = breaker(&r, "dead");
+    assert_eq!(b["state"], "open", "{b}");
+    assert_eq!(b["ejections"], 2, "{b}");
+    assert_eq!(breaker(&r, "spare")["state"], "closed");
+}
+
+#[test]
+fn a_rate_limit_cools_an_endpoint_down_for_its_retry_after() {
+    let limited = mock(&["--status", "429", "--retry-after", "2"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("limited", &limited), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    ok_chat(&r);
+    assert_eq!(hits(&limited), 1);
+    for _ in 0..5 {
+        assert_eq!(ok_chat(&r).route().0, "spare");
+    }
+    assert_eq!(hits(&limited), 1, "asked during its cooldown");
+    assert!(breaker(&r, "limited")["cooling_until"].is_string());
+    std::thread::sleep(std::time::Duration::from_millis(2_200).saturating_sub(started.elapsed()));
+    ok_chat(&r);
+    assert_eq!(hits(&limited), 2);
+    // A rate limit is not a failure: the breaker stays closed.
+    assert_eq!(breaker(&r, "limited")["state"], "closed");
+}
+
+#[test]
+fn when_every_candidate_is_open_the_first_to_recover_is_still_tried() {
+    let dead = mock(&["--status", "503"]);
+    let (_dir, table) = compiled(&chain(&[("dead", &dead)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    for n in 1..=8 {
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            &chat_body("m", false),
+        );
+        // The upstream's own answer every time, never a router-made "no endpoint".
+        assert_eq!(resp.status, 503, "{}", resp.text());
+        assert_eq!(hits(&dead), n);
+    }
+    assert_eq!(breaker(&r, "dead")["state"], "open");
 }

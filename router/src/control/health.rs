@@ -23,10 +23,12 @@ pub struct Observed {
     pub consecutive_failures: u64,
 }
 
-/// Every endpoint's observations, by id (shared by all cores and the admin API).
+/// Every endpoint's observations, by id (shared by all cores and the admin API), and its
+/// circuit breaker.
 #[derive(Debug, Default)]
 pub struct Health {
     by_id: Mutex<HashMap<String, Observed>>,
+    pub breakers: crate::control::breaker::Breakers,
 }
 
 impl Health {
@@ -58,6 +60,12 @@ impl Health {
     /// endpoint, `unhealthy` when the last attempt failed, else `healthy`.
     #[must_use]
     pub fn to_json(&self, endpoint: &str) -> Value {
+        let mut v = self.observed_json(endpoint);
+        v["breaker"] = self.breakers.get(endpoint).to_json(crate::clock::now_ms());
+        v
+    }
+
+    fn observed_json(&self, endpoint: &str) -> Value {
         let iso = |ms: Option<i64>| ms.map(crate::clock::iso8601);
         match self.get(endpoint) {
             None => json!({"status": "unknown", "source": "no request has reached it yet"}),

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 
+use crate::control::breaker::{Admit, Seen};
 use crate::control::table::Plan;
 use crate::dialect::openai::write::Limit;
 use crate::dialect::{Api, Refusal, Wire, anthropic, ir, openai};
@@ -123,10 +124,46 @@ pub(super) async fn candidates<'r>(
         .collect();
     let max_attempts = core.config().max_attempts;
     let mut attempts = 0;
-    for (i, (endpoint, plan, send)) in viable.iter().enumerate() {
+    // The order candidates are taken in: the rule's, then (when the breakers skipped every
+    // one) the one that recovers first, forced.
+    let mut order: Vec<(usize, bool)> = (0..viable.len()).map(|i| (i, false)).collect();
+    let mut skipped: Vec<(i64, usize)> = Vec::new();
+    let mut k = 0;
+    while let Some(&(i, forced)) = order.get(k) {
+        k += 1;
+        let Some((endpoint, plan, send)) = viable.get(i) else {
+            break;
+        };
         if attempts >= max_attempts {
             break;
         }
+        let now = crate::clock::now_ms();
+        let breaker = matches!(plan, Plan::Forward(_)).then(|| core.breaker(endpoint.id()));
+        let probe = match (&breaker, forced) {
+            (Some(b), false) => match b.admit(now) {
+                Admit::Yes => false,
+                Admit::Probe => true,
+                Admit::No { until_ms } => {
+                    skipped.push((until_ms, i));
+                    if k == order.len() && attempts == 0 && last.is_none() {
+                        // Every candidate is open or cooling: rather than fail, the one
+                        // that recovers first is tried.
+                        if let Some(&(_, first)) = skipped.iter().min() {
+                            order.push((first, true));
+                        }
+                    }
+                    continue;
+                }
+            },
+            _ => false,
+        };
+        // No candidate after this one will be tried: its error answer is the client's.
+        let later = order.get(k..).unwrap_or_default().iter().any(|&(j, _)| {
+            viable.get(j).is_some_and(|(e, p, _)| {
+                !matches!(p, Plan::Forward(_)) || core.breaker(e.id()).admissible(now)
+            })
+        });
+        let last_chance = !later || attempts + 1 >= max_attempts;
         let send_model = send.as_str(requested);
         // The provider's id for the model (`models: [{ name, upstream }]`); the name is what
         // policies, allowlists and the audit's `model` use.
@@ -199,10 +236,14 @@ pub(super) async fn candidates<'r>(
                     }),
                     dropped: &dropped,
                     attempt: attempts + 1,
-                    last_chance: i + 1 == viable.len() || attempts + 1 >= max_attempts,
+                    last_chance,
                 };
                 attempts += 1;
                 let result = attempt(&x, plan, client).await;
+                if let Some(b) = &breaker {
+                    // A forced attempt (every candidate was skipped) decides like a probe.
+                    b.record(crate::clock::now_ms(), probe || forced, seen(&result));
+                }
                 match &result {
                     Ok(_) => core.endpoint_answered(endpoint.id()),
                     Err(e) if e.kind.retry_safe() => {
@@ -248,6 +289,31 @@ pub(super) async fn candidates<'r>(
         latency_ms: elapsed_ms(req.started),
     };
     refuse(core, client, id, &err, &report, api)
+}
+
+/// What an attempt showed of its endpoint, for the endpoint's breaker.
+fn seen(result: &Result<(Next, Outcome), Error>) -> Seen {
+    match result {
+        Ok((_, o)) => o
+            .upstream_status
+            .map_or(Seen::Nothing, |status| Seen::Answer {
+                status,
+                retry_ms: o.retry_after_ms,
+            }),
+        Err(e) => match (e.kind, e.upstream_status) {
+            (ErrorKind::UpstreamRefused, Some(status)) => Seen::Answer {
+                status,
+                retry_ms: e.upstream_retry_ms.map(i64::from),
+            },
+            (
+                ErrorKind::UpstreamUnavailable
+                | ErrorKind::UpstreamTimeout
+                | ErrorKind::UpstreamBadResponse,
+                _,
+            ) => Seen::Broken,
+            _ => Seen::Nothing,
+        },
+    }
 }
 
 /// Writes the request in `to`'s dialect; `dropped` gets the fields left out, comma-separated.

@@ -257,6 +257,10 @@ pub struct Error {
     pub retry_after: Option<u64>,
     /// The methods a path takes, sent as `Allow` with a 405.
     pub allow: Option<&'static str>,
+    /// The upstream's status and `Retry-After` (ms), when this is an upstream's refusal
+    /// ([`ErrorKind::UpstreamRefused`]): what the endpoint's breaker learns from it.
+    pub upstream_status: Option<u16>,
+    pub upstream_retry_ms: Option<u32>,
     /// Sent as `x-should-retry: false`: the router already tried what a retry would (the
     /// OpenAI and Anthropic SDKs obey the header before their own retry rules).
     pub no_retry: bool,
@@ -278,6 +282,8 @@ impl Error {
             retry_after: None,
             allow: None,
             no_retry: false,
+            upstream_status: None,
+            upstream_retry_ms: None,
             details: None,
             internal: None,
         }

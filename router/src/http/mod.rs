@@ -91,6 +91,15 @@ pub fn header_matches(pattern: &str, name: &[u8]) -> bool {
     }
 }
 
+/// The value of the first header named `name`, as text (`None` when absent or not UTF-8).
+#[must_use]
+pub fn header_str<'b>(buf: &'b [u8], headers: &[HeaderIdx], name: &[u8]) -> Option<&'b str> {
+    headers
+        .iter()
+        .find(|h| h.name(buf).eq_ignore_ascii_case(name))
+        .and_then(|h| std::str::from_utf8(h.value(buf)).ok())
+}
+
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the framing headers a proxy must rewrite: never
 /// forwarded in either direction.
 #[must_use]

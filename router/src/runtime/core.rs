@@ -99,6 +99,8 @@ pub struct Core {
         RefCell<std::collections::HashMap<String, Arc<crate::control::limits::TenantState>>>,
     /// When this core last reported each endpoint healthy (absent: never, or it failed since).
     health_reported: RefCell<std::collections::HashMap<String, i64>>,
+    /// This core's handles on endpoints' shared breakers.
+    breakers: RefCell<std::collections::HashMap<String, Arc<crate::control::breaker::Breaker>>>,
     pub pool: Pool,
     /// The audit writer's sink (`None` when auditing is off); records go through
     /// [`Core::audit_gate`].
@@ -127,6 +129,7 @@ impl Core {
             keys: RefCell::new((key_generation, Rc::new(keys))),
             tenant_states: RefCell::new(std::collections::HashMap::new()),
             health_reported: RefCell::new(std::collections::HashMap::new()),
+            breakers: RefCell::new(std::collections::HashMap::new()),
             connections: Cell::new(0),
             next_id: Cell::new(seed),
             shutdown_gate: glommio::sync::Semaphore::new(0),
@@ -177,6 +180,19 @@ impl Core {
             .borrow_mut()
             .insert(tenant.to_owned(), Arc::clone(&s));
         s
+    }
+
+    /// The circuit breaker of `endpoint` (shared by all cores; looked up here without a lock
+    /// after this core's first request to it).
+    pub fn breaker(&self, endpoint: &str) -> Arc<crate::control::breaker::Breaker> {
+        if let Some(b) = self.breakers.borrow().get(endpoint) {
+            return Arc::clone(b);
+        }
+        let b = self.shared.health.breakers.get(endpoint);
+        self.breakers
+            .borrow_mut()
+            .insert(endpoint.to_owned(), Arc::clone(&b));
+        b
     }
 
     /// An attempt at `endpoint` got an answer. Reported to the shared map at most once a

@@ -91,4 +91,6 @@ pub struct Outcome {
     pub error: Option<String>,
     /// Why the model stopped, as the client was told (`stop`, `end_turn`, …).
     pub stop_reason: Option<Cow<'static, str>>,
+    /// An upstream error's `retry-after-ms` / `Retry-After`, in ms.
+    pub retry_after_ms: Option<i64>,
 }

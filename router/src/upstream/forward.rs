@@ -22,7 +22,7 @@ use crate::dialect::Wire;
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::push_u64;
 use crate::http::response::{ResponseHead, parse_response_head};
-use crate::http::{HeaderIdx, has_token, header_matches};
+use crate::http::{HeaderIdx, has_token, header_matches, header_str};
 use crate::runtime::client::{Client, Next};
 use crate::upstream::exchange::{Exchange, Outcome, falls_back};
 use crate::upstream::pool::{UpConn, read_watching};
@@ -131,16 +131,24 @@ pub async fn forward(
         core.metrics()
             .upstream_errors
             .fetch_add(1, Ordering::Relaxed);
-        let retry_after = header_value(&rbuf, &headers, b"retry-after")
+        let after = header_str(&rbuf, &headers, b"retry-after");
+        let said = after
             .map(|v| format!(", retry-after {v}"))
             .unwrap_or_default();
-        return Err(Error::new(
+        let mut err = Error::new(
             ErrorKind::UpstreamRefused,
             format!(
-                "endpoint `{}` answered {}{retry_after}; the request went to the next candidate",
+                "endpoint `{}` answered {}{said}; the request went to the next candidate",
                 x.endpoint, head.status
             ),
-        ));
+        );
+        err.upstream_status = Some(head.status);
+        err.upstream_retry_ms = crate::control::breaker::retry_after_ms(
+            after,
+            header_str(&rbuf, &headers, b"retry-after-ms"),
+        )
+        .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX));
+        return Err(err);
     }
     let answer = Answer {
         head,
@@ -438,12 +446,4 @@ fn timeout(x: &Exchange<'_>, up: &Upstream) -> SendFailure {
             up.timeout.as_millis()
         ),
     ))
-}
-
-/// A response header's value, as text (`None` when absent or not UTF-8).
-fn header_value<'b>(buf: &'b [u8], headers: &[HeaderIdx], name: &[u8]) -> Option<&'b str> {
-    headers
-        .iter()
-        .find(|h| h.name(buf).eq_ignore_ascii_case(name))
-        .and_then(|h| std::str::from_utf8(h.value(buf)).ok())
 }

@@ -135,6 +135,15 @@ pub(crate) async fn relay(
         outcome: Outcome {
             status: head.status,
             upstream_status: Some(head.status),
+            retry_after_ms: (head.status >= 400)
+                .then(|| {
+                    let hbuf = rbuf.get(..head.len).unwrap_or_default();
+                    crate::control::breaker::retry_after_ms(
+                        crate::http::header_str(hbuf, headers, b"retry-after"),
+                        crate::http::header_str(hbuf, headers, b"retry-after-ms"),
+                    )
+                })
+                .flatten(),
             upstream_latency_ms: Some(x.report().latency_ms),
             ..Outcome::default()
         },
