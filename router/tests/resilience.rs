@@ -282,3 +282,89 @@ fn when_every_candidate_is_open_the_first_to_recover_is_still_tried() {
     }
     assert_eq!(breaker(&r, "dead")["state"], "open");
 }
+
+/// `GET /v1/endpoints`'s `health` of endpoint `id`.
+fn health(r: &Proc, id: &str) -> serde_json::Value {
+    let all = common::admin(r, "GET", "/v1/endpoints", b"").json();
+    all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .unwrap_or_else(|| panic!("no endpoint {id}: {all}"))["health"]
+        .clone()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn health_checks_take_an_endpoint_out_and_back_without_traffic() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let gpu = mock(&["--listen", &listen]);
+    let spare = mock(&[]);
+    let yaml = format!(
+        "version: v1
+endpoints:
+  - id: gpu
+    type: vllm
+    url: http://{listen}/v1
+    transport: privatelink
+    models: [m]
+    health_check_interval_ms: 100
+  - id: spare
+    type: vllm
+    url: http://{}/v1
+    transport: privatelink
+    models: [m]
+rules:
+  - default:
+      route_to: gpu
+      fallback: [spare]
+",
+        spare.addr
+    );
+    let (_dir, table) = compiled(&yaml);
+    let r = router(&["--table", table.to_str().unwrap()]);
+    wait_for("a passing check", || {
+        let h = health(&r, "gpu");
+        h["probe"]["ok"] == true && h["status"] == "healthy"
+    });
+    assert!(
+        mock_requests(&gpu).iter().all(|q| q["target"] == "/health"),
+        "vllm is probed at /health"
+    );
+    // The server goes away: three failed checks open its breaker, with no request sent.
+    drop(gpu);
+    wait_for("the breaker to open", || {
+        breaker(&r, "gpu")["state"] == "open"
+    });
+    let h = health(&r, "gpu");
+    assert_eq!(h["status"], "unhealthy", "{h}");
+    assert_eq!(h["probe"]["ok"], false, "{h}");
+    assert_eq!(ok_chat(&r).route().0, "spare");
+    // It comes back: two passing checks close the breaker before its ejection ends.
+    let gpu = mock(&["--listen", &listen]);
+    wait_for("the breaker to close", || {
+        breaker(&r, "gpu")["state"] == "closed"
+    });
+    assert_eq!(ok_chat(&r).route().0, "gpu");
+    let chats = mock_requests(&gpu)
+        .iter()
+        .filter(|q| q["target"] == "/v1/chat/completions")
+        .count();
+    assert_eq!(chats, 1);
+}

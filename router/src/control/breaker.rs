@@ -183,6 +183,32 @@ impl Breaker {
         }
     }
 
+    /// An active health check found the endpoint down: open the breaker now, unless it is
+    /// already open (the ejection under way keeps its length).
+    pub fn force_open(&self, now_ms: i64) {
+        if self
+            .open_until
+            .compare_exchange(0, now_ms + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.eject(now_ms);
+        }
+    }
+
+    /// An active health check found the endpoint up again: close the breaker without waiting
+    /// for the ejection to end.
+    pub fn close(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.open_until.store(0, Ordering::Release);
+        self.probing.store(false, Ordering::Release);
+    }
+
+    /// Whether the breaker is open or half-open.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.open_until.load(Ordering::Acquire) != 0
+    }
+
     /// The upstream asked for a pause (a 429's `Retry-After`): skip it for `ms` (capped).
     pub fn cool(&self, now_ms: i64, ms: Option<i64>) {
         let ms = ms.unwrap_or(DEFAULT_COOLDOWN_MS).clamp(0, MAX_COOLDOWN_MS);

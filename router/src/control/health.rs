@@ -16,6 +16,8 @@ pub const SUCCESS_REPORT_MS: i64 = 1000;
 /// What is known about one endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Observed {
+    /// The last active health check: when, and why it failed (`None`: it passed).
+    pub last_probe: Option<(i64, Option<String>)>,
     pub last_success_ms: Option<i64>,
     pub last_failure_ms: Option<i64>,
     pub last_error: Option<String>,
@@ -47,6 +49,13 @@ impl Health {
         o.consecutive_failures += 1;
     }
 
+    /// An active health check ran (`error`: why it failed).
+    pub fn probed(&self, endpoint: &str, now_ms: i64, error: Option<&str>) {
+        let mut map = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        let o = map.entry(endpoint.to_owned()).or_default();
+        o.last_probe = Some((now_ms, error.map(|e| e.chars().take(300).collect())));
+    }
+
     #[must_use]
     pub fn get(&self, endpoint: &str) -> Option<Observed> {
         self.by_id
@@ -56,36 +65,49 @@ impl Health {
             .cloned()
     }
 
-    /// The `health` object of `GET /v1/endpoints`: `unknown` before any request reached the
-    /// endpoint, `unhealthy` when the last attempt failed, else `healthy`.
+    /// The `health` object of `GET /v1/endpoints`: `status` is `unhealthy` while the
+    /// endpoint's breaker is open or the last thing known of it (an attempt or an active
+    /// check, whichever is later) failed; `healthy` when that succeeded; `unknown` before
+    /// either. Beside it: what traffic showed, the last check (`probe`) and the `breaker`.
     #[must_use]
     pub fn to_json(&self, endpoint: &str) -> Value {
-        let mut v = self.observed_json(endpoint);
-        v["breaker"] = self.breakers.get(endpoint).to_json(crate::clock::now_ms());
-        v
-    }
-
-    fn observed_json(&self, endpoint: &str) -> Value {
         let iso = |ms: Option<i64>| ms.map(crate::clock::iso8601);
-        match self.get(endpoint) {
-            None => json!({"status": "unknown", "source": "no request has reached it yet"}),
-            Some(o) => {
-                let status = if o.consecutive_failures > 0 && o.last_failure_ms >= o.last_success_ms
-                {
+        let now = crate::clock::now_ms();
+        let breaker = self.breakers.get(endpoint);
+        let o = self.get(endpoint).unwrap_or_default();
+        let traffic_failed = o.consecutive_failures > 0 && o.last_failure_ms >= o.last_success_ms;
+        let traffic_at = o.last_success_ms.max(o.last_failure_ms);
+        let status = match (&o.last_probe, traffic_at) {
+            _ if breaker.is_open() => "unhealthy",
+            (Some((at, error)), t) if Some(*at) > t => {
+                if error.is_some() {
                     "unhealthy"
                 } else {
                     "healthy"
-                };
-                json!({
-                    "status": status,
-                    "source": "observed traffic",
-                    "last_success_at": iso(o.last_success_ms),
-                    "last_failure_at": iso(o.last_failure_ms),
-                    "last_error": o.last_error,
-                    "consecutive_failures": o.consecutive_failures,
-                })
+                }
             }
+            (_, Some(_)) if traffic_failed => "unhealthy",
+            (_, Some(_)) => "healthy",
+            _ => "unknown",
+        };
+        let mut v = json!({
+            "status": status,
+            "source": match (traffic_at, &o.last_probe) {
+                (None, None) => "no request has reached it yet and it has no health check",
+                (None, Some(_)) => "active health checks",
+                (Some(_), None) => "observed traffic",
+                (Some(_), Some(_)) => "observed traffic and active health checks",
+            },
+            "last_success_at": iso(o.last_success_ms),
+            "last_failure_at": iso(o.last_failure_ms),
+            "last_error": o.last_error,
+            "consecutive_failures": o.consecutive_failures,
+        });
+        if let Some((at, error)) = &o.last_probe {
+            v["probe"] = json!({"last_at": crate::clock::iso8601(*at), "ok": error.is_none(), "error": error});
         }
+        v["breaker"] = breaker.to_json(now);
+        v
     }
 }
 

@@ -1,7 +1,7 @@
 //! What decides and limits a request, and how operators change it: [`table`] (the decision
 //! table with its endpoint plans), [`watcher`] (reloads from the file), [`published`] (the
 //! cells cores read the table and keys from), [`keys`] (client and admin keys), [`limits`]
-//! (tenant rates and budgets), [`health`] (endpoint health from traffic), [`admin`] (the
+//! (tenant rates and budgets), [`health`] (endpoint health from traffic), [`probe`] (active health checks), [`admin`] (the
 //! admin API), [`changes`] (policy, endpoint and tenant changes), [`state`] (state files and
 //! the directory lock), [`breaker`] (circuit breakers and rate-limit cooldowns), [`cloud`] (what Bedrock and Vertex endpoints need beyond a URL).
 
@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod health;
 pub mod keys;
 pub mod limits;
+pub mod probe;
 pub mod published;
 pub mod state;
 pub mod table;

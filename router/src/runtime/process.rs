@@ -84,6 +84,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         watch_tx.clone(),
         config.table.is_some(),
     )?;
+    crate::control::probe::start(Arc::clone(&shared)).context("cannot start the health prober")?;
     let handles = start_cores(config, &shared)?;
 
     drain(config, &shared, handles);

@@ -3,8 +3,10 @@
 //! resolution off the executors), [`forward`] (the upstream request and its response
 //! head), [`relay`] (the response body to the client as it arrives), [`meter`] (token usage
 //! read from it), [`mock`] (the in-process `mock` endpoint), [`sigv4`] (AWS request signing,
-//! for Bedrock), [`gcp`] (Google service-account assertions, for Vertex).
+//! for Bedrock), [`gcp`] (Google service-account assertions, for Vertex), [`token`] (Vertex
+//! access tokens), [`blocking`] (a small blocking HTTP client for side threads).
 
+pub mod blocking;
 pub mod exchange;
 pub mod forward;
 pub mod gcp;

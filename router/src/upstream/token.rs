@@ -14,8 +14,6 @@
 //! never logged.
 
 use std::collections::HashMap;
-use std::io::Write as _;
-use std::net::{TcpStream, ToSocketAddrs as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
@@ -27,10 +25,6 @@ use crate::upstream::gcp::{CLOUD_PLATFORM_SCOPE, ServiceAccount};
 
 /// How long a request waits for a token being fetched.
 pub const FETCH_DEADLINE: Duration = Duration::from_secs(15);
-/// Connect, read and write timeout of the fetch itself.
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest token response read.
-const MAX_RESPONSE: usize = 64 * 1024;
 /// How long a failed fetch is remembered (requests fail at once instead of each starting one).
 const FAILURE_TTL: Duration = Duration::from_secs(2);
 /// The metadata server's name on Google Cloud (`GCE_METADATA_HOST` overrides it).
@@ -293,7 +287,7 @@ impl Tokens {
                     "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=",
                 );
                 crate::codec::percent_encode(&assertion, crate::codec::unreserved, &mut form);
-                call(
+                crate::upstream::blocking::call(
                     token_uri,
                     tls.clone(),
                     "POST",
@@ -306,7 +300,13 @@ impl Tokens {
                     "http://{host}/computeMetadata/v1/instance/service-accounts/default/token"
                 ))
                 .ok_or_else(|| format!("`{host}` is not a host name"))?;
-                call(&url, None, "GET", "metadata-flavor: Google\r\n", b"")?
+                crate::upstream::blocking::call(
+                    &url,
+                    None,
+                    "GET",
+                    "metadata-flavor: Google\r\n",
+                    b"",
+                )?
             }
         };
         #[derive(Deserialize)]
@@ -375,131 +375,10 @@ impl Drop for Fetch {
     }
 }
 
-/// One blocking HTTP/1.1 exchange (`connection: close`): status and body.
-fn call(
-    url: &Url,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    method: &str,
-    headers: &str,
-    body: &[u8],
-) -> Result<(u16, Vec<u8>), String> {
-    let target = if url.path.is_empty() { "/" } else { &url.path };
-    let mut request = format!(
-        "{method} {target} HTTP/1.1\r\nhost: {}\r\naccept: application/json\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
-        url.authority,
-        body.len()
-    )
-    .into_bytes();
-    request.extend_from_slice(body);
-    let place = format!("`{}`", url.authority);
-    let addrs = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {place}: {e}"))?;
-    let mut last = format!("{place} resolved to no address");
-    let mut sock = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, IO_TIMEOUT) {
-            Ok(s) => {
-                sock = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {place}: {e}"),
-        }
-    }
-    let sock = sock.ok_or(last)?;
-    let io = |e: std::io::Error| format!("talking to {place}: {e}");
-    sock.set_read_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    sock.set_write_timeout(Some(IO_TIMEOUT)).map_err(io)?;
-    let mut raw = Vec::new();
-    match tls {
-        Some(config) => {
-            let name = rustls::pki_types::ServerName::try_from(url.host.clone())
-                .map_err(|e| format!("{place} is not a TLS server name: {e}"))?;
-            let conn = rustls::ClientConnection::new(config, name)
-                .map_err(|e| format!("TLS to {place}: {e}"))?;
-            let mut stream = rustls::StreamOwned::new(conn, sock);
-            stream.write_all(&request).map_err(io)?;
-            read_all(&mut stream, &mut raw).map_err(io)?;
-        }
-        None => {
-            let mut stream = sock;
-            stream.write_all(&request).map_err(io)?;
-            read_all(&mut stream, &mut raw).map_err(io)?;
-        }
-    }
-    response(&raw).map_err(|why| format!("{place} {why}"))
-}
-
-/// Reads until the peer closes (a missing TLS close_notify included) or the cap.
-fn read_all(r: &mut impl std::io::Read, out: &mut Vec<u8>) -> std::io::Result<()> {
-    let mut buf = [0u8; 8192];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => {
-                out.extend_from_slice(buf.get(..n).unwrap_or_default());
-                if out.len() > MAX_RESPONSE {
-                    return Err(std::io::Error::other("answered more than 64 KiB"));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// The status and body of a complete response.
-fn response(raw: &[u8]) -> Result<(u16, Vec<u8>), String> {
-    use crate::http::response::{BodyFraming, parse_response_head};
-    let mut headers = Vec::new();
-    let head = parse_response_head(raw, MAX_RESPONSE, &mut headers)
-        .map_err(|e| format!("sent {e}"))?
-        .ok_or("closed the connection before a complete response head")?;
-    let rest = raw.get(head.len..).unwrap_or_default();
-    let body = match head.framing {
-        BodyFraming::Empty => Vec::new(),
-        BodyFraming::Length(n) => {
-            let n = usize::try_from(n).unwrap_or(usize::MAX);
-            rest.get(..n)
-                .ok_or("closed the connection before the end of the response")?
-                .to_vec()
-        }
-        BodyFraming::Chunked => {
-            let mut out = Vec::new();
-            let mut decoder = crate::http::chunked::Decoder::new();
-            let (done, _) = crate::http::chunked::decode_into(&mut decoder, rest, &mut out)
-                .map_err(|e| format!("sent a broken chunked body: {}", e.0))?;
-            if !done {
-                return Err("closed the connection before the end of the response".into());
-            }
-            out
-        }
-        BodyFraming::UntilClose => rest.to_vec(),
-    };
-    Ok((head.status, body))
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test")]
     use super::*;
-
-    #[test]
-    fn responses_are_read_in_every_framing() {
-        let (status, body) =
-            response(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello").unwrap();
-        assert_eq!((status, body.as_slice()), (200, b"hello".as_slice()));
-        let (_, body) = response(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!(body, b"hello");
-        let (status, body) = response(b"HTTP/1.1 400 Bad\r\n\r\n{}").unwrap();
-        assert_eq!((status, body.as_slice()), (400, b"{}".as_slice()));
-        assert!(response(b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\n\r\nhello").is_err());
-        assert!(response(b"HTTP/1.1 200").is_err());
-    }
 
     #[test]
     fn tokens_are_renewed_before_they_expire() {

@@ -228,8 +228,13 @@ pub fn admin(r: &Proc, method: &str, path: &str, body: &[u8]) -> Response {
 
 /// Starts the mock upstream with `args`.
 pub fn mock(args: &[&str]) -> Proc {
+    let listen: &[&str] = if args.contains(&"--listen") {
+        &[]
+    } else {
+        &["--listen", "127.0.0.1:0"]
+    };
     let mut child = Command::new(binary("mock-upstream"))
-        .args(["--listen", "127.0.0.1:0"])
+        .args(listen)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
