@@ -124,12 +124,16 @@ pub(super) async fn candidates<'r>(
         .collect();
     let max_attempts = core.config().max_attempts;
     let mut attempts = 0;
-    // The order candidates are taken in: the rule's, then (when the breakers skipped every
-    // one) the one that recovers first, forced.
-    let mut order: Vec<(usize, bool)> = (0..viable.len()).map(|i| (i, false)).collect();
-    let mut skipped: Vec<(i64, usize)> = Vec::new();
+    // Candidates are taken in the rule's order; when the breakers skipped every one, the
+    // one that recovers first is taken last, forced.
+    let mut forced_extra: Option<usize> = None;
+    let mut skipped: Option<(i64, usize)> = None;
     let mut k = 0;
-    while let Some(&(i, forced)) = order.get(k) {
+    while let Some((i, forced)) = if k < viable.len() {
+        Some((k, false))
+    } else {
+        forced_extra.take().map(|i| (i, true))
+    } {
         k += 1;
         let Some((endpoint, plan, send)) = viable.get(i) else {
             break;
@@ -144,13 +148,13 @@ pub(super) async fn candidates<'r>(
                 Admit::Yes => false,
                 Admit::Probe => true,
                 Admit::No { until_ms } => {
-                    skipped.push((until_ms, i));
-                    if k == order.len() && attempts == 0 && last.is_none() {
+                    if skipped.is_none_or(|(t, _)| until_ms < t) {
+                        skipped = Some((until_ms, i));
+                    }
+                    if k == viable.len() && attempts == 0 && last.is_none() {
                         // Every candidate is open or cooling: rather than fail, the one
                         // that recovers first is tried.
-                        if let Some(&(_, first)) = skipped.iter().min() {
-                            order.push((first, true));
-                        }
+                        forced_extra = skipped.map(|(_, first)| first);
                     }
                     continue;
                 }
@@ -158,11 +162,10 @@ pub(super) async fn candidates<'r>(
             _ => false,
         };
         // No candidate after this one will be tried: its error answer is the client's.
-        let later = order.get(k..).unwrap_or_default().iter().any(|&(j, _)| {
-            viable.get(j).is_some_and(|(e, p, _)| {
+        let later = !forced
+            && viable.get(k..).unwrap_or_default().iter().any(|(e, p, _)| {
                 !matches!(p, Plan::Forward(_)) || core.breaker(e.id()).admissible(now)
-            })
-        });
+            });
         let last_chance = !later || attempts + 1 >= max_attempts;
         let send_model = send.as_str(requested);
         // The provider's id for the model (`models: [{ name, upstream }]`); the name is what
