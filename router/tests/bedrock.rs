@@ -40,21 +40,28 @@ rules:
     )
 }
 
-fn setup(secret: &str) -> (Proc, Proc, tempfile::TempDir) {
-    let mock = bedrock_mock(&[
+/// The test server (with `extra` flags) and a router signing with `secret`.
+fn setup_with(secret: &str, extra: &[&str]) -> (Proc, Proc, tempfile::TempDir) {
+    let mut args = vec![
         "--access-key",
         KEY,
         "--secret-key",
         SECRET,
         "--session-token",
         TOKEN,
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    let mock = bedrock_mock(&args);
     let (dir, table) = compiled(&policy(&mock));
     let router = router_env(
         &["--table", table.to_str().unwrap()],
         &[("BR_KEY", KEY), ("BR_SECRET", secret), ("BR_TOKEN", TOKEN)],
     );
     (mock, router, dir)
+}
+
+fn setup(secret: &str) -> (Proc, Proc, tempfile::TempDir) {
+    setup_with(secret, &[])
 }
 
 fn post(
@@ -504,20 +511,7 @@ rules:
 
 #[test]
 fn expired_temporary_credentials_are_a_permission_error_in_each_dialect() {
-    let mock = bedrock_mock(&[
-        "--access-key",
-        KEY,
-        "--secret-key",
-        SECRET,
-        "--session-token",
-        TOKEN,
-        "--expired",
-    ]);
-    let (_dir, table) = compiled(&policy(&mock));
-    let router = router_env(
-        &["--table", table.to_str().unwrap()],
-        &[("BR_KEY", KEY), ("BR_SECRET", SECRET), ("BR_TOKEN", TOKEN)],
-    );
+    let (mock, router, _dir) = setup_with(SECRET, &["--expired"]);
     let hi = serde_json::json!({"model": "claude-sonnet", "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]});
     let r = post(&router, "/v1/chat/completions", &hi, &[]);
     assert_eq!(r.status, 403, "{}", r.text());

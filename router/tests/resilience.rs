@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Proc, call, chat_body, compiled, mock, mock_requests, router};
+use common::{Proc, call, chat, chat_body, compiled, mock, mock_requests, router};
 
 /// A policy whose default rule tries `ids` in order, each a `vllm` endpoint on its mock.
 fn chain(mocks: &[(&str, &Proc)]) -> String {
@@ -94,13 +94,7 @@ fn the_last_candidate_answers_as_it_is_and_sdks_are_told_not_to_retry() {
     let last = mock(&["--status", "529", "--retry-after", "3"]);
     let (_dir, table) = compiled(&chain(&[("first", &first), ("last", &last)]));
     let r = router(&["--table", table.to_str().unwrap()]);
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        &chat_body("m", false),
-    );
+    let resp = chat(r.addr, "m", &[]);
     assert_eq!(resp.status, 529, "{}", resp.text());
     assert_eq!(resp.route().0, "last");
     assert_eq!(resp.header("retry-after"), Some("3"));
@@ -110,13 +104,7 @@ fn the_last_candidate_answers_as_it_is_and_sdks_are_told_not_to_retry() {
     // One candidate only: its error goes back as it is, and the SDK may retry.
     let (_d2, table) = compiled(&chain(&[("first", &first)]));
     let r = router(&["--table", table.to_str().unwrap()]);
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        &chat_body("m", false),
-    );
+    let resp = chat(r.addr, "m", &[]);
     assert_eq!(resp.status, 503);
     assert!(resp.header("x-should-retry").is_none());
 }
@@ -127,13 +115,7 @@ fn client_errors_are_not_retried_and_max_attempts_bounds_the_work() {
     let spare = mock(&[]);
     let (_dir, table) = compiled(&chain(&[("bad", &bad), ("spare", &spare)]));
     let r = router(&["--table", table.to_str().unwrap()]);
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        &chat_body("m", false),
-    );
+    let resp = chat(r.addr, "m", &[]);
     assert_eq!(resp.status, 400, "{}", resp.text());
     assert_eq!((hits(&bad), hits(&spare)), (1, 0));
 
@@ -183,13 +165,7 @@ fn breaker(r: &Proc, id: &str) -> serde_json::Value {
 }
 
 fn ok_chat(r: &Proc) -> common::Response {
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        &chat_body("m", false),
-    );
+    let resp = chat(r.addr, "m", &[]);
     assert_eq!(resp.status, 200, "{}", resp.text());
     resp
 }
@@ -219,18 +195,7 @@ fn a_failing_endpoint_is_ejected_then_probed_exactly_once() {
     std::thread::sleep(std::time::Duration::from_millis(6_300).saturating_sub(opened.elapsed()));
     let addr = r.addr;
     let clients: Vec<_> = (0..6)
-        .map(|_| {
-            std::thread::spawn(move || {
-                call(
-                    addr,
-                    "POST",
-                    "/v1/chat/completions",
-                    &[],
-                    &chat_body("m", false),
-                )
-                .status
-            })
-        })
+        .map(|_| std::thread::spawn(move || chat(addr, "m", &[]).status))
         .collect();
     for c in clients {
         assert_eq!(c.join().unwrap(), 200);
@@ -269,13 +234,7 @@ fn when_every_candidate_is_open_the_first_to_recover_is_still_tried() {
     let (_dir, table) = compiled(&chain(&[("dead", &dead)]));
     let r = router(&["--table", table.to_str().unwrap()]);
     for n in 1..=8 {
-        let resp = call(
-            r.addr,
-            "POST",
-            "/v1/chat/completions",
-            &[],
-            &chat_body("m", false),
-        );
+        let resp = chat(r.addr, "m", &[]);
         // The upstream's own answer every time, never a router-made "no endpoint".
         assert_eq!(resp.status, 503, "{}", resp.text());
         assert_eq!(hits(&dead), n);
