@@ -13,7 +13,9 @@
 //! - [`control`]: what decides and limits it — the serving table and its watcher, client
 //!   and admin keys, tenant limits, endpoint health, the admin API and its changes, state
 //!   files;
-//! - [`audit`]: the record it leaves — gates, the writer, Parquet shards, queries, shipping.
+//! - [`audit`]: the record it leaves — gates, the writer, Parquet shards, queries, shipping;
+//! - [`observe`]: what operators see of the traffic — per-core metric series merged at
+//!   scrape, trace context.
 //!
 //! [`config`] turns flags into the checked configuration; [`codec`] and [`clock`] hold the
 //! small text codings and the wall-clock helpers everyone shares.
@@ -26,5 +28,6 @@ pub mod control;
 pub mod dialect;
 pub mod gateway;
 pub mod http;
+pub mod observe;
 pub mod runtime;
 pub mod upstream;

@@ -32,7 +32,10 @@ CREATE EXTERNAL TABLE IF NOT EXISTS switchyard_audit (
   upstream_model      string,
   cache_read_tokens   bigint,
   cache_write_tokens  bigint,
-  stop_reason         string
+  stop_reason         string,
+  attempts            int,
+  retry_reasons       string,
+  trace_id            string
 )
 PARTITIONED BY (
   tenant string,
@@ -59,7 +62,7 @@ TBLPROPERTIES (
 
 -- Columns are matched by name: shards written before a column existed (`api`,
 -- `upstream_model`, `cache_read_tokens`, `cache_write_tokens`, `stop_reason` came with the
--- Anthropic dialect) read it as NULL, so old and new shards share this one table.
+-- Anthropic dialect; `attempts`, `retry_reasons`, `trace_id` with resilience) read it as NULL, so old and new shards share this one table.
 --
 -- The `tenant` column of the data files equals the partition value, so it is declared only
 -- as a partition key here. Example:

@@ -50,6 +50,9 @@ pub(super) fn write_row_group(
             26 => i64s(&mut col, rows, |r| r.cache_read_tokens, false)?,
             27 => i64s(&mut col, rows, |r| r.cache_write_tokens, false)?,
             28 => strings(&mut col, rows, |r| r.stop_reason.take(), false)?,
+            29 => i32s(&mut col, rows, |r| r.attempts, false)?,
+            30 => strings(&mut col, rows, |r| r.retry_reasons.take(), false)?,
+            31 => strings(&mut col, rows, |r| r.trace_id.take(), false)?,
             _ => {
                 return Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),

@@ -75,6 +75,9 @@ message audit {
   OPTIONAL INT64 cache_read_tokens;
   OPTIONAL INT64 cache_write_tokens;
   OPTIONAL BYTE_ARRAY stop_reason (STRING);
+  OPTIONAL INT32 attempts;
+  OPTIONAL BYTE_ARRAY retry_reasons (STRING);
+  OPTIONAL BYTE_ARRAY trace_id (STRING);
 }
 ";
 
@@ -121,6 +124,15 @@ pub struct Record {
     pub cache_write_tokens: Option<i64>,
     /// Why generation stopped, as the client was told (`stop`, `tool_calls`, `end_turn`, …).
     pub stop_reason: Option<String>,
+    /// Upstream attempts made (0 when none was: refused, answered in-process, over budget).
+    pub attempts: Option<i32>,
+    /// Why each attempt before the last moved on, in order: `endpoint:outcome`, comma
+    /// separated (`gpu-a:overloaded,gpu-b:rate_limited`); outcomes as in
+    /// `switchyard_upstream_attempts_total`.
+    pub retry_reasons: Option<String>,
+    /// The W3C trace id (32 hex digits) the request ran under: the client's `traceparent`'s,
+    /// or one the router started.
+    pub trace_id: Option<String>,
 }
 
 /// Longest string stored from client input (tenant, data class, role, request id).
@@ -407,6 +419,6 @@ mod tests {
     #[test]
     fn schema_parses() {
         let t = parse_message_type(SCHEMA).unwrap();
-        assert_eq!(t.get_fields().len(), 29);
+        assert_eq!(t.get_fields().len(), 32);
     }
 }

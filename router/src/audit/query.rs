@@ -262,6 +262,9 @@ fn from_row(row: &parquet::record::Row) -> Record {
             "cache_read_tokens" => r.cache_read_tokens = long(),
             "cache_write_tokens" => r.cache_write_tokens = long(),
             "stop_reason" => r.stop_reason = text(),
+            "attempts" => r.attempts = int(),
+            "retry_reasons" => r.retry_reasons = text(),
+            "trace_id" => r.trace_id = text(),
             _ => {}
         }
     }
@@ -307,6 +310,9 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "cache_read_tokens": r.cache_read_tokens,
         "cache_write_tokens": r.cache_write_tokens,
         "stop_reason": r.stop_reason,
+        "attempts": r.attempts,
+        "retry_reasons": r.retry_reasons,
+        "trace_id": r.trace_id,
     })
 }
 

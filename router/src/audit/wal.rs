@@ -13,9 +13,9 @@
 use super::Record;
 
 /// Frame payload version: 2 added `key_id`, 3 added `api`, `upstream_model`, the cache
-/// counts and `stop_reason` (older frames, left by an older router, are still read, without
-/// them).
-const VERSION: u8 = 3;
+/// counts and `stop_reason`, 4 `attempts`, `retry_reasons` and `trace_id` (older frames,
+/// left by an older router, are still read, without them).
+const VERSION: u8 = 4;
 /// Largest frame accepted when reading (a record is a few hundred bytes).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -53,6 +53,9 @@ pub(super) fn append(r: &Record, out: &mut Vec<u8>) {
     opt_i64(out, r.cache_read_tokens);
     opt_i64(out, r.cache_write_tokens);
     opt_string(out, r.stop_reason.as_deref());
+    opt_i64(out, r.attempts.map(i64::from));
+    opt_string(out, r.retry_reasons.as_deref());
+    opt_string(out, r.trace_id.as_deref());
     let payload = out.get(start + 8..).unwrap_or_default();
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
@@ -214,6 +217,16 @@ fn decode(payload: &[u8]) -> Option<Record> {
     } else {
         r
     };
+    let r = if version >= 4 {
+        Record {
+            attempts: c.opt_i32()?,
+            retry_reasons: c.opt_string()?,
+            trace_id: c.opt_string()?,
+            ..r
+        }
+    } else {
+        r
+    };
     (c.i == payload.len()).then_some(r)
 }
 
@@ -239,6 +252,9 @@ mod tests {
             cache_read_tokens: Some(i),
             cache_write_tokens: (i == 3).then_some(7),
             stop_reason: Some("end_turn".into()),
+            attempts: Some(2),
+            retry_reasons: (i == 2).then(|| "gpu-a:overloaded".into()),
+            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
             ..Record::default()
         }
     }
@@ -252,13 +268,16 @@ mod tests {
             cache_read_tokens: None,
             cache_write_tokens: None,
             stop_reason: None,
+            attempts: None,
+            retry_reasons: None,
+            trace_id: None,
             ..sample(1)
         };
         let mut frame = Vec::new();
         append(&r, &mut frame);
-        // A version 1 payload is the version 3 one without its last six fields (`key_id`
-        // and the five of version 3, all absent: one zero byte each).
-        let mut payload = frame[8..frame.len() - 6].to_vec();
+        // A version 1 payload is the version 4 one without its last nine fields (`key_id`,
+        // the five of version 3 and the three of version 4, all absent: one zero byte each).
+        let mut payload = frame[8..frame.len() - 9].to_vec();
         payload[0] = 1;
         let mut v1 = Vec::new();
         v1.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_le_bytes());

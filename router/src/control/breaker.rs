@@ -68,6 +68,8 @@ pub struct Breaker {
     last_ejection: AtomicI64,
     probing: AtomicBool,
     cooling_until: AtomicI64,
+    /// Every ejection since start (never forgotten).
+    ejected_total: std::sync::atomic::AtomicU64,
 }
 
 impl Breaker {
@@ -143,6 +145,7 @@ impl Breaker {
             self.ejections.store(0, Ordering::Relaxed);
         }
         self.last_ejection.store(now_ms, Ordering::Relaxed);
+        self.ejected_total.fetch_add(1, Ordering::Relaxed);
         let n = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
         let length = BASE_EJECTION_MS
             .saturating_mul(1_i64 << n)
@@ -213,6 +216,25 @@ impl Breaker {
     pub fn cool(&self, now_ms: i64, ms: Option<i64>) {
         let ms = ms.unwrap_or(DEFAULT_COOLDOWN_MS).clamp(0, MAX_COOLDOWN_MS);
         self.cooling_until.fetch_max(now_ms + ms, Ordering::Relaxed);
+    }
+
+    /// The state as `switchyard_endpoint_state` gives it: 0 closed, 1 half-open, 2 open,
+    /// 3 cooling (closed, but skipped until a `Retry-After` passes).
+    #[must_use]
+    pub fn state_code(&self, now_ms: i64) -> u8 {
+        let open = self.open_until.load(Ordering::Acquire);
+        match open {
+            0 if self.cooling_until.load(Ordering::Relaxed) > now_ms => 3,
+            0 => 0,
+            t if t > now_ms => 2,
+            _ => 1,
+        }
+    }
+
+    /// Every ejection since the router started.
+    #[must_use]
+    pub fn ejected_total(&self) -> u64 {
+        self.ejected_total.load(Ordering::Relaxed)
     }
 
     /// The `breaker` object of `GET /v1/endpoints`.

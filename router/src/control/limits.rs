@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use switchyard_table::TenantView;
 
-use crate::gateway::error::{Error, ErrorKind};
+use crate::gateway::error::{Error, ErrorKind, Limit};
 
 const MINUTE_NS: u64 = 60_000_000_000;
 const DAY_MS: i64 = 86_400_000;
@@ -84,7 +84,7 @@ impl TenantState {
         let tokens_budget = t.daily_token_budget();
         if tokens_budget > 0 && self.day_tokens.load(Ordering::Relaxed) >= tokens_budget {
             return Err(budget(
-                t,
+                Limit::DailyTokens,
                 format!(
                     "tenant `{}` has used its daily token budget ({tokens_budget} tokens) for today (UTC)",
                     t.id()
@@ -95,7 +95,7 @@ impl TenantState {
         let spend = t.daily_budget();
         if spend.0 > 0 && self.day_micros.load(Ordering::Relaxed) >= spend.0 {
             return Err(budget(
-                t,
+                Limit::DailySpend,
                 format!(
                     "tenant `{}` has spent its daily budget (${spend}) for today (UTC)",
                     t.id()
@@ -116,7 +116,8 @@ impl TenantState {
                         t.id()
                     ),
                 )
-                .with_retry_after(retry_seconds(ahead - tau)));
+                .with_retry_after(retry_seconds(ahead - tau))
+                .with_limit(Limit::Tpm));
             }
         }
         let rpm = u64::from(t.rate_limit_rpm());
@@ -135,7 +136,8 @@ impl TenantState {
                             t.id()
                         ),
                     )
-                    .with_retry_after(retry_seconds(ahead - tau)));
+                    .with_retry_after(retry_seconds(ahead - tau))
+                    .with_limit(Limit::Rpm));
                 }
                 match self.rpm_tat.compare_exchange_weak(
                     tat,
@@ -199,10 +201,12 @@ fn add_saturating(counter: &AtomicU64, n: u64) {
     });
 }
 
-fn budget(_t: &TenantView<'_>, message: String, now_ms: i64) -> Error {
+fn budget(limit: Limit, message: String, now_ms: i64) -> Error {
     let next_midnight = (now_ms.div_euclid(DAY_MS) + 1) * DAY_MS;
     let wait = u64::try_from((next_midnight - now_ms).max(1000) / 1000).unwrap_or(1);
-    Error::new(ErrorKind::BudgetExhausted, message).with_retry_after(wait)
+    Error::new(ErrorKind::BudgetExhausted, message)
+        .with_retry_after(wait)
+        .with_limit(limit)
 }
 
 #[cfg(test)]

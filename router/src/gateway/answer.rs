@@ -19,6 +19,7 @@ use crate::gateway::draft::{Draft, refuse, requested};
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::{RequestId, RouteReport, elapsed_ms};
 use crate::gateway::route::{self, Attrs};
+use crate::observe::metrics::Outcome as AttemptOutcome;
 use crate::runtime::client::{Client, Next, Request};
 use crate::runtime::core::Core;
 use crate::upstream::exchange::{Exchange, Outcome, Translation};
@@ -122,6 +123,14 @@ pub(super) async fn candidates<'r>(
             Some((endpoint, plan, send))
         })
         .collect();
+    // The trace context upstreams get: the client's parent span when it sent one (the
+    // router is transparent to the trace), else a span id of this request's own.
+    let traceparent = draft.trace.map_or_else(String::new, |t| {
+        t.header(
+            t.parent
+                .unwrap_or_else(|| crate::observe::trace::span_id(core.next_request_number())),
+        )
+    });
     let max_attempts = core.config().max_attempts;
     let mut attempts = 0;
     // Candidates are taken in the rule's order; when the breakers skipped every one, the
@@ -208,9 +217,14 @@ pub(super) async fn candidates<'r>(
                 ))
             }
         };
-        if draft.endpoint_id.is_some() {
+        if let Some(previous) = &draft.endpoint_id {
+            crate::observe::record::fallback(core, previous, endpoint.id());
             draft.fallback_from = draft.fallback_from.take().or(draft.endpoint_id.take());
         }
+        let declared = endpoint.default_model() == Some(send_model)
+            || endpoint.models().any(|m| m == send_model);
+        draft.measured.provider = crate::observe::record::provider_name(endpoint.kind());
+        draft.measured.model_declared = declared;
         draft.endpoint_id = Some(endpoint.id().to_owned());
         if send_model != requested {
             // `draft.model` already holds the requested model; only a resolved one differs.
@@ -240,9 +254,27 @@ pub(super) async fn candidates<'r>(
                     dropped: &dropped,
                     attempt: attempts + 1,
                     last_chance,
+                    waited_us: std::cell::Cell::new(0),
+                    traceparent: &traceparent,
                 };
                 attempts += 1;
+                let started = std::time::Instant::now();
                 let result = attempt(&x, plan, client).await;
+                let outcome = outcome_of(&result);
+                draft.attempts = attempts;
+                draft.measured.waited_us =
+                    draft.measured.waited_us.saturating_add(x.waited_us.get());
+                draft.measured.interrupted = outcome == AttemptOutcome::Interrupted;
+                if matches!(plan, Plan::Forward(_)) {
+                    let labels = [
+                        draft.measured.operation,
+                        draft.measured.provider,
+                        crate::observe::record::model_label(declared, send_model),
+                        endpoint.id(),
+                    ];
+                    let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    crate::observe::record::attempt(core, labels, outcome, took);
+                }
                 if let Some(b) = &breaker {
                     // A forced attempt (every candidate was skipped) decides like a probe.
                     b.record(crate::clock::now_ms(), probe || forced, seen(&result));
@@ -254,13 +286,19 @@ pub(super) async fn candidates<'r>(
                     }
                     Err(_) => {}
                 }
-                result.map_err(|e| (e, x.report().latency_ms))
+                result.map_err(|e| (e, x.report().latency_ms, outcome))
             }
-            Err(e) => Err((e, elapsed_ms(req.started))),
+            Err(e) => Err((e, elapsed_ms(req.started), AttemptOutcome::NotSent)),
         };
         match result {
             Ok(done) => return done,
-            Err((e, _)) if e.kind.try_next() => {
+            Err((e, _, outcome)) if e.kind.try_next() => {
+                if !draft.retry_reasons.is_empty() {
+                    draft.retry_reasons.push(',');
+                }
+                draft.retry_reasons.push_str(endpoint.id());
+                draft.retry_reasons.push(':');
+                draft.retry_reasons.push_str(outcome.as_str());
                 if let Some(suppressed) =
                     crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)
                 {
@@ -274,7 +312,7 @@ pub(super) async fn candidates<'r>(
                 }
                 last = Some((e, endpoint.id()));
             }
-            Err((e, latency_ms)) => {
+            Err((e, latency_ms, _)) => {
                 let report = RouteReport {
                     endpoint: Some(endpoint.id()),
                     rule: Some(route.choice.rule_index),
@@ -292,6 +330,29 @@ pub(super) async fn candidates<'r>(
         latency_ms: elapsed_ms(req.started),
     };
     refuse(core, client, id, &err, &report, api)
+}
+
+/// How an attempt ended, in the one taxonomy of metrics and the audit's `retry_reasons`.
+fn outcome_of(result: &Result<(Next, Outcome), Error>) -> AttemptOutcome {
+    match result {
+        Ok((_, o)) => match o.upstream_status {
+            Some(status) if !(200..300).contains(&status) => AttemptOutcome::of_status(status),
+            _ if o.client_gone => AttemptOutcome::ClientGone,
+            _ if o.error.is_some() => AttemptOutcome::Interrupted,
+            _ => AttemptOutcome::Ok,
+        },
+        Err(e) => match e.kind {
+            ErrorKind::UpstreamRefused => e
+                .upstream_status
+                .map_or(AttemptOutcome::Overloaded, AttemptOutcome::of_status),
+            ErrorKind::UpstreamUnavailable => AttemptOutcome::ConnectError,
+            ErrorKind::UpstreamTimeout => AttemptOutcome::TtftTimeout,
+            ErrorKind::UpstreamBadResponse => AttemptOutcome::ResetAfterSend,
+            ErrorKind::UpstreamCredentials => AttemptOutcome::Credentials,
+            ErrorKind::ClientClosed => AttemptOutcome::ClientGone,
+            _ => AttemptOutcome::NotSent,
+        },
+    }
 }
 
 /// What an attempt showed of its endpoint, for the endpoint's breaker.

@@ -31,6 +31,14 @@ pub(super) struct Draft {
     pub(super) pricing: Option<(Micros, Micros)>,
     /// The tenant's limit counters and `rate_limit_tpm`, charged when the request ends.
     pub(super) limit: Option<(std::sync::Arc<crate::control::limits::TenantState>, u64)>,
+    /// Upstream attempts made.
+    pub(super) attempts: u32,
+    /// `endpoint:outcome` of each candidate the request moved on from, comma-separated.
+    pub(super) retry_reasons: String,
+    /// The trace the request runs under.
+    pub(super) trace: Option<crate::observe::trace::Context>,
+    /// What the metrics need beside the record.
+    pub(super) measured: crate::observe::record::Measured,
 }
 
 impl Draft {
@@ -51,6 +59,13 @@ impl Draft {
             key_id: None,
             pricing: None,
             limit: None,
+            attempts: 0,
+            retry_reasons: String::new(),
+            trace: None,
+            measured: crate::observe::record::Measured {
+                operation: crate::observe::record::operation_name(api),
+                ..Default::default()
+            },
         }
     }
 }

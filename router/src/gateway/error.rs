@@ -18,6 +18,29 @@ pub enum Side {
     Internal,
 }
 
+/// A tenant limit (`rate_limit_rpm`, `rate_limit_tpm`, `daily_token_budget`,
+/// `daily_budget_usd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    Rpm,
+    Tpm,
+    DailyTokens,
+    DailySpend,
+}
+
+impl Limit {
+    /// The `limit` label.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rpm => "rpm",
+            Self::Tpm => "tpm",
+            Self::DailyTokens => "daily_tokens",
+            Self::DailySpend => "daily_spend",
+        }
+    }
+}
+
 /// Every way a request can fail, as the router reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorKind {
@@ -264,6 +287,8 @@ pub struct Error {
     /// Sent as `x-should-retry: false`: the router already tried what a retry would (the
     /// OpenAI and Anthropic SDKs obey the header before their own retry rules).
     pub no_retry: bool,
+    /// The tenant limit that refused the request, for `switchyard_rate_limited_total`.
+    pub limit: Option<Limit>,
     /// More top-level fields for the body beside `error` (the compiler's diagnostics for
     /// [`ErrorKind::InvalidPolicy`]).
     pub details: Option<Box<serde_json::Map<String, serde_json::Value>>>,
@@ -282,11 +307,19 @@ impl Error {
             retry_after: None,
             allow: None,
             no_retry: false,
+            limit: None,
             upstream_status: None,
             upstream_retry_ms: None,
             details: None,
             internal: None,
         }
+    }
+
+    /// Names the tenant limit that refused the request.
+    #[must_use]
+    pub fn with_limit(mut self, limit: Limit) -> Self {
+        self.limit = Some(limit);
+        self
     }
 
     /// Adds detail for the log only (see [`Error::internal`]).

@@ -1,7 +1,5 @@
-//! What the router says about itself: `GET /v1/models` (the models a tenant may use) and
-//! `GET /metrics` (Prometheus text).
-
-use std::fmt::Write as _;
+//! What the router says about itself: `GET /v1/models` (the models a tenant may use);
+//! `GET /metrics` is [`crate::observe::exposition`].
 
 use crate::dialect::Wire;
 use crate::runtime::core::Core;
@@ -67,144 +65,64 @@ fn model_list(models: std::collections::BTreeMap<String, String>, wire: Wire) ->
     }
 }
 
-pub fn metrics(core: &Core) -> String {
-    let shared = &core.shared;
+/// `GET /v1/health` (the seed's tenant health check): the endpoints the policy can send the
+/// tenant's requests to — every rule's `route_to` and `fallback`, less those serving no
+/// model the tenant may use — each `ok`, `error` or `unknown` (nothing known yet), and
+/// `status: degraded` (503) when any is `error`, else `ok` (200). Errors are described
+/// generically (breaker open, failing health check, failing requests): the details stay in
+/// the operator's `GET /v1/endpoints`, since this path needs no key.
+pub fn health(core: &Core, tenant: Option<&str>) -> (u16, serde_json::Value) {
     let loaded = core.table();
-    let mut s = String::new();
-    let mut metric = |name: &str, help: &str, kind: &str, v: u64| {
-        let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
-    };
-    metric(
-        "switchyard_requests_total",
-        "Requests whose head was read.",
-        "counter",
-        shared.sum(|m| &m.requests),
-    );
-    metric(
-        "switchyard_upstream_errors_total",
-        "Upstream connect, reset, timeout and protocol errors.",
-        "counter",
-        shared.sum(|m| &m.upstream_errors),
-    );
-    metric(
-        "switchyard_connections",
-        "Open client connections.",
-        "gauge",
-        shared.sum(|m| &m.connections),
-    );
-    metric(
-        "switchyard_connections_refused_total",
-        "Connections refused over the per-core limit.",
-        "counter",
-        shared.sum(|m| &m.connections_refused),
-    );
-    metric(
-        "switchyard_request_body_bytes_buffered",
-        "Request-body bytes buffered beyond the connections' initial buffers (--max-pending-body-bytes caps it).",
-        "gauge",
-        shared.body_budget.used(),
-    );
-    metric(
-        "switchyard_panics_total",
-        "Connection tasks that panicked (each dropped its connection only).",
-        "counter",
-        shared.sum(|m| &m.panics),
-    );
-    let audit = &shared.audit_stats;
-    metric(
-        "switchyard_audit_records_written_total",
-        "Audit records in sealed shards.",
-        "counter",
-        audit
-            .records_written
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_audit_records_failed_total",
-        "Audit records that could not be written (counted, never silently dropped).",
-        "counter",
-        audit
-            .records_failed
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_audit_write_errors_total",
-        "Audit write failures (full disk, unwritable directory...).",
-        "counter",
-        audit
-            .write_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_audit_shards_sealed_total",
-        "Audit shards sealed.",
-        "counter",
-        audit
-            .shards_sealed
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_audit_shards_shipped_total",
-        "Audit shards uploaded to object storage.",
-        "counter",
-        audit
-            .shards_shipped
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_audit_ship_errors_total",
-        "Failed audit shard uploads (each is retried).",
-        "counter",
-        audit.ship_errors.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_audit_shards_pending_upload",
-        "Sealed audit shards waiting for upload.",
-        "gauge",
-        audit
-            .ship_pending
-            .load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_audit_unauthenticated_unrecorded_total",
-        "Unauthenticated refusals left out of the audit trail (beyond 10 a second per core).",
-        "counter",
-        shared.sum(|m| &m.unaudited_refusals),
-    );
-    metric(
-        "switchyard_audit_records_queued",
-        "Audit records waiting on the cores for the writer.",
-        "gauge",
-        shared.audit_gates.iter().map(|g| g.queued() as u64).sum(),
-    );
-    metric(
-        "switchyard_audit_shards_held",
-        "Sealed audit shards whose destination answered with a permanent error (no such bucket, access denied); kept on disk, retried every --audit-ship-hold-retry-s.",
-        "gauge",
-        audit.ship_held.load(std::sync::atomic::Ordering::Relaxed),
-    );
-    metric(
-        "switchyard_log_lines_dropped_total",
-        "Log lines dropped because stderr could not keep up (logging never blocks a request).",
-        "counter",
-        crate::runtime::logging::dropped_lines(),
-    );
-    metric(
-        "switchyard_table_revision",
-        "Revision of the table being served.",
-        "gauge",
-        loaded.table().revision(),
-    );
-    let _ = writeln!(
-        s,
-        "# HELP switchyard_responses_total Responses by status class.\n# TYPE switchyard_responses_total counter"
-    );
-    for (class, total) in [
-        ("2xx", shared.sum(|m| &m.responses_2xx)),
-        ("4xx", shared.sum(|m| &m.responses_4xx)),
-        ("5xx", shared.sum(|m| &m.responses_5xx)),
-    ] {
-        let _ = writeln!(s, "switchyard_responses_total{{class=\"{class}\"}} {total}");
+    let t = loaded.table();
+    let declared = tenant.and_then(|id| t.tenant_by_id(id));
+    let now = crate::clock::now_ms();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut providers = Vec::new();
+    let mut degraded = false;
+    for rule in t.rules() {
+        for e in rule.endpoint().into_iter().chain(rule.fallback()) {
+            if !seen.insert(e.index()) {
+                continue;
+            }
+            let listed: Vec<&str> = e.models().collect();
+            let usable = listed
+                .iter()
+                .filter(|m| declared.as_ref().is_none_or(|d| d.allows(m)))
+                .count();
+            if !listed.is_empty() && usable == 0 {
+                continue;
+            }
+            let h = core.shared.health.to_json(e.id());
+            let breaker = core.shared.health.breakers.get(e.id());
+            let (status, error) = match (h["status"].as_str(), breaker.state_code(now)) {
+                (_, 2) => ("error", Some("circuit open after repeated failures")),
+                (_, 3) => ("error", Some("rate limited by the provider; cooling down")),
+                (Some("unhealthy"), _) if h.get("probe").is_some_and(|p| p["ok"] == false) => {
+                    ("error", Some("failing its health check"))
+                }
+                (Some("unhealthy"), _) => ("error", Some("recent requests to it failed")),
+                (Some("healthy"), _) => ("ok", None),
+                _ if e.kind() == switchyard_table::EndpointKind::Mock => ("ok", None),
+                _ => ("unknown", None),
+            };
+            degraded |= status == "error";
+            let mut p = serde_json::json!({
+                "name": e.id(),
+                "type": e.kind().as_str(),
+                "status": status,
+                "models": usable,
+            });
+            if let Some(error) = error {
+                p["error"] = error.into();
+            }
+            providers.push(p);
+        }
     }
-    s
+    let body = serde_json::json!({
+        "status": if degraded { "degraded" } else { "ok" },
+        "tenant": declared.as_ref().map(switchyard_table::TenantView::id),
+        "providers": providers,
+        "timestamp": crate::clock::iso8601(now),
+    });
+    (if degraded { 503 } else { 200 }, body)
 }

@@ -7,13 +7,14 @@
 //! | `/v1/embeddings` | POST | the same (OpenAI embeddings) |
 //! | `/v1/models` | GET | models of the endpoints in the table |
 //! | `/healthz` | GET | liveness and the table revision |
+//! | `/v1/health` | GET | the tenant's endpoints and their state (no key needed) |
 //! | `/metrics` | GET | Prometheus counters |
 //! | `/v1/endpoints`, `/v1/policies`, `/v1/tenants…`, `/v1/audit`, `/v1/changes` | any | the admin API ([`crate::control::admin`], admin key) |
 
 use crate::dialect::Api;
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::identity::{principal, principal_of};
-use crate::gateway::info::{metrics, models};
+use crate::gateway::info::{health, models};
 use crate::gateway::reply::{error_reply, json, simple};
 use crate::http::HeaderIdx;
 use crate::http::request::{Head, Method};
@@ -25,6 +26,7 @@ use crate::runtime::core::Core;
 enum Target {
     Api(Api),
     Healthz,
+    Health,
     Models,
     Metrics,
     Admin,
@@ -47,6 +49,7 @@ fn target(path: &[u8], method: Method) -> Target {
         b"/v1/messages/count_tokens" => post(Api::CountTokens),
         b"/v1/embeddings" => post(Api::Embeddings),
         b"/healthz" => only(get, Target::Healthz, "GET, HEAD"),
+        b"/v1/health" => only(get, Target::Health, "GET, HEAD"),
         b"/v1/models" => only(get, Target::Models, "GET, HEAD"),
         b"/metrics" => only(get, Target::Metrics, "GET, HEAD"),
         p if crate::control::admin::is_admin_path(p) => Target::Admin,
@@ -72,7 +75,7 @@ fn refusal(target: Target, path: &[u8]) -> Option<Error> {
         Target::NotFound => Some(Error::new(
             ErrorKind::NotFound,
             format!(
-                "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/embeddings, GET /v1/models, GET /healthz, GET /metrics, and (with an admin key) /v1/endpoints, /v1/policies, /v1/tenants, /v1/audit, /v1/changes",
+                "unknown path `{}`; this router serves POST /v1/chat/completions, POST /v1/route, POST /v1/messages, POST /v1/messages/count_tokens, POST /v1/embeddings, GET /v1/models, GET /v1/health, GET /healthz, GET /metrics, and (with an admin key) /v1/endpoints, /v1/policies, /v1/tenants, /v1/audit, /v1/changes",
                 String::from_utf8_lossy(path)
             ),
         )),
@@ -128,6 +131,26 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
             let status = if core.shutting_down() { 503 } else { 200 };
             json(core, req, client, status, &body)
         }
+        Target::Health => {
+            let keys = core.keys();
+            // No key needed; one that is sent must be good, and fixes the tenant (else
+            // `X-Tenant` says whose view this is).
+            let key_tenant = match principal(core, req, &keys) {
+                Ok(who) => Ok(who.map(|k| k.tenant.clone())),
+                Err(e) if e.kind == ErrorKind::MissingApiKey => Ok(None),
+                Err(e) => Err(e),
+            };
+            match key_tenant {
+                Ok(tenant) => {
+                    let claimed = req
+                        .header(b"x-tenant")
+                        .and_then(|t| std::str::from_utf8(t).ok());
+                    let (status, body) = health(core, tenant.as_deref().or(claimed));
+                    json(core, req, client, status, &body)
+                }
+                Err(e) => error_reply(core, req, client, &e),
+            }
+        }
         Target::Models => {
             let keys = core.keys();
             match principal(core, req, &keys) {
@@ -159,7 +182,7 @@ pub async fn handle(core: &Core, req: &Request<'_>, client: &mut Client<'_>) -> 
             }
         }
         Target::Metrics => {
-            let text = metrics(core);
+            let text = crate::observe::exposition::render(core);
             simple(
                 core,
                 req,

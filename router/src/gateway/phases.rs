@@ -41,6 +41,15 @@ pub async fn serve<'r>(
     // Owed from here: whatever happens below, this request leaves a record or is counted.
     let due = core.audit_gate().map(crate::audit::gate::Gate::begin);
     let mut draft = Draft::new(api);
+    draft.trace = Some(
+        req.header(b"traceparent")
+            .and_then(crate::observe::trace::Context::parse)
+            .unwrap_or_else(|| {
+                let hi = u128::from(core.next_request_number());
+                let lo = u128::from(core.next_request_number().rotate_left(32));
+                crate::observe::trace::Context::start((hi << 64) | lo)
+            }),
+    );
     let strict = core.config().audit_strict;
     let (mut next, outcome) = match &core.audit {
         Some(sink) if strict && !sink.healthy() => {
@@ -53,7 +62,17 @@ pub async fn serve<'r>(
         _ => phases(core, req, client, id, &mut draft).await,
     };
     let limit = draft.limit.take();
+    let measured = crate::observe::record::Measured {
+        first_byte_us: outcome.first_byte_us,
+        ..draft.measured
+    };
     let record = record(req, id, draft, outcome);
+    crate::observe::record::request(
+        core,
+        &record,
+        &measured,
+        u64::try_from(req.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
     if let Some((state, tpm)) = limit {
         let tokens = record
             .tokens_in
@@ -182,6 +201,9 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
         cache_read_tokens: o.usage.map(|u| signed(u.cache_read)),
         cache_write_tokens: o.usage.map(|u| signed(u.cache_write)),
         stop_reason: o.stop_reason.map(std::borrow::Cow::into_owned),
+        attempts: i32::try_from(d.attempts).ok(),
+        retry_reasons: (!d.retry_reasons.is_empty()).then_some(d.retry_reasons),
+        trace_id: d.trace.map(|t| t.trace_hex()),
     }
 }
 
@@ -316,7 +338,13 @@ fn admit(
         || t.daily_budget().0 > 0;
     if limited {
         let state = core.tenant_state(t.id());
-        state.admit(&t, core.shared.limits.now_ns(), crate::clock::now_ms())?;
+        state
+            .admit(&t, core.shared.limits.now_ns(), crate::clock::now_ms())
+            .inspect_err(|e| {
+                if let Some(limit) = e.limit {
+                    crate::observe::record::limited(core, t.id(), limit.as_str());
+                }
+            })?;
         draft.limit = Some((state, t.rate_limit_tpm()));
     }
     Ok(())

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub panics: AtomicU64,
     /// Unauthenticated refusals left out of the audit trail (past the per-core sample).
     pub unaudited_refusals: AtomicU64,
+    /// Pooled connections found closed by the upstream, the request resent on a new one.
+    pub stale_connections: AtomicU64,
+    /// This core's labelled series (requests, attempts, fallbacks, limit refusals).
+    pub families: crate::observe::metrics::CoreFamilies,
 }
 
 impl Metrics {
@@ -102,6 +106,8 @@ pub struct Core {
     /// This core's handles on endpoints' shared breakers.
     breakers: RefCell<std::collections::HashMap<String, Arc<crate::control::breaker::Breaker>>>,
     pub pool: Pool,
+    /// This core's handles on its labelled series (no lock once a series exists).
+    pub observed: crate::observe::metrics::CoreLocal,
     /// The audit writer's sink (`None` when auditing is off); records go through
     /// [`Core::audit_gate`].
     pub audit: Option<crate::audit::AuditSink>,
@@ -122,6 +128,7 @@ impl Core {
         Self {
             id,
             pool: Pool::new(&shared.config, Arc::clone(&shared.resolver)),
+            observed: crate::observe::metrics::CoreLocal::default(),
             audit: shared.audit.clone(),
             unauthenticated_audited: Cell::new((0, 0)),
             shared,

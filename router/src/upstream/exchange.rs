@@ -41,6 +41,12 @@ pub struct Exchange<'a> {
     /// the upstream answers is relayed. Otherwise an error the next candidate may mend
     /// ([`falls_back`]) is not: the request goes on to the next.
     pub last_chance: bool,
+    /// Time spent waiting on the upstream and on the client (µs), added up by the forwarder
+    /// and the relay: the rest of the request's time is the router's own
+    /// (`switchyard_overhead_seconds`).
+    pub waited_us: std::cell::Cell<u64>,
+    /// The `traceparent` sent upstream (the request's trace; empty: none).
+    pub traceparent: &'a str,
 }
 
 /// Whether an upstream's status, before anything reached the client, sends the request to
@@ -62,6 +68,15 @@ pub struct Translation {
 }
 
 impl Exchange<'_> {
+    /// Runs `io` and counts the time it took as waiting (see [`Exchange::waited_us`]).
+    pub async fn waiting<T>(&self, io: impl std::future::Future<Output = T>) -> T {
+        let start = std::time::Instant::now();
+        let out = io.await;
+        let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.waited_us.set(self.waited_us.get().saturating_add(us));
+        out
+    }
+
     /// The routing report for this exchange, with latency measured now.
     #[must_use]
     pub fn report(&self) -> RouteReport<'_> {
@@ -93,4 +108,9 @@ pub struct Outcome {
     pub stop_reason: Option<Cow<'static, str>>,
     /// An upstream error's `retry-after-ms` / `Retry-After`, in ms.
     pub retry_after_ms: Option<i64>,
+    /// Time from the request head to the commit point (µs): the upstream's response head, or
+    /// on an event stream its first body bytes.
+    pub first_byte_us: Option<u64>,
+    /// The client left before the answer was complete.
+    pub client_gone: bool,
 }

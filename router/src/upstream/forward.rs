@@ -70,7 +70,8 @@ pub async fn forward(
         None => (connect(x, up).await?, false),
     };
     let (head, filled) = loop {
-        match exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client).await {
+        let sent = exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client);
+        match x.waiting(sent).await {
             Ok((head, _)) if head.status == 401 && auth_retry => {
                 auth_retry = false;
                 if let (Some(tokens), Some(used)) = (&up.google, &bearer) {
@@ -86,6 +87,9 @@ pub async fn forward(
             }
             Ok(v) => break v,
             Err(SendFailure::Stale) if reused => {
+                core.metrics()
+                    .stale_connections
+                    .fetch_add(1, Ordering::Relaxed);
                 // The request may have reached the upstream before it closed the pooled
                 // connection: from here on a failure is not safe to pass to another
                 // candidate (which could run it twice), so it is a 502, not a 503.
@@ -168,7 +172,7 @@ async fn google_token(
     let Some(tokens) = &up.google else {
         return Ok(None);
     };
-    tokens.token().await.map(Some).map_err(|why| {
+    x.waiting(tokens.token()).await.map(Some).map_err(|why| {
         Error::new(
             ErrorKind::UpstreamCredentials,
             format!(
@@ -181,12 +185,14 @@ async fn google_token(
 }
 
 async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
-    x.core.pool.connect(up, x.endpoint).await.inspect_err(|_| {
-        x.core
-            .metrics()
-            .upstream_errors
-            .fetch_add(1, Ordering::Relaxed);
-    })
+    x.waiting(x.core.pool.connect(up, x.endpoint))
+        .await
+        .inspect_err(|_| {
+            x.core
+                .metrics()
+                .upstream_errors
+                .fetch_add(1, Ordering::Relaxed);
+        })
 }
 
 fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
@@ -211,6 +217,11 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, bearer: Option<&str>, out: &mut
     out.extend_from_slice(b"\r\nx-request-id: ");
     out.extend_from_slice(x.id.as_bytes());
     out.extend_from_slice(b"\r\n");
+    if !x.traceparent.is_empty() {
+        out.extend_from_slice(b"traceparent: ");
+        out.extend_from_slice(x.traceparent.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if let Some((name, value)) = &up.auth {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
@@ -325,22 +336,20 @@ fn anthropic_header(name: &[u8]) -> Option<bool> {
 }
 
 /// Client headers every upstream gets: content negotiation, the client's identity and W3C
-/// trace context. Everything else stays at the router — credentials (the endpoint gets its
+/// `tracestate` (the `traceparent` sent is the router's own, written from the request's
+/// trace: the client's when it sent a valid one). Everything else stays at the router — credentials (the endpoint gets its
 /// own), account selectors (`OpenAI-Organization`, `OpenAI-Project`, `x-goog-user-project`
 /// would pick a different account beside the operator's key), cookies, framing, routing
 /// headers — unless the operator adds it with `--forward-header`. A header named in the
 /// client's `Connection` is hop-by-hop (RFC 9110 §7.6.1) and never forwarded.
-pub const FORWARDED: [&str; 5] = [
-    "accept",
-    "user-agent",
-    "traceparent",
-    "tracestate",
-    "openai-beta",
-];
+pub const FORWARDED: [&str; 4] = ["accept", "user-agent", "tracestate", "openai-beta"];
 
 /// Whether a client header goes upstream: on [`FORWARDED`] or matching an operator's
 /// `--forward-header` pattern (a name, or a prefix ending in `*`).
 fn forwarded(name: &[u8], extra: &[String]) -> bool {
+    if name.eq_ignore_ascii_case(b"traceparent") {
+        return false;
+    }
     FORWARDED
         .iter()
         .any(|f| f.as_bytes().eq_ignore_ascii_case(name))

@@ -120,6 +120,7 @@ pub async fn respond(x: &Exchange<'_>, client: &mut Client<'_>) -> (Next, Outcom
         response_bytes: answer.body.len() as u64,
         usage: Some(answer.usage),
         stop_reason: answer.stop.map(std::borrow::Cow::Borrowed),
+        first_byte_us: u64::try_from(x.req.started.elapsed().as_micros()).ok(),
         ..Outcome::default()
     };
     let next = if client.must_close {

@@ -145,6 +145,9 @@ pub(crate) async fn relay(
                 })
                 .flatten(),
             upstream_latency_ms: Some(x.report().latency_ms),
+            // An event stream commits at its first body bytes (set below), anything else at
+            // its head.
+            first_byte_us: (!(head.event_stream && ok)).then(|| elapsed_us(x)),
             ..Outcome::default()
         },
         clean: true,
@@ -155,6 +158,9 @@ pub(crate) async fn relay(
     // body broke off (the stream is then ended for the client by `cut`).
     let why = loop {
         let input = rbuf.get(pending.clone()).unwrap_or_default();
+        if body.outcome.first_byte_us.is_none() && !input.is_empty() {
+            body.outcome.first_byte_us = Some(elapsed_us(x));
+        }
         if let Err(why) = body.take(input, client.out) {
             break why;
         }
@@ -172,7 +178,7 @@ pub(crate) async fn relay(
         }
         // `strict` audit: the end of the response waits (in `gateway::chat`) for the record.
         let hold = body.done && x.hold_last;
-        if !hold && !client.out.is_empty() && client.flush().await.is_err() {
+        if !hold && !client.out.is_empty() && x.waiting(client.flush()).await.is_err() {
             // The client went away: drop the upstream connection (its response is unread),
             // which also tells the upstream to stop generating.
             return left(body, "client closed the connection during the response");
@@ -181,7 +187,10 @@ pub(crate) async fn relay(
             return finished(x, up, conn, &head, body, close_client);
         }
         // A quiet stream (the model thinking) must not hide a client that left.
-        let Some(read) = read_watching(&mut conn, rbuf, up.timeout, client).await else {
+        let Some(read) = x
+            .waiting(read_watching(&mut conn, rbuf, up.timeout, client))
+            .await
+        else {
             client.out.clear();
             return left(
                 body,
@@ -210,10 +219,16 @@ pub(crate) async fn relay(
     cut(x, conn, client, &mut body, head.event_stream, &why).await
 }
 
+/// Time since the request head was complete, in µs.
+fn elapsed_us(x: &Exchange<'_>) -> u64 {
+    u64::try_from(x.req.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
 /// The relay's end when the client left: the record says so, and what the reader read.
 fn left(mut body: Body<'_>, why: &str) -> (Next, Outcome) {
     body.abandon();
     body.outcome.error = Some(why.to_owned());
+    body.outcome.client_gone = true;
     (Next::Close, body.outcome)
 }
 

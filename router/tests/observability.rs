@@ -1,0 +1,480 @@
+//! Observability over real sockets: `/metrics` read by the official Prometheus client's
+//! parser (`prometheus_client`, through `tools/metrics/read_metrics.py`) and compared with
+//! the requests made, the upstreams' own request logs and the audit records; the audit's
+//! `attempts`, `retry_reasons` and `trace_id`; `traceparent` carried upstream; and
+//! `GET /v1/health` as a tenant sees it.
+#![allow(clippy::unwrap_used, clippy::panic, reason = "test")]
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Proc, admin, call, chat_body, compiled, mock, mock_requests, router};
+use serde_json::Value;
+
+/// One sample as the Prometheus client parsed it.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: serde_json::Map<String, Value>,
+    value: f64,
+}
+
+/// `GET /metrics`, parsed by `prometheus_client`.
+fn scrape(r: &Proc) -> Vec<Sample> {
+    let resp = call(r.addr, "GET", "/metrics", &[], b"");
+    assert_eq!(resp.status, 200);
+    assert!(
+        resp.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let script = format!(
+        "{}/../tools/metrics/read_metrics.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 with prometheus_client is needed (tools/test-all installs tools/sdk/requirements.txt): {e}"));
+    child.stdin.take().unwrap().write_all(&resp.body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "prometheus_client refused the exposition: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        resp.text()
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            Sample {
+                name: v["name"].as_str().unwrap().to_owned(),
+                labels: v["labels"].as_object().unwrap().clone(),
+                value: match &v["value"] {
+                    Value::String(s) if s == "+Inf" => f64::INFINITY,
+                    n => n.as_f64().unwrap(),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The sum of the samples named `name` whose labels include `labels`.
+fn total(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .filter(|s| {
+            labels
+                .iter()
+                .all(|(k, v)| s.labels.get(*k).and_then(Value::as_str) == Some(*v))
+        })
+        .map(|s| s.value)
+        .sum()
+}
+
+/// The audit records of tenant `tenant`, polled until there are `n`.
+fn audit_rows(r: &Proc, tenant: &str, n: usize) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resp = admin(
+            r,
+            "GET",
+            &format!("/v1/audit?tenant={tenant}&limit=1000"),
+            b"",
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+        let rows = resp.json()["data"].as_array().unwrap().clone();
+        if rows.len() >= n {
+            return rows;
+        }
+        assert!(
+            Instant::now() < until,
+            "{} of {n} records: {rows:?}",
+            rows.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn policy(down: &Proc, up: &Proc) -> String {
+    format!(
+        r"
+version: v1
+endpoints:
+  - id: down
+    type: vllm
+    url: http://{}/v1
+    transport: privatelink
+    models: [m]
+  - id: up
+    type: vllm
+    url: http://{}/v1
+    transport: privatelink
+    models: [m]
+    pricing: {{ input_per_1k: 0.5, output_per_1k: 1.5 }}
+tenants:
+  - id: acme
+  - id: tiny
+    rate_limit_rpm: 1
+rules:
+  - default:
+      route_to: down
+      fallback: [up]
+",
+        down.addr, up.addr
+    )
+}
+
+#[test]
+fn metrics_read_by_prometheus_client_match_the_traffic_and_the_audit() {
+    let down = mock(&["--status", "503"]);
+    let up = mock(&[]);
+    let (_dir, table) = compiled(&policy(&down, &up));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    for stream in [false, false, false, true, true] {
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-tenant", "acme")],
+            &chat_body("m", stream),
+        );
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    // One request served, one refused by the tenant's limit; one body that is not JSON.
+    let tiny: Vec<u16> = (0..2)
+        .map(|_| chat_with(&r, "tiny", &chat_body("m", false)).status)
+        .collect();
+    assert_eq!(tiny, vec![200, 429]);
+    assert_eq!(chat_with(&r, "acme", b"{not json").status, 400);
+
+    let m = scrape(&r);
+    let acme_up = [("switchyard_endpoint", "up"), ("tenant", "acme")];
+    let with = |extra: &[(&'static str, &'static str)]| {
+        let mut l = acme_up.to_vec();
+        l.extend_from_slice(extra);
+        l
+    };
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_requests_total",
+            &with(&[("status_class", "2xx")])
+        ),
+        5.0
+    );
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_requests_total",
+            &[("tenant", "tiny"), ("status_class", "2xx")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        total(&m, "switchyard_requests_total", &[("status_class", "4xx")]),
+        2.0
+    );
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_rate_limited_total",
+            &[("tenant", "tiny"), ("limit", "rpm")]
+        ),
+        1.0
+    );
+    // Attempts and fallbacks agree with what each upstream received.
+    let (hits_down, hits_up) = (mock_requests(&down).len(), mock_requests(&up).len());
+    assert_eq!(hits_up, 6);
+    assert!(hits_down >= 1);
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_upstream_attempts_total",
+            &[("switchyard_endpoint", "down"), ("outcome", "overloaded")]
+        ),
+        hits_down as f64
+    );
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_upstream_attempts_total",
+            &[("switchyard_endpoint", "up"), ("outcome", "ok")]
+        ),
+        hits_up as f64
+    );
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_fallbacks_total",
+            &[("from", "down"), ("to", "up")]
+        ),
+        hits_down as f64
+    );
+    assert_eq!(
+        total(
+            &m,
+            "gen_ai_client_operation_duration_seconds_count",
+            &[("switchyard_endpoint", "down")]
+        ),
+        hits_down as f64
+    );
+    // Five 503s in a row opened the dead endpoint's breaker.
+    assert_eq!(hits_down, 5, "the breaker opens after five failures");
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_endpoint_state",
+            &[("switchyard_endpoint", "down")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_endpoint_ejections_total",
+            &[("switchyard_endpoint", "down")]
+        ),
+        1.0
+    );
+
+    // Tokens, cost and durations agree with the audit records.
+    let rows = audit_rows(&r, "acme", 6);
+    let served: Vec<&Value> = rows.iter().filter(|row| row["status"] == 200).collect();
+    assert_eq!(served.len(), 5);
+    let sum = |field: &str| {
+        served
+            .iter()
+            .map(|row| row[field].as_i64().unwrap())
+            .sum::<i64>()
+    };
+    for (kind, field) in [("input", "tokens_in"), ("output", "tokens_out")] {
+        let l = with(&[("gen_ai_token_type", kind)]);
+        assert_eq!(
+            total(&m, "gen_ai_client_token_usage_sum", &l),
+            sum(field) as f64
+        );
+        assert_eq!(total(&m, "gen_ai_client_token_usage_count", &l), 5.0);
+    }
+    let cost = total(&m, "switchyard_cost_usd_total", &acme_up);
+    assert_eq!((cost * 1e6).round(), sum("cost_micros") as f64);
+    assert!(cost > 0.0);
+    let duration_count = total(&m, "gen_ai_server_request_duration_seconds_count", &acme_up);
+    assert_eq!(duration_count, 5.0);
+    let duration_ms = total(&m, "gen_ai_server_request_duration_seconds_sum", &acme_up) * 1000.0;
+    let audit_ms = sum("latency_ms") as f64;
+    assert!(
+        duration_ms >= audit_ms && duration_ms <= audit_ms + 5.0 * 5.0,
+        "{duration_ms} ms against the audit's {audit_ms} ms"
+    );
+    // Buckets are cumulative and end at the count.
+    let buckets: Vec<&Sample> = m
+        .iter()
+        .filter(|s| s.name == "gen_ai_server_request_duration_seconds_bucket")
+        .filter(|s| s.labels.get("tenant").and_then(Value::as_str) == Some("acme"))
+        .filter(|s| s.labels.get("switchyard_endpoint").and_then(Value::as_str) == Some("up"))
+        .collect();
+    assert!(buckets.windows(2).all(|w| w[0].value <= w[1].value));
+    let inf = buckets.iter().find(|s| s.labels["le"] == "+Inf").unwrap();
+    assert_eq!(inf.value, 5.0);
+    assert_eq!(
+        total(
+            &m,
+            "gen_ai_server_time_to_first_token_seconds_count",
+            &acme_up
+        ),
+        5.0
+    );
+    assert_eq!(
+        total(&m, "switchyard_overhead_seconds_count", &acme_up),
+        5.0
+    );
+    let overhead = total(&m, "switchyard_overhead_seconds_sum", &acme_up);
+    assert!(
+        overhead > 0.0 && overhead < duration_ms / 1000.0,
+        "{overhead}"
+    );
+
+    // The audit says how many attempts each request took, and why it moved on.
+    for row in &served {
+        assert_eq!(row["attempts"], 2, "{row}");
+        assert_eq!(row["retry_reasons"], "down:overloaded", "{row}");
+        assert_eq!(row["fallback_from"], "down");
+        let trace = row["trace_id"].as_str().unwrap();
+        assert_eq!(trace.len(), 32);
+        assert!(trace.bytes().all(|b| b.is_ascii_hexdigit()) && trace != "0".repeat(32));
+    }
+    let refused = rows.iter().find(|row| row["status"] == 400).unwrap();
+    assert_eq!(refused["attempts"], 0);
+    assert_eq!(refused["retry_reasons"], Value::Null);
+}
+
+fn chat_with(r: &Proc, tenant: &str, body: &[u8]) -> common::Response {
+    call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-tenant", tenant)],
+        body,
+    )
+}
+
+#[test]
+fn the_clients_trace_is_continued_upstream_and_recorded() {
+    let up = mock(&[]);
+    let (_dir, table) = compiled(&format!(
+        "version: v1\nendpoints:\n  - id: up\n    type: vllm\n    url: http://{}/v1\n    transport: privatelink\n    models: [m]\ntenants:\n  - id: acme\nrules:\n  - default:\n      route_to: up\n",
+        up.addr
+    ));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-tenant", "acme"), ("traceparent", parent)],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200);
+    // A malformed one starts a new trace (and is not passed on as if valid).
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("x-tenant", "acme"),
+            ("traceparent", "00-zz-00f067aa0ba902b7-01"),
+        ],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200);
+    let sent = mock_requests(&up);
+    let header = |req: &Value| {
+        req["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0].as_str().unwrap().eq_ignore_ascii_case("traceparent"))
+            .map(|h| h[1].as_str().unwrap().to_owned())
+    };
+    // (No exporter is configured: the router passes the client's span on as the parent.)
+    assert_eq!(header(&sent[0]).unwrap(), parent);
+    let second = header(&sent[1]).unwrap();
+    assert_eq!(second.len(), 55, "{second}");
+    assert!(!second.contains("zz"));
+
+    let rows = audit_rows(&r, "acme", 2);
+    let traces: Vec<&str> = rows
+        .iter()
+        .map(|row| row["trace_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        traces.contains(&"4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{traces:?}"
+    );
+    let other = traces
+        .iter()
+        .find(|t| **t != "4bf92f3577b34da6a3ce929d0e0e4736")
+        .unwrap();
+    assert_eq!(&second[3..35], *other);
+}
+
+#[test]
+fn v1_health_shows_the_tenants_endpoints_and_degrades_when_one_is_down() {
+    // Nothing listens on `dead`'s port.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let up = mock(&[]);
+    let (_dir, table) = compiled(&format!(
+        r"
+version: v1
+endpoints:
+  - id: dead
+    type: vllm
+    url: http://127.0.0.1:{dead_port}/v1
+    transport: privatelink
+    models: [m-dead]
+  - id: up
+    type: vllm
+    url: http://{}/v1
+    transport: privatelink
+    models: [m]
+tenants:
+  - id: acme
+  - id: narrow
+    model_allowlist: [m]
+rules:
+  - name: dead-first
+    match:
+      model: m-dead
+    route_to: dead
+    fallback: [up]
+  - default:
+      route_to: up
+",
+        up.addr
+    ));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-tenant", "acme")],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200);
+    let health = |tenant: &str| {
+        let resp = call(r.addr, "GET", "/v1/health", &[("x-tenant", tenant)], b"");
+        (resp.status, resp.json())
+    };
+    let (status, body) = health("acme");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["tenant"], "acme");
+    assert!(body["timestamp"].as_str().unwrap().ends_with('Z'));
+    let names: Vec<&str> = body["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["dead", "up"]);
+
+    // Requests that find `dead` refusing connections open its breaker.
+    for _ in 0..5 {
+        let resp = call(
+            r.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-tenant", "acme")],
+            &chat_body("m-dead", false),
+        );
+        assert_eq!(resp.status, 503, "{}", resp.text());
+    }
+    let (status, body) = health("acme");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "degraded");
+    let dead = &body["providers"][0];
+    assert_eq!(dead["status"], "error");
+    assert_eq!(dead["error"], "circuit open after repeated failures");
+    // No address or internal detail reaches this unauthenticated path.
+    assert!(!body.to_string().contains(&dead_port.to_string()), "{body}");
+    assert_eq!(body["providers"][1]["status"], "ok");
+
+    // A tenant that may not use `dead`'s model does not depend on it.
+    let (status, body) = health("narrow");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["providers"].as_array().unwrap().len(), 1);
+    assert_eq!(body["providers"][0]["name"], "up");
+    assert_eq!(body["providers"][0]["models"], 1);
+}
