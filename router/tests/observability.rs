@@ -134,11 +134,12 @@ rules:
     )
 }
 
-#[test]
-fn metrics_read_by_prometheus_client_match_the_traffic_and_the_audit() {
+/// A router behind a failing and a working upstream, after traffic that gives every labelled
+/// family a series: fallbacks, an opened breaker, a limit refusal, a bad body, streams.
+fn busy_router() -> (Proc, Proc, Proc, tempfile::TempDir) {
     let down = mock(&["--status", "503"]);
     let up = mock(&[]);
-    let (_dir, table) = compiled(&policy(&down, &up));
+    let (dir, table) = compiled(&policy(&down, &up));
     let r = router(&["--table", table.to_str().unwrap()]);
     for stream in [false, false, false, true, true] {
         let resp = call(
@@ -157,6 +158,12 @@ fn metrics_read_by_prometheus_client_match_the_traffic_and_the_audit() {
     assert_eq!(tiny, vec![200, 429]);
     assert_eq!(chat_with(&r, "acme", b"{not json").status, 400);
 
+    (r, down, up, dir)
+}
+
+#[test]
+fn metrics_read_by_prometheus_client_match_the_traffic_and_the_audit() {
+    let (r, down, up, _dir) = busy_router();
     let m = scrape(&r);
     let acme_up = [("switchyard_endpoint", "up"), ("tenant", "acme")];
     let with = |extra: &[(&'static str, &'static str)]| {
@@ -477,4 +484,157 @@ rules:
     assert_eq!(body["providers"].as_array().unwrap().len(), 1);
     assert_eq!(body["providers"][0]["name"], "up");
     assert_eq!(body["providers"][0]["models"], 1);
+}
+
+/// Metric names and `by (…)` labels of a PromQL expression (or a Grafana `label_values`
+/// query): identifiers outside label matchers and strings; those in `by`/`without` lists, and
+/// `label_values`' second argument, are labels.
+fn promql_names(expr: &str) -> (Vec<String>, Vec<String>) {
+    let (mut metrics, mut labels) = (Vec::new(), Vec::new());
+    let bytes = expr.as_bytes();
+    let (mut i, mut braces, mut quoted) = (0, 0, false);
+    // Inside `by (` … `)`, or `label_values(` (how many identifiers seen).
+    let (mut label_list, mut label_values, mut pending_by) = (false, None::<usize>, false);
+    while i < bytes.len() {
+        let c = bytes[i];
+        if quoted {
+            if c == b'\\' {
+                i += 1;
+            } else if c == b'"' {
+                quoted = false;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => quoted = true,
+            b'{' => braces += 1,
+            b'}' => braces -= 1,
+            b'(' if pending_by => {
+                label_list = true;
+                pending_by = false;
+            }
+            b')' => {
+                label_list = false;
+                label_values = None;
+            }
+            b'[' => {
+                // A range: skip to its end.
+                while i < bytes.len() && bytes[i] != b']' {
+                    i += 1;
+                }
+            }
+            c if braces == 0 && (c.is_ascii_alphabetic() || c == b'_') => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_') {
+                    i += 1;
+                }
+                let word = &expr[start..i];
+                if word == "by" || word == "without" {
+                    pending_by = true;
+                } else if word == "label_values" {
+                    label_values = Some(0);
+                } else if label_list {
+                    labels.push(word.to_owned());
+                } else if let Some(n) = label_values {
+                    if n == 0 {
+                        metrics.push(word.to_owned());
+                    } else {
+                        labels.push(word.to_owned());
+                    }
+                    label_values = Some(n + 1);
+                } else if word.starts_with("gen_ai_") || word.starts_with("switchyard_") {
+                    metrics.push(word.to_owned());
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    (metrics, labels)
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_what_a_live_router_serves() {
+    let root = format!("{}/..", env!("CARGO_MANIFEST_DIR"));
+    let fresh = Command::new("python3")
+        .args([&format!("{root}/tools/grafana/generate.py"), "--check"])
+        .output()
+        .unwrap();
+    assert!(
+        fresh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/tools/grafana/switchyard.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries: Vec<String> = Vec::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            queries.push(t["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    for v in dashboard["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"]["query"].as_str() {
+            queries.push(q.to_owned());
+        }
+    }
+    assert!(queries.len() > 20, "{queries:?}");
+    let (r, _down, _up, _dir) = busy_router();
+    let m = scrape(&r);
+    let mut checked = std::collections::BTreeSet::new();
+    for q in &queries {
+        let (metrics, labels) = promql_names(q);
+        assert!(!metrics.is_empty(), "no metric found in `{q}`");
+        for name in &metrics {
+            let samples: Vec<&Sample> = m.iter().filter(|s| &s.name == name).collect();
+            assert!(
+                !samples.is_empty(),
+                "`{q}` uses `{name}`, which /metrics does not serve"
+            );
+            checked.insert(name.clone());
+        }
+        for label in labels.iter().filter(|l| *l != "le" && *l != "instance") {
+            assert!(
+                m.iter()
+                    .filter(|s| metrics.contains(&s.name))
+                    .any(|s| s.labels.contains_key(label)),
+                "`{q}` groups by `{label}`, which none of {metrics:?} has"
+            );
+        }
+    }
+    // The seed's view: latency by endpoint, cost by tenant, usage by endpoint/model/rule,
+    // failover.
+    for needed in [
+        "gen_ai_server_request_duration_seconds_bucket",
+        "switchyard_cost_usd_total",
+        "gen_ai_client_token_usage_sum",
+        "switchyard_fallbacks_total",
+        "switchyard_endpoint_state",
+    ] {
+        assert!(
+            checked.contains(needed),
+            "the dashboard does not show {needed}"
+        );
+    }
+}
+
+#[test]
+fn the_promql_reader_tells_metrics_from_labels() {
+    let (m, l) = promql_names(
+        r#"histogram_quantile(0.95, sum by (le, switchyard_endpoint) (rate(gen_ai_server_request_duration_seconds_bucket{tenant=~"$tenant", switchyard_endpoint="a{b"}[5m])))"#,
+    );
+    assert_eq!(m, vec!["gen_ai_server_request_duration_seconds_bucket"]);
+    assert_eq!(l, vec!["le", "switchyard_endpoint"]);
+    let (m, l) = promql_names("label_values(switchyard_requests_total, tenant)");
+    assert_eq!(
+        (m, l),
+        (
+            vec!["switchyard_requests_total".to_owned()],
+            vec!["tenant".to_owned()]
+        )
+    );
 }
