@@ -557,23 +557,8 @@ fn leaks(policy: &Policy, prover: &mut Prover<'_>, diags: &mut Vec<Diagnostic>) 
 
 /// Public endpoints a target can send to, with the span and role of each mention.
 fn public_targets(policy: &Policy, t: &Target) -> Vec<(String, crate::source::Span, &'static str)> {
-    let Target::Route {
-        endpoint,
-        fallback,
-        endpoint_span,
-        fallback_spans,
-    } = t
-    else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    let mentions = std::iter::once((*endpoint, *endpoint_span, "this route")).chain(
-        fallback
-            .iter()
-            .copied()
-            .zip(fallback_spans.iter().copied())
-            .map(|(e, s)| (e, s, "this fallback")),
-    );
+    let mentions = t.mentions();
     for (e, span, role) in mentions {
         if let Some(ep) = policy.endpoints.get(e)
             && ep.spec.transport.is_public()

@@ -51,10 +51,14 @@ fn destination(t: &Table<'_>, index: u32) -> String {
     if r.action() == Action::Deny {
         return "deny".to_owned();
     }
-    r.endpoint()
-        .into_iter()
-        .chain(r.fallback())
-        .map(|e| e.id().to_owned())
+    let set: Vec<&str> = r.route_set().map(|e| e.id()).collect();
+    let first = if r.is_balanced() {
+        format!("[{}]", set.join(", "))
+    } else {
+        set.join("")
+    };
+    std::iter::once(first)
+        .chain(r.fallback().map(|e| e.id().to_owned()))
         .collect::<Vec<_>>()
         .join(" → ")
 }

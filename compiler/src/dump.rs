@@ -75,6 +75,19 @@ pub fn dump(t: &Table<'_>) -> String {
             e.health_check_interval_ms(),
             e.timeout_ms()
         );
+        let _ = writeln!(
+            o,
+            "      timeouts connect={} ttft={} idle={} total={} health_check path={} timeout={} unhealthy={} healthy={} weight={}",
+            e.connect_timeout_ms(),
+            e.ttft_timeout_ms(),
+            e.idle_timeout_ms(),
+            e.total_timeout_ms(),
+            or_dash(e.health_check_path()),
+            e.health_check_timeout_ms(),
+            e.unhealthy_threshold(),
+            e.healthy_threshold(),
+            e.weight()
+        );
         let mut extras: Vec<String> = e
             .text_settings()
             .into_iter()
@@ -133,7 +146,12 @@ pub fn dump(t: &Table<'_>) -> String {
         let target = match r.action() {
             Action::Deny => "deny".to_owned(),
             Action::Route => {
-                let mut s = format!("route_to {}", r.endpoint().map_or("?", |e| e.id()));
+                let set: Vec<&str> = r.route_set().map(|e| e.id()).collect();
+                let mut s = if r.is_balanced() {
+                    format!("route_to [{}] (balanced)", set.join(", "))
+                } else {
+                    format!("route_to {}", set.first().copied().unwrap_or("?"))
+                };
                 let fb: Vec<&str> = r.fallback().map(|e| e.id()).collect();
                 if !fb.is_empty() {
                     let _ = write!(s, " fallback [{}]", fb.join(", "));

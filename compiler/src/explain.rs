@@ -44,6 +44,9 @@ pub struct Explanation {
     pub denied: bool,
     /// `null` when denied.
     pub endpoint: Option<String>,
+    /// Every endpoint of the rule's `route_to` (one, or a balanced set the router picks
+    /// from per request), `endpoint` first.
+    pub route_to: Vec<String>,
     pub fallback: Vec<String>,
     /// The provider's id for the request's model at the chosen endpoint, when the policy
     /// maps it to one (`models: [{ name, upstream }]`).
@@ -109,6 +112,7 @@ pub fn explain(table: &Table<'_>, attrs: &Attrs) -> Explanation {
         action: hit.action().as_str(),
         denied,
         endpoint: hit.endpoint().map(|e| e.id().to_owned()),
+        route_to: hit.route_set().map(|e| e.id().to_owned()).collect(),
         fallback: hit.fallback().map(|e| e.id().to_owned()).collect(),
         upstream_model: hit.endpoint().and_then(|e| {
             let model = attrs.str_value(Field::Model)?;
@@ -207,10 +211,21 @@ pub fn render_human(e: &Explanation) -> String {
                     .join(" → ")
             )
         };
+        let to = if e.route_to.len() > 1 {
+            format!(
+                "one of {} (balanced)",
+                e.route_to
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            format!("`{}`", e.endpoint.as_deref().unwrap_or("?"))
+        };
         let _ = writeln!(
             out,
-            "decision: route to `{}`{fallback} (rule {}{})",
-            e.endpoint.as_deref().unwrap_or("?"),
+            "decision: route to {to}{fallback} (rule {}{})",
             e.rule_index,
             e.rule_name
                 .as_ref()

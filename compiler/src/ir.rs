@@ -48,10 +48,15 @@ pub struct DataClass {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Target {
     Route {
+        /// The (first) `route_to` endpoint.
         endpoint: usize,
+        /// The other members of a balanced `route_to: [a, b, …]` set.
+        balanced: Vec<usize>,
         fallback: Vec<usize>,
-        /// The `route_to` value node.
+        /// The `route_to` value node (its first item for a set).
         endpoint_span: Span,
+        /// Each other `route_to` item.
+        balanced_spans: Vec<Span>,
         /// Each `fallback` entry.
         fallback_spans: Vec<Span>,
     },
@@ -66,9 +71,45 @@ impl Target {
     pub fn endpoints(&self) -> Vec<usize> {
         match self {
             Target::Route {
-                endpoint, fallback, ..
+                endpoint,
+                balanced,
+                fallback,
+                ..
             } => std::iter::once(*endpoint)
+                .chain(balanced.iter().copied())
                 .chain(fallback.iter().copied())
+                .collect(),
+            Target::Deny { .. } => Vec::new(),
+        }
+    }
+
+    /// Every endpoint the target names, with the span of the mention and its role
+    /// (`"this route"`, `"this fallback"`).
+    #[must_use]
+    pub fn mentions(&self) -> Vec<(usize, Span, &'static str)> {
+        match self {
+            Target::Route {
+                endpoint,
+                balanced,
+                fallback,
+                endpoint_span,
+                balanced_spans,
+                fallback_spans,
+            } => std::iter::once((*endpoint, *endpoint_span, "this route"))
+                .chain(
+                    balanced
+                        .iter()
+                        .copied()
+                        .zip(balanced_spans.iter().copied())
+                        .map(|(e, s)| (e, s, "this route")),
+                )
+                .chain(
+                    fallback
+                        .iter()
+                        .copied()
+                        .zip(fallback_spans.iter().copied())
+                        .map(|(e, s)| (e, s, "this fallback")),
+                )
                 .collect(),
             Target::Deny { .. } => Vec::new(),
         }

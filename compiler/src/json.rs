@@ -143,6 +143,39 @@ pub fn table_to_json(t: &Table<'_>) -> Value {
         if e.timeout_ms() != 0 {
             o.insert("timeout_ms".into(), e.timeout_ms().into());
         }
+        let mut timeouts = Map::new();
+        for (key, v) in [
+            ("connect_ms", e.connect_timeout_ms()),
+            ("ttft_ms", e.ttft_timeout_ms()),
+            ("idle_ms", e.idle_timeout_ms()),
+            ("total_ms", e.total_timeout_ms()),
+        ] {
+            if v != 0 {
+                timeouts.insert(key.into(), v.into());
+            }
+        }
+        if !timeouts.is_empty() {
+            o.insert("timeouts".into(), Value::Object(timeouts));
+        }
+        let mut check = Map::new();
+        if !e.health_check_path().is_empty() {
+            check.insert("path".into(), e.health_check_path().into());
+        }
+        for (key, v) in [
+            ("timeout_ms", e.health_check_timeout_ms()),
+            ("unhealthy_threshold", u32::from(e.unhealthy_threshold())),
+            ("healthy_threshold", u32::from(e.healthy_threshold())),
+        ] {
+            if v != 0 {
+                check.insert(key.into(), v.into());
+            }
+        }
+        if !check.is_empty() {
+            o.insert("health_check".into(), Value::Object(check));
+        }
+        if e.weight() != 1 {
+            o.insert("weight".into(), e.weight().into());
+        }
         if e.input_per_1k() != Micros(0) || e.output_per_1k() != Micros(0) {
             let mut p = Map::new();
             p.insert("input_per_1k".into(), money(e.input_per_1k()));
@@ -198,7 +231,10 @@ pub fn table_to_json(t: &Table<'_>) -> Value {
         .chain(std::iter::once(t.default_rule()))
     {
         let target = |o: &mut Map<String, Value>| {
-            if let Some(e) = r.endpoint() {
+            if r.is_balanced() {
+                let set: Vec<Value> = r.route_set().map(|e| Value::from(e.id())).collect();
+                o.insert("route_to".into(), Value::Array(set));
+            } else if let Some(e) = r.endpoint() {
                 o.insert("route_to".into(), e.id().into());
             }
             let fallback: Vec<Value> = r.fallback().map(|e| Value::from(e.id())).collect();

@@ -78,15 +78,19 @@ fn rule_spec(sources: &Sources, rule: &Rule) -> RuleSpec {
     let (line, column) = sources
         .file(rule.span.file)
         .map_or((0, 0), |f| f.line_col(rule.span.start as usize));
-    let (action, endpoint, fallback) = match &rule.target {
+    let (action, endpoint, balanced, fallback) = match &rule.target {
         Target::Route {
-            endpoint, fallback, ..
+            endpoint,
+            balanced,
+            fallback,
+            ..
         } => (
             Action::Route,
             to_u32(*endpoint),
+            balanced.iter().map(|&b| to_u32(b)).collect(),
             fallback.iter().map(|&f| to_u32(f)).collect(),
         ),
-        Target::Deny { .. } => (Action::Deny, u32::MAX, Vec::new()),
+        Target::Deny { .. } => (Action::Deny, u32::MAX, Vec::new(), Vec::new()),
     };
     RuleSpec {
         name: rule.name.clone().unwrap_or_default(),
@@ -97,6 +101,7 @@ fn rule_spec(sources: &Sources, rule: &Rule) -> RuleSpec {
         }),
         action,
         endpoint,
+        balanced,
         fallback,
         line: to_u32(line),
         column: to_u32(column),

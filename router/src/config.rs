@@ -167,6 +167,27 @@ pub struct Args {
         default_value_t = 120_000
     )]
     pub upstream_timeout_ms: u64,
+    /// Time from sending a request to the upstream's response head, for endpoints without
+    /// `timeouts.ttft_ms` or `timeout_ms`, ms (default: `--upstream-timeout-ms`).
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_TTFT_TIMEOUT_MS")]
+    pub upstream_ttft_timeout_ms: Option<u64>,
+    /// Longest gap between two reads of an upstream's response body (a stream that stalls
+    /// longer is cut with an error event), for endpoints without `timeouts.idle_ms` or
+    /// `timeout_ms`, ms (default: `--upstream-timeout-ms`).
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_IDLE_TIMEOUT_MS")]
+    pub upstream_idle_timeout_ms: Option<u64>,
+    /// Longest upstream attempt, response included, for endpoints without
+    /// `timeouts.total_ms`, ms; 0: no limit.
+    #[arg(
+        long,
+        env = "SWITCHYARD_UPSTREAM_TOTAL_TIMEOUT_MS",
+        default_value_t = 0
+    )]
+    pub upstream_total_timeout_ms: u64,
+    /// Deadline of a whole request, all attempts together, ms: no attempt starts after it,
+    /// and an attempt under way is given only what is left; 0: none.
+    #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT_MS", default_value_t = 0)]
+    pub request_timeout_ms: u64,
     /// Most upstream attempts per request (the rule's endpoint and its fallbacks together).
     /// Before anything reaches the client, a candidate that cannot be reached or answers 408,
     /// 429, 5xx or 529 (or 401/403: the next endpoint has other credentials) passes the request
@@ -264,6 +285,14 @@ pub struct Config {
     pub idle_timeout: Duration,
     pub write_timeout: Duration,
     pub upstream_timeout: Duration,
+    /// Default time to the response head (`--upstream-ttft-timeout-ms`).
+    pub upstream_ttft_timeout: Duration,
+    /// Default longest gap between body reads (`--upstream-idle-timeout-ms`).
+    pub upstream_idle_timeout: Duration,
+    /// Default longest attempt (`--upstream-total-timeout-ms`; `None`: no limit).
+    pub upstream_total_timeout: Option<Duration>,
+    /// A request's deadline, all attempts together (`--request-timeout-ms`).
+    pub request_timeout: Option<Duration>,
     /// Most upstream attempts per request (`--max-attempts`).
     pub max_attempts: u32,
     /// Operator-added client headers passed upstream (`--forward-header`).
@@ -389,6 +418,20 @@ impl Args {
             idle_timeout: ms("idle-timeout-ms", self.idle_timeout_ms)?,
             write_timeout: ms("write-timeout-ms", self.write_timeout_ms)?,
             upstream_timeout: ms("upstream-timeout-ms", self.upstream_timeout_ms)?,
+            upstream_ttft_timeout: ms(
+                "upstream-ttft-timeout-ms",
+                self.upstream_ttft_timeout_ms
+                    .unwrap_or(self.upstream_timeout_ms),
+            )?,
+            upstream_idle_timeout: ms(
+                "upstream-idle-timeout-ms",
+                self.upstream_idle_timeout_ms
+                    .unwrap_or(self.upstream_timeout_ms),
+            )?,
+            upstream_total_timeout: (self.upstream_total_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.upstream_total_timeout_ms)),
+            request_timeout: (self.request_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.request_timeout_ms)),
             max_attempts: self.max_attempts,
             forward_headers: forward_headers(&self.forward_headers)?,
             secrets: crate::control::changes::SecretScope {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Proc, call, chat, chat_body, compiled, mock, mock_requests, router};
+use common::{Proc, call, chat, chat_body, compiled, mock, mock_requests, router, wait_for};
 
 /// A policy whose default rule tries `ids` in order, each a `vllm` endpoint on its mock.
 fn chain(mocks: &[(&str, &Proc)]) -> String {
@@ -154,14 +154,7 @@ fn max_attempts_is_checked_at_start() {
 
 /// `GET /v1/endpoints`'s `health.breaker` of endpoint `id`.
 fn breaker(r: &Proc, id: &str) -> serde_json::Value {
-    let all = common::admin(r, "GET", "/v1/endpoints", b"").json();
-    all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == id)
-        .unwrap_or_else(|| panic!("no endpoint {id}: {all}"))["health"]["breaker"]
-        .clone()
+    common::endpoint_health(r, id)["breaker"].clone()
 }
 
 fn ok_chat(r: &Proc) -> common::Response {
@@ -243,28 +236,6 @@ fn when_every_candidate_is_open_the_first_to_recover_is_still_tried() {
 }
 
 /// `GET /v1/endpoints`'s `health` of endpoint `id`.
-fn health(r: &Proc, id: &str) -> serde_json::Value {
-    let all = common::admin(r, "GET", "/v1/endpoints", b"").json();
-    all["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["id"] == id)
-        .unwrap_or_else(|| panic!("no endpoint {id}: {all}"))["health"]
-        .clone()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < until,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn health_checks_take_an_endpoint_out_and_back_without_traffic() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -299,7 +270,7 @@ rules:
     let (_dir, table) = compiled(&yaml);
     let r = router(&["--table", table.to_str().unwrap()]);
     wait_for("a passing check", || {
-        let h = health(&r, "gpu");
+        let h = common::endpoint_health(&r, "gpu");
         h["probe"]["ok"] == true && h["status"] == "healthy"
     });
     assert!(
@@ -311,7 +282,7 @@ rules:
     wait_for("the breaker to open", || {
         breaker(&r, "gpu")["state"] == "open"
     });
-    let h = health(&r, "gpu");
+    let h = common::endpoint_health(&r, "gpu");
     assert_eq!(h["status"], "unhealthy", "{h}");
     assert_eq!(h["probe"]["ok"], false, "{h}");
     assert_eq!(ok_chat(&r).route().0, "spare");

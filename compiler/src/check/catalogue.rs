@@ -177,8 +177,9 @@ impl Checker<'_> {
                 .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
             None => Some(0),
         };
-        let health = opt_u32(self, "health_check_interval_ms");
+        let mut health = opt_u32(self, "health_check_interval_ms");
         let timeout = opt_u32(self, "timeout_ms");
+        let resilience = self.resilience(node, &mut health);
         let (input_per_1k, output_per_1k) = match node.get("pricing") {
             Some(p) => self.pricing(p)?,
             None => (Micros(0), Micros(0)),
@@ -257,6 +258,7 @@ impl Checker<'_> {
             bedrock_api: bedrock_api?,
             upstream_models: upstream_models?,
             builtin: false,
+            resilience: resilience?,
         };
         ok.then_some(Endpoint {
             spec,
@@ -406,6 +408,120 @@ impl Checker<'_> {
             return None;
         }
         Some(text.to_owned())
+    }
+
+    /// `timeouts`, `health_check` (whose `interval_ms` sets `interval`, the older
+    /// `health_check_interval_ms`: giving both is an error) and `weight`.
+    fn resilience(
+        &mut self,
+        node: &Node,
+        interval: &mut Option<u32>,
+    ) -> Option<EndpointResilience> {
+        let mut r = EndpointResilience::default();
+        let mut ok = true;
+        let ms = |c: &mut Self, block: &Node, key: &str, max: u64| match block.get(key) {
+            Some(n) => c
+                .uint(n, key, max)
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
+            None => Some(0),
+        };
+        if let Some(t) = node.get("timeouts") {
+            if let Some(entries) = self.map(t, "`timeouts`") {
+                self.known_keys(entries, &TIMEOUT_KEYS, "`timeouts`");
+                let day = 86_400_000;
+                let [connect, ttft, idle, total] = TIMEOUT_KEYS.map(|key| ms(self, t, key, day));
+                match (connect, ttft, idle, total) {
+                    (Some(c), Some(f), Some(i), Some(all)) => {
+                        (r.connect_ms, r.ttft_ms, r.idle_ms, r.total_ms) = (c, f, i, all);
+                    }
+                    _ => ok = false,
+                }
+            } else {
+                ok = false;
+            }
+        }
+        if let Some(h) = node.get("health_check") {
+            if let Some(entries) = self.map(h, "`health_check`") {
+                self.known_keys(entries, HEALTH_CHECK_KEYS, "`health_check`");
+                if let Some(p) = h.get("path") {
+                    match self.text(p, "path") {
+                        Some(path)
+                            if path.starts_with('/') && !path.contains(char::is_whitespace) =>
+                        {
+                            r.health_path = path;
+                        }
+                        Some(path) => {
+                            self.push(
+                                Diagnostic::error(
+                                    Code::InvalidValue,
+                                    format!("health check path `{path}` is not an absolute path"),
+                                )
+                                .label(p.span, "the path probed on the endpoint's host")
+                                .help("write it from the host's root, e.g. `path: /health` or `path: /v1/models`"),
+                            );
+                            ok = false;
+                        }
+                        None => ok = false,
+                    }
+                }
+                if let Some(n) = h.get("interval_ms") {
+                    if node.get("health_check_interval_ms").is_some() {
+                        self.push(
+                            Diagnostic::error(
+                                Code::InvalidValue,
+                                "the health check interval is given twice",
+                            )
+                            .label(n.span, "`health_check.interval_ms`")
+                            .help("drop `health_check_interval_ms` and keep `health_check: { interval_ms: ... }`"),
+                        );
+                        ok = false;
+                    }
+                    *interval = ms(self, h, "interval_ms", 86_400_000);
+                }
+                r.health_timeout_ms = ms(self, h, "timeout_ms", 600_000).unwrap_or_else(|| {
+                    ok = false;
+                    0
+                });
+                for (key, slot) in [
+                    ("unhealthy_threshold", &mut r.unhealthy_threshold),
+                    ("healthy_threshold", &mut r.healthy_threshold),
+                ] {
+                    if let Some(n) = h.get(key) {
+                        match self.uint(n, key, 100) {
+                            Some(0) => {
+                                self.push(
+                                    Diagnostic::error(
+                                        Code::BadNumber,
+                                        format!("`{key}` must be from 1 to 100"),
+                                    )
+                                    .label(n.span, "checks in a row"),
+                                );
+                                ok = false;
+                            }
+                            None => ok = false,
+                            Some(v) => *slot = u8::try_from(v).unwrap_or(100),
+                        }
+                    }
+                }
+            } else {
+                ok = false;
+            }
+        }
+        if let Some(w) = node.get("weight") {
+            match self.uint(w, "weight", 1_000_000) {
+                Some(0) => {
+                    self.push(
+                        Diagnostic::error(Code::BadNumber, "`weight` must be at least 1")
+                            .label(w.span, "an endpoint's share of its balanced `route_to` set")
+                            .help("leave the endpoint out of the set to send it nothing"),
+                    );
+                    ok = false;
+                }
+                Some(v) => r.weight = u32::try_from(v).unwrap_or(1),
+                None => ok = false,
+            }
+        }
+        ok.then_some(r)
     }
 
     pub(super) fn pricing(&mut self, node: &Node) -> Option<(Micros, Micros)> {
@@ -598,5 +714,6 @@ pub fn builtin_endpoint(id: &str) -> Option<EndpointSpec> {
         bedrock_api: (kind == EndpointKind::Bedrock).then_some(BedrockApi::Converse),
         upstream_models: Vec::new(),
         builtin: true,
+        resilience: EndpointResilience::default(),
     })
 }

@@ -18,8 +18,8 @@ pub use self::rules::action_of;
 
 use sha2::{Digest as _, Sha256};
 use switchyard_table::{
-    Action, BedrockApi, DataClassSpec, EndpointKind, EndpointSpec, Field, Micros, TenantSpec,
-    Transport,
+    Action, BedrockApi, DataClassSpec, EndpointKind, EndpointResilience, EndpointSpec, Field,
+    Micros, TenantSpec, Transport,
 };
 
 use crate::diag::{Code, Diagnostic, Severity, suggest};
@@ -52,7 +52,18 @@ const ENDPOINT_KEYS: &[&str] = &[
     "aws_secret_access_key_env",
     "aws_session_token_env",
     "bedrock_api",
+    "timeouts",
+    "health_check",
+    "weight",
     "description",
+];
+const TIMEOUT_KEYS: [&str; 4] = ["connect_ms", "ttft_ms", "idle_ms", "total_ms"];
+const HEALTH_CHECK_KEYS: &[&str] = &[
+    "path",
+    "interval_ms",
+    "timeout_ms",
+    "unhealthy_threshold",
+    "healthy_threshold",
 ];
 const MODEL_KEYS: &[&str] = &["name", "upstream"];
 const PRICING_KEYS: &[&str] = &["input_per_1k", "output_per_1k"];
@@ -103,7 +114,8 @@ struct EndpointRef {
 
 enum RawTarget {
     Route {
-        to: EndpointRef,
+        /// One endpoint, or the members of a balanced set.
+        to: Vec<EndpointRef>,
         fallback: Vec<EndpointRef>,
     },
     Deny(Span),

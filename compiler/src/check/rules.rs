@@ -96,7 +96,7 @@ impl Checker<'_> {
             Value::Scalar { .. } => {
                 let id = self.id(d, "default")?;
                 Some(RawTarget::Route {
-                    to: EndpointRef { id, span: d.span },
+                    to: vec![EndpointRef { id, span: d.span }],
                     fallback: self.fallback(item.get("fallback"))?,
                 })
             }
@@ -128,13 +128,29 @@ impl Checker<'_> {
             );
             return None;
         };
-        let id = self.id(to, "route_to");
+        // One endpoint, or a balanced set of equivalent ones.
+        let set = if let Value::Seq(items) = &to.value {
+            if items.is_empty() {
+                self.push(
+                    Diagnostic::error(Code::InvalidValue, "`route_to` lists no endpoint")
+                        .label(to.span, "empty")
+                        .help("name one endpoint, or several equivalent ones to balance among: `route_to: [gpu-a, gpu-b]`"),
+                );
+                None
+            } else {
+                self.word_list(to, "route_to").map(|list| {
+                    list.into_iter()
+                        .map(|(id, span)| EndpointRef { id, span })
+                        .collect::<Vec<_>>()
+                })
+            }
+        } else {
+            self.id(to, "route_to")
+                .map(|id| vec![EndpointRef { id, span: to.span }])
+        };
         let fallback = self.fallback(node.get("fallback"));
         Some(RawTarget::Route {
-            to: EndpointRef {
-                id: id?,
-                span: to.span,
-            },
+            to: set?,
             fallback: fallback?,
         })
     }
@@ -292,15 +308,33 @@ impl Checker<'_> {
         match t {
             RawTarget::Deny(span) => Some(Target::Deny { span }),
             RawTarget::Route { to, fallback } => {
-                let endpoint = self.resolve(&to, endpoints, used, catalogue_given);
+                let mut ok = true;
+                let mut members: Vec<(usize, Span)> = Vec::with_capacity(to.len());
+                for (k, m) in to.iter().enumerate() {
+                    if to[..k].iter().any(|g| g.id == m.id) {
+                        self.push(
+                            Diagnostic::error(
+                                Code::InvalidValue,
+                                format!("`{}` is listed twice in `route_to`", m.id),
+                            )
+                            .label(m.span, "again")
+                            .help("list each endpoint of a balanced set once (give it a `weight` for a larger share)"),
+                        );
+                        ok = false;
+                        continue;
+                    }
+                    match self.resolve(m, endpoints, used, catalogue_given) {
+                        Some(i) => members.push((i, m.span)),
+                        None => ok = false,
+                    }
+                }
                 let mut resolved = Vec::with_capacity(fallback.len());
                 let mut spans = Vec::with_capacity(fallback.len());
-                let mut ok = true;
                 for (k, f) in fallback.iter().enumerate() {
                     match self.resolve(f, endpoints, used, catalogue_given) {
                         Some(i) => {
                             let repeat = fallback[..k].iter().any(|g| g.id == f.id);
-                            if f.id == to.id || repeat {
+                            if to.iter().any(|m| m.id == f.id) || repeat {
                                 self.push(
                                     Diagnostic::warning(
                                         Code::RedundantFallback,
@@ -320,11 +354,13 @@ impl Checker<'_> {
                         None => ok = false,
                     }
                 }
-                let endpoint = endpoint?;
-                ok.then_some(Target::Route {
+                let (&(endpoint, endpoint_span), rest) = members.split_first()?;
+                ok.then(|| Target::Route {
                     endpoint,
+                    balanced: rest.iter().map(|m| m.0).collect(),
                     fallback: resolved,
-                    endpoint_span: to.span,
+                    endpoint_span,
+                    balanced_spans: rest.iter().map(|m| m.1).collect(),
                     fallback_spans: spans,
                 })
             }
@@ -409,18 +445,11 @@ impl Checker<'_> {
             else {
                 continue;
             };
-            let Target::Route {
-                endpoint,
-                fallback,
-                endpoint_span,
-                fallback_spans,
-            } = &rule.target
-            else {
+            let targets = rule.target.mentions();
+            if targets.is_empty() {
                 continue;
-            };
-            let targets = std::iter::once((*endpoint, *endpoint_span))
-                .chain(fallback.iter().copied().zip(fallback_spans.iter().copied()));
-            for (e, span) in targets {
+            }
+            for (e, span, _) in targets {
                 let Some(e) = endpoints.get(e) else { continue };
                 for p in patterns {
                     let StrPattern::Exact(id) = p else { continue };

@@ -25,8 +25,9 @@ pub const MAGIC: [u8; 8] = *b"SWYTABLE";
 /// Format major version: a reader refuses any other. 2: endpoint records carry `ca_file`,
 /// tenant records `daily_token_budget`. 3: endpoint records carry the cloud settings
 /// (`credentials_file`, the AWS key variables, `bedrock_api`) and the provider ids of their
-/// models. Older tables must be recompiled.
-pub const FORMAT_MAJOR: u16 = 3;
+/// models. 4: endpoint records carry `timeouts`, the `health_check` block and `weight`; rule
+/// records a balanced `route_to` set. Older tables must be recompiled.
+pub const FORMAT_MAJOR: u16 = 4;
 /// Format minor version: additions a x.0 reader can ignore.
 pub const FORMAT_MINOR: u16 = 0;
 /// Length of the fixed header.
@@ -134,7 +135,7 @@ pub struct StrRef {
 }
 
 pub(crate) mod endpoint {
-    pub(crate) const LEN: usize = 168;
+    pub(crate) const LEN: usize = 200;
     pub(crate) const ID: usize = 0;
     pub(crate) const URL: usize = 8;
     pub(crate) const DEFAULT_MODEL: usize = 16;
@@ -153,7 +154,9 @@ pub(crate) mod endpoint {
     pub(crate) const AWS_ACCESS_KEY_ID_ENV: usize = 136;
     pub(crate) const AWS_SECRET_ACCESS_KEY_ENV: usize = 144;
     pub(crate) const AWS_SESSION_TOKEN_ENV: usize = 152;
-    pub(crate) const TEXT_FIELDS: [usize; 15] = [
+    /// `health_check.path`: the path probed (empty: the type's default).
+    pub(crate) const HEALTH_PATH: usize = 184;
+    pub(crate) const TEXT_FIELDS: [usize; 16] = [
         ID,
         URL,
         DEFAULT_MODEL,
@@ -169,6 +172,7 @@ pub(crate) mod endpoint {
         AWS_ACCESS_KEY_ID_ENV,
         AWS_SECRET_ACCESS_KEY_ENV,
         AWS_SESSION_TOKEN_ENV,
+        HEALTH_PATH,
     ];
     pub(crate) const MODELS_START: usize = 80;
     pub(crate) const MODELS_COUNT: usize = 84;
@@ -184,6 +188,18 @@ pub(crate) mod endpoint {
     /// First ref of the provider ids of `models`, one per model (`MODELS_COUNT` of them; an
     /// empty one: the model's own name is sent).
     pub(crate) const UPSTREAM_MODELS_START: usize = 160;
+    /// Share of a balanced `route_to` set (≥ 1).
+    pub(crate) const WEIGHT: usize = 164;
+    /// `timeouts` (ms; 0: the router's default for each).
+    pub(crate) const CONNECT_MS: usize = 168;
+    pub(crate) const TTFT_MS: usize = 172;
+    pub(crate) const IDLE_MS: usize = 176;
+    pub(crate) const TOTAL_MS: usize = 180;
+    /// `health_check.timeout_ms` (0: the default).
+    pub(crate) const HEALTH_TIMEOUT_MS: usize = 192;
+    /// `health_check.unhealthy_threshold` and `healthy_threshold` (0: the defaults).
+    pub(crate) const UNHEALTHY_THRESHOLD: usize = 196;
+    pub(crate) const HEALTHY_THRESHOLD: usize = 197;
     /// Flag: not declared by the policy; the built-in endpoint of a managed provider.
     pub(crate) const FLAG_BUILTIN: u8 = 1;
 }
@@ -211,7 +227,7 @@ pub(crate) mod data_class {
 }
 
 pub(crate) mod rule {
-    pub(crate) const LEN: usize = 80;
+    pub(crate) const LEN: usize = 88;
     pub(crate) const NAME: usize = 0;
     /// Six `StrRef`s: the source text of each field's condition, empty if none.
     pub(crate) const CONDS: usize = 8;
@@ -222,6 +238,9 @@ pub(crate) mod rule {
     pub(crate) const FLAGS: usize = 69;
     pub(crate) const LINE: usize = 72;
     pub(crate) const COLUMN: usize = 76;
+    /// The other members of a balanced `route_to` set (after `ENDPOINT`), in the u32 list.
+    pub(crate) const SET_START: usize = 80;
+    pub(crate) const SET_COUNT: usize = 84;
     pub(crate) const FLAG_DEFAULT: u8 = 1;
 }
 

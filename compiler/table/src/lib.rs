@@ -26,7 +26,8 @@ pub use read::{
 };
 pub use vocab::{Action, BedrockApi, EndpointKind, Field, FieldKind, Transport};
 pub use write::{
-    DataClassSpec, EndpointSpec, FieldSpec, RuleSpec, TableSpec, TenantSpec, encode, reseal,
+    DataClassSpec, EndpointResilience, EndpointSpec, FieldSpec, RuleSpec, TableSpec, TenantSpec,
+    encode, reseal,
 };
 
 /// The request attributes a decision can depend on, borrowed from wherever the caller

@@ -53,6 +53,27 @@ pub struct EndpointSpec {
     pub upstream_models: Vec<String>,
     /// Not declared by the policy: a managed provider's built-in endpoint.
     pub builtin: bool,
+    /// `timeouts`, `health_check` and `weight`.
+    pub resilience: EndpointResilience,
+}
+
+/// An endpoint's own timeouts, health check and balancing weight. Zero (and an empty path)
+/// means the router's default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointResilience {
+    pub connect_ms: u32,
+    /// Time to the response head.
+    pub ttft_ms: u32,
+    /// Longest gap between two reads of a response body.
+    pub idle_ms: u32,
+    /// Whole attempt.
+    pub total_ms: u32,
+    pub health_path: String,
+    pub health_timeout_ms: u32,
+    pub unhealthy_threshold: u8,
+    pub healthy_threshold: u8,
+    /// Share in a balanced `route_to` set; 0 reads as 1.
+    pub weight: u32,
 }
 
 /// A tenant as the table stores it.
@@ -91,6 +112,8 @@ pub struct RuleSpec {
     pub action: Action,
     /// Endpoint index, [`NONE`] for [`Action::Deny`].
     pub endpoint: u32,
+    /// The other members of a balanced `route_to` set (after `endpoint`), in order.
+    pub balanced: Vec<u32>,
     /// Fallback endpoint indices, in order.
     pub fallback: Vec<u32>,
     /// Where the rule starts in the policy source (1-based), for explanations.
@@ -241,6 +264,7 @@ impl Sections {
             &e.aws_access_key_id_env,
             &e.aws_secret_access_key_env,
             &e.aws_session_token_env,
+            &e.resilience.health_path,
         ];
         for (off, text) in endpoint::TEXT_FIELDS.into_iter().zip(texts) {
             let r = self.strings.add(text);
@@ -265,6 +289,19 @@ impl Sections {
         set_u8(&mut rec, endpoint::FLAGS, flags);
         set_u32(&mut rec, endpoint::HEALTH_MS, e.health_check_interval_ms);
         set_u32(&mut rec, endpoint::TIMEOUT_MS, e.timeout_ms);
+        let r = &e.resilience;
+        set_u32(&mut rec, endpoint::WEIGHT, r.weight.max(1));
+        set_u32(&mut rec, endpoint::CONNECT_MS, r.connect_ms);
+        set_u32(&mut rec, endpoint::TTFT_MS, r.ttft_ms);
+        set_u32(&mut rec, endpoint::IDLE_MS, r.idle_ms);
+        set_u32(&mut rec, endpoint::TOTAL_MS, r.total_ms);
+        set_u32(&mut rec, endpoint::HEALTH_TIMEOUT_MS, r.health_timeout_ms);
+        set_u8(
+            &mut rec,
+            endpoint::UNHEALTHY_THRESHOLD,
+            r.unhealthy_threshold,
+        );
+        set_u8(&mut rec, endpoint::HEALTHY_THRESHOLD, r.healthy_threshold);
         set_u64(&mut rec, endpoint::INPUT_PER_1K, e.input_per_1k.0);
         set_u64(&mut rec, endpoint::OUTPUT_PER_1K, e.output_per_1k.0);
         self.endpoints.extend_from_slice(&rec);
@@ -318,6 +355,11 @@ impl Sections {
         set_u32(&mut rec, rule::FALLBACK_COUNT, to_u32(r.fallback.len()));
         for &f in &r.fallback {
             put_u32(&mut self.u32s, f);
+        }
+        set_u32(&mut rec, rule::SET_START, to_u32(self.u32s.len() / 4));
+        set_u32(&mut rec, rule::SET_COUNT, to_u32(r.balanced.len()));
+        for &m in &r.balanced {
+            put_u32(&mut self.u32s, m);
         }
         set_u8(&mut rec, rule::ACTION, r.action.code());
         let flags = if is_default { rule::FLAG_DEFAULT } else { 0 };

@@ -31,6 +31,8 @@ pub struct Observed {
 pub struct Health {
     by_id: Mutex<HashMap<String, Observed>>,
     pub breakers: crate::control::breaker::Breakers,
+    /// Each core's load per endpoint.
+    pub loads: crate::control::balance::Loads,
 }
 
 impl Health {
@@ -107,6 +109,13 @@ impl Health {
             v["probe"] = json!({"last_at": crate::clock::iso8601(*at), "ok": error.is_none(), "error": error});
         }
         v["breaker"] = breaker.to_json(now);
+        let (in_flight, ttft_us) = self.loads.summary(endpoint);
+        v["in_flight"] = in_flight.into();
+        v["recent_ttft_ms"] = if ttft_us == 0 {
+            Value::Null
+        } else {
+            json!(ttft_us as f64 / 1000.0)
+        };
         v
     }
 }

@@ -3,9 +3,11 @@
 //! cells cores read the table and keys from), [`keys`] (client and admin keys), [`limits`]
 //! (tenant rates and budgets), [`health`] (endpoint health from traffic), [`probe`] (active health checks), [`admin`] (the
 //! admin API), [`changes`] (policy, endpoint and tenant changes), [`state`] (state files and
-//! the directory lock), [`breaker`] (circuit breakers and rate-limit cooldowns), [`cloud`] (what Bedrock and Vertex endpoints need beyond a URL).
+//! the directory lock), [`breaker`] (circuit breakers and rate-limit cooldowns), [`balance`] (load per endpoint: balanced sets,
+//! retry budgets), [`cloud`] (what Bedrock and Vertex endpoints need beyond a URL).
 
 pub mod admin;
+pub mod balance;
 pub mod breaker;
 pub mod changes;
 pub mod cloud;

@@ -1,11 +1,15 @@
 //! Active health checks: one side thread (never an executor) probes every endpoint whose
-//! `health_check_interval_ms` is set, at that interval — `GET /health` for `vllm`,
-//! `GET /api/tags` for `ollama`, `GET {url}/models` for `openai` and `custom` (with the
-//! endpoint's key); none for cloud types, Azure, Anthropic or `mock`, which have no free
-//! health path. [`UNHEALTHY_AFTER`] failed probes in a row open the endpoint's breaker without
-//! any traffic having failed; [`HEALTHY_AFTER`] good ones close it again without waiting for
-//! the ejection to end. Probes are sequential, each bounded by [`PROBE_TIMEOUT`] (or the
-//! interval, when shorter). What they find is shown in `GET /v1/endpoints` (`health.probe`).
+//! health check interval is set (`health_check: { interval_ms }` or
+//! `health_check_interval_ms`), at that interval — at `health_check.path` when given (any
+//! type), else `GET /health` for `vllm`, `GET /api/tags` for `ollama`, `GET {url}/models`
+//! for `openai` and `custom` (with the endpoint's key); cloud types, Azure, Anthropic and
+//! `mock` have no free health path and are probed only at a configured one.
+//! `unhealthy_threshold` (default [`UNHEALTHY_AFTER`]) failed probes in a row open the
+//! endpoint's breaker without any traffic having failed; `healthy_threshold` (default
+//! [`HEALTHY_AFTER`]) good ones close it again without waiting for the ejection to end.
+//! Probes are sequential, each bounded by `health_check.timeout_ms` (default
+//! [`PROBE_TIMEOUT`]; never longer than the interval). What they find is shown in
+//! `GET /v1/endpoints` (`health.probe`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,9 +21,9 @@ use switchyard_table::EndpointKind;
 use crate::control::table::{PathPlan, Plan, Upstream};
 use crate::http::url::Url;
 
-/// Failed probes in a row that mark an endpoint down.
+/// Failed probes in a row that mark an endpoint down (unless `unhealthy_threshold` says).
 pub const UNHEALTHY_AFTER: u32 = 3;
-/// Good probes in a row that mark it up again.
+/// Good probes in a row that mark it up again (unless `healthy_threshold` says).
 pub const HEALTHY_AFTER: u32 = 2;
 /// Longest wait for a probe's answer.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,8 +54,24 @@ fn run(shared: &crate::runtime::core::Shared) {
         for (e, plan) in table.endpoints().zip(&loaded.plans) {
             let interval = e.health_check_interval_ms();
             let Plan::Forward(up) = plan else { continue };
-            let Some(path) = probe_path(e.kind(), up).filter(|_| interval > 0) else {
+            let path = match e.health_check_path() {
+                "" => probe_path(e.kind(), up),
+                given => Some(given.to_owned()),
+            };
+            let Some(path) = path.filter(|_| interval > 0) else {
                 continue;
+            };
+            let limit = match e.health_check_timeout_ms() {
+                0 => PROBE_TIMEOUT,
+                ms => Duration::from_millis(u64::from(ms)),
+            };
+            let unhealthy_after = match e.unhealthy_threshold() {
+                0 => UNHEALTHY_AFTER,
+                n => u32::from(n),
+            };
+            let healthy_after = match e.healthy_threshold() {
+                0 => HEALTHY_AFTER,
+                n => u32::from(n),
             };
             let interval = Duration::from_millis(u64::from(interval));
             let tally = tallies.entry(e.id().to_owned()).or_default();
@@ -60,7 +80,7 @@ fn run(shared: &crate::runtime::core::Shared) {
                 continue;
             }
             tally.due = Some(now + interval);
-            let result = probe(up, &path, interval.min(PROBE_TIMEOUT));
+            let result = probe(up, &path, interval.min(limit));
             let now_ms = crate::clock::now_ms();
             shared
                 .health
@@ -70,7 +90,7 @@ fn run(shared: &crate::runtime::core::Shared) {
                 Ok(()) => {
                     tally.failed_in_a_row = 0;
                     tally.ok_in_a_row = tally.ok_in_a_row.saturating_add(1);
-                    if tally.ok_in_a_row >= HEALTHY_AFTER && breaker.is_open() {
+                    if tally.ok_in_a_row >= healthy_after && breaker.is_open() {
                         tracing::info!(
                             endpoint = e.id(),
                             "health checks pass again; endpoint back in use"
@@ -81,7 +101,7 @@ fn run(shared: &crate::runtime::core::Shared) {
                 Err(why) => {
                     tally.ok_in_a_row = 0;
                     tally.failed_in_a_row = tally.failed_in_a_row.saturating_add(1);
-                    if tally.failed_in_a_row >= UNHEALTHY_AFTER && !breaker.is_open() {
+                    if tally.failed_in_a_row >= unhealthy_after && !breaker.is_open() {
                         tracing::warn!(
                             endpoint = e.id(),
                             error = why.as_str(),

@@ -98,8 +98,22 @@ pub struct Upstream {
     pub google: Option<Arc<crate::upstream::token::Tokens>>,
     /// Pool key: connections are shared by endpoints with the same origin and trust.
     pub pool_key: String,
-    /// Deadline for the response head and for each read of the body.
-    pub timeout: Duration,
+    /// Connect, time to first byte, idle gap and total (the endpoint's `timeouts`, else the
+    /// router's defaults).
+    pub timeouts: Timeouts,
+}
+
+/// An endpoint's timeouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// TCP connect and TLS handshake, each.
+    pub connect: Duration,
+    /// From sending the request to the response head.
+    pub ttft: Duration,
+    /// The longest gap between two reads of the response body.
+    pub idle: Duration,
+    /// The whole attempt, response included (`None`: no limit of its own).
+    pub total: Option<Duration>,
 }
 
 impl Upstream {
@@ -121,7 +135,7 @@ impl std::fmt::Debug for Upstream {
             .field("authority", &self.authority)
             .field("path", &self.path)
             .field("auth", &self.auth.as_ref().map(|(name, _)| name))
-            .field("timeout", &self.timeout)
+            .field("timeouts", &self.timeouts)
             .finish()
     }
 }
@@ -333,8 +347,8 @@ impl Loaded {
 /// Settings that shape endpoint plans.
 #[derive(Clone, Debug)]
 pub struct PlanSettings {
-    /// Upstream timeout for endpoints that do not set `timeout_ms`.
-    pub default_timeout: Duration,
+    /// Timeouts for endpoints that do not set their own.
+    pub default_timeouts: Timeouts,
 }
 
 fn plan(e: &switchyard_table::EndpointView<'_>, settings: &PlanSettings) -> Plan {
@@ -450,9 +464,19 @@ fn forward_plan(
         EndpointKind::Vertex => ("x-goog-api-key", s),
         _ => ("authorization", format!("Bearer {s}")),
     });
-    let timeout = match e.timeout_ms() {
-        0 => settings.default_timeout,
-        ms => Duration::from_millis(u64::from(ms)),
+    // Each: the endpoint's `timeouts` entry, else its `timeout_ms` (time to first byte and
+    // idle gap), else the router's default.
+    let ms = |v: u32| (v != 0).then(|| Duration::from_millis(u64::from(v)));
+    let d = settings.default_timeouts;
+    let timeouts = Timeouts {
+        connect: ms(e.connect_timeout_ms()).unwrap_or(d.connect),
+        ttft: ms(e.ttft_timeout_ms())
+            .or(ms(e.timeout_ms()))
+            .unwrap_or(d.ttft),
+        idle: ms(e.idle_timeout_ms())
+            .or(ms(e.timeout_ms()))
+            .unwrap_or(d.idle),
+        total: ms(e.total_timeout_ms()).or(d.total),
     };
     Ok(Upstream {
         tls,
@@ -472,7 +496,7 @@ fn forward_plan(
         auth,
         sigv4,
         google,
-        timeout,
+        timeouts,
     })
 }
 
@@ -592,7 +616,12 @@ mod tests {
     #[test]
     fn demo_table_loads_with_mock_plans() {
         let settings = PlanSettings {
-            default_timeout: Duration::from_secs(1),
+            default_timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                ttft: Duration::from_secs(1),
+                idle: Duration::from_secs(1),
+                total: None,
+            },
         };
         let demo = Loaded::demo(&settings).unwrap();
         assert!(demo.plans.iter().all(|p| matches!(p, Plan::Mock)));

@@ -102,7 +102,7 @@ pub(super) async fn candidates<'r>(
     let mut over_budget: Vec<String> = Vec::new();
     // The candidates that may be tried: `X-Cost-Budget-Usd` passes over an endpoint whose
     // worst case exceeds it.
-    let viable: Vec<_> = route
+    let mut viable: Vec<_> = route
         .choice
         .candidates(requested)
         .filter_map(|(index, send)| {
@@ -123,6 +123,25 @@ pub(super) async fn candidates<'r>(
             Some((endpoint, plan, send))
         })
         .collect();
+    // A balanced `route_to` set (its members come first): ordered by power of two choices
+    // on this core's load.
+    let members = viable
+        .iter()
+        .take_while(|(e, _, _)| route.choice.balanced(e.index()))
+        .count();
+    if members > 1 {
+        let scored: Vec<(u32, u64)> = viable
+            .iter()
+            .take(members)
+            .map(|(e, _, _)| (e.weight(), core.load(e.id()).series.score(e.weight())))
+            .collect();
+        let random = crate::control::balance::mix(core.next_request_number());
+        let set: Vec<_> = crate::control::balance::order(&scored, random)
+            .into_iter()
+            .filter_map(|i| viable.get(i).copied())
+            .collect();
+        viable.splice(..members, set);
+    }
     // The trace context upstreams get: the client's parent span when it sent one (the
     // router is transparent to the trace), else a span id of this request's own.
     let traceparent = draft.trace.map_or_else(String::new, |t| {
@@ -132,6 +151,9 @@ pub(super) async fn candidates<'r>(
         )
     });
     let max_attempts = core.config().max_attempts;
+    // The request's deadline (`--request-timeout-ms`): no attempt starts after it.
+    let deadline = core.config().request_timeout.map(|t| req.started + t);
+    let mut past_deadline = false;
     let mut attempts = 0;
     // Candidates are taken in the rule's order; when the breakers skipped every one, the
     // one that recovers first is taken last, forced.
@@ -149,6 +171,21 @@ pub(super) async fn candidates<'r>(
         };
         if attempts >= max_attempts {
             break;
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            past_deadline = true;
+            break;
+        }
+        let load = matches!(plan, Plan::Forward(_)).then(|| core.load(endpoint.id()));
+        if attempts > 0
+            && let Some(load) = &load
+            && !load.series.retry_allowed()
+        {
+            // Retries in flight at this endpoint are at its budget: a failing neighbour
+            // must not double its traffic.
+            crate::observe::record::retry_refused(core, endpoint.id());
+            push_reason(&mut draft.retry_reasons, endpoint.id(), "retry_budget");
+            continue;
         }
         let now = crate::clock::now_ms();
         let breaker = matches!(plan, Plan::Forward(_)).then(|| core.breaker(endpoint.id()));
@@ -256,11 +293,30 @@ pub(super) async fn candidates<'r>(
                     last_chance,
                     waited_us: std::cell::Cell::new(0),
                     traceparent: &traceparent,
+                    give_up_at: std::cell::Cell::new(deadline),
                 };
                 attempts += 1;
                 let started = std::time::Instant::now();
+                let offset_us = elapsed_us(req);
+                let flight = load.as_ref().map(|l| l.series.start(attempts > 1));
                 let result = attempt(&x, plan, client).await;
+                drop(flight);
                 let outcome = outcome_of(&result);
+                if let Some(load) = &load {
+                    match (&result, outcome) {
+                        (Ok((_, o)), _) => {
+                            if let Some(first) = o.first_byte_us {
+                                load.series.observe_ttft(first.saturating_sub(offset_us));
+                            }
+                        }
+                        // A member that times out scores as slow as it was.
+                        (Err(_), AttemptOutcome::TtftTimeout) => {
+                            load.series
+                                .observe_ttft(elapsed_us(req).saturating_sub(offset_us));
+                        }
+                        _ => {}
+                    }
+                }
                 draft.attempts = attempts;
                 draft.measured.waited_us =
                     draft.measured.waited_us.saturating_add(x.waited_us.get());
@@ -281,7 +337,7 @@ pub(super) async fn candidates<'r>(
                 }
                 match &result {
                     Ok(_) => core.endpoint_answered(endpoint.id()),
-                    Err(e) if e.kind.retry_safe() => {
+                    Err(e) if e.kind.retry_safe() || e.kind == ErrorKind::UpstreamTimeout => {
                         core.endpoint_failed(endpoint.id(), &e.for_log());
                     }
                     Err(_) => {}
@@ -293,12 +349,7 @@ pub(super) async fn candidates<'r>(
         match result {
             Ok(done) => return done,
             Err((e, _, outcome)) if e.kind.try_next() => {
-                if !draft.retry_reasons.is_empty() {
-                    draft.retry_reasons.push(',');
-                }
-                draft.retry_reasons.push_str(endpoint.id());
-                draft.retry_reasons.push(':');
-                draft.retry_reasons.push_str(outcome.as_str());
+                push_reason(&mut draft.retry_reasons, endpoint.id(), outcome.as_str());
                 if let Some(suppressed) =
                     crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)
                 {
@@ -323,6 +374,19 @@ pub(super) async fn candidates<'r>(
         }
     }
     let (mut err, endpoint) = exhausted(last, &over_budget, route.attrs);
+    if past_deadline {
+        err = Error::new(
+            ErrorKind::UpstreamTimeout,
+            format!(
+                "the request's deadline ({} ms, --request-timeout-ms) passed after {attempts} attempt(s); the last: {}",
+                core.config()
+                    .request_timeout
+                    .unwrap_or_default()
+                    .as_millis(),
+                err.message
+            ),
+        );
+    }
     err.no_retry |= attempts >= 2;
     let report = RouteReport {
         endpoint: Some(endpoint),
@@ -330,6 +394,21 @@ pub(super) async fn candidates<'r>(
         latency_ms: elapsed_ms(req.started),
     };
     refuse(core, client, id, &err, &report, api)
+}
+
+/// Appends `endpoint:reason` to the audit's `retry_reasons`.
+fn push_reason(reasons: &mut String, endpoint: &str, reason: &str) {
+    if !reasons.is_empty() {
+        reasons.push(',');
+    }
+    reasons.push_str(endpoint);
+    reasons.push(':');
+    reasons.push_str(reason);
+}
+
+/// Time since the request head was complete, µs.
+fn elapsed_us(req: &Request<'_>) -> u64 {
+    u64::try_from(req.started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// How an attempt ended, in the one taxonomy of metrics and the audit's `retry_reasons`.

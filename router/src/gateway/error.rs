@@ -259,13 +259,18 @@ impl ErrorKind {
     }
 
     /// Whether a request refused this way by one candidate endpoint may go to the next:
-    /// nothing was sent, and another endpoint (another dialect) may serve it.
+    /// nothing was sent, or nothing came back in time (a time-to-first-byte timeout: nothing
+    /// has reached the client, and DESIGN.md's commit point lets it move on), and another
+    /// endpoint (another dialect) may serve it.
     #[must_use]
     pub fn try_next(self) -> bool {
         self.retry_safe()
             || matches!(
                 self,
-                Self::NotImplemented | Self::Untranslatable | Self::ApiNotServed
+                Self::UpstreamTimeout
+                    | Self::NotImplemented
+                    | Self::Untranslatable
+                    | Self::ApiNotServed
             )
     }
 }

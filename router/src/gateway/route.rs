@@ -173,8 +173,15 @@ pub struct Choice<'t> {
 }
 
 impl<'t> Choice<'t> {
+    /// Whether endpoint `index` is a member of the rule's balanced `route_to` set (the
+    /// router orders those by load before the fallbacks).
+    #[must_use]
+    pub fn balanced(&self, index: u32) -> bool {
+        self.rule.is_balanced() && self.rule.route_set().any(|e| e.index() == index)
+    }
+
     /// Endpoint indices to try in order, each with the model to send it: the rule's
-    /// endpoint then its fallbacks, skipping those that do not serve the requested model
+    /// `route_to` endpoint (or each member of its balanced set) then its fallbacks, skipping those that do not serve the requested model
     /// (or, for `auto`, have no default model the tenant may use). Computed lazily, so
     /// routing allocates nothing.
     pub fn candidates<'a>(
@@ -182,8 +189,7 @@ impl<'t> Choice<'t> {
         requested: &'a str,
     ) -> impl Iterator<Item = (u32, SendModel<'t>)> + 'a {
         self.rule
-            .endpoint()
-            .into_iter()
+            .route_set()
             .chain(self.rule.fallback())
             .filter_map(move |endpoint| {
                 let model = if self.auto {
@@ -304,8 +310,7 @@ fn choose_inner<'t>(
     };
     if choice.candidates(requested_model).next().is_none() {
         let targets: Vec<&str> = rule
-            .endpoint()
-            .into_iter()
+            .route_set()
             .chain(rule.fallback())
             .map(|e| e.id())
             .collect();

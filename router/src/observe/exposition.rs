@@ -36,6 +36,14 @@ pub fn render(core: &Core) -> String {
         "Requests refused by a tenant limit (`limit`: rpm, tpm, daily_tokens, daily_spend).",
         LIMIT_LABELS,
     );
+    counters(
+        core,
+        &mut s,
+        |f| &f.retry_budget,
+        "switchyard_retry_budget_exhausted_total",
+        "Retries not sent because the endpoint's retries in flight were at its budget (max(3, 20% of its requests in flight), per core).",
+        ["switchyard_endpoint"],
+    );
     endpoints(core, &mut s);
     s
 }

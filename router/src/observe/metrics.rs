@@ -177,23 +177,33 @@ impl<S, const N: usize> Default for Local<S, N> {
 }
 
 impl<S, const N: usize> Local<S, N> {
-    /// Calls `f` with the series of `labels`, made (by `make`) and registered in `family`
-    /// on first use.
-    pub fn with<R>(
+    fn hash(labels: &[&str; N]) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        labels.hash(&mut h);
+        h.finish()
+    }
+
+    fn find<'m>(
+        bucket: &'m [Arc<Entry<S, N>>],
+        labels: &[&str; N],
+    ) -> Option<&'m Arc<Entry<S, N>>> {
+        bucket
+            .iter()
+            .find(|e| e.labels.iter().map(|l| &**l).eq(labels.iter().copied()))
+    }
+
+    /// The series of `labels` itself (made by `make` and registered in `family` on first
+    /// use).
+    pub fn get(
         &self,
         family: &Family<S, N>,
         labels: [&str; N],
         make: impl FnOnce() -> S,
-        f: impl FnOnce(&S) -> R,
-    ) -> R {
-        let mut h = std::hash::DefaultHasher::new();
-        labels.hash(&mut h);
-        let hash = h.finish();
+    ) -> Arc<Entry<S, N>> {
         let mut map = self.by_hash.borrow_mut();
-        let bucket = map.entry(hash).or_default();
-        let same = |e: &&Arc<Entry<S, N>>| e.labels.iter().map(|l| &**l).eq(labels.iter().copied());
-        if let Some(e) = bucket.iter().find(same) {
-            return f(&e.series);
+        let bucket = map.entry(Self::hash(&labels)).or_default();
+        if let Some(e) = Self::find(bucket, &labels) {
+            return Arc::clone(e);
         }
         let entry = Arc::new(Entry {
             labels: labels.map(Box::from),
@@ -204,9 +214,29 @@ impl<S, const N: usize> Local<S, N> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(Arc::clone(&entry));
-        let r = f(&entry.series);
-        bucket.push(entry);
-        r
+        bucket.push(Arc::clone(&entry));
+        entry
+    }
+
+    /// Calls `f` with the series of `labels` (see [`Local::get`]); a series that exists is
+    /// used without touching its reference count.
+    pub fn with<R>(
+        &self,
+        family: &Family<S, N>,
+        labels: [&str; N],
+        make: impl FnOnce() -> S,
+        f: impl FnOnce(&S) -> R,
+    ) -> R {
+        {
+            let map = self.by_hash.borrow();
+            if let Some(e) = map
+                .get(&Self::hash(&labels))
+                .and_then(|bucket| Self::find(bucket, &labels))
+            {
+                return f(&e.series);
+            }
+        }
+        f(&self.get(family, labels, make).series)
     }
 }
 
@@ -374,6 +404,8 @@ pub struct CoreFamilies {
     pub attempts: Family<AttemptSeries, 4>,
     pub fallbacks: Family<Counter, 2>,
     pub limited: Family<Counter, 2>,
+    /// Retries refused by an endpoint's retry budget, by `switchyard_endpoint`.
+    pub retry_budget: Family<Counter, 1>,
 }
 
 /// One core's lock-free handles on its families.
@@ -383,6 +415,7 @@ pub struct CoreLocal {
     pub attempts: Local<AttemptSeries, 4>,
     pub fallbacks: Local<Counter, 2>,
     pub limited: Local<Counter, 2>,
+    pub retry_budget: Local<Counter, 1>,
 }
 
 #[cfg(test)]

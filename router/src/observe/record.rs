@@ -151,3 +151,13 @@ pub fn limited(core: &Core, tenant: &str, limit: &'static str) {
             c.add(1);
         });
 }
+
+/// Counts a retry an endpoint's retry budget refused.
+pub fn retry_refused(core: &Core, endpoint: &str) {
+    let families = &core.metrics().families;
+    core.observed
+        .retry_budget
+        .with(&families.retry_budget, [endpoint], Counter::default, |c| {
+            c.add(1);
+        });
+}

@@ -108,6 +108,10 @@ pub struct Core {
     pub pool: Pool,
     /// This core's handles on its labelled series (no lock once a series exists).
     pub observed: crate::observe::metrics::CoreLocal,
+    /// This core's load per endpoint (registered with `shared.health.loads`), and its
+    /// lock-free handles on it.
+    load_family: Arc<crate::observe::metrics::Family<crate::control::balance::Load, 1>>,
+    loads: crate::observe::metrics::Local<crate::control::balance::Load, 1>,
     /// The audit writer's sink (`None` when auditing is off); records go through
     /// [`Core::audit_gate`].
     pub audit: Option<crate::audit::AuditSink>,
@@ -129,6 +133,8 @@ impl Core {
             id,
             pool: Pool::new(&shared.config, Arc::clone(&shared.resolver)),
             observed: crate::observe::metrics::CoreLocal::default(),
+            load_family: shared.health.loads.register(),
+            loads: crate::observe::metrics::Local::default(),
             audit: shared.audit.clone(),
             unauthenticated_audited: Cell::new((0, 0)),
             shared,
@@ -200,6 +206,15 @@ impl Core {
             .borrow_mut()
             .insert(endpoint.to_owned(), Arc::clone(&b));
         b
+    }
+
+    /// This core's load at `endpoint` (in flight, retries, recent time to first token).
+    pub fn load(
+        &self,
+        endpoint: &str,
+    ) -> Arc<crate::observe::metrics::Entry<crate::control::balance::Load, 1>> {
+        self.loads
+            .get(&self.load_family, [endpoint], Default::default)
     }
 
     /// An attempt at `endpoint` got an answer. Reported to the shared map at most once a

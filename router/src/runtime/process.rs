@@ -37,7 +37,12 @@ fn audit_batch_interval(config: &Config) -> Duration {
 /// Loads the table, starts everything and blocks until shutdown completes.
 pub fn run(config: &Config) -> anyhow::Result<()> {
     let settings = PlanSettings {
-        default_timeout: config.upstream_timeout,
+        default_timeouts: crate::control::table::Timeouts {
+            connect: config.connect_timeout,
+            ttft: config.upstream_ttft_timeout,
+            idle: config.upstream_idle_timeout,
+            total: config.upstream_total_timeout,
+        },
     };
     let first = match &config.table {
         Some(path) => Loaded::from_file(path, &settings)?,

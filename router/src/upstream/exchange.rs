@@ -47,6 +47,9 @@ pub struct Exchange<'a> {
     pub waited_us: std::cell::Cell<u64>,
     /// The `traceparent` sent upstream (the request's trace; empty: none).
     pub traceparent: &'a str,
+    /// When this attempt must end: the request's deadline, narrowed by the forwarder to the
+    /// endpoint's `timeouts.total_ms` (`None`: no limit but the per-read ones).
+    pub give_up_at: std::cell::Cell<Option<std::time::Instant>>,
 }
 
 /// Whether an upstream's status, before anything reached the client, sends the request to

@@ -50,6 +50,11 @@ pub async fn forward(
     client: &mut Client<'_>,
 ) -> Result<(Next, Outcome), Error> {
     let core = x.core;
+    if let Some(total) = up.timeouts.total {
+        let end = Instant::now() + total;
+        x.give_up_at
+            .set(Some(x.give_up_at.get().map_or(end, |d| d.min(end))));
+    }
     let mut bearer = google_token(x, up).await?;
     let mut wire = core.pool.bytes.take();
     wire.clear();
@@ -374,7 +379,11 @@ async fn exchange_head(
     if conn.write_all(wire).await.is_err() {
         return Err(SendFailure::Stale);
     }
-    let deadline = Instant::now() + up.timeout;
+    let ttft_deadline = Instant::now() + up.timeouts.ttft;
+    // The attempt's own end, when it comes first.
+    let overall = x.give_up_at.get().filter(|end| *end < ttft_deadline);
+    let deadline = overall.unwrap_or(ttft_deadline);
+    let timeout = || timeout(x, up, overall.is_some());
     let mut filled = 0;
     // Any byte at all (an interim response too) means the connection was not stale.
     let mut answered = false;
@@ -405,7 +414,7 @@ async fn exchange_head(
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(timeout(x, up));
+            return Err(timeout());
         }
         if filled == rbuf.len() {
             if rbuf.len() >= MAX_RESPONSE_HEAD {
@@ -434,7 +443,7 @@ async fn exchange_head(
                 filled += n;
                 answered = true;
             }
-            Err(e) if e.kind() == IoKind::TimedOut => return Err(timeout(x, up)),
+            Err(e) if e.kind() == IoKind::TimedOut => return Err(timeout()),
             Err(_) if !answered => return Err(SendFailure::Stale),
             Err(e) => {
                 return Err(fatal(
@@ -446,13 +455,20 @@ async fn exchange_head(
     }
 }
 
-fn timeout(x: &Exchange<'_>, up: &Upstream) -> SendFailure {
-    SendFailure::Fatal(Error::new(
-        ErrorKind::UpstreamTimeout,
+/// No response head in time: within the endpoint's time to first byte, or (`overall`)
+/// before the attempt's total time or the request's deadline ran out.
+fn timeout(x: &Exchange<'_>, up: &Upstream, overall: bool) -> SendFailure {
+    let message = if overall {
+        format!(
+            "endpoint `{}` did not respond before the request's time ran out",
+            x.endpoint
+        )
+    } else {
         format!(
             "endpoint `{}` did not respond within {} ms",
             x.endpoint,
-            up.timeout.as_millis()
-        ),
-    ))
+            up.timeouts.ttft.as_millis()
+        )
+    };
+    SendFailure::Fatal(Error::new(ErrorKind::UpstreamTimeout, message))
 }

@@ -85,7 +85,6 @@ pub struct Pool {
     /// JSON parsers for translated requests and answers.
     pub parsers: FreeList<crate::dialect::de::Parser>,
     max_idle: usize,
-    connect_timeout: Duration,
     resolver: Arc<crate::upstream::resolve::Resolver>,
 }
 
@@ -109,7 +108,6 @@ impl Pool {
             header_lists: FreeList::default(),
             parsers: FreeList::default(),
             max_idle: config.upstream_idle_per_endpoint,
-            connect_timeout: config.connect_timeout,
         }
     }
 
@@ -193,7 +191,7 @@ impl Pool {
         let mut last = None;
         let mut tcp = None;
         for &addr in addrs.iter() {
-            match TcpStream::connect_timeout(addr, self.connect_timeout).await {
+            match TcpStream::connect_timeout(addr, up.timeouts.connect).await {
                 Ok(s) => {
                     tcp = Some(s);
                     break;
@@ -203,7 +201,7 @@ impl Pool {
         }
         let tcp = tcp.ok_or_else(|| unavailable("could not connect", last.unwrap_or_default()))?;
         let _ = tcp.set_nodelay(true);
-        let _ = tcp.set_write_timeout(Some(up.timeout));
+        let _ = tcp.set_write_timeout(Some(up.timeouts.idle));
         let Some(tls) = &up.tls else {
             return Ok(UpConn::Plain(tcp));
         };
@@ -220,7 +218,7 @@ impl Pool {
                 .await
                 .map_err(glommio::GlommioError::from)
         };
-        match glommio::timer::timeout(self.connect_timeout, handshake).await {
+        match glommio::timer::timeout(up.timeouts.connect, handshake).await {
             Ok(s) => Ok(UpConn::Tls(Box::new(s))),
             Err(e) => Err(unavailable(
                 "the TLS handshake failed",

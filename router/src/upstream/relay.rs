@@ -186,9 +186,19 @@ pub(crate) async fn relay(
         if body.done {
             return finished(x, up, conn, &head, body, close_client);
         }
+        // The next read waits at most the endpoint's idle gap, or what is left of the
+        // attempt's time.
+        let remaining = x
+            .give_up_at
+            .get()
+            .map(|end| end.saturating_duration_since(std::time::Instant::now()));
+        let wait = remaining.map_or(up.timeouts.idle, |r| r.min(up.timeouts.idle));
+        if wait.is_zero() {
+            break "ran out of time in the middle of the response (the endpoint's `timeouts.total_ms` or the request's deadline)".to_owned();
+        }
         // A quiet stream (the model thinking) must not hide a client that left.
         let Some(read) = x
-            .waiting(read_watching(&mut conn, rbuf, up.timeout, client))
+            .waiting(read_watching(&mut conn, rbuf, wait, client))
             .await
         else {
             client.out.clear();
@@ -206,10 +216,13 @@ pub(crate) async fn relay(
             }
             Ok(n) if n > 0 => pending = 0..n,
             Ok(_) => break "closed the connection before the response was complete".to_owned(),
+            Err(e) if e.kind() == IoKind::TimedOut && wait < up.timeouts.idle => {
+                break "ran out of time in the middle of the response (the endpoint's `timeouts.total_ms` or the request's deadline)".to_owned();
+            }
             Err(e) if e.kind() == IoKind::TimedOut => {
                 break format!(
                     "stopped sending for {} ms in the middle of the response",
-                    up.timeout.as_millis()
+                    up.timeouts.idle.as_millis()
                 );
             }
             Err(e) => break format!("failed in the middle of the response: {e}"),

@@ -595,3 +595,24 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// The `health` object `GET /v1/endpoints` shows for endpoint `id`.
+pub fn endpoint_health(r: &Proc, id: &str) -> serde_json::Value {
+    let all = admin(r, "GET", "/v1/endpoints", b"").json();
+    all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == id)
+        .unwrap_or_else(|| panic!("no endpoint {id}: {all}"))["health"]
+        .clone()
+}
+
+/// Polls `done` every 50 ms for up to 5 s.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

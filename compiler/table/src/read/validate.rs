@@ -253,6 +253,17 @@ impl<'a> Table<'a> {
                     return Err(bad("fallback endpoint index out of range"));
                 }
             }
+            let set_start = u32_at(rec, rule::SET_START);
+            let set_count = u32_at(rec, rule::SET_COUNT);
+            if action == Action::Deny && set_count != 0 {
+                return Err(bad("a deny rule has an endpoint"));
+            }
+            check_range(self.u32s, set_start, set_count, 4, "route_to set")?;
+            for k in 0..set_count {
+                if u32_at(self.u32s, ix(set_start + k) * 4) >= endpoint_count {
+                    return Err(bad("route_to set endpoint index out of range"));
+                }
+            }
         }
         Ok(())
     }

@@ -45,6 +45,24 @@ impl<'t> RuleView<'t> {
         self.t.endpoint(u32_at(self.rec(), rule::ENDPOINT))
     }
 
+    /// The endpoints of the rule's `route_to`: the one [`RuleView::endpoint`], then the other
+    /// members of a balanced set (empty for deny).
+    pub fn route_set(&self) -> impl Iterator<Item = EndpointView<'t>> + use<'t> {
+        let rec = self.rec();
+        let start = u32_at(rec, rule::SET_START);
+        let count = u32_at(rec, rule::SET_COUNT);
+        let t = self.t;
+        self.endpoint()
+            .into_iter()
+            .chain((0..count).filter_map(move |k| t.endpoint(u32_at(t.u32s, ix(start + k) * 4))))
+    }
+
+    /// Whether `route_to` lists more than one endpoint.
+    #[must_use]
+    pub fn is_balanced(&self) -> bool {
+        u32_at(self.rec(), rule::SET_COUNT) > 0
+    }
+
     /// Fallback endpoints, in order.
     pub fn fallback(&self) -> impl Iterator<Item = EndpointView<'t>> + use<'t> {
         let rec = self.rec();
@@ -140,6 +158,52 @@ impl<'t> EndpointView<'t> {
     #[must_use]
     pub fn timeout_ms(&self) -> u32 {
         u32_at(self.rec(), endpoint::TIMEOUT_MS)
+    }
+    /// `timeouts.connect_ms` (0: the router's default).
+    #[must_use]
+    pub fn connect_timeout_ms(&self) -> u32 {
+        u32_at(self.rec(), endpoint::CONNECT_MS)
+    }
+    /// `timeouts.ttft_ms`: to the response head (0: `timeout_ms`, else the router's default).
+    #[must_use]
+    pub fn ttft_timeout_ms(&self) -> u32 {
+        u32_at(self.rec(), endpoint::TTFT_MS)
+    }
+    /// `timeouts.idle_ms`: the longest gap between body reads (0: `timeout_ms`, else the
+    /// router's default).
+    #[must_use]
+    pub fn idle_timeout_ms(&self) -> u32 {
+        u32_at(self.rec(), endpoint::IDLE_MS)
+    }
+    /// `timeouts.total_ms`: a whole attempt (0: no limit but the request's).
+    #[must_use]
+    pub fn total_timeout_ms(&self) -> u32 {
+        u32_at(self.rec(), endpoint::TOTAL_MS)
+    }
+    /// `health_check.path` (empty: the type's default).
+    #[must_use]
+    pub fn health_check_path(&self) -> &'t str {
+        self.text(endpoint::HEALTH_PATH)
+    }
+    /// `health_check.timeout_ms` (0: the default).
+    #[must_use]
+    pub fn health_check_timeout_ms(&self) -> u32 {
+        u32_at(self.rec(), endpoint::HEALTH_TIMEOUT_MS)
+    }
+    /// `health_check.unhealthy_threshold` (0: the default).
+    #[must_use]
+    pub fn unhealthy_threshold(&self) -> u8 {
+        u8_at(self.rec(), endpoint::UNHEALTHY_THRESHOLD)
+    }
+    /// `health_check.healthy_threshold` (0: the default).
+    #[must_use]
+    pub fn healthy_threshold(&self) -> u8 {
+        u8_at(self.rec(), endpoint::HEALTHY_THRESHOLD)
+    }
+    /// Share in a balanced `route_to` set (≥ 1).
+    #[must_use]
+    pub fn weight(&self) -> u32 {
+        u32_at(self.rec(), endpoint::WEIGHT).max(1)
     }
     #[must_use]
     pub fn input_per_1k(&self) -> Micros {

@@ -1,0 +1,266 @@
+//! Load per endpoint, for balanced `route_to` sets and retry budgets.
+//!
+//! Each core keeps its own [`Load`] of every endpoint it sends to — requests in flight, of
+//! them retries, and a moving average of time to first token — written only by that core
+//! (relaxed atomics on memory no other core writes; the admin API sums them for
+//! `GET /v1/endpoints`). A core balances its own traffic:
+//!
+//! - **Power of two choices**: two members of the set are drawn (by `weight`), and the one
+//!   with the lower `(in flight + 1) × recent TTFT / weight` goes first; the others follow
+//!   by the same score, then the rule's fallbacks. Open or cooling members are skipped as
+//!   any candidate is.
+//! - **Retry budget** (Envoy's): a request that already failed elsewhere may go to an
+//!   endpoint only while the retries in flight there stay under
+//!   `max(MIN_RETRY_CONCURRENCY, RETRY_BUDGET_PERCENT % of its requests in flight)`, so a
+//!   failing region cannot turn every request into several.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::observe::metrics::Family;
+
+/// Every core's [`Load`]s, for `GET /v1/endpoints` (a core registers its family once, at
+/// start; the request path never takes this lock).
+#[derive(Debug, Default)]
+pub struct Loads {
+    cores: Mutex<Vec<Arc<Family<Load, 1>>>>,
+}
+
+impl Loads {
+    /// A new core's family.
+    pub fn register(&self) -> Arc<Family<Load, 1>> {
+        let family = Arc::new(Family::default());
+        self.cores
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::clone(&family));
+        family
+    }
+
+    /// Requests in flight at `endpoint` over all cores, and the mean of the cores' recent
+    /// time to first token (µs; 0: none yet).
+    #[must_use]
+    pub fn summary(&self, endpoint: &str) -> (i64, u64) {
+        let cores = self.cores.lock().unwrap_or_else(PoisonError::into_inner);
+        let (mut in_flight, mut ttft_sum, mut ttft_n) = (0i64, 0u64, 0u64);
+        for family in cores.iter() {
+            family.each(|e| {
+                if e.labels.first().is_some_and(|l| &**l == endpoint) {
+                    in_flight += e.series.in_flight();
+                    if e.series.ttft_us() > 0 {
+                        ttft_sum += e.series.ttft_us();
+                        ttft_n += 1;
+                    }
+                }
+            });
+        }
+        (in_flight, ttft_sum.checked_div(ttft_n).unwrap_or(0))
+    }
+}
+
+/// Retries always allowed in flight per endpoint and core, whatever the traffic.
+pub const MIN_RETRY_CONCURRENCY: i64 = 3;
+/// Retries allowed in flight, as a share of requests in flight (per endpoint and core).
+pub const RETRY_BUDGET_PERCENT: i64 = 20;
+/// Weight of a new TTFT sample in the moving average, in 1/16ths.
+const EWMA_NEW_SIXTEENTHS: u64 = 4;
+
+/// One endpoint's load as one core sees it.
+#[derive(Debug, Default)]
+pub struct Load {
+    in_flight: AtomicI64,
+    retries: AtomicI64,
+    /// Moving average of time to first token, µs (0: none yet).
+    ttft_us: AtomicU64,
+}
+
+impl Load {
+    /// A request starts (`retry`: it failed at another endpoint first). Returns the guard
+    /// that ends it.
+    #[must_use]
+    pub fn start(&self, retry: bool) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if retry {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        InFlight { load: self, retry }
+    }
+
+    /// Whether one more retry fits the budget.
+    #[must_use]
+    pub fn retry_allowed(&self) -> bool {
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let retries = self.retries.load(Ordering::Relaxed);
+        retries < MIN_RETRY_CONCURRENCY.max(in_flight * RETRY_BUDGET_PERCENT / 100)
+    }
+
+    /// Adds a time-to-first-token sample.
+    pub fn observe_ttft(&self, us: u64) {
+        let old = self.ttft_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            us.max(1)
+        } else {
+            (old * (16 - EWMA_NEW_SIXTEENTHS) + us * EWMA_NEW_SIXTEENTHS) / 16
+        };
+        self.ttft_us.store(new.max(1), Ordering::Relaxed);
+    }
+
+    #[must_use]
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    #[must_use]
+    pub fn ttft_us(&self) -> u64 {
+        self.ttft_us.load(Ordering::Relaxed)
+    }
+
+    /// Lower is better: `(in flight + 1) × TTFT / weight`. An endpoint with no TTFT yet
+    /// counts 1 ms, so it is tried soon but in-flight requests still spread the load.
+    #[must_use]
+    pub fn score(&self, weight: u32) -> u64 {
+        let ttft = match self.ttft_us() {
+            0 => 1_000,
+            t => t,
+        };
+        let busy = u64::try_from(self.in_flight().max(0)).unwrap_or(0) + 1;
+        busy.saturating_mul(ttft) / u64::from(weight.max(1))
+    }
+}
+
+/// A request in flight at an endpoint; dropping it ends it.
+#[derive(Debug)]
+pub struct InFlight<'a> {
+    load: &'a Load,
+    retry: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.retry {
+            self.load.retries.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The order to try the members of a balanced set in: `members[i] = (weight, score)`;
+/// returns indices into `members`. Two are drawn by weight (with `random`) and the lower
+/// score goes first; the rest follow by score.
+#[must_use]
+pub fn order(members: &[(u32, u64)], random: u64) -> Vec<usize> {
+    let mut rest: Vec<usize> = (0..members.len()).collect();
+    rest.sort_by_key(|&i| members.get(i).map_or(u64::MAX, |m| m.1));
+    if members.len() < 2 {
+        return rest;
+    }
+    let first = draw(members, random, None);
+    let second = draw(
+        members,
+        random.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15,
+        Some(first),
+    );
+    let score = |i: usize| members.get(i).map_or(u64::MAX, |m| m.1);
+    let pick = if score(second) < score(first) {
+        second
+    } else {
+        first
+    };
+    rest.retain(|&i| i != pick);
+    rest.insert(0, pick);
+    rest
+}
+
+/// A member drawn with probability proportional to its weight (`not`: excluded).
+fn draw(members: &[(u32, u64)], random: u64, not: Option<usize>) -> usize {
+    let weight = |i: usize, w: u32| {
+        if Some(i) == not {
+            0
+        } else {
+            u64::from(w.max(1))
+        }
+    };
+    let total: u64 = members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| weight(i, m.0))
+        .sum();
+    if total == 0 {
+        return 0;
+    }
+    let mut at = random % total;
+    for (i, m) in members.iter().enumerate() {
+        let w = weight(i, m.0);
+        if at < w {
+            return i;
+        }
+        at -= w;
+    }
+    0
+}
+
+/// A per-core random number (xorshift64*), from `seed`.
+#[must_use]
+pub fn mix(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_less_loaded_of_two_goes_first() {
+        // Two members: both are always drawn, so the lower score always wins.
+        for r in 0..100 {
+            assert_eq!(order(&[(1, 50), (1, 10)], mix(r))[0], 1);
+        }
+        // Three: the worst is never first (it loses to whichever other is drawn).
+        for r in 0..200 {
+            assert_ne!(order(&[(1, 10), (1, 1000), (1, 20)], mix(r))[0], 1);
+        }
+    }
+
+    #[test]
+    fn weights_share_the_draws() {
+        // Equal scores: the first drawn wins, so the shares follow the weights.
+        let mut firsts = [0u32; 2];
+        for r in 0..10_000 {
+            let o = order(&[(3, 5), (1, 5)], mix(r + 1));
+            firsts[o[0]] += 1;
+        }
+        assert!(firsts[0] > 6_500 && firsts[0] < 8_500, "{firsts:?}");
+    }
+
+    #[test]
+    fn the_retry_budget_follows_the_traffic() {
+        let load = Load::default();
+        let mut guards = Vec::new();
+        for _ in 0..MIN_RETRY_CONCURRENCY {
+            assert!(load.retry_allowed());
+            guards.push(load.start(true));
+        }
+        assert!(!load.retry_allowed());
+        // Twenty first tries in flight make room for one more retry (20 % of 23).
+        for _ in 0..20 {
+            guards.push(load.start(false));
+        }
+        assert!(load.retry_allowed());
+        guards.clear();
+        assert_eq!(load.in_flight(), 0);
+        assert!(load.retry_allowed());
+    }
+
+    #[test]
+    fn ttft_is_a_moving_average() {
+        let load = Load::default();
+        load.observe_ttft(1_000);
+        assert_eq!(load.ttft_us(), 1_000);
+        load.observe_ttft(5_000);
+        assert_eq!(load.ttft_us(), 2_000);
+    }
+}
