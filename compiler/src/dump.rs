@@ -156,6 +156,9 @@ pub fn dump(t: &Table<'_>) -> String {
                 if !fb.is_empty() {
                     let _ = write!(s, " fallback [{}]", fb.join(", "));
                 }
+                if r.resend_on_reset() {
+                    s.push_str(" resend_on_reset");
+                }
                 s
             }
         };

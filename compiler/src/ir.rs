@@ -59,6 +59,8 @@ pub enum Target {
         balanced_spans: Vec<Span>,
         /// Each `fallback` entry.
         fallback_spans: Vec<Span>,
+        /// `resend_on_reset: true`.
+        resend_on_reset: bool,
     },
     Deny {
         span: Span,
@@ -95,6 +97,7 @@ impl Target {
                 endpoint_span,
                 balanced_spans,
                 fallback_spans,
+                ..
             } => std::iter::once((*endpoint, *endpoint_span, "this route"))
                 .chain(
                     balanced

@@ -241,6 +241,9 @@ pub fn table_to_json(t: &Table<'_>) -> Value {
             if !fallback.is_empty() {
                 o.insert("fallback".into(), Value::Array(fallback));
             }
+            if r.resend_on_reset() {
+                o.insert("resend_on_reset".into(), true.into());
+            }
         };
         if r.is_default() {
             let mut o = Map::new();

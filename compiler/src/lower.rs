@@ -78,19 +78,21 @@ fn rule_spec(sources: &Sources, rule: &Rule) -> RuleSpec {
     let (line, column) = sources
         .file(rule.span.file)
         .map_or((0, 0), |f| f.line_col(rule.span.start as usize));
-    let (action, endpoint, balanced, fallback) = match &rule.target {
+    let (action, endpoint, balanced, fallback, resend_on_reset) = match &rule.target {
         Target::Route {
             endpoint,
             balanced,
             fallback,
+            resend_on_reset,
             ..
         } => (
             Action::Route,
             to_u32(*endpoint),
             balanced.iter().map(|&b| to_u32(b)).collect(),
             fallback.iter().map(|&f| to_u32(f)).collect(),
+            *resend_on_reset,
         ),
-        Target::Deny { .. } => (Action::Deny, u32::MAX, Vec::new(), Vec::new()),
+        Target::Deny { .. } => (Action::Deny, u32::MAX, Vec::new(), Vec::new(), false),
     };
     RuleSpec {
         name: rule.name.clone().unwrap_or_default(),
@@ -103,6 +105,7 @@ fn rule_spec(sources: &Sources, rule: &Rule) -> RuleSpec {
         endpoint,
         balanced,
         fallback,
+        resend_on_reset,
         line: to_u32(line),
         column: to_u32(column),
     }

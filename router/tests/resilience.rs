@@ -298,3 +298,45 @@ rules:
         .count();
     assert_eq!(chats, 1);
 }
+
+#[test]
+fn a_reset_after_send_goes_to_the_next_candidate_only_when_the_rule_opts_in() {
+    let flaky = mock(&["--fault", "reset"]);
+    let spare = mock(&[]);
+    let policy = |opt_in: bool| {
+        let mut yaml = chain(&[("flaky", &flaky), ("spare", &spare)]);
+        if opt_in {
+            yaml.push_str("      resend_on_reset: true\n");
+        }
+        yaml
+    };
+    // The request reached `flaky`, which may have acted on it: by default it is not sent
+    // again, and the client learns the upstream failed.
+    let (_dir, table) = compiled(&policy(false));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = chat(r.addr, "m", &[]);
+    assert_eq!(resp.status, 502, "{}", resp.text());
+    assert_eq!(hits(&spare), 0);
+    // A rule that says the request is safe to repeat sends it on.
+    let (_d2, table) = compiled(&policy(true));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = chat(r.addr, "m", &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.route().0, "spare");
+    assert_eq!(hits(&spare), 1);
+}
+
+#[test]
+fn a_rate_limit_half_the_time_is_absorbed_by_the_next_candidate() {
+    let limited = mock(&["--status", "429", "--status-every", "2"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("limited", &limited), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    for _ in 0..6 {
+        let resp = chat(r.addr, "m", &[]);
+        assert_eq!(resp.status, 200, "{}", resp.text());
+    }
+    // The first 429 cooled `limited` down for 5 s (no Retry-After): the rest went to the spare.
+    assert_eq!(hits(&limited), 2);
+    assert_eq!(hits(&spare), 5);
+}

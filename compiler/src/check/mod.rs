@@ -79,9 +79,23 @@ const TENANT_KEYS: &[&str] = &[
     "description",
 ];
 const DATA_CLASS_KEYS: &[&str] = &["id", "stays_private", "description"];
-const RULE_KEYS: &[&str] = &["name", "description", "match", "route_to", "fallback"];
-const DEFAULT_ITEM_KEYS: &[&str] = &["default", "name", "description", "route_to", "fallback"];
-const DEFAULT_KEYS: &[&str] = &["route_to", "fallback"];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "match",
+    "route_to",
+    "fallback",
+    "resend_on_reset",
+];
+const DEFAULT_ITEM_KEYS: &[&str] = &[
+    "default",
+    "name",
+    "description",
+    "route_to",
+    "fallback",
+    "resend_on_reset",
+];
+const DEFAULT_KEYS: &[&str] = &["route_to", "fallback", "resend_on_reset"];
 /// Keys that would put a secret into the policy (and so into the table).
 const SECRET_KEYS: &[&str] = &[
     "api_key",
@@ -117,6 +131,7 @@ enum RawTarget {
         /// One endpoint, or the members of a balanced set.
         to: Vec<EndpointRef>,
         fallback: Vec<EndpointRef>,
+        resend_on_reset: bool,
     },
     Deny(Span),
 }

@@ -98,6 +98,7 @@ impl Checker<'_> {
                 Some(RawTarget::Route {
                     to: vec![EndpointRef { id, span: d.span }],
                     fallback: self.fallback(item.get("fallback"))?,
+                    resend_on_reset: self.resend_on_reset(item)?,
                 })
             }
             Value::Map(entries) => {
@@ -149,10 +150,20 @@ impl Checker<'_> {
                 .map(|id| vec![EndpointRef { id, span: to.span }])
         };
         let fallback = self.fallback(node.get("fallback"));
+        let resend_on_reset = self.resend_on_reset(node);
         Some(RawTarget::Route {
             to: set?,
             fallback: fallback?,
+            resend_on_reset: resend_on_reset?,
         })
+    }
+
+    /// `resend_on_reset` (default false).
+    fn resend_on_reset(&mut self, node: &Node) -> Option<bool> {
+        match node.get("resend_on_reset") {
+            Some(n) => self.boolean(n, "resend_on_reset"),
+            None => Some(false),
+        }
     }
 
     pub(super) fn fallback(&mut self, node: Option<&Node>) -> Option<Vec<EndpointRef>> {
@@ -307,7 +318,11 @@ impl Checker<'_> {
     ) -> Option<Target> {
         match t {
             RawTarget::Deny(span) => Some(Target::Deny { span }),
-            RawTarget::Route { to, fallback } => {
+            RawTarget::Route {
+                to,
+                fallback,
+                resend_on_reset,
+            } => {
                 let mut ok = true;
                 let mut members: Vec<(usize, Span)> = Vec::with_capacity(to.len());
                 for (k, m) in to.iter().enumerate() {
@@ -362,6 +377,7 @@ impl Checker<'_> {
                     endpoint_span,
                     balanced_spans: rest.iter().map(|m| m.1).collect(),
                     fallback_spans: spans,
+                    resend_on_reset,
                 })
             }
         }

@@ -242,6 +242,9 @@ pub(crate) mod rule {
     pub(crate) const SET_START: usize = 80;
     pub(crate) const SET_COUNT: usize = 84;
     pub(crate) const FLAG_DEFAULT: u8 = 1;
+    /// `resend_on_reset: true`: a request whose connection broke after it was sent, before
+    /// any answer, may go to the next candidate.
+    pub(crate) const FLAG_RESEND_ON_RESET: u8 = 2;
 }
 
 pub(crate) mod field {

@@ -116,6 +116,9 @@ pub struct RuleSpec {
     pub balanced: Vec<u32>,
     /// Fallback endpoint indices, in order.
     pub fallback: Vec<u32>,
+    /// A request whose upstream connection broke after it was sent (before any answer) may
+    /// go to the next candidate, at the risk of running twice.
+    pub resend_on_reset: bool,
     /// Where the rule starts in the policy source (1-based), for explanations.
     pub line: u32,
     pub column: u32,
@@ -362,7 +365,10 @@ impl Sections {
             put_u32(&mut self.u32s, m);
         }
         set_u8(&mut rec, rule::ACTION, r.action.code());
-        let flags = if is_default { rule::FLAG_DEFAULT } else { 0 };
+        let mut flags = if is_default { rule::FLAG_DEFAULT } else { 0 };
+        if r.resend_on_reset {
+            flags |= rule::FLAG_RESEND_ON_RESET;
+        }
         set_u8(&mut rec, rule::FLAGS, flags);
         set_u32(&mut rec, rule::LINE, r.line);
         set_u32(&mut rec, rule::COLUMN, r.column);

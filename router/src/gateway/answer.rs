@@ -348,7 +348,11 @@ pub(super) async fn candidates<'r>(
         };
         match result {
             Ok(done) => return done,
-            Err((e, _, outcome)) if e.kind.try_next() => {
+            Err((e, _, outcome))
+                if e.kind.try_next()
+                    || (e.kind == ErrorKind::UpstreamBadResponse
+                        && route.choice.resend_on_reset()) =>
+            {
                 push_reason(&mut draft.retry_reasons, endpoint.id(), outcome.as_str());
                 if let Some(suppressed) =
                     crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)

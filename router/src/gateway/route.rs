@@ -173,6 +173,13 @@ pub struct Choice<'t> {
 }
 
 impl<'t> Choice<'t> {
+    /// The rule's `resend_on_reset`: a request whose connection broke after it was sent,
+    /// before any answer, may go to the next candidate.
+    #[must_use]
+    pub fn resend_on_reset(&self) -> bool {
+        self.rule.resend_on_reset()
+    }
+
     /// Whether endpoint `index` is a member of the rule's balanced `route_to` set (the
     /// router orders those by load before the fallbacks).
     #[must_use]

@@ -17,12 +17,12 @@
 //! | header | effect |
 //! | --- | --- |
 //! | `x-mock-latency-ms: N` | wait N ms before the response head |
-//! | `x-mock-status: N` | answer with status N (an OpenAI error body when N ≥ 400; `--status` sets the default) |
+//! | `x-mock-status: N` | answer with status N (an OpenAI error body when N ≥ 400; `--status` sets the default, `--status-every K` gives it to every Kth request only) |
 //! | `x-mock-retry-after: V` | send `Retry-After: V` with an error answer (`--retry-after` sets the default) |
 //! | `x-mock-chunks: N` | stream N content chunks |
 //! | `x-mock-chunk-bytes: N` | each chunk carries N bytes of content |
 //! | `x-mock-chunk-delay-ms: N` | wait N ms between chunks |
-//! | `x-mock-fault: reset` | reset the connection (RST) instead of answering |
+//! | `x-mock-fault: reset` | reset the connection (RST) instead of answering (`--fault` sets a default) |
 //! | `x-mock-fault: close` | close the connection without answering |
 //! | `x-mock-fault: garbage` | send bytes that are not HTTP |
 //! | `x-mock-fault: drop-after-N` | stream N chunks, then reset the connection |
@@ -102,11 +102,23 @@ struct Args {
     /// `Retry-After` value sent with error answers (`x-mock-retry-after` per request).
     #[arg(long)]
     retry_after: Option<String>,
+    /// Give `--status` to every Nth model request only (the others answer 200): 2 is an
+    /// endpoint rate limited half the time.
+    #[arg(long, default_value_t = 1)]
+    status_every: u64,
+    /// Default fault of every model request (as `x-mock-fault`).
+    #[arg(long)]
+    fault: Option<String>,
 }
+
+/// Model requests answered so far (all cores), for `--status-every`.
+static MODEL_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[derive(Clone, Debug)]
 struct Defaults {
     status: u16,
+    status_every: u64,
+    fault: Option<String>,
     retry_after: Option<String>,
     latency_ms: u64,
     chunks: usize,
@@ -124,6 +136,8 @@ fn main() -> anyhow::Result<()> {
     };
     let defaults = Defaults {
         status: args.status,
+        status_every: args.status_every.max(1),
+        fault: args.fault.clone(),
         retry_after: args.retry_after.clone(),
         latency_ms: args.latency_ms,
         chunks: args.chunks,
@@ -325,15 +339,27 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(default)
         };
+        let model_request = !raw[head.target.clone()].starts_with(b"/__mock")
+            && &raw[head.target.clone()] != b"/healthz";
+        let default_status = if model_request && defaults.status_every > 1 {
+            let n = MODEL_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n.is_multiple_of(defaults.status_every) {
+                defaults.status
+            } else {
+                200
+            }
+        } else {
+            defaults.status
+        };
         let plan = Plan {
             latency_ms: num(b"x-mock-latency-ms", defaults.latency_ms),
-            status: u16::try_from(num(b"x-mock-status", u64::from(defaults.status))).unwrap_or(200),
+            status: u16::try_from(num(b"x-mock-status", u64::from(default_status))).unwrap_or(200),
             retry_after: header(b"x-mock-retry-after").or_else(|| defaults.retry_after.clone()),
             chunks: usize::try_from(num(b"x-mock-chunks", defaults.chunks as u64)).unwrap_or(8),
             chunk_bytes: usize::try_from(num(b"x-mock-chunk-bytes", defaults.chunk_bytes as u64))
                 .unwrap_or(16),
             chunk_delay_ms: num(b"x-mock-chunk-delay-ms", defaults.chunk_delay_ms),
-            fault: header(b"x-mock-fault"),
+            fault: header(b"x-mock-fault").or_else(|| defaults.fault.clone()),
             tools: usize::try_from(num(b"x-mock-tools", 0))
                 .unwrap_or(0)
                 .min(16),

@@ -57,6 +57,13 @@ impl<'t> RuleView<'t> {
             .chain((0..count).filter_map(move |k| t.endpoint(u32_at(t.u32s, ix(start + k) * 4))))
     }
 
+    /// `resend_on_reset`: a request whose connection broke after it was sent, before any
+    /// answer, may go to the next candidate.
+    #[must_use]
+    pub fn resend_on_reset(&self) -> bool {
+        u8_at(self.rec(), rule::FLAGS) & rule::FLAG_RESEND_ON_RESET != 0
+    }
+
     /// Whether `route_to` lists more than one endpoint.
     #[must_use]
     pub fn is_balanced(&self) -> bool {
