@@ -3,7 +3,7 @@
 
     benches/load/run.py [--duration 10] [--connections 64] [--out results.json] [--audit-rounds N]
                         [--auth-rounds N] [--dialect-rounds N]
-                        [--baseline OTHER_SWITCHYARD [--baseline-rounds N]]
+                        [--baseline OTHER_SWITCHYARD [--baseline-rounds N] [--baseline-policyc P]]
 
 Installs wrk and nginx from Debian when missing (root), builds the release binaries, then for
 each body (JSON, streaming SSE) measures, with wrk (one thread) and the mock upstream pinned
@@ -158,6 +158,9 @@ def main():
                     help="instead of the full comparison, run this build (audit buffered) against another"
                          " switchyard binary (same flags), N alternating rounds per body (--baseline-rounds)")
     ap.add_argument("--baseline-rounds", type=int, default=5)
+    ap.add_argument("--baseline-policyc", default=None, metavar="POLICYC",
+                    help="compile the baseline's table with this policyc (a baseline from before a"
+                         " table format change cannot read this build's tables)")
     ap.add_argument("--no-locked", action="store_true",
                     help="build without --locked (experiments with a [patch] override)")
     args = ap.parse_args()
@@ -235,6 +238,9 @@ http {{
             audit_rounds(sy_targets, tmp, args)
             return
         if args.baseline:
+            if args.baseline_policyc:
+                table = os.path.join(tmp, "bench-baseline.swt")
+                sh(args.baseline_policyc, "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
             baseline_rounds(sy_targets, table, tmp, args, procs)
             return
         if args.auth_rounds:

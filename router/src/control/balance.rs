@@ -9,10 +9,12 @@
 //!   with the lower `(in flight + 1) × recent TTFT / weight` goes first; the others follow
 //!   by the same score, then the rule's fallbacks. Open or cooling members are skipped as
 //!   any candidate is.
-//! - **Retry budget** (Envoy's): a request that already failed elsewhere may go to an
-//!   endpoint only while the retries in flight there stay under
-//!   `max(MIN_RETRY_CONCURRENCY, RETRY_BUDGET_PERCENT % of its requests in flight)`, so a
-//!   failing region cannot turn every request into several.
+//! - **Retry budget** ([`RetryBudget`], per core, a token bucket as Finagle's): every
+//!   request deposits [`RETRY_PERCENT`] % of a retry, every retry (an attempt after the
+//!   first) withdraws one, and [`MIN_RETRIES_PER_SECOND`] trickle in regardless; the bucket
+//!   holds at most [`MAX_RETRY_BURST`]. A burst of failures (an upstream restarting under
+//!   its in-flight requests) is retried in full; a sustained failure can add at most a fifth
+//!   to the traffic, so a failing region cannot turn every request into several.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -58,40 +60,77 @@ impl Loads {
     }
 }
 
-/// Retries always allowed in flight per endpoint and core, whatever the traffic.
-pub const MIN_RETRY_CONCURRENCY: i64 = 3;
-/// Retries allowed in flight, as a share of requests in flight (per endpoint and core).
-pub const RETRY_BUDGET_PERCENT: i64 = 20;
+/// Retries allowed as a share of requests, per core.
+pub const RETRY_PERCENT: u64 = 20;
+/// Retries allowed per second and core whatever the traffic.
+pub const MIN_RETRIES_PER_SECOND: u64 = 10;
+/// Most retries saved up for a burst, per core.
+pub const MAX_RETRY_BURST: u64 = 1_000;
 /// Weight of a new TTFT sample in the moving average, in 1/16ths.
 const EWMA_NEW_SIXTEENTHS: u64 = 4;
+
+/// One core's retry budget, in thousandths of a retry (only its core touches it).
+#[derive(Debug)]
+pub struct RetryBudget {
+    balance: std::cell::Cell<u64>,
+    /// When the trickle was last added, ms.
+    refilled_ms: std::cell::Cell<i64>,
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self {
+            balance: std::cell::Cell::new(MAX_RETRY_BURST * 1_000 / 10),
+            refilled_ms: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl RetryBudget {
+    /// A request arrived: it earns its share of a retry.
+    pub fn deposit(&self) {
+        self.add(RETRY_PERCENT * 10);
+    }
+
+    /// Takes one retry from the budget; `false` (nothing taken) when it is spent.
+    pub fn withdraw(&self, now_ms: i64) -> bool {
+        if self.refilled_ms.get() == 0 {
+            self.refilled_ms.set(now_ms);
+        }
+        let since = now_ms - self.refilled_ms.get();
+        if since > 0 {
+            self.refilled_ms.set(now_ms);
+            let trickle = u64::try_from(since).unwrap_or(0).saturating_mul(MIN_RETRIES_PER_SECOND);
+            self.add(trickle);
+        }
+        let b = self.balance.get();
+        if b < 1_000 {
+            return false;
+        }
+        self.balance.set(b - 1_000);
+        true
+    }
+
+    fn add(&self, thousandths: u64) {
+        let b = self.balance.get().saturating_add(thousandths);
+        self.balance.set(b.min(MAX_RETRY_BURST * 1_000));
+    }
+}
 
 /// One endpoint's load as one core sees it.
 #[derive(Debug, Default)]
 pub struct Load {
     in_flight: AtomicI64,
-    retries: AtomicI64,
     /// Moving average of time to first token, µs (0: none yet).
     ttft_us: AtomicU64,
 }
 
 impl Load {
-    /// A request starts (`retry`: it failed at another endpoint first). Returns the guard
-    /// that ends it.
+    /// A request starts at the endpoint. Returns the guard that ends it.
     #[must_use]
-    pub fn start(&self, retry: bool) -> InFlight<'_> {
+    pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        if retry {
-            self.retries.fetch_add(1, Ordering::Relaxed);
-        }
-        InFlight { load: self, retry }
-    }
-
-    /// Whether one more retry fits the budget.
-    #[must_use]
-    pub fn retry_allowed(&self) -> bool {
-        let in_flight = self.in_flight.load(Ordering::Relaxed);
-        let retries = self.retries.load(Ordering::Relaxed);
-        retries < MIN_RETRY_CONCURRENCY.max(in_flight * RETRY_BUDGET_PERCENT / 100)
+        InFlight { load: self }
     }
 
     /// Adds a time-to-first-token sample.
@@ -132,15 +171,11 @@ impl Load {
 #[derive(Debug)]
 pub struct InFlight<'a> {
     load: &'a Load,
-    retry: bool,
 }
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.load.in_flight.fetch_sub(1, Ordering::Relaxed);
-        if self.retry {
-            self.load.retries.fetch_sub(1, Ordering::Relaxed);
-        }
     }
 }
 
@@ -237,22 +272,36 @@ mod tests {
     }
 
     #[test]
-    fn the_retry_budget_follows_the_traffic() {
+    fn the_retry_budget_allows_bursts_and_a_fifth_of_the_traffic() {
+        let budget = RetryBudget::default();
+        let now = 1_000_000;
+        let _ = budget.withdraw(now);
+        // A tenth of the burst to start with.
+        let mut taken = 1;
+        while budget.withdraw(now) {
+            taken += 1;
+        }
+        assert_eq!(taken, MAX_RETRY_BURST / 10);
+        // Sustained failure: 100 requests earn 20 retries.
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        let mut more = 0;
+        while budget.withdraw(now) {
+            more += 1;
+        }
+        assert_eq!(more, 20);
+        // A second later, the trickle.
+        let mut trickle = 0;
+        while budget.withdraw(now + 1_000) {
+            trickle += 1;
+        }
+        assert_eq!(trickle, MIN_RETRIES_PER_SECOND);
         let load = Load::default();
-        let mut guards = Vec::new();
-        for _ in 0..MIN_RETRY_CONCURRENCY {
-            assert!(load.retry_allowed());
-            guards.push(load.start(true));
-        }
-        assert!(!load.retry_allowed());
-        // Twenty first tries in flight make room for one more retry (20 % of 23).
-        for _ in 0..20 {
-            guards.push(load.start(false));
-        }
-        assert!(load.retry_allowed());
-        guards.clear();
+        let guard = load.start();
+        assert_eq!(load.in_flight(), 1);
+        drop(guard);
         assert_eq!(load.in_flight(), 0);
-        assert!(load.retry_allowed());
     }
 
     #[test]

@@ -177,15 +177,16 @@ pub(super) async fn candidates<'r>(
             break;
         }
         let load = matches!(plan, Plan::Forward(_)).then(|| core.load(endpoint.id()));
-        if attempts > 0
-            && let Some(load) = &load
-            && !load.series.retry_allowed()
-        {
-            // Retries in flight at this endpoint are at its budget: a failing neighbour
-            // must not double its traffic.
-            crate::observe::record::retry_refused(core, endpoint.id());
-            push_reason(&mut draft.retry_reasons, endpoint.id(), "retry_budget");
-            continue;
+        if load.is_some() {
+            if attempts == 0 {
+                core.retry_budget.deposit();
+            } else if !core.retry_budget.withdraw(crate::clock::now_ms()) {
+                // This core's retries are at their budget: a failing endpoint must not
+                // multiply the traffic the others get.
+                crate::observe::record::retry_refused(core, endpoint.id());
+                push_reason(&mut draft.retry_reasons, endpoint.id(), "retry_budget");
+                continue;
+            }
         }
         let now = crate::clock::now_ms();
         let breaker = matches!(plan, Plan::Forward(_)).then(|| core.breaker(endpoint.id()));
@@ -298,7 +299,7 @@ pub(super) async fn candidates<'r>(
                 attempts += 1;
                 let started = std::time::Instant::now();
                 let offset_us = elapsed_us(req);
-                let flight = load.as_ref().map(|l| l.series.start(attempts > 1));
+                let flight = load.as_ref().map(|l| l.series.start());
                 let result = attempt(&x, plan, client).await;
                 drop(flight);
                 let outcome = outcome_of(&result);

@@ -112,6 +112,8 @@ pub struct Core {
     /// lock-free handles on it.
     load_family: Arc<crate::observe::metrics::Family<crate::control::balance::Load, 1>>,
     loads: crate::observe::metrics::Local<crate::control::balance::Load, 1>,
+    /// This core's retry budget.
+    pub retry_budget: crate::control::balance::RetryBudget,
     /// The audit writer's sink (`None` when auditing is off); records go through
     /// [`Core::audit_gate`].
     pub audit: Option<crate::audit::AuditSink>,
@@ -135,6 +137,7 @@ impl Core {
             observed: crate::observe::metrics::CoreLocal::default(),
             load_family: shared.health.loads.register(),
             loads: crate::observe::metrics::Local::default(),
+            retry_budget: crate::control::balance::RetryBudget::default(),
             audit: shared.audit.clone(),
             unauthenticated_audited: Cell::new((0, 0)),
             shared,
