@@ -340,3 +340,46 @@ fn a_rate_limit_half_the_time_is_absorbed_by_the_next_candidate() {
     assert_eq!(hits(&limited), 2);
     assert_eq!(hits(&spare), 5);
 }
+
+#[test]
+fn a_stream_commits_at_its_first_content_not_at_its_head() {
+    // A role chunk, then an error event: nothing the client could use, so the request goes on.
+    let erring = mock(&["--fault", "stream-error", "--chunks", "0"]);
+    // A role chunk and one content chunk, then a reset: committed, so no second attempt.
+    let cut = mock(&["--fault", "drop-after-1", "--chunks", "3"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("erring", &erring), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("m", true),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.route().0, "spare", "{}", resp.text());
+    assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
+    assert!(
+        !resp.text().contains("mock upstream failed"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!((hits(&erring), hits(&spare)), (1, 1));
+
+    let (_d2, table) = compiled(&chain(&[("cut", &cut), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[],
+        &chat_body("m", true),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.route().0, "cut");
+    let text = resp.text();
+    assert!(text.contains("\"error\""), "{text}");
+    assert!(!text.contains("[DONE]"), "{text}");
+    assert_eq!(hits(&spare), 1, "no second attempt after the first content");
+}

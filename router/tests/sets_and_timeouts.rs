@@ -59,28 +59,40 @@ fn a_slow_first_byte_goes_to_the_next_candidate_and_a_stalled_stream_is_cut() {
     assert_eq!(chats(&slow), 1);
 
     // After the commit point nothing is retried: a stream that stalls longer than `idle_ms`
-    // ends with an error event, and the fallback never sees the request.
+    // after its first content ends with an error event, and the fallback never sees it.
+    let spare = mock(&[]);
     let (_d2, table) = compiled(&format!(
         "version: v1\nendpoints:\n{}{}rules:\n  - default:\n      route_to: quick\n      fallback: [spare]\n",
         endpoint("quick", &quick, "    timeouts: { idle_ms: 300 }\n"),
-        endpoint("spare", &slow, ""),
+        endpoint("spare", &spare, ""),
     ));
     let r = router(&["--table", table.to_str().unwrap()]);
-    let before = chats(&slow);
     let resp = post(
         &r,
         true,
-        &[("x-mock-chunk-delay-ms", "1500"), ("x-mock-chunks", "3")],
+        &[("x-mock-fault", "stall-after-1"), ("x-mock-chunks", "3")],
     );
     assert_eq!(resp.status, 200);
     let text = resp.text();
     assert!(text.contains("stopped sending for 300 ms"), "{text}");
     assert!(!text.contains("[DONE]"), "{text}");
-    assert_eq!(
-        chats(&slow),
-        before,
-        "no second attempt after the commit point"
-    );
+    assert_eq!(chats(&spare), 0, "no second attempt after the commit point");
+    // A stall before the first token is a timeout like a missing head: the next candidate
+    // takes the request, and the client never sees the stalled stream.
+    let stalling = mock(&["--fault", "stall-after-0"]);
+    let (_d3, table) = compiled(&format!(
+        "version: v1\nendpoints:\n{}{}rules:\n  - default:\n      route_to: stalling\n      fallback: [spare]\n",
+        endpoint("stalling", &stalling, "    timeouts: { idle_ms: 300 }\n"),
+        endpoint("spare", &spare, ""),
+    ));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = post(&r, true, &[]);
+    assert_eq!(resp.status, 200);
+    let text = resp.text();
+    assert_eq!(resp.route().0, "spare", "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(!text.contains("stopped sending"), "{text}");
+    assert_eq!((chats(&stalling), chats(&spare)), (1, 1));
 }
 
 #[test]

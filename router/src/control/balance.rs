@@ -100,7 +100,9 @@ impl RetryBudget {
         let since = now_ms - self.refilled_ms.get();
         if since > 0 {
             self.refilled_ms.set(now_ms);
-            let trickle = u64::try_from(since).unwrap_or(0).saturating_mul(MIN_RETRIES_PER_SECOND);
+            let trickle = u64::try_from(since)
+                .unwrap_or(0)
+                .saturating_mul(MIN_RETRIES_PER_SECOND);
             self.add(trickle);
         }
         let b = self.balance.get();

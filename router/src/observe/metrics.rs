@@ -13,7 +13,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -165,22 +165,63 @@ impl<S, const N: usize> Family<S, N> {
 /// label values and a comparison, with no lock and no allocation once the series exists.
 #[derive(Debug)]
 pub struct Local<S, const N: usize> {
-    by_hash: RefCell<HashMap<u64, Vec<Arc<Entry<S, N>>>>>,
+    by_hash: RefCell<ByHash<S, N>>,
+}
+
+/// Series by the hash of their label values (a collision keeps several).
+type ByHash<S, const N: usize> = HashMap<u64, Vec<Arc<Entry<S, N>>>, BuildHasherDefault<Prehashed>>;
+
+/// The map's keys are hashes already: used as they are.
+#[derive(Debug, Default)]
+pub struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// FxHash-style hash of label values (per request: SipHash's resistance is not needed for
+/// values that come from the table, and it costs several times more).
+fn label_hash<const N: usize>(labels: &[&str; N]) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let mut h: u64 = 0;
+    for l in labels {
+        let bytes = l.as_bytes();
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+        // The separator keeps `["ab", "c"]` apart from `["a", "bc"]`.
+        h = (h.rotate_left(5) ^ 0xff).wrapping_mul(K);
+    }
+    h
 }
 
 impl<S, const N: usize> Default for Local<S, N> {
     fn default() -> Self {
         Self {
-            by_hash: RefCell::new(HashMap::new()),
+            by_hash: RefCell::new(HashMap::default()),
         }
     }
 }
 
 impl<S, const N: usize> Local<S, N> {
     fn hash(labels: &[&str; N]) -> u64 {
-        let mut h = std::hash::DefaultHasher::new();
-        labels.hash(&mut h);
-        h.finish()
+        label_hash(labels)
     }
 
     fn find<'m>(

@@ -1,8 +1,6 @@
 //! W3C Trace Context (`traceparent`): the trace a request runs under — the client's, when it
 //! sent a valid `traceparent`, or a new one — and the ids of the router's own spans.
 
-use std::fmt::Write as _;
-
 /// A request's place in a trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Context {
@@ -64,12 +62,14 @@ impl Context {
     /// The `traceparent` value naming `span` as the parent.
     #[must_use]
     pub fn header(&self, span: [u8; 8]) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex(&self.trace_id),
-            hex(&span),
-            self.flags
-        )
+        let mut s = String::with_capacity(55);
+        s.push_str("00-");
+        push_hex(&mut s, &self.trace_id);
+        s.push('-');
+        push_hex(&mut s, &span);
+        s.push('-');
+        push_hex(&mut s, &[self.flags]);
+        s
     }
 }
 
@@ -77,10 +77,20 @@ impl Context {
 #[must_use]
 pub fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
+    push_hex(&mut s, bytes);
     s
+}
+
+/// Appends the lower-case hex of `bytes` (no formatting machinery: this runs per request).
+fn push_hex(s: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for &b in bytes {
+        for nibble in [b >> 4, b & 0xf] {
+            s.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
 }
 
 /// Exactly `2N` lower-case hex digits (the spec forbids upper case).

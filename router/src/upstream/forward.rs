@@ -165,7 +165,7 @@ pub async fn forward(
         rbuf: &mut rbuf,
         filled,
     };
-    Ok(relay(x, up, conn, answer, client).await)
+    relay(x, up, conn, answer, client).await
 }
 
 /// The endpoint's Google access token (Vertex), fetched off the executors when there is no

@@ -11,6 +11,7 @@
 
 use std::io::ErrorKind as IoKind;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use crate::control::table::Upstream;
 use crate::dialect::translate::{Options, Translator};
@@ -45,15 +46,23 @@ pub(crate) struct Answer<'a> {
     pub(crate) filled: usize,
 }
 
-/// Relays the response head and body. Never fails: errors after the head are reported in the
-/// body (SSE) or by closing the connection.
+/// Most bytes of an event stream held back while waiting for its first content (past it the
+/// stream is committed anyway).
+const MAX_HELD: usize = 64 * 1024;
+
+/// Relays the response head and body. Errors after the commit point are reported in the body
+/// (SSE) or by closing the connection. The commit point of an event stream that another
+/// candidate could still take is its first content (generated text, reasoning, tool
+/// arguments), not its head: until then nothing is flushed, and an error event, a break or no
+/// content within the endpoint's time to first byte is an `Err` — the client has seen nothing,
+/// and the request goes on as after an error status.
 pub(crate) async fn relay(
     x: &Exchange<'_>,
     up: &Upstream,
     mut conn: UpConn,
     answer: Answer<'_>,
     client: &mut Client<'_>,
-) -> (Next, Outcome) {
+) -> Result<(Next, Outcome), Error> {
     let core = x.core;
     let Answer {
         head,
@@ -61,6 +70,9 @@ pub(crate) async fn relay(
         rbuf,
         filled,
     } = answer;
+    // An event stream another candidate could take is committed at its first content.
+    let mut committed = !(head.event_stream && (200..300).contains(&head.status)) || x.last_chance;
+    let content_by = Instant::now() + up.timeouts.ttft;
     client.must_close |= core.shutting_down();
     let ok = (200..300).contains(&head.status);
     let mut parser = core.pool.parsers.take();
@@ -99,7 +111,9 @@ pub(crate) async fn relay(
     };
     let close_client = client.must_close || out_framing == Out::Close;
     if deferred.is_none() {
-        core.metrics().count_status(head.status);
+        if committed {
+            core.metrics().count_status(head.status);
+        }
         write_head(
             x,
             &head,
@@ -156,13 +170,25 @@ pub(crate) async fn relay(
     let mut pending = head.len..filled;
     // Each turn relays what was read, then reads on; a `break` carries why the upstream's
     // body broke off (the stream is then ended for the client by `cut`).
-    let why = loop {
+    // A `break` says why the body broke off, and whether it was a read timing out.
+    let (why, timed_out) = loop {
         let input = rbuf.get(pending.clone()).unwrap_or_default();
-        if body.outcome.first_byte_us.is_none() && !input.is_empty() {
+        if body.outcome.first_byte_us.is_none() && !input.is_empty() && committed {
             body.outcome.first_byte_us = Some(elapsed_us(x));
         }
         if let Err(why) = body.take(input, client.out) {
-            break why;
+            break (why, false);
+        }
+        if !committed {
+            if let Some(status) = body.error_status() {
+                client.out.clear();
+                return Err(stream_refused(x, status));
+            }
+            if body.generated() > 0 || body.done || client.out.len() > MAX_HELD {
+                committed = true;
+                core.metrics().count_status(head.status);
+                body.outcome.first_byte_us = Some(elapsed_us(x));
+            }
         }
         if body.done {
             match &deferred {
@@ -177,14 +203,17 @@ pub(crate) async fn relay(
             }
         }
         // `strict` audit: the end of the response waits (in `gateway::chat`) for the record.
-        let hold = body.done && x.hold_last;
+        let hold = (body.done && x.hold_last) || !committed;
         if !hold && !client.out.is_empty() && x.waiting(client.flush()).await.is_err() {
             // The client went away: drop the upstream connection (its response is unread),
             // which also tells the upstream to stop generating.
-            return left(body, "client closed the connection during the response");
+            return Ok(left(
+                body,
+                "client closed the connection during the response",
+            ));
         }
         if body.done {
-            return finished(x, up, conn, &head, body, close_client);
+            return Ok(finished(x, up, conn, &head, body, close_client));
         }
         // The next read waits at most the endpoint's idle gap, or what is left of the
         // attempt's time.
@@ -192,9 +221,19 @@ pub(crate) async fn relay(
             .give_up_at
             .get()
             .map(|end| end.saturating_duration_since(std::time::Instant::now()));
-        let wait = remaining.map_or(up.timeouts.idle, |r| r.min(up.timeouts.idle));
+        let mut wait = remaining.map_or(up.timeouts.idle, |r| r.min(up.timeouts.idle));
+        if !committed {
+            wait = wait.min(content_by.saturating_duration_since(Instant::now()));
+            if wait.is_zero() {
+                client.out.clear();
+                return Err(no_content(x, up));
+            }
+        }
         if wait.is_zero() {
-            break "ran out of time in the middle of the response (the endpoint's `timeouts.total_ms` or the request's deadline)".to_owned();
+            break (
+                "ran out of time in the middle of the response (the endpoint's `timeouts.total_ms` or the request's deadline)".to_owned(),
+                true,
+            );
         }
         // A quiet stream (the model thinking) must not hide a client that left.
         let Some(read) = x
@@ -202,10 +241,10 @@ pub(crate) async fn relay(
             .await
         else {
             client.out.clear();
-            return left(
+            return Ok(left(
                 body,
                 "client closed the connection during the response; the upstream request was cancelled",
-            );
+            ));
         };
         match read {
             Ok(0) if head.framing == BodyFraming::UntilClose => {
@@ -215,21 +254,84 @@ pub(crate) async fn relay(
                 pending = 0..0;
             }
             Ok(n) if n > 0 => pending = 0..n,
-            Ok(_) => break "closed the connection before the response was complete".to_owned(),
-            Err(e) if e.kind() == IoKind::TimedOut && wait < up.timeouts.idle => {
-                break "ran out of time in the middle of the response (the endpoint's `timeouts.total_ms` or the request's deadline)".to_owned();
-            }
-            Err(e) if e.kind() == IoKind::TimedOut => {
-                break format!(
-                    "stopped sending for {} ms in the middle of the response",
-                    up.timeouts.idle.as_millis()
+            Ok(_) => {
+                break (
+                    "closed the connection before the response was complete".to_owned(),
+                    false,
                 );
             }
-            Err(e) => break format!("failed in the middle of the response: {e}"),
+            Err(e) if e.kind() == IoKind::TimedOut && wait < up.timeouts.idle => {
+                break (
+                "ran out of time in the middle of the response (the endpoint's `timeouts.total_ms` or the request's deadline)".to_owned(),
+                true,
+            );
+            }
+            Err(e) if e.kind() == IoKind::TimedOut => {
+                break (
+                    format!(
+                        "stopped sending for {} ms in the middle of the response",
+                        up.timeouts.idle.as_millis()
+                    ),
+                    true,
+                );
+            }
+            Err(e) => break (format!("failed in the middle of the response: {e}"), false),
         }
     };
+    if !committed {
+        // Nothing reached the client: the next candidate may take the request (after a
+        // timeout always; after a break only where the rule allows resending).
+        client.out.clear();
+        x.core
+            .metrics()
+            .upstream_errors
+            .fetch_add(1, Ordering::Relaxed);
+        let kind = if timed_out {
+            ErrorKind::UpstreamTimeout
+        } else {
+            ErrorKind::UpstreamBadResponse
+        };
+        return Err(Error::new(
+            kind,
+            format!("endpoint `{}` {why}, before its first token", x.endpoint),
+        ));
+    }
     body.settle(&why, client.out);
-    cut(x, conn, client, &mut body, head.event_stream, &why).await
+    Ok(cut(x, conn, client, &mut body, head.event_stream, &why).await)
+}
+
+/// An event stream that sent no content within the endpoint's time to first byte.
+fn no_content(x: &Exchange<'_>, up: &Upstream) -> Error {
+    x.core
+        .metrics()
+        .upstream_errors
+        .fetch_add(1, Ordering::Relaxed);
+    Error::new(
+        ErrorKind::UpstreamTimeout,
+        format!(
+            "endpoint `{}` sent no content within {} ms",
+            x.endpoint,
+            up.timeouts.ttft.as_millis()
+        ),
+    )
+}
+
+/// An event stream whose first event (before any content) was an error: the request goes on
+/// as after that status.
+fn stream_refused(x: &Exchange<'_>, status: u16) -> Error {
+    x.core
+        .metrics()
+        .upstream_errors
+        .fetch_add(1, Ordering::Relaxed);
+    let mut err = Error::new(
+        ErrorKind::UpstreamRefused,
+        format!(
+            "endpoint `{}` began its stream with an error event ({status}); the request went to the next candidate",
+            x.endpoint
+        ),
+    );
+    err.upstream_status = Some(status);
+    err
 }
 
 /// Time since the request head was complete, in µs.
@@ -407,6 +509,23 @@ struct Body<'m> {
 }
 
 impl Body<'_> {
+    /// Characters of generated text read so far.
+    fn generated(&self) -> u64 {
+        match &self.reader {
+            Reader::Meter(meter) => meter.generated(),
+            Reader::Translate(t, _) => t.tally().chars,
+        }
+    }
+
+    /// The status of an error event read before any content (passed-through streams; a
+    /// translated one turns it into the client's error event and is cut as usual).
+    fn error_status(&self) -> Option<u16> {
+        match &self.reader {
+            Reader::Meter(meter) => meter.error_status(),
+            Reader::Translate(..) => None,
+        }
+    }
+
     /// Takes the next bytes read from the upstream, appending what goes to the client to
     /// `out`; `Err` says why the body is broken.
     fn take(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {

@@ -26,6 +26,7 @@
 //! | `x-mock-fault: close` | close the connection without answering |
 //! | `x-mock-fault: garbage` | send bytes that are not HTTP |
 //! | `x-mock-fault: drop-after-N` | stream N chunks, then reset the connection |
+//! | `x-mock-fault: stall-after-N` | stream N chunks, then send nothing more (connection open) |
 //! | `x-mock-fault: short-body` | promise a longer `Content-Length` than sent, then close |
 //! | `x-mock-fault: no-length` | answer with neither length nor chunking: the body ends at close |
 //! | `x-mock-fault: no-usage` | never report usage (JSON or stream), as some servers do |
@@ -511,9 +512,19 @@ pub(crate) async fn chunked_frames<S: AsyncWrite + Unpin>(
         .as_deref()
         .and_then(|f| f.strip_prefix("drop-after-"))
         .and_then(|n| n.parse::<usize>().ok());
+    let stall_after = plan
+        .fault
+        .as_deref()
+        .and_then(|f| f.strip_prefix("stall-after-"))
+        .and_then(|n| n.parse::<usize>().ok());
     for (i, e) in events.iter().enumerate() {
         if drop_after.is_some_and(|n| i > n) {
             reset(fd);
+            return false;
+        }
+        if stall_after.is_some_and(|n| i > n) {
+            // Silent, connection open, until the client gives up.
+            glommio::timer::sleep(Duration::from_secs(600)).await;
             return false;
         }
         if i > 0 && plan.chunk_delay_ms > 0 {

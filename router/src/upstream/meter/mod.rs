@@ -109,6 +109,8 @@ pub struct Meter<'b> {
     counts: Option<Counts>,
     stop: Option<Cow<'static, str>>,
     generated_chars: u64,
+    /// The status an error event in the stream stands for (the first one seen).
+    error_status: Option<u16>,
 }
 
 impl<'b> Meter<'b> {
@@ -124,7 +126,22 @@ impl<'b> Meter<'b> {
             counts: None,
             stop: None,
             generated_chars: 0,
+            error_status: None,
         }
+    }
+
+    /// Characters of generated text (content, reasoning, refusals, tool-call arguments) seen
+    /// so far in a stream.
+    #[must_use]
+    pub fn generated(&self) -> u64 {
+        self.generated_chars
+    }
+
+    /// The status an error event in the stream stands for (Anthropic `overloaded_error`:
+    /// 529, a rate limit: 429, anything else: 500), once one was seen.
+    #[must_use]
+    pub fn error_status(&self) -> Option<u16> {
+        self.error_status
     }
 
     /// Takes the next decoded body bytes; calls `out` with the bytes to send on, in order
@@ -269,6 +286,9 @@ impl<'b> Meter<'b> {
         if data.first() != Some(&b'{') {
             return true;
         }
+        if self.error_status.is_none() && memchr::memmem::find(&data, b"\"error\"").is_some() {
+            self.error_status = error_event_status(&data);
+        }
         if self.wire == Wire::Anthropic {
             read_anthropic(
                 &data,
@@ -291,6 +311,36 @@ impl<'b> Meter<'b> {
         }
         !(strip_usage && usage_only)
     }
+}
+
+/// The status an error event stands for: OpenAI's `{"error": {"type"|"code"}}` or Anthropic's
+/// `{"type": "error", "error": {"type"}}`; `None` when `data` is not an error event.
+fn error_event_status(data: &[u8]) -> Option<u16> {
+    #[derive(serde::Deserialize)]
+    struct Event<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        error: Option<Body<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<Cow<'a, str>>,
+        code: Option<serde_json::Value>,
+    }
+    let e: Event<'_> = serde_json::from_slice(data).ok()?;
+    let body = e.error?;
+    if e.kind.as_deref().is_some_and(|k| k != "error") {
+        return None;
+    }
+    let code = body.code.as_ref().and_then(serde_json::Value::as_str);
+    Some(match (body.kind.as_deref(), code) {
+        (Some("overloaded_error"), _) => 529,
+        (Some("rate_limit_error" | "rate_limit_exceeded" | "requests"), _)
+        | (_, Some("rate_limit_exceeded")) => 429,
+        _ => 500,
+    })
 }
 
 /// An Anthropic event: counts from `message_start` and `message_delta` (cumulative), the
