@@ -188,6 +188,17 @@ pub struct Args {
     /// and an attempt under way is given only what is left; 0: none.
     #[arg(long, env = "SWITCHYARD_REQUEST_TIMEOUT_MS", default_value_t = 0)]
     pub request_timeout_ms: u64,
+    /// Export traces over OTLP/HTTP to this collector (`http(s)://host:4318`; spans go to
+    /// `/v1/traces` under it): a span per request and per upstream attempt.
+    #[arg(long, env = "SWITCHYARD_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    #[arg(
+        long,
+        env = "SWITCHYARD_OTLP_SERVICE_NAME",
+        default_value = "switchyard"
+    )]
+    pub otlp_service_name: String,
     /// Most upstream attempts per request (the rule's endpoint and its fallbacks together).
     /// Before anything reaches the client, a candidate that cannot be reached or answers 408,
     /// 429, 5xx or 529 (or 401/403: the next endpoint has other credentials) passes the request
@@ -293,6 +304,9 @@ pub struct Config {
     pub upstream_total_timeout: Option<Duration>,
     /// A request's deadline, all attempts together (`--request-timeout-ms`).
     pub request_timeout: Option<Duration>,
+    /// OTLP/HTTP collector for traces (`--otlp-endpoint`).
+    pub otlp_endpoint: Option<String>,
+    pub otlp_service_name: String,
     /// Most upstream attempts per request (`--max-attempts`).
     pub max_attempts: u32,
     /// Operator-added client headers passed upstream (`--forward-header`).
@@ -432,6 +446,8 @@ impl Args {
                 .then(|| Duration::from_millis(self.upstream_total_timeout_ms)),
             request_timeout: (self.request_timeout_ms > 0)
                 .then(|| Duration::from_millis(self.request_timeout_ms)),
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otlp_service_name: self.otlp_service_name.clone(),
             max_attempts: self.max_attempts,
             forward_headers: forward_headers(&self.forward_headers)?,
             secrets: crate::control::changes::SecretScope {

@@ -638,3 +638,112 @@ fn the_promql_reader_tells_metrics_from_labels() {
         )
     );
 }
+
+/// The spans the collector has, polled until there are `n`.
+fn spans(collector: &Proc, n: usize) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = call(collector.addr, "GET", "/__spans", &[], b"").json();
+        let got = got.as_array().unwrap().clone();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < until,
+            "{} of {n} spans: {got:?}",
+            got.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn spans_go_to_an_otlp_collector_and_the_upstream_gets_its_attempts_span() {
+    let collector = common::otlp_collector();
+    let down = mock(&["--status", "503"]);
+    let up = mock(&[]);
+    let (_dir, table) = compiled(&policy(&down, &up));
+    let endpoint = format!("http://{}", collector.addr);
+    let r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--otlp-endpoint",
+        &endpoint,
+        "--otlp-service-name",
+        "gateway-test",
+    ]);
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-tenant", "acme"), ("traceparent", parent)],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    // One SERVER span for the request, one CLIENT span per attempt.
+    let got = spans(&collector, 3);
+    assert_eq!(got.len(), 3, "{got:?}");
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    assert!(
+        got.iter()
+            .all(|s| s["trace_id"] == trace && s["service"] == "gateway-test")
+    );
+    let server = got.iter().find(|s| s["kind"] == 2).unwrap();
+    assert_eq!(server["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(server["name"], "POST /v1/chat/completions");
+    let a = &server["attributes"];
+    assert_eq!(a["switchyard.tenant"], "acme");
+    assert_eq!(a["switchyard.endpoint"], "up");
+    assert_eq!(a["switchyard.attempts"], 2);
+    assert_eq!(a["http.response.status_code"], 200);
+    assert!(a["gen_ai.usage.input_tokens"].as_i64().unwrap() > 0);
+    let mut attempts: Vec<&Value> = got.iter().filter(|s| s["kind"] == 3).collect();
+    attempts.sort_by_key(|s| s["attributes"]["switchyard.attempt"].as_i64());
+    assert_eq!(attempts.len(), 2);
+    for s in &attempts {
+        assert_eq!(s["parent_span_id"], server["span_id"]);
+        assert_eq!(s["name"], "chat m");
+        assert_eq!(s["attributes"]["gen_ai.provider.name"], "vllm");
+        assert!(s["end"].as_u64().unwrap() >= s["start"].as_u64().unwrap());
+    }
+    assert_eq!(attempts[0]["attributes"]["switchyard.endpoint"], "down");
+    assert_eq!(
+        attempts[0]["attributes"]["switchyard.outcome"],
+        "overloaded"
+    );
+    assert_eq!(attempts[0]["attributes"]["http.response.status_code"], 503);
+    assert_eq!(attempts[0]["status"], 2);
+    assert_eq!(attempts[1]["attributes"]["switchyard.outcome"], "ok");
+    // Each upstream was told its attempt's span as the parent.
+    let sent_parent = |m: &Proc| {
+        let reqs = mock_requests(m);
+        let h = reqs.last().unwrap()["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h[0] == "traceparent")
+            .map(|h| h[1].as_str().unwrap().to_owned())
+            .unwrap();
+        h.split('-').nth(2).unwrap().to_owned()
+    };
+    assert_eq!(sent_parent(&down), attempts[0]["span_id"].as_str().unwrap());
+    assert_eq!(sent_parent(&up), attempts[1]["span_id"].as_str().unwrap());
+
+    // A client that does not sample its trace: nothing exported, its parent passed on.
+    let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-tenant", "acme"), ("traceparent", unsampled)],
+        &chat_body("m", false),
+    );
+    assert_eq!(resp.status, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(spans(&collector, 3).len(), 3);
+    assert_eq!(sent_parent(&up), "00f067aa0ba902b7");
+    let m = scrape(&r);
+    assert_eq!(total(&m, "switchyard_trace_spans_exported_total", &[]), 3.0);
+    assert_eq!(total(&m, "switchyard_trace_spans_dropped_total", &[]), 0.0);
+}

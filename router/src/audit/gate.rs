@@ -88,7 +88,7 @@ impl Gate {
     pub fn flush(&self) {
         let mut s = self.lock();
         if !s.batch.is_empty() {
-            let batch = hand_over(&mut s.batch);
+            let batch = std::mem::replace(&mut s.batch, self.sink.empty_batch());
             self.sink.append_batch(batch);
         }
     }
@@ -112,13 +112,6 @@ impl Gate {
         self.failed(cut_off);
         cut_off
     }
-}
-
-/// Takes the queued records, leaving a batch with room for as many (the next batch is
-/// likely as large: one allocation instead of a doubling per power of two).
-fn hand_over(batch: &mut Vec<Record>) -> Vec<Record> {
-    let room = batch.len().min(BATCH);
-    std::mem::replace(batch, Vec::with_capacity(room))
 }
 
 impl<'g> Due<'g> {
@@ -146,7 +139,7 @@ impl<'g> Due<'g> {
         if let Some(mut s) = self.settle() {
             s.batch.push(record);
             if s.batch.len() >= BATCH {
-                let batch = hand_over(&mut s.batch);
+                let batch = std::mem::replace(&mut s.batch, gate.sink.empty_batch());
                 gate.sink.append_batch(batch);
             }
         }

@@ -251,6 +251,36 @@ pub struct AuditSink {
     stats: Arc<AuditStats>,
     /// Records sent and not yet taken by the writer.
     queued: Arc<AtomicU64>,
+    spares: Arc<Spares>,
+}
+
+/// Batch vectors the writer has emptied, for the gates to fill again: a batch is hundreds of
+/// kilobytes, and allocating one per batch on a core (freed on the writer's thread) kept
+/// glibc consolidating its heap on the request path.
+#[derive(Debug, Default)]
+pub struct Spares(std::sync::Mutex<Vec<Vec<Record>>>);
+
+impl Spares {
+    /// Most vectors kept.
+    const KEEP: usize = 16;
+
+    fn give_back(&self, mut batch: Vec<Record>) {
+        batch.clear();
+        let mut kept = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < Self::KEEP {
+            kept.push(batch);
+        }
+    }
+
+    fn take(&self) -> Option<Vec<Record>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop()
+    }
 }
 
 impl AuditSink {
@@ -262,6 +292,7 @@ impl AuditSink {
             tx,
             stats,
             queued: Arc::new(AtomicU64::new(0)),
+            spares: Arc::default(),
         };
         (sink, rx)
     }
@@ -302,6 +333,12 @@ impl AuditSink {
     }
 
     /// Appends a core's batch of records; never blocks.
+    /// An empty batch vector to fill (one the writer gave back, when there is one).
+    #[must_use]
+    pub fn empty_batch(&self) -> Vec<Record> {
+        self.spares.take().unwrap_or_default()
+    }
+
     pub fn append_batch(&self, records: Vec<Record>) {
         self.send(Msg::Batch(records));
     }
@@ -348,6 +385,8 @@ pub fn start(
     let queued = Arc::new(AtomicU64::new(0));
     let mut writer = Writer::new(config, Arc::clone(&stats), Arc::new(schema));
     writer.queued = Arc::clone(&queued);
+    let spares: Arc<Spares> = Arc::default();
+    writer.spares = Arc::clone(&spares);
     writer.recover();
     let handle = std::thread::Builder::new()
         .name("audit-writer".into())
@@ -355,7 +394,15 @@ pub fn start(
             background_priority("audit-writer");
             writer.run(&rx);
         })?;
-    Ok((AuditSink { tx, stats, queued }, handle))
+    Ok((
+        AuditSink {
+            tx,
+            stats,
+            queued,
+            spares,
+        },
+        handle,
+    ))
 }
 
 /// Niceness of the audit threads: when they and a request executor both want a CPU, the

@@ -89,6 +89,8 @@ pub(super) struct Writer {
     schema: Arc<parquet::schema::types::Type>,
     /// Records in the channel (shared with the sinks; decremented as they are taken).
     pub(super) queued: Arc<AtomicU64>,
+    /// Emptied batch vectors, given back to the cores' gates (see [`super::Spares`]).
+    pub(super) spares: Arc<super::Spares>,
     /// Estimated bytes of records waiting in open shards for their row group.
     pending_bytes: usize,
 }
@@ -158,6 +160,7 @@ impl Writer {
             props: Arc::new(props),
             schema,
             queued: Arc::new(AtomicU64::new(0)),
+            spares: Arc::default(),
             pending_bytes: 0,
         }
     }
@@ -172,9 +175,12 @@ impl Writer {
             .fetch_sub(msg.records() as u64, Ordering::AcqRel);
         match msg {
             Msg::Record(record, ack) => self.take(*record, ack, acks),
-            Msg::Batch(records) => records.into_iter().for_each(|r| {
-                self.add(r);
-            }),
+            Msg::Batch(mut records) => {
+                for r in records.drain(..) {
+                    self.add(r);
+                }
+                self.spares.give_back(records);
+            }
             Msg::Stop => return true,
         }
         false

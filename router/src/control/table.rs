@@ -553,6 +553,12 @@ fn system_roots() -> &'static rustls::RootCertStore {
 }
 
 /// A TLS client configuration trusting the system roots plus the certificates in `ca_file`.
+/// A TLS client configuration trusting the system's roots (for the side threads' own
+/// connections, such as the OTLP exporter's).
+pub fn default_client_tls() -> Result<Arc<rustls::ClientConfig>, String> {
+    client_tls("")
+}
+
 fn client_tls(ca_file: &str) -> Result<Arc<rustls::ClientConfig>, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;

@@ -270,6 +270,13 @@ pub(super) async fn candidates<'r>(
         }
         draft.upstream_model = Some(upstream_model.to_owned());
         draft.pricing = Some((endpoint.input_per_1k(), endpoint.output_per_1k()));
+        // Exported spans: this attempt's own span, which the upstream gets as its parent.
+        let attempt_span = draft.span.map(|_| {
+            crate::observe::trace::span_id(crate::control::balance::mix(core.next_request_number()))
+        });
+        let attempt_traceparent = attempt_span
+            .zip(draft.trace)
+            .map(|(span, trace)| trace.header(span));
         let result = match body {
             Ok(body) => {
                 let x = Exchange {
@@ -293,11 +300,12 @@ pub(super) async fn candidates<'r>(
                     attempt: attempts + 1,
                     last_chance,
                     waited_us: std::cell::Cell::new(0),
-                    traceparent: &traceparent,
+                    traceparent: attempt_traceparent.as_deref().unwrap_or(&traceparent),
                     give_up_at: std::cell::Cell::new(deadline),
                 };
                 attempts += 1;
                 let started = std::time::Instant::now();
+                let start_unix_ns = attempt_span.map(|_| crate::observe::export::now_unix_ns());
                 let offset_us = elapsed_us(req);
                 let flight = load.as_ref().map(|l| l.series.start());
                 let result = attempt(&x, plan, client).await;
@@ -331,6 +339,27 @@ pub(super) async fn candidates<'r>(
                     ];
                     let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     crate::observe::record::attempt(core, labels, outcome, took);
+                    if let (Some(tracer), Some(trace), Some(parent), Some(span), Some(start)) = (
+                        &core.shared.tracer,
+                        draft.trace,
+                        draft.span,
+                        attempt_span,
+                        start_unix_ns,
+                    ) {
+                        let status = match &result {
+                            Ok((_, o)) => o.upstream_status,
+                            Err(e) => e.upstream_status,
+                        };
+                        let a = crate::observe::spans::Attempt {
+                            labels,
+                            number: attempts,
+                            outcome,
+                            status,
+                            start_unix_ns: start,
+                            end_unix_ns: crate::observe::export::now_unix_ns(),
+                        };
+                        tracer.send(crate::observe::spans::attempt(&trace, parent, span, &a));
+                    }
                 }
                 if let Some(b) = &breaker {
                     // A forced attempt (every candidate was skipped) decides like a probe.

@@ -37,6 +37,8 @@ pub(super) struct Draft {
     pub(super) retry_reasons: String,
     /// The trace the request runs under.
     pub(super) trace: Option<crate::observe::trace::Context>,
+    /// The request's own span, when its spans are exported (`--otlp-endpoint`, sampled).
+    pub(super) span: Option<[u8; 8]>,
     /// What the metrics need beside the record.
     pub(super) measured: crate::observe::record::Measured,
 }
@@ -62,6 +64,7 @@ impl Draft {
             attempts: 0,
             retry_reasons: String::new(),
             trace: None,
+            span: None,
             measured: crate::observe::record::Measured {
                 operation: crate::observe::record::operation_name(api),
                 ..Default::default()

@@ -50,6 +50,10 @@ pub async fn serve<'r>(
                 crate::observe::trace::Context::start((hi << 64) | lo)
             }),
     );
+    let exporting = core.shared.tracer.is_some() && draft.trace.is_some_and(|t| t.flags & 1 == 1);
+    draft.span = exporting.then(|| {
+        crate::observe::trace::span_id(crate::control::balance::mix(core.next_request_number()))
+    });
     let strict = core.config().audit_strict;
     let (mut next, outcome) = match &core.audit {
         Some(sink) if strict && !sink.healthy() => {
@@ -66,7 +70,21 @@ pub async fn serve<'r>(
         first_byte_us: outcome.first_byte_us,
         ..draft.measured
     };
+    let (trace, span) = (draft.trace, draft.span);
     let record = record(req, id, draft, outcome);
+    if let (Some(tracer), Some(trace), Some(span)) = (&core.shared.tracer, trace, span) {
+        let end = crate::observe::export::now_unix_ns();
+        let took = u64::try_from(req.started.elapsed().as_nanos()).unwrap_or(0);
+        let path = String::from_utf8_lossy(req.head.path(req.buf));
+        tracer.send(crate::observe::spans::request(
+            &trace,
+            span,
+            &path,
+            end.saturating_sub(took),
+            end,
+            &record,
+        ));
+    }
     crate::observe::record::request(
         core,
         &record,

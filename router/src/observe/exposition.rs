@@ -531,6 +531,30 @@ fn scalars(core: &Core, s: &mut String) {
         "counter",
         shared.sum(|m| &m.stale_connections),
     );
+    let spans = |get: fn(&crate::observe::export::Exporter) -> &std::sync::atomic::AtomicU64| {
+        shared
+            .tracer
+            .as_ref()
+            .map_or(0, |t| get(t).load(std::sync::atomic::Ordering::Relaxed))
+    };
+    metric(
+        "switchyard_trace_spans_exported_total",
+        "Spans the OTLP collector accepted (--otlp-endpoint).",
+        "counter",
+        spans(|t| &t.exported),
+    );
+    metric(
+        "switchyard_trace_spans_dropped_total",
+        "Spans dropped because the export queue was full (tracing never makes a request wait).",
+        "counter",
+        spans(|t| &t.dropped),
+    );
+    metric(
+        "switchyard_trace_spans_failed_total",
+        "Spans in exports the collector refused or could not be reached for (not retried).",
+        "counter",
+        spans(|t| &t.failed),
+    );
     metric(
         "switchyard_table_revision",
         "Revision of the table being served.",

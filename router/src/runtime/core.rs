@@ -73,6 +73,8 @@ pub struct Shared {
     pub resolver: Arc<crate::upstream::resolve::Resolver>,
     /// The admin API's worker threads (compiles, Parquet reads, fsyncs).
     pub admin_pool: crate::runtime::offload::Offload,
+    /// The OTLP span exporter (`--otlp-endpoint`).
+    pub tracer: Option<Arc<crate::observe::export::Exporter>>,
 }
 
 impl Shared {

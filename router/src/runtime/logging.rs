@@ -105,6 +105,8 @@ pub static INTERNAL_DETAIL: Throttle = Throttle::new();
 pub static NOT_DURABLE: Throttle = Throttle::new();
 /// Unauthenticated refusals left out of the audit trail (sampled).
 pub static UNAUDITED_REFUSALS: Throttle = Throttle::new();
+/// An OTLP trace export failed.
+pub static OTLP_EXPORT: Throttle = Throttle::new();
 
 #[cfg(test)]
 mod tests {

@@ -267,6 +267,13 @@ fn shared_state(
         .context("cannot start the DNS workers")?;
     let admin_pool = crate::runtime::offload::Offload::start("admin", ADMIN_THREADS, 64)
         .context("cannot start the admin workers")?;
+    let tracer = match &config.otlp_endpoint {
+        Some(url) => Some(
+            crate::observe::export::Exporter::start(url, &config.otlp_service_name)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
     Ok(Arc::new(Shared {
         config: config.clone(),
         tables: Arc::clone(tables),
@@ -282,6 +289,7 @@ fn shared_state(
         audit_gates,
         resolver,
         admin_pool,
+        tracer,
     }))
 }
 
@@ -334,6 +342,11 @@ fn drain(config: &Config, shared: &Shared, handles: Vec<std::thread::JoinHandle<
         .iter()
         .map(crate::audit::gate::Gate::close)
         .sum();
+    if let Some(tracer) = &shared.tracer {
+        // The exporter sends what is queued and stops (best effort: the process may exit
+        // before its last batch is through).
+        tracer.close();
+    }
     if unfinished > 0 {
         tracing::warn!(
             cores = unfinished,

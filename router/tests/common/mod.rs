@@ -272,6 +272,12 @@ pub fn vertex_mock(args: &[&str]) -> Proc {
     python_server("gcp/vertex_mock.py", args)
 }
 
+/// Starts the OTLP/HTTP test collector (`tools/otlp/collector.py`: checks each export with
+/// `opentelemetry-proto`; `GET /__spans` lists what it got).
+pub fn otlp_collector() -> Proc {
+    python_server("otlp/collector.py", &[])
+}
+
 /// Starts a Python test server from `tools/` that prints `listening on http://ADDR`.
 fn python_server(script: &str, args: &[&str]) -> Proc {
     let path = format!("{}/../tools/{script}", env!("CARGO_MANIFEST_DIR"));
