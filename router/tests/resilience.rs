@@ -383,3 +383,50 @@ fn a_stream_commits_at_its_first_content_not_at_its_head() {
     assert!(!text.contains("[DONE]"), "{text}");
     assert_eq!(hits(&spare), 1, "no second attempt after the first content");
 }
+
+#[test]
+fn an_empty_account_is_told_from_a_rate_limit_and_cooled_longest() {
+    let broke = mock(&["--status", "429", "--error-code", "insufficient_quota"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("broke", &broke), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    assert_eq!(ok_chat(&r).route().0, "spare");
+    let metrics = call(r.addr, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_upstream_attempts_total{")
+                && l.contains("switchyard_endpoint=\"broke\"")
+                && l.contains("outcome=\"quota_exhausted\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    // Cooled for the longest cooldown (60 s), not the 5 s of a rate limit without
+    // Retry-After.
+    let b = breaker(&r, "broke");
+    let until = b["cooling_until"].as_str().unwrap();
+    let now = common::call(r.addr, "GET", "/v1/health", &[], b"").json()["timestamp"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secs = |iso: &str| -> i64 {
+        let t = &iso[11..19];
+        let p: Vec<i64> = t.split(':').map(|x| x.parse().unwrap()).collect();
+        p[0] * 3600 + p[1] * 60 + p[2]
+    };
+    let left = (secs(until) - secs(&now)).rem_euclid(86_400);
+    assert!(left >= 50, "cooling until {until}, now {now}");
+    // A plain 429 (another code) is a rate limit.
+    let limited = mock(&["--status", "429"]);
+    let (_d2, table) = compiled(&chain(&[("limited", &limited), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    assert_eq!(ok_chat(&r).route().0, "spare");
+    let metrics = call(r.addr, "GET", "/metrics", &[], b"").text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.contains("switchyard_endpoint=\"limited\"")
+                && l.contains("outcome=\"rate_limited\"")),
+        "{metrics}"
+    );
+}

@@ -455,6 +455,7 @@ fn outcome_of(result: &Result<(Next, Outcome), Error>) -> AttemptOutcome {
             _ => AttemptOutcome::Ok,
         },
         Err(e) => match e.kind {
+            ErrorKind::UpstreamRefused if e.quota_exhausted => AttemptOutcome::QuotaExhausted,
             ErrorKind::UpstreamRefused => e
                 .upstream_status
                 .map_or(AttemptOutcome::Overloaded, AttemptOutcome::of_status),
@@ -480,7 +481,12 @@ fn seen(result: &Result<(Next, Outcome), Error>) -> Seen {
         Err(e) => match (e.kind, e.upstream_status) {
             (ErrorKind::UpstreamRefused, Some(status)) => Seen::Answer {
                 status,
-                retry_ms: e.upstream_retry_ms.map(i64::from),
+                // An empty account does not refill in seconds: the longest cooldown.
+                retry_ms: if e.quota_exhausted {
+                    Some(crate::control::breaker::MAX_COOLDOWN_MS)
+                } else {
+                    e.upstream_retry_ms.map(i64::from)
+                },
             },
             (
                 ErrorKind::UpstreamUnavailable

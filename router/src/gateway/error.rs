@@ -292,6 +292,9 @@ pub struct Error {
     /// Sent as `x-should-retry: false`: the router already tried what a retry would (the
     /// OpenAI and Anthropic SDKs obey the header before their own retry rules).
     pub no_retry: bool,
+    /// A 429 whose body says the account is out of credit (OpenAI's `insufficient_quota`),
+    /// not a rate limit: its endpoint cools down for the longest cooldown.
+    pub quota_exhausted: bool,
     /// The tenant limit that refused the request, for `switchyard_rate_limited_total`.
     pub limit: Option<Limit>,
     /// More top-level fields for the body beside `error` (the compiler's diagnostics for
@@ -312,6 +315,7 @@ impl Error {
             retry_after: None,
             allow: None,
             no_retry: false,
+            quota_exhausted: false,
             limit: None,
             upstream_status: None,
             upstream_retry_ms: None,

@@ -316,7 +316,7 @@ fn attempts(core: &Core, s: &mut String) {
     family(
         s,
         "switchyard_upstream_attempts_total",
-        "Upstream attempts by outcome (ok, connect_error, reset_after_send, ttft_timeout, rate_limited, overloaded, credentials, context_overflow, client_error, interrupted, client_gone).",
+        "Upstream attempts by outcome (ok, connect_error, reset_after_send, ttft_timeout, rate_limited, quota_exhausted, overloaded, credentials, context_overflow, client_error, interrupted, client_gone, not_sent).",
         "counter",
     );
     for (labels, t) in &all {

@@ -362,6 +362,8 @@ pub enum Outcome {
     TtftTimeout,
     /// 429.
     RateLimited,
+    /// 429 saying the account is out of credit (OpenAI's `insufficient_quota`).
+    QuotaExhausted,
     /// 5xx, Anthropic's 529.
     Overloaded,
     /// 401, 403, or credentials the router could not get (a missing secret, a token fetch).
@@ -379,12 +381,13 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Ok,
         Self::ConnectError,
         Self::ResetAfterSend,
         Self::TtftTimeout,
         Self::RateLimited,
+        Self::QuotaExhausted,
         Self::Overloaded,
         Self::Credentials,
         Self::ContextOverflow,
@@ -402,6 +405,7 @@ impl Outcome {
             Self::ResetAfterSend => "reset_after_send",
             Self::TtftTimeout => "ttft_timeout",
             Self::RateLimited => "rate_limited",
+            Self::QuotaExhausted => "quota_exhausted",
             Self::Overloaded => "overloaded",
             Self::Credentials => "credentials",
             Self::ContextOverflow => "context_overflow",

@@ -152,6 +152,13 @@ pub async fn forward(
             ),
         );
         err.upstream_status = Some(head.status);
+        // What came with the head of the body tells an empty account from a rate limit.
+        err.quota_exhausted = head.status == 429
+            && memchr::memmem::find(
+                rbuf.get(head.len..filled).unwrap_or_default(),
+                b"insufficient_quota",
+            )
+            .is_some();
         err.upstream_retry_ms = crate::control::breaker::retry_after_ms(
             after,
             header_str(&rbuf, &headers, b"retry-after-ms"),

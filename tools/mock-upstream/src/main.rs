@@ -18,6 +18,7 @@
 //! | --- | --- |
 //! | `x-mock-latency-ms: N` | wait N ms before the response head |
 //! | `x-mock-status: N` | answer with status N (an OpenAI error body when N ≥ 400; `--status` sets the default, `--status-every K` gives it to every Kth request only) |
+//! | `x-mock-error-code: C` | the OpenAI error body's `code` (`--error-code`; `insufficient_quota`: out of credit) |
 //! | `x-mock-retry-after: V` | send `Retry-After: V` with an error answer (`--retry-after` sets the default) |
 //! | `x-mock-chunks: N` | stream N content chunks |
 //! | `x-mock-chunk-bytes: N` | each chunk carries N bytes of content |
@@ -110,6 +111,10 @@ struct Args {
     /// Default fault of every model request (as `x-mock-fault`).
     #[arg(long)]
     fault: Option<String>,
+    /// `code` of the OpenAI error body sent with an error status (as `x-mock-error-code`):
+    /// `insufficient_quota` is OpenAI's out-of-credit 429.
+    #[arg(long, default_value = "mock_status")]
+    error_code: String,
 }
 
 /// Model requests answered so far (all cores), for `--status-every`.
@@ -120,6 +125,7 @@ struct Defaults {
     status: u16,
     status_every: u64,
     fault: Option<String>,
+    error_code: String,
     retry_after: Option<String>,
     latency_ms: u64,
     chunks: usize,
@@ -139,6 +145,7 @@ fn main() -> anyhow::Result<()> {
         status: args.status,
         status_every: args.status_every.max(1),
         fault: args.fault.clone(),
+        error_code: args.error_code.clone(),
         retry_after: args.retry_after.clone(),
         latency_ms: args.latency_ms,
         chunks: args.chunks,
@@ -253,6 +260,7 @@ pub(crate) struct Plan {
     pub(crate) chunk_bytes: usize,
     chunk_delay_ms: u64,
     pub(crate) fault: Option<String>,
+    pub(crate) error_code: String,
     pub(crate) tools: usize,
     pub(crate) thinking: bool,
     pub(crate) finish: Option<String>,
@@ -361,6 +369,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 .unwrap_or(16),
             chunk_delay_ms: num(b"x-mock-chunk-delay-ms", defaults.chunk_delay_ms),
             fault: header(b"x-mock-fault").or_else(|| defaults.fault.clone()),
+            error_code: header(b"x-mock-error-code").unwrap_or_else(|| defaults.error_code.clone()),
             tools: usize::try_from(num(b"x-mock-tools", 0))
                 .unwrap_or(0)
                 .min(16),

@@ -26,8 +26,8 @@ pub(crate) async fn chat<S: AsyncWrite + Unpin>(
         && request.pointer("/stream_options/include_usage") == Some(&serde_json::Value::Bool(true));
     let prompt_tokens = body.len().div_ceil(4) as u64;
     if plan.status >= 400 {
-        let err = br#"{"error":{"message":"mock upstream error","type":"server_error","param":null,"code":"mock_status"}}"#;
-        return send_error_status(s, plan, err).await;
+        let err = error_body(plan);
+        return send_error_status(s, plan, &err).await;
     }
     let piece = "x".repeat(plan.chunk_bytes);
     let finish = plan
@@ -178,8 +178,8 @@ pub(crate) async fn chat<S: AsyncWrite + Unpin>(
 /// Answers an embeddings request: 8 numbers per input.
 pub(crate) async fn embeddings<S: AsyncWrite + Unpin>(s: &mut S, plan: &Plan, body: &[u8]) -> bool {
     if plan.status >= 400 {
-        let err = br#"{"error":{"message":"mock upstream error","type":"server_error","param":null,"code":"mock_status"}}"#;
-        return send_error_status(s, plan, err).await;
+        let err = error_body(plan);
+        return send_error_status(s, plan, &err).await;
     }
     let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
     let inputs = match request.get("input") {
@@ -211,4 +211,14 @@ pub(crate) async fn embeddings<S: AsyncWrite + Unpin>(s: &mut S, plan: &Plan, bo
         .write_all(&response(200, "application/json", b.as_bytes(), None))
         .await;
     s.flush().await.is_ok()
+}
+
+/// An OpenAI error body with the plan's `code` (`--error-code`, `x-mock-error-code`).
+fn error_body(plan: &Plan) -> Vec<u8> {
+    let mut err =
+        br#"{"error":{"message":"mock upstream error","type":"server_error","param":null,"code":"#
+            .to_vec();
+    write_json_string(&mut err, &plan.error_code);
+    err.extend_from_slice(b"}}");
+    err
 }
