@@ -83,8 +83,7 @@ fn total(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
 
 /// The audit records of tenant `tenant`, polled until there are `n`.
 fn audit_rows(r: &Proc, tenant: &str, n: usize) -> Vec<Value> {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
+    at_least(n, "records", || {
         let resp = admin(
             r,
             "GET",
@@ -92,14 +91,22 @@ fn audit_rows(r: &Proc, tenant: &str, n: usize) -> Vec<Value> {
             b"",
         );
         assert_eq!(resp.status, 200, "{}", resp.text());
-        let rows = resp.json()["data"].as_array().unwrap().clone();
-        if rows.len() >= n {
-            return rows;
+        resp.json()["data"].as_array().unwrap().clone()
+    })
+}
+
+/// `fetch`'s list, polled for up to 10 s until it holds `n` items (`what` they are).
+fn at_least(n: usize, what: &str, mut fetch: impl FnMut() -> Vec<Value>) -> Vec<Value> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = fetch();
+        if got.len() >= n {
+            return got;
         }
         assert!(
             Instant::now() < until,
-            "{} of {n} records: {rows:?}",
-            rows.len()
+            "{} of {n} {what}: {got:?}",
+            got.len()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -641,20 +648,10 @@ fn the_promql_reader_tells_metrics_from_labels() {
 
 /// The spans the collector has, polled until there are `n`.
 fn spans(collector: &Proc, n: usize) -> Vec<Value> {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
+    at_least(n, "spans", || {
         let got = call(collector.addr, "GET", "/__spans", &[], b"").json();
-        let got = got.as_array().unwrap().clone();
-        if got.len() >= n {
-            return got;
-        }
-        assert!(
-            Instant::now() < until,
-            "{} of {n} spans: {got:?}",
-            got.len()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        got.as_array().unwrap().clone()
+    })
 }
 
 #[test]
