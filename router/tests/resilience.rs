@@ -430,3 +430,20 @@ fn an_empty_account_is_told_from_a_rate_limit_and_cooled_longest() {
         "{metrics}"
     );
 }
+
+#[test]
+fn an_endpoint_failing_half_the_time_is_ejected_by_its_failure_ratio() {
+    // Every second request fails: never five in a row, but half of twenty.
+    let flaky = mock(&["--status", "503", "--status-every", "2"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("flaky", &flaky), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap(), "--cores", "1"]);
+    for _ in 0..30 {
+        ok_chat(&r);
+    }
+    assert_eq!(hits(&flaky), 20, "skipped once the ratio tripped");
+    assert_eq!(hits(&spare), 20);
+    let b = breaker(&r, "flaky");
+    assert_eq!(b["state"], "open", "{b}");
+    assert_eq!(b["ejections"], 1, "{b}");
+}

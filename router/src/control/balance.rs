@@ -119,12 +119,23 @@ impl RetryBudget {
     }
 }
 
+/// Attempts in a window before its failure ratio can open a breaker.
+pub const RATIO_MIN_ATTEMPTS: u64 = 20;
+/// The failure share (percent) that opens it.
+pub const RATIO_OPENS_PERCENT: u64 = 50;
+/// The window's length.
+pub const RATIO_WINDOW_MS: i64 = 10_000;
+
 /// One endpoint's load as one core sees it.
 #[derive(Debug, Default)]
 pub struct Load {
     in_flight: AtomicI64,
     /// Moving average of time to first token, µs (0: none yet).
     ttft_us: AtomicU64,
+    /// The failure-ratio window: its start (ms), attempts and failures in it.
+    window_start_ms: AtomicI64,
+    window_attempts: AtomicU64,
+    window_failures: AtomicU64,
 }
 
 impl Load {
@@ -133,6 +144,29 @@ impl Load {
     pub fn start(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight { load: self }
+    }
+
+    /// Counts an attempt in the failure-ratio window; `true` when the window's failures reach
+    /// [`RATIO_OPENS_PERCENT`] of at least [`RATIO_MIN_ATTEMPTS`] attempts (the window then
+    /// starts again): the caller opens the endpoint's breaker.
+    pub fn failure_ratio_trips(&self, now_ms: i64, failed: bool) -> bool {
+        if now_ms - self.window_start_ms.load(Ordering::Relaxed) > RATIO_WINDOW_MS {
+            self.window_start_ms.store(now_ms, Ordering::Relaxed);
+            self.window_attempts.store(0, Ordering::Relaxed);
+            self.window_failures.store(0, Ordering::Relaxed);
+        }
+        let attempts = self.window_attempts.load(Ordering::Relaxed) + 1;
+        let failures = self.window_failures.load(Ordering::Relaxed) + u64::from(failed);
+        self.window_attempts.store(attempts, Ordering::Relaxed);
+        self.window_failures.store(failures, Ordering::Relaxed);
+        let trips =
+            attempts >= RATIO_MIN_ATTEMPTS && failures * 100 >= attempts * RATIO_OPENS_PERCENT;
+        if trips {
+            self.window_start_ms.store(now_ms, Ordering::Relaxed);
+            self.window_attempts.store(0, Ordering::Relaxed);
+            self.window_failures.store(0, Ordering::Relaxed);
+        }
+        trips
     }
 
     /// Adds a time-to-first-token sample.
@@ -304,6 +338,28 @@ mod tests {
         assert_eq!(load.in_flight(), 1);
         drop(guard);
         assert_eq!(load.in_flight(), 0);
+    }
+
+    #[test]
+    fn half_failing_trips_after_enough_attempts_in_the_window() {
+        let load = Load::default();
+        let t = 1_000_000;
+        let mut tripped = None;
+        for i in 0..RATIO_MIN_ATTEMPTS {
+            if load.failure_ratio_trips(t, i % 2 == 0) {
+                tripped = Some(i + 1);
+            }
+        }
+        assert_eq!(tripped, Some(RATIO_MIN_ATTEMPTS));
+        // One failure in four never does.
+        for i in 0..100 {
+            assert!(!load.failure_ratio_trips(t, i % 4 == 0));
+        }
+        // An old window is forgotten.
+        for _ in 0..15 {
+            assert!(!load.failure_ratio_trips(t, true));
+        }
+        assert!(!load.failure_ratio_trips(t + RATIO_WINDOW_MS + 1, true));
     }
 
     #[test]

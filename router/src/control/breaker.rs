@@ -2,7 +2,10 @@
 //! (atomics only: no lock on the request path once a core has the endpoint's [`Breaker`]).
 //!
 //! - **Closed**: every request may go. [`FAILURES_TO_OPEN`] consecutive failures (cannot
-//!   connect, timeout, bad response, 5xx, 401/403) open it.
+//!   connect, timeout, bad response, 5xx, 401/403) open it; so does a failure ratio of half
+//!   or more over at least 20 attempts in 10 s on one core (`control::balance::Load`, kept
+//!   per core so that a success writes no shared line), for an endpoint that fails often
+//!   without failing five times in a row.
 //! - **Open** for `BASE_EJECTION_MS × 2^(ejections − 1)`, capped at [`MAX_EJECTION_MS`],
 //!   ±20% jitter (so hosts and endpoints do not come back in step): candidates skip it.
 //! - **Half-open** when that time is up: exactly one request (a compare-and-swap on
@@ -56,6 +59,21 @@ pub enum Seen {
     Broken,
     /// Nothing about the endpoint (the client left, the request could not be translated, …).
     Nothing,
+}
+
+impl Seen {
+    /// Whether the attempt counts as the endpoint failing (as [`Breaker::record`] judges):
+    /// `Some(true)` failed, `Some(false)` answered, `None` nothing to judge.
+    #[must_use]
+    pub fn failed(self) -> Option<bool> {
+        match self {
+            Seen::Answer { status, .. } => {
+                Some(matches!(status, 401 | 403 | 408) || (status >= 500 && status != 429))
+            }
+            Seen::Broken => Some(true),
+            Seen::Nothing => None,
+        }
+    }
 }
 
 /// One endpoint's breaker and cooldown.

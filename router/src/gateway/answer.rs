@@ -362,8 +362,16 @@ pub(super) async fn candidates<'r>(
                     }
                 }
                 if let Some(b) = &breaker {
+                    let now = crate::clock::now_ms();
+                    let seen = seen(&result);
                     // A forced attempt (every candidate was skipped) decides like a probe.
-                    b.record(crate::clock::now_ms(), probe || forced, seen(&result));
+                    b.record(now, probe || forced, seen);
+                    // An endpoint failing half the time never fails five times in a row.
+                    if let (Some(load), Some(failed)) = (&load, seen.failed())
+                        && load.series.failure_ratio_trips(now, failed)
+                    {
+                        b.force_open(now);
+                    }
                 }
                 match &result {
                     Ok(_) => core.endpoint_answered(endpoint.id()),
