@@ -149,13 +149,7 @@ fn busy_router() -> (Proc, Proc, Proc, tempfile::TempDir) {
     let (dir, table) = compiled(&policy(&down, &up));
     let r = router(&["--table", table.to_str().unwrap()]);
     for stream in [false, false, false, true, true] {
-        let resp = call(
-            r.addr,
-            "POST",
-            "/v1/chat/completions",
-            &[("x-tenant", "acme")],
-            &chat_body("m", stream),
-        );
+        let resp = common::chat_streamed(r.addr, "m", stream, &[("x-tenant", "acme")]);
         assert_eq!(resp.status, 200, "{}", resp.text());
     }
     // One request served, one refused by the tenant's limit; one body that is not JSON.
@@ -351,24 +345,22 @@ fn the_clients_trace_is_continued_upstream_and_recorded() {
     ));
     let r = router(&["--table", table.to_str().unwrap()]);
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let resp = call(
+    let resp = common::chat_streamed(
         r.addr,
-        "POST",
-        "/v1/chat/completions",
+        "m",
+        false,
         &[("x-tenant", "acme"), ("traceparent", parent)],
-        &chat_body("m", false),
     );
     assert_eq!(resp.status, 200);
     // A malformed one starts a new trace (and is not passed on as if valid).
-    let resp = call(
+    let resp = common::chat_streamed(
         r.addr,
-        "POST",
-        "/v1/chat/completions",
+        "m",
+        false,
         &[
             ("x-tenant", "acme"),
             ("traceparent", "00-zz-00f067aa0ba902b7-01"),
         ],
-        &chat_body("m", false),
     );
     assert_eq!(resp.status, 200);
     let sent = mock_requests(&up);
@@ -439,13 +431,7 @@ rules:
         up.addr
     ));
     let r = router(&["--table", table.to_str().unwrap()]);
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[("x-tenant", "acme")],
-        &chat_body("m", false),
-    );
+    let resp = common::chat_streamed(r.addr, "m", false, &[("x-tenant", "acme")]);
     assert_eq!(resp.status, 200);
     let health = |tenant: &str| {
         let resp = call(r.addr, "GET", "/v1/health", &[("x-tenant", tenant)], b"");
@@ -466,13 +452,7 @@ rules:
 
     // Requests that find `dead` refusing connections open its breaker.
     for _ in 0..5 {
-        let resp = call(
-            r.addr,
-            "POST",
-            "/v1/chat/completions",
-            &[("x-tenant", "acme")],
-            &chat_body("m-dead", false),
-        );
+        let resp = common::chat_streamed(r.addr, "m-dead", false, &[("x-tenant", "acme")]);
         assert_eq!(resp.status, 503, "{}", resp.text());
     }
     let (status, body) = health("acme");
@@ -670,12 +650,11 @@ fn spans_go_to_an_otlp_collector_and_the_upstream_gets_its_attempts_span() {
         "gateway-test",
     ]);
     let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let resp = call(
+    let resp = common::chat_streamed(
         r.addr,
-        "POST",
-        "/v1/chat/completions",
+        "m",
+        false,
         &[("x-tenant", "acme"), ("traceparent", parent)],
-        &chat_body("m", false),
     );
     assert_eq!(resp.status, 200, "{}", resp.text());
     // One SERVER span for the request, one CLIENT span per attempt.
@@ -729,12 +708,11 @@ fn spans_go_to_an_otlp_collector_and_the_upstream_gets_its_attempts_span() {
 
     // A client that does not sample its trace: nothing exported, its parent passed on.
     let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-    let resp = call(
+    let resp = common::chat_streamed(
         r.addr,
-        "POST",
-        "/v1/chat/completions",
+        "m",
+        false,
         &[("x-tenant", "acme"), ("traceparent", unsampled)],
-        &chat_body("m", false),
     );
     assert_eq!(resp.status, 200);
     std::thread::sleep(Duration::from_millis(1500));

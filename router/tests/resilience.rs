@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Proc, call, chat, chat_body, compiled, mock, mock_requests, router, wait_for};
+use common::{Proc, call, chat, chat_streamed, compiled, mock, mock_requests, router, wait_for};
 
 /// A policy whose default rule tries `ids` in order, each a `vllm` endpoint on its mock.
 fn chain(mocks: &[(&str, &Proc)]) -> String {
@@ -46,13 +46,7 @@ fn upstream_errors_before_the_first_byte_go_to_the_next_candidate() {
     ]));
     let r = router(&["--table", table.to_str().unwrap(), "--max-attempts", "4"]);
     for stream in [false, true] {
-        let resp = call(
-            r.addr,
-            "POST",
-            "/v1/chat/completions",
-            &[],
-            &chat_body("m", stream),
-        );
+        let resp = chat_streamed(r.addr, "m", stream, &[]);
         assert_eq!(resp.status, 200, "{}", resp.text());
         assert_eq!(resp.route().0, "healthy");
         assert!(resp.header("x-should-retry").is_none());
@@ -124,13 +118,7 @@ fn client_errors_are_not_retried_and_max_attempts_bounds_the_work() {
     let named: Vec<(&str, &Proc)> = ids.iter().copied().zip(down.iter()).collect();
     let (_d2, table) = compiled(&chain(&named));
     let r = router(&["--table", table.to_str().unwrap(), "--max-attempts", "2"]);
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        &chat_body("m", true),
-    );
+    let resp = chat_streamed(r.addr, "m", true, &[]);
     assert_eq!(resp.status, 503, "{}", resp.text());
     assert_eq!(resp.route().0, "d1");
     assert_eq!(resp.header("x-should-retry"), Some("false"));
@@ -235,15 +223,9 @@ fn when_every_candidate_is_open_the_first_to_recover_is_still_tried() {
     assert_eq!(breaker(&r, "dead")["state"], "open");
 }
 
-/// `GET /v1/endpoints`'s `health` of endpoint `id`.
 #[test]
 fn health_checks_take_an_endpoint_out_and_back_without_traffic() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_listen();
     let gpu = mock(&["--listen", &listen]);
     let spare = mock(&[]);
     let yaml = format!(
@@ -350,13 +332,7 @@ fn a_stream_commits_at_its_first_content_not_at_its_head() {
     let spare = mock(&[]);
     let (_dir, table) = compiled(&chain(&[("erring", &erring), ("spare", &spare)]));
     let r = router(&["--table", table.to_str().unwrap()]);
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        &chat_body("m", true),
-    );
+    let resp = chat_streamed(r.addr, "m", true, &[]);
     assert_eq!(resp.status, 200);
     assert_eq!(resp.route().0, "spare", "{}", resp.text());
     assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
@@ -369,13 +345,7 @@ fn a_stream_commits_at_its_first_content_not_at_its_head() {
 
     let (_d2, table) = compiled(&chain(&[("cut", &cut), ("spare", &spare)]));
     let r = router(&["--table", table.to_str().unwrap()]);
-    let resp = call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        &[],
-        &chat_body("m", true),
-    );
+    let resp = chat_streamed(r.addr, "m", true, &[]);
     assert_eq!(resp.status, 200);
     assert_eq!(resp.route().0, "cut");
     let text = resp.text();

@@ -27,13 +27,7 @@ fn chats(m: &Proc) -> usize {
 }
 
 fn post(r: &Proc, stream: bool, headers: &[(&str, &str)]) -> common::Response {
-    call(
-        r.addr,
-        "POST",
-        "/v1/chat/completions",
-        headers,
-        &chat_body("m", stream),
-    )
+    common::chat_streamed(r.addr, "m", stream, headers)
 }
 
 #[test]
@@ -229,12 +223,7 @@ fn weights_give_a_member_a_larger_share() {
 
 #[test]
 fn a_health_check_block_probes_its_path_with_its_thresholds() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let listen = format!("127.0.0.1:{port}");
+    let listen = common::free_listen();
     let api = mock(&["--listen", &listen]);
     // An Anthropic-type endpoint has no default health path: this one names its own.
     let (_dir, table) = compiled(&format!(

@@ -573,13 +573,33 @@ pub fn chat_body(model: &str, stream: bool) -> Vec<u8> {
 
 /// POST /v1/chat/completions with `headers`.
 pub fn chat(addr: SocketAddr, model: &str, headers: &[(&str, &str)]) -> Response {
+    chat_streamed(addr, model, false, headers)
+}
+
+/// [`chat`], streamed or not.
+pub fn chat_streamed(
+    addr: SocketAddr,
+    model: &str,
+    stream: bool,
+    headers: &[(&str, &str)],
+) -> Response {
     call(
         addr,
         "POST",
         "/v1/chat/completions",
         headers,
-        &chat_body(model, false),
+        &chat_body(model, stream),
     )
+}
+
+/// `127.0.0.1:PORT` with a port free now (for a server that must come back on the same one).
+pub fn free_listen() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
 }
 
 /// The requests the mock upstream received.
