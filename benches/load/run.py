@@ -161,6 +161,8 @@ def main():
     ap.add_argument("--baseline-policyc", default=None, metavar="POLICYC",
                     help="compile the baseline's table with this policyc (a baseline from before a"
                          " table format change cannot read this build's tables)")
+    ap.add_argument("--body", choices=("json", "stream"), default=None,
+                    help="the rounds modes (--baseline, --audit-rounds, ...) run only this body")
     ap.add_argument("--no-locked", action="store_true",
                     help="build without --locked (experiments with a [patch] override)")
     args = ap.parse_args()
@@ -283,6 +285,8 @@ def alternate(targets, tmp, args, rounds):
     rows = []
     for stream in (False, True):
         kind = "stream" if stream else "json"
+        if args.body not in (None, kind):
+            continue
         body_file = os.path.join(tmp, f"body-{kind}.json")
         with open(body_file, "w") as f:
             f.write(body(stream))
@@ -316,6 +320,8 @@ def audit_rounds(sy_targets, tmp, args):
               f"{off['cpu_us_per_req']:.1f} / {buf['cpu_us_per_req']:.1f} / {st['cpu_us_per_req']:.1f} |")
     for kind in ("json", "stream"):
         mine = [got for k, _, got in rows if k == kind]
+        if not mine:
+            continue
         b = statistics.median(g[names[1]]["rps"] / g[names[0]]["rps"] for g in mine)
         s = statistics.median(g[names[2]]["rps"] / g[names[0]]["rps"] for g in mine)
         print(f"\n{kind}: median buffered / off = {b:.2f}x, strict / off = {s:.2f}x")
@@ -343,6 +349,8 @@ def baseline_rounds(sy_targets, table, tmp, args, procs):
               f"{b['cpu_us_per_req']:.1f} / {t['cpu_us_per_req']:.1f} |")
     for kind in ("json", "stream"):
         mine = [got for k, _, got in rows if k == kind]
+        if not mine:
+            continue
         r = statistics.median(g["this"]["rps"] / g["baseline"]["rps"] for g in mine)
         c = statistics.median(g["this"]["cpu_us_per_req"] - g["baseline"]["cpu_us_per_req"] for g in mine)
         print(f"\n{kind}: median this / baseline = {r:.2f}x, CPU per request {c:+.1f} µs")
@@ -447,6 +455,8 @@ rules:
         print(f"| {kind} | {i} | " + " | ".join(rps) + f" | {cpu} | {p99} |")
     for kind in ("json", "stream"):
         mine = [got for k, _, got in rows if k == kind]
+        if not mine:
+            continue
         for n in names[1:]:
             cpu = statistics.median(g[n]["cpu_us_per_req"] / g[names[0]]["cpu_us_per_req"] for g in mine)
             rps = statistics.median(g[n]["rps"] / g[names[0]]["rps"] for g in mine)
@@ -519,6 +529,8 @@ rules:
               f"{off['cpu_us_per_req']:.1f} / {on['cpu_us_per_req']:.1f} |")
     for kind in ("json", "stream"):
         mine = [got for k, _, got in rows if k == kind]
+        if not mine:
+            continue
         r = statistics.median(g["auth+limits"]["rps"] / g["no-auth"]["rps"] for g in mine)
         c = statistics.median(g["auth+limits"]["cpu_us_per_req"] - g["no-auth"]["cpu_us_per_req"] for g in mine)
         print(f"\n{kind}: median auth+limits / no-auth = {r:.2f}x, CPU per request {c:+.1f} µs")

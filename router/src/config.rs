@@ -205,6 +205,18 @@ pub struct Args {
     /// to the next; the last attempt's answer is the client's.
     #[arg(long, env = "SWITCHYARD_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
+    /// Retry budget: the retries an endpoint's failures may pass to other candidates, as a
+    /// percentage of the requests first sent to it (per core; 0 to 100).
+    #[arg(long, env = "SWITCHYARD_RETRY_BUDGET_PERCENT", default_value_t = 20)]
+    pub retry_budget_percent: u64,
+    /// Retry budget: retries per second an endpoint's failures may cause whatever its
+    /// traffic (per core).
+    #[arg(long, env = "SWITCHYARD_RETRY_BUDGET_PER_SECOND", default_value_t = 10)]
+    pub retry_budget_per_second: u64,
+    /// Retry budget: most retries saved up for a burst of failures, per endpoint and core (a
+    /// tenth of it is there at start).
+    #[arg(long, env = "SWITCHYARD_RETRY_BUDGET_BURST", default_value_t = 1000)]
+    pub retry_budget_burst: u64,
     /// A directory whose files endpoints created or changed through the admin API may name as
     /// `api_key_file` (repeatable). Files the serving policy already names stay usable; any
     /// other path posted through the admin API is refused. Without it, the admin API cannot
@@ -309,6 +321,8 @@ pub struct Config {
     pub otlp_service_name: String,
     /// Most upstream attempts per request (`--max-attempts`).
     pub max_attempts: u32,
+    /// `--retry-budget-percent`, `--retry-budget-per-second`, `--retry-budget-burst`.
+    pub retry_budget: crate::control::balance::RetryPolicy,
     /// Operator-added client headers passed upstream (`--forward-header`).
     pub forward_headers: Vec<String>,
     /// Where admin-posted endpoints may find secrets.
@@ -342,6 +356,22 @@ impl Args {
             return Err(ConfigError {
                 flag: "max-attempts",
                 why: format!("must be from 1 to 16, found {}", self.max_attempts),
+            });
+        }
+        if self.retry_budget_percent > 100 {
+            return Err(ConfigError {
+                flag: "retry-budget-percent",
+                why: format!("must be from 0 to 100, found {}", self.retry_budget_percent),
+            });
+        }
+        if self.retry_budget_per_second > 1_000_000 || self.retry_budget_burst > 1_000_000 {
+            return Err(ConfigError {
+                flag: if self.retry_budget_burst > 1_000_000 {
+                    "retry-budget-burst"
+                } else {
+                    "retry-budget-per-second"
+                },
+                why: "must be at most 1000000".into(),
             });
         }
         if self.max_headers == 0 || self.max_headers > MAX_HEADERS_CEILING {
@@ -449,6 +479,11 @@ impl Args {
             otlp_endpoint: self.otlp_endpoint.clone(),
             otlp_service_name: self.otlp_service_name.clone(),
             max_attempts: self.max_attempts,
+            retry_budget: crate::control::balance::RetryPolicy {
+                percent: self.retry_budget_percent,
+                per_second: self.retry_budget_per_second,
+                burst: self.retry_budget_burst,
+            },
             forward_headers: forward_headers(&self.forward_headers)?,
             secrets: crate::control::changes::SecretScope {
                 dirs: self.secrets_dirs.clone(),

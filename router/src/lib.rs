@@ -27,6 +27,7 @@ pub mod config;
 pub mod control;
 pub mod dialect;
 pub mod gateway;
+pub mod hash;
 pub mod http;
 pub mod observe;
 pub mod runtime;

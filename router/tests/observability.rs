@@ -722,3 +722,63 @@ fn spans_go_to_an_otlp_collector_and_the_upstream_gets_its_attempts_span() {
     assert_eq!(total(&m, "switchyard_trace_spans_exported_total", &[]), 3.0);
     assert_eq!(total(&m, "switchyard_trace_spans_dropped_total", &[]), 0.0);
 }
+
+#[test]
+fn a_spent_retry_budget_keeps_an_endpoints_failures_from_being_retried() {
+    // A budget of one retry (a tenth of a burst of 10), none earned, none trickling in.
+    let down = mock(&["--status", "503"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&format!(
+        "version: v1\nendpoints:\n  - id: down\n    type: vllm\n    url: http://{}/v1\n    transport: privatelink\n    models: [m]\n  - id: spare\n    type: vllm\n    url: http://{}/v1\n    transport: privatelink\n    models: [m]\ntenants:\n  - id: acme\nrules:\n  - default:\n      route_to: down\n      fallback: [spare]\n",
+        down.addr, spare.addr
+    ));
+    let r = router(&[
+        "--table",
+        table.to_str().unwrap(),
+        "--cores",
+        "1",
+        "--retry-budget-percent",
+        "0",
+        "--retry-budget-per-second",
+        "0",
+        "--retry-budget-burst",
+        "10",
+    ]);
+    let body = chat_body("m", false);
+    let first = chat_with(&r, "acme", &body);
+    assert_eq!(first.status, 200, "{}", first.text());
+    // The budget is spent: `down`'s next failure is relayed as the client's answer (as a
+    // last candidate's is), and `spare` is not asked.
+    let second = chat_with(&r, "acme", &body);
+    assert_eq!(second.status, 503, "{}", second.text());
+    assert_eq!(second.route().0, "down");
+    assert_eq!(mock_requests(&down).len(), 2);
+    assert_eq!(mock_requests(&spare).len(), 1);
+    let rows = audit_rows(&r, "acme", 2);
+    let served = rows.iter().find(|row| row["status"] == 200).unwrap();
+    assert_eq!(served["retry_reasons"], "down:overloaded", "{served}");
+    let refused = rows.iter().find(|row| row["status"] == 503).unwrap();
+    assert_eq!(refused["attempts"], 1, "{refused}");
+    assert_eq!(refused["retry_reasons"], "down:retry_budget", "{refused}");
+    let m = scrape(&r);
+    assert_eq!(
+        total(
+            &m,
+            "switchyard_retry_budget_exhausted_total",
+            &[("switchyard_endpoint", "down")]
+        ),
+        1.0
+    );
+
+    // Out-of-range terms are refused at start, naming the flag.
+    let out = Command::new(common::binary("switchyard"))
+        .args(["--no-auth", "--retry-budget-percent", "101"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("retry-budget-percent") && err.contains("0 to 100"),
+        "{err}"
+    );
+}

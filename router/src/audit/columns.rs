@@ -52,7 +52,7 @@ pub(super) fn write_row_group(
             28 => strings(&mut col, rows, |r| r.stop_reason.take(), false)?,
             29 => i32s(&mut col, rows, |r| r.attempts, false)?,
             30 => strings(&mut col, rows, |r| r.retry_reasons.take(), false)?,
-            31 => strings(&mut col, rows, |r| r.trace_id.take(), false)?,
+            31 => trace_ids(&mut col, rows)?,
             _ => {
                 return Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),
@@ -139,5 +139,25 @@ fn strings(
     let defs = (!required).then_some(defs.as_slice());
     col.typed::<ByteArrayType>()
         .write_batch(&values, defs, None)?;
+    Ok(())
+}
+
+/// The `trace_id` column: every id's hex in one buffer, each value a slice of it (one
+/// allocation per row group, not one per row).
+fn trace_ids(col: &mut Col<'_, '_>, rows: &[Record]) -> parquet::errors::Result<()> {
+    let mut hex = Vec::with_capacity(rows.len() * 32);
+    let mut defs = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(t) = r.trace_id {
+            hex.extend_from_slice(&t.hex());
+        }
+        defs.push(i16::from(r.trace_id.is_some()));
+    }
+    let hex = bytes::Bytes::from(hex);
+    let values: Vec<ByteArray> = (0..hex.len() / 32)
+        .map(|i| ByteArray::from(hex.slice(i * 32..(i + 1) * 32)))
+        .collect();
+    col.typed::<ByteArrayType>()
+        .write_batch(&values, Some(&defs), None)?;
     Ok(())
 }

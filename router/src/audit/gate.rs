@@ -56,7 +56,10 @@ impl Gate {
     #[must_use]
     pub fn new(sink: AuditSink, stats: Arc<AuditStats>) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                batch: sink.empty_batch(),
+                ..State::default()
+            }),
             sink,
             stats,
         }

@@ -132,7 +132,7 @@ pub struct Record {
     pub retry_reasons: Option<String>,
     /// The W3C trace id (32 hex digits) the request ran under: the client's `traceparent`'s,
     /// or one the router started.
-    pub trace_id: Option<String>,
+    pub trace_id: Option<crate::observe::trace::TraceId>,
 }
 
 /// Longest string stored from client input (tenant, data class, role, request id).
@@ -336,7 +336,11 @@ impl AuditSink {
     /// An empty batch vector to fill (one the writer gave back, when there is one).
     #[must_use]
     pub fn empty_batch(&self) -> Vec<Record> {
-        self.spares.take().unwrap_or_default()
+        // Sized for a full batch up front: one grown by doubling reallocates a block of
+        // hundreds of kilobytes several times on the request path.
+        let mut batch = self.spares.take().unwrap_or_default();
+        batch.reserve_exact(gate::BATCH);
+        batch
     }
 
     pub fn append_batch(&self, records: Vec<Record>) {

@@ -264,7 +264,9 @@ fn from_row(row: &parquet::record::Row) -> Record {
             "stop_reason" => r.stop_reason = text(),
             "attempts" => r.attempts = int(),
             "retry_reasons" => r.retry_reasons = text(),
-            "trace_id" => r.trace_id = text(),
+            "trace_id" => {
+                r.trace_id = text().and_then(|t| crate::observe::trace::TraceId::parse(&t));
+            }
             _ => {}
         }
     }

@@ -55,7 +55,11 @@ pub(super) fn append(r: &Record, out: &mut Vec<u8>) {
     opt_string(out, r.stop_reason.as_deref());
     opt_i64(out, r.attempts.map(i64::from));
     opt_string(out, r.retry_reasons.as_deref());
-    opt_string(out, r.trace_id.as_deref());
+    let trace_id = r.trace_id.map(|t| t.hex());
+    opt_string(
+        out,
+        trace_id.as_ref().and_then(|h| std::str::from_utf8(h).ok()),
+    );
     let payload = out.get(start + 8..).unwrap_or_default();
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
@@ -221,7 +225,10 @@ fn decode(payload: &[u8]) -> Option<Record> {
         Record {
             attempts: c.opt_i32()?,
             retry_reasons: c.opt_string()?,
-            trace_id: c.opt_string()?,
+            trace_id: match c.opt_string()? {
+                Some(hex) => Some(crate::observe::trace::TraceId::parse(&hex)?),
+                None => None,
+            },
             ..r
         }
     } else {
@@ -254,7 +261,7 @@ mod tests {
             stop_reason: Some("end_turn".into()),
             attempts: Some(2),
             retry_reasons: (i == 2).then(|| "gpu-a:overloaded".into()),
-            trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+            trace_id: crate::observe::trace::TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736"),
             ..Record::default()
         }
     }

@@ -9,12 +9,14 @@
 //!   with the lower `(in flight + 1) × recent TTFT / weight` goes first; the others follow
 //!   by the same score, then the rule's fallbacks. Open or cooling members are skipped as
 //!   any candidate is.
-//! - **Retry budget** ([`RetryBudget`], per core, a token bucket as Finagle's): every
-//!   request deposits [`RETRY_PERCENT`] % of a retry, every retry (an attempt after the
-//!   first) withdraws one, and [`MIN_RETRIES_PER_SECOND`] trickle in regardless; the bucket
-//!   holds at most [`MAX_RETRY_BURST`]. A burst of failures (an upstream restarting under
-//!   its in-flight requests) is retried in full; a sustained failure can add at most a fifth
-//!   to the traffic, so a failing region cannot turn every request into several.
+//! - **Retry budget** ([`RetryBudget`], per endpoint in each core's [`Load`], a token bucket
+//!   as Finagle's, terms in [`RetryPolicy`]): every request whose first attempt goes to the
+//!   endpoint deposits a share of a retry (20 %), every retry its failure causes (the next
+//!   candidate) withdraws one, and some trickle in regardless (10 a second); the bucket
+//!   holds at most a burst's worth (1,000). A burst of failures (an upstream restarting under its
+//!   in-flight requests) is retried in full; a sustained failure of one endpoint can add at
+//!   most a fifth of its own traffic to the others, so a failing region cannot turn every
+//!   request into several.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -60,62 +62,94 @@ impl Loads {
     }
 }
 
-/// Retries allowed as a share of requests, per core.
-pub const RETRY_PERCENT: u64 = 20;
-/// Retries allowed per second and core whatever the traffic.
-pub const MIN_RETRIES_PER_SECOND: u64 = 10;
-/// Most retries saved up for a burst, per core.
-pub const MAX_RETRY_BURST: u64 = 1_000;
+/// A retry budget's terms (flags `--retry-budget-*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries allowed as a share of an endpoint's requests, per core (percent).
+    pub percent: u64,
+    /// Retries allowed per second, endpoint and core whatever the traffic.
+    pub per_second: u64,
+    /// Most retries saved up for a burst, per endpoint and core (a tenth at start).
+    pub burst: u64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            percent: 20,
+            per_second: 10,
+            burst: 1_000,
+        }
+    }
+}
 /// Weight of a new TTFT sample in the moving average, in 1/16ths.
 const EWMA_NEW_SIXTEENTHS: u64 = 4;
 
-/// One core's retry budget, in thousandths of a retry (only its core touches it).
+/// One endpoint's retry budget on one core, in thousandths of a retry (only that core
+/// writes it: relaxed loads and stores, no read-modify-write).
 #[derive(Debug)]
 pub struct RetryBudget {
-    balance: std::cell::Cell<u64>,
+    balance: AtomicU64,
     /// When the trickle was last added, ms.
-    refilled_ms: std::cell::Cell<i64>,
-}
-
-impl Default for RetryBudget {
-    fn default() -> Self {
-        Self {
-            balance: std::cell::Cell::new(MAX_RETRY_BURST * 1_000 / 10),
-            refilled_ms: std::cell::Cell::new(0),
-        }
-    }
+    refilled_ms: AtomicI64,
 }
 
 impl RetryBudget {
+    /// A budget holding a tenth of `policy`'s burst.
+    #[must_use]
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self {
+            balance: AtomicU64::new(policy.burst.saturating_mul(1_000) / 10),
+            refilled_ms: AtomicI64::new(0),
+        }
+    }
+
     /// A request arrived: it earns its share of a retry.
-    pub fn deposit(&self) {
-        self.add(RETRY_PERCENT * 10);
+    pub fn deposit(&self, policy: RetryPolicy) {
+        self.add(policy.percent.saturating_mul(10), policy);
+    }
+
+    /// Whether a retry could be taken now (nothing changes).
+    #[must_use]
+    pub fn available(&self, now_ms: i64, policy: RetryPolicy) -> bool {
+        let refilled = self.refilled_ms.load(Ordering::Relaxed);
+        let trickle = if refilled == 0 {
+            0
+        } else {
+            u64::try_from(now_ms - refilled)
+                .unwrap_or(0)
+                .saturating_mul(policy.per_second)
+        };
+        self.balance.load(Ordering::Relaxed).saturating_add(trickle) >= 1_000
     }
 
     /// Takes one retry from the budget; `false` (nothing taken) when it is spent.
-    pub fn withdraw(&self, now_ms: i64) -> bool {
-        if self.refilled_ms.get() == 0 {
-            self.refilled_ms.set(now_ms);
-        }
-        let since = now_ms - self.refilled_ms.get();
-        if since > 0 {
-            self.refilled_ms.set(now_ms);
-            let trickle = u64::try_from(since)
+    pub fn withdraw(&self, now_ms: i64, policy: RetryPolicy) -> bool {
+        let refilled = self.refilled_ms.load(Ordering::Relaxed);
+        if refilled == 0 {
+            self.refilled_ms.store(now_ms, Ordering::Relaxed);
+        } else if now_ms > refilled {
+            self.refilled_ms.store(now_ms, Ordering::Relaxed);
+            let trickle = u64::try_from(now_ms - refilled)
                 .unwrap_or(0)
-                .saturating_mul(MIN_RETRIES_PER_SECOND);
-            self.add(trickle);
+                .saturating_mul(policy.per_second);
+            self.add(trickle, policy);
         }
-        let b = self.balance.get();
+        let b = self.balance.load(Ordering::Relaxed);
         if b < 1_000 {
             return false;
         }
-        self.balance.set(b - 1_000);
+        self.balance.store(b - 1_000, Ordering::Relaxed);
         true
     }
 
-    fn add(&self, thousandths: u64) {
-        let b = self.balance.get().saturating_add(thousandths);
-        self.balance.set(b.min(MAX_RETRY_BURST * 1_000));
+    fn add(&self, thousandths: u64, policy: RetryPolicy) {
+        let b = self
+            .balance
+            .load(Ordering::Relaxed)
+            .saturating_add(thousandths);
+        self.balance
+            .store(b.min(policy.burst.saturating_mul(1_000)), Ordering::Relaxed);
     }
 }
 
@@ -127,7 +161,7 @@ pub const RATIO_OPENS_PERCENT: u64 = 50;
 pub const RATIO_WINDOW_MS: i64 = 10_000;
 
 /// One endpoint's load as one core sees it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Load {
     in_flight: AtomicI64,
     /// Moving average of time to first token, µs (0: none yet).
@@ -136,9 +170,24 @@ pub struct Load {
     window_start_ms: AtomicI64,
     window_attempts: AtomicU64,
     window_failures: AtomicU64,
+    /// The retries this endpoint's failures may cause.
+    pub retries: RetryBudget,
 }
 
 impl Load {
+    /// No load yet; a retry budget on `policy`'s terms.
+    #[must_use]
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self {
+            in_flight: AtomicI64::new(0),
+            ttft_us: AtomicU64::new(0),
+            window_start_ms: AtomicI64::new(0),
+            window_attempts: AtomicU64::new(0),
+            window_failures: AtomicU64::new(0),
+            retries: RetryBudget::new(policy),
+        }
+    }
+
     /// A request starts at the endpoint. Returns the guard that ends it.
     #[must_use]
     pub fn start(&self) -> InFlight<'_> {
@@ -309,31 +358,37 @@ mod tests {
 
     #[test]
     fn the_retry_budget_allows_bursts_and_a_fifth_of_the_traffic() {
-        let budget = RetryBudget::default();
+        let policy = RetryPolicy::default();
+        let budget = RetryBudget::new(policy);
         let now = 1_000_000;
-        let _ = budget.withdraw(now);
+        let _ = budget.withdraw(now, policy);
         // A tenth of the burst to start with.
         let mut taken = 1;
-        while budget.withdraw(now) {
+        while budget.withdraw(now, policy) {
             taken += 1;
         }
-        assert_eq!(taken, MAX_RETRY_BURST / 10);
+        assert_eq!(taken, policy.burst / 10);
+        assert!(!budget.available(now, policy));
+        assert!(
+            budget.available(now + 100, policy),
+            "a retry trickles in each 100 ms"
+        );
         // Sustained failure: 100 requests earn 20 retries.
         for _ in 0..100 {
-            budget.deposit();
+            budget.deposit(policy);
         }
         let mut more = 0;
-        while budget.withdraw(now) {
+        while budget.withdraw(now, policy) {
             more += 1;
         }
         assert_eq!(more, 20);
         // A second later, the trickle.
         let mut trickle = 0;
-        while budget.withdraw(now + 1_000) {
+        while budget.withdraw(now + 1_000, policy) {
             trickle += 1;
         }
-        assert_eq!(trickle, MIN_RETRIES_PER_SECOND);
-        let load = Load::default();
+        assert_eq!(trickle, policy.per_second);
+        let load = Load::new(policy);
         let guard = load.start();
         assert_eq!(load.in_flight(), 1);
         drop(guard);
@@ -342,7 +397,7 @@ mod tests {
 
     #[test]
     fn half_failing_trips_after_enough_attempts_in_the_window() {
-        let load = Load::default();
+        let load = Load::new(RetryPolicy::default());
         let t = 1_000_000;
         let mut tripped = None;
         for i in 0..RATIO_MIN_ATTEMPTS {
@@ -364,7 +419,7 @@ mod tests {
 
     #[test]
     fn ttft_is_a_moving_average() {
-        let load = Load::default();
+        let load = Load::new(RetryPolicy::default());
         load.observe_ttft(1_000);
         assert_eq!(load.ttft_us(), 1_000);
         load.observe_ttft(5_000);

@@ -102,7 +102,8 @@ pub(super) async fn candidates<'r>(
     let mut over_budget: Vec<String> = Vec::new();
     // The candidates that may be tried: `X-Cost-Budget-Usd` passes over an endpoint whose
     // worst case exceeds it.
-    let mut viable: Vec<_> = route
+    // (Inline: a rule names a few candidates, and this runs per request.)
+    let mut viable: smallvec::SmallVec<[_; 4]> = route
         .choice
         .candidates(requested)
         .filter_map(|(index, send)| {
@@ -136,15 +137,18 @@ pub(super) async fn candidates<'r>(
             .map(|(e, _, _)| (e.weight(), core.load(e.id()).series.score(e.weight())))
             .collect();
         let random = crate::control::balance::mix(core.next_request_number());
-        let set: Vec<_> = crate::control::balance::order(&scored, random)
+        let set: smallvec::SmallVec<[_; 4]> = crate::control::balance::order(&scored, random)
             .into_iter()
             .filter_map(|i| viable.get(i).copied())
             .collect();
-        viable.splice(..members, set);
+        // (`order` is a permutation of the members: the set's places are refilled.)
+        for (place, member) in viable.iter_mut().zip(set) {
+            *place = member;
+        }
     }
     // The trace context upstreams get: the client's parent span when it sent one (the
     // router is transparent to the trace), else a span id of this request's own.
-    let traceparent = draft.trace.map_or_else(String::new, |t| {
+    let traceparent = draft.trace.map(|t| {
         t.header(
             t.parent
                 .unwrap_or_else(|| crate::observe::trace::span_id(core.next_request_number())),
@@ -159,6 +163,10 @@ pub(super) async fn candidates<'r>(
     // one that recovers first is taken last, forced.
     let mut forced_extra: Option<usize> = None;
     let mut skipped: Option<(i64, usize)> = None;
+    // The load of the endpoint whose failure the next attempt retries (its budget pays).
+    let mut failed_load: Option<
+        std::sync::Arc<crate::observe::metrics::Entry<crate::control::balance::Load, 1>>,
+    > = None;
     let mut k = 0;
     while let Some((i, forced)) = if k < viable.len() {
         Some((k, false))
@@ -176,19 +184,25 @@ pub(super) async fn candidates<'r>(
             past_deadline = true;
             break;
         }
+        let now = crate::clock::now_ms();
+        let policy = core.config().retry_budget;
         let load = matches!(plan, Plan::Forward(_)).then(|| core.load(endpoint.id()));
-        if load.is_some() {
+        if let Some(load) = &load {
             if attempts == 0 {
-                core.retry_budget.deposit();
-            } else if !core.retry_budget.withdraw(crate::clock::now_ms()) {
-                // This core's retries are at their budget: a failing endpoint must not
-                // multiply the traffic the others get.
-                crate::observe::record::retry_refused(core, endpoint.id());
-                push_reason(&mut draft.retry_reasons, endpoint.id(), "retry_budget");
-                continue;
+                load.series.retries.deposit(policy);
+            } else if let Some(failed) = &failed_load
+                && !failed.series.retries.withdraw(now, policy)
+            {
+                // The failed endpoint's retries are at their budget: a failing endpoint
+                // must not multiply the traffic the others get.
+                // (Spent by other requests while this one's attempt ran; the check before
+                // it usually makes that attempt the last instead.)
+                let spent = failed.labels.first().map_or("", |l| &**l);
+                crate::observe::record::retry_refused(core, spent);
+                push_reason(&mut draft.retry_reasons, spent, "retry_budget");
+                break;
             }
         }
-        let now = crate::clock::now_ms();
         let breaker = matches!(plan, Plan::Forward(_)).then(|| core.breaker(endpoint.id()));
         let probe = match (&breaker, forced) {
             (Some(b), false) => match b.admit(now) {
@@ -213,7 +227,12 @@ pub(super) async fn candidates<'r>(
             && viable.get(k..).unwrap_or_default().iter().any(|(e, p, _)| {
                 !matches!(p, Plan::Forward(_)) || core.breaker(e.id()).admissible(now)
             });
-        let last_chance = !later || attempts + 1 >= max_attempts;
+        // A failure here could not be retried: this endpoint's retry budget is spent.
+        let budget_spent = load
+            .as_ref()
+            .is_some_and(|l| !l.series.retries.available(now, policy));
+        let last_chance = !later || budget_spent || attempts + 1 >= max_attempts;
+        let withheld = later && budget_spent && attempts + 1 < max_attempts;
         let send_model = send.as_str(requested);
         // The provider's id for the model (`models: [{ name, upstream }]`); the name is what
         // policies, allowlists and the audit's `model` use.
@@ -300,17 +319,32 @@ pub(super) async fn candidates<'r>(
                     attempt: attempts + 1,
                     last_chance,
                     waited_us: std::cell::Cell::new(0),
-                    traceparent: attempt_traceparent.as_deref().unwrap_or(&traceparent),
+                    traceparent: attempt_traceparent
+                        .as_ref()
+                        .or(traceparent.as_ref())
+                        .map_or(&[][..], |t| t.as_bytes()),
                     give_up_at: std::cell::Cell::new(deadline),
                 };
                 attempts += 1;
+                // One clock reading before the attempt and one after serve every figure
+                // below (its duration, a time-out's TTFT, the breaker's and health's time).
                 let started = std::time::Instant::now();
                 let start_unix_ns = attempt_span.map(|_| crate::observe::export::now_unix_ns());
-                let offset_us = elapsed_us(req);
+                let offset_us = micros(started.saturating_duration_since(req.started));
                 let flight = load.as_ref().map(|l| l.series.start());
                 let result = attempt(&x, plan, client).await;
                 drop(flight);
+                let ended = std::time::Instant::now();
+                let took = micros(ended.saturating_duration_since(started));
+                let now_ms = crate::clock::now_ms();
                 let outcome = outcome_of(&result);
+                if withheld
+                    && matches!(&result, Ok((_, o)) if o.upstream_status.is_some_and(crate::upstream::exchange::falls_back))
+                {
+                    // Its answer was relayed as the last: the budget kept it from moving on.
+                    crate::observe::record::retry_refused(core, endpoint.id());
+                    push_reason(&mut draft.retry_reasons, endpoint.id(), "retry_budget");
+                }
                 if let Some(load) = &load {
                     match (&result, outcome) {
                         (Ok((_, o)), _) => {
@@ -320,8 +354,7 @@ pub(super) async fn candidates<'r>(
                         }
                         // A member that times out scores as slow as it was.
                         (Err(_), AttemptOutcome::TtftTimeout) => {
-                            load.series
-                                .observe_ttft(elapsed_us(req).saturating_sub(offset_us));
+                            load.series.observe_ttft(took);
                         }
                         _ => {}
                     }
@@ -337,7 +370,6 @@ pub(super) async fn candidates<'r>(
                         crate::observe::record::model_label(declared, send_model),
                         endpoint.id(),
                     ];
-                    let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                     crate::observe::record::attempt(core, labels, outcome, took);
                     if let (Some(tracer), Some(trace), Some(parent), Some(span), Some(start)) = (
                         &core.shared.tracer,
@@ -362,25 +394,25 @@ pub(super) async fn candidates<'r>(
                     }
                 }
                 if let Some(b) = &breaker {
-                    let now = crate::clock::now_ms();
                     let seen = seen(&result);
                     // A forced attempt (every candidate was skipped) decides like a probe.
-                    b.record(now, probe || forced, seen);
+                    b.record(now_ms, probe || forced, seen);
                     // An endpoint failing half the time never fails five times in a row.
                     if let (Some(load), Some(failed)) = (&load, seen.failed())
-                        && load.series.failure_ratio_trips(now, failed)
+                        && load.series.failure_ratio_trips(now_ms, failed)
                     {
-                        b.force_open(now);
+                        b.force_open(now_ms);
                     }
                 }
                 match &result {
-                    Ok(_) => core.endpoint_answered(endpoint.id()),
+                    Ok(_) => core.endpoint_answered(endpoint.id(), now_ms),
                     Err(e) if e.kind.retry_safe() || e.kind == ErrorKind::UpstreamTimeout => {
-                        core.endpoint_failed(endpoint.id(), &e.for_log());
+                        core.endpoint_failed(endpoint.id(), &e.for_log(), now_ms);
                     }
                     Err(_) => {}
                 }
-                result.map_err(|e| (e, x.report().latency_ms, outcome))
+                let latency_ms = ended.saturating_duration_since(req.started).as_millis();
+                result.map_err(|e| (e, u64::try_from(latency_ms).unwrap_or(u64::MAX), outcome))
             }
             Err(e) => Err((e, elapsed_ms(req.started), AttemptOutcome::NotSent)),
         };
@@ -392,6 +424,7 @@ pub(super) async fn candidates<'r>(
                         && route.choice.resend_on_reset()) =>
             {
                 push_reason(&mut draft.retry_reasons, endpoint.id(), outcome.as_str());
+                failed_load = load;
                 if let Some(suppressed) =
                     crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)
                 {
@@ -448,9 +481,9 @@ fn push_reason(reasons: &mut String, endpoint: &str, reason: &str) {
     reasons.push_str(reason);
 }
 
-/// Time since the request head was complete, µs.
-fn elapsed_us(req: &Request<'_>) -> u64 {
-    u64::try_from(req.started.elapsed().as_micros()).unwrap_or(u64::MAX)
+/// A duration in whole µs.
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// How an attempt ended, in the one taxonomy of metrics and the audit's `retry_reasons`.

@@ -71,10 +71,12 @@ pub async fn serve<'r>(
         ..draft.measured
     };
     let (trace, span) = (draft.trace, draft.span);
-    let record = record(req, id, draft, outcome);
+    // The request's end: its latency for the record, the metrics and the span.
+    let took = std::time::Instant::now().saturating_duration_since(req.started);
+    let record = record(req, id, draft, outcome, took);
     if let (Some(tracer), Some(trace), Some(span)) = (&core.shared.tracer, trace, span) {
         let end = crate::observe::export::now_unix_ns();
-        let took = u64::try_from(req.started.elapsed().as_nanos()).unwrap_or(0);
+        let took = u64::try_from(took.as_nanos()).unwrap_or(0);
         let path = String::from_utf8_lossy(req.head.path(req.buf));
         tracer.send(crate::observe::spans::request(
             &trace,
@@ -89,7 +91,7 @@ pub async fn serve<'r>(
         core,
         &record,
         &measured,
-        u64::try_from(req.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
     );
     if let Some((state, tpm)) = limit {
         let tokens = record
@@ -161,9 +163,15 @@ pub async fn serve<'r>(
     next
 }
 
-/// The audit record of a finished request.
-fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record {
-    let latency_ms = elapsed_ms(req.started);
+/// The audit record of a finished request that took `took`.
+fn record(
+    req: &Request<'_>,
+    id: RequestId<'_>,
+    d: Draft,
+    o: Outcome,
+    took: std::time::Duration,
+) -> Record {
+    let latency_ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
     let answered = (200..300).contains(&o.status) && d.endpoint_id.is_some();
     let (tokens_in, tokens_out, estimated) = match o.usage {
         Some(u) => (Some(u.input), Some(u.output), false),
@@ -221,7 +229,7 @@ fn record(req: &Request<'_>, id: RequestId<'_>, d: Draft, o: Outcome) -> Record 
         stop_reason: o.stop_reason.map(std::borrow::Cow::into_owned),
         attempts: i32::try_from(d.attempts).ok(),
         retry_reasons: (!d.retry_reasons.is_empty()).then_some(d.retry_reasons),
-        trace_id: d.trace.map(|t| t.trace_hex()),
+        trace_id: d.trace.map(|t| t.id()),
     }
 }
 

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::codec::hex;
 use crate::http::url::{Url, parse_url};
-use crate::observe::trace::hex;
 
 /// Spans waiting for the exporter, at most.
 pub const QUEUE: usize = 4096;

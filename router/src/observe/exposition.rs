@@ -41,7 +41,7 @@ pub fn render(core: &Core) -> String {
         &mut s,
         |f| &f.retry_budget,
         "switchyard_retry_budget_exhausted_total",
-        "Retries not sent because the core's retry budget was spent (a fifth of its requests, at least 10 a second, bursts up to 1000), by the endpoint the retry would have gone to.",
+        "Failures not passed to the next candidate because the failing endpoint's retry budget was spent (per core: by default a fifth of its requests, 10 a second, bursts up to 1000).",
         ["switchyard_endpoint"],
     );
     endpoints(core, &mut s);

@@ -189,26 +189,14 @@ impl Hasher for Prehashed {
     }
 }
 
-/// FxHash-style hash of label values (per request: SipHash's resistance is not needed for
-/// values that come from the table, and it costs several times more).
+/// The hash of label values (Fx: they come from the table, see [`crate::hash`]).
 fn label_hash<const N: usize>(labels: &[&str; N]) -> u64 {
-    const K: u64 = 0x517c_c1b7_2722_0a95;
-    let mut h: u64 = 0;
+    use std::hash::Hash;
+    let mut h = crate::hash::Fx::default();
     for l in labels {
-        let bytes = l.as_bytes();
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            h = (h.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-        // The separator keeps `["ab", "c"]` apart from `["a", "bc"]`.
-        h = (h.rotate_left(5) ^ 0xff).wrapping_mul(K);
+        l.hash(&mut h);
     }
-    h
+    h.finish()
 }
 
 impl<S, const N: usize> Default for Local<S, N> {

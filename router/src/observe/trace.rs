@@ -54,61 +54,74 @@ impl Context {
         }
     }
 
+    /// The trace id, as the audit record holds it.
     #[must_use]
-    pub fn trace_hex(&self) -> String {
-        hex(&self.trace_id)
+    pub fn id(&self) -> TraceId {
+        TraceId(self.trace_id)
     }
 
     /// The `traceparent` value naming `span` as the parent.
     #[must_use]
-    pub fn header(&self, span: [u8; 8]) -> String {
-        let mut s = String::with_capacity(55);
-        s.push_str("00-");
-        push_hex(&mut s, &self.trace_id);
-        s.push('-');
-        push_hex(&mut s, &span);
-        s.push('-');
-        push_hex(&mut s, &[self.flags]);
-        s
+    pub fn header(&self, span: [u8; 8]) -> Traceparent {
+        let mut v = *b"00-________________________________-________________-__";
+        crate::codec::hex_to(&mut v[3..35], &self.trace_id);
+        crate::codec::hex_to(&mut v[36..52], &span);
+        crate::codec::hex_to(&mut v[53..55], &[self.flags]);
+        Traceparent(v)
     }
 }
 
-/// Lower-case hex of `bytes`.
-#[must_use]
-pub fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    push_hex(&mut s, bytes);
-    s
+/// A trace id as an audit record holds it: bytes on the request path (no allocation per
+/// request), 32 lower-case hex digits wherever it is written out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TraceId(pub [u8; 16]);
+
+impl TraceId {
+    /// The 32 hex digits, on the stack.
+    #[must_use]
+    pub fn hex(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        crate::codec::hex_to(&mut out, &self.0);
+        out
+    }
+
+    /// 32 hex digits (either case), as a stored record spells it.
+    #[must_use]
+    pub fn parse(text: &str) -> Option<Self> {
+        crate::codec::unhex(text).map(Self)
+    }
 }
 
-/// Appends the lower-case hex of `bytes` (no formatting machinery: this runs per request).
-fn push_hex(s: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &b in bytes {
-        for nibble in [b >> 4, b & 0xf] {
-            s.push(char::from(
-                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
-            ));
-        }
+impl std::fmt::Display for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(std::str::from_utf8(&self.hex()).unwrap_or_default())
+    }
+}
+
+impl serde::Serialize for TraceId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A `traceparent` header value (version 00), built on the stack: one is written per
+/// upstream attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Traceparent([u8; 55]);
+
+impl Traceparent {
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
     }
 }
 
 /// Exactly `2N` lower-case hex digits (the spec forbids upper case).
 fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
-    if s.len() != 2 * N {
+    if s.bytes().any(|c| c.is_ascii_uppercase()) {
         return None;
     }
-    let digit = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (o, pair) in out.iter_mut().zip(s.as_bytes().chunks_exact(2)) {
-        let [hi, lo] = pair else { return None };
-        *o = (digit(*hi)? << 4) | digit(*lo)?;
-    }
-    Some(out)
+    crate::codec::unhex(s)
 }
 
 /// A span id from `random` (never all zero).
@@ -125,11 +138,15 @@ mod tests {
     fn reads_the_spec_example_and_refuses_bad_ones() {
         let c = Context::parse(b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
             .unwrap_or_else(|| panic!("valid traceparent"));
-        assert_eq!(c.trace_hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(c.id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(
+            TraceId::parse("4BF92F3577B34DA6A3CE929D0E0E4736"),
+            Some(c.id())
+        );
         assert_eq!(c.flags, 1);
         assert_eq!(
-            c.header(span_id(0xabc)),
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01"
+            c.header(span_id(0xabc)).as_bytes(),
+            b"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000abc-01"
         );
         for bad in [
             &b"00-00000000000000000000000000000000-00f067aa0ba902b7-01"[..],

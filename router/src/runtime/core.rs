@@ -104,9 +104,9 @@ pub struct Core {
     tenant_states:
         RefCell<std::collections::HashMap<String, Arc<crate::control::limits::TenantState>>>,
     /// When this core last reported each endpoint healthy (absent: never, or it failed since).
-    health_reported: RefCell<std::collections::HashMap<String, i64>>,
+    health_reported: RefCell<crate::hash::FxMap<String, i64>>,
     /// This core's handles on endpoints' shared breakers.
-    breakers: RefCell<std::collections::HashMap<String, Arc<crate::control::breaker::Breaker>>>,
+    breakers: RefCell<crate::hash::FxMap<String, Arc<crate::control::breaker::Breaker>>>,
     pub pool: Pool,
     /// This core's handles on its labelled series (no lock once a series exists).
     pub observed: crate::observe::metrics::CoreLocal,
@@ -114,8 +114,6 @@ pub struct Core {
     /// lock-free handles on it.
     load_family: Arc<crate::observe::metrics::Family<crate::control::balance::Load, 1>>,
     loads: crate::observe::metrics::Local<crate::control::balance::Load, 1>,
-    /// This core's retry budget.
-    pub retry_budget: crate::control::balance::RetryBudget,
     /// The audit writer's sink (`None` when auditing is off); records go through
     /// [`Core::audit_gate`].
     pub audit: Option<crate::audit::AuditSink>,
@@ -139,15 +137,14 @@ impl Core {
             observed: crate::observe::metrics::CoreLocal::default(),
             load_family: shared.health.loads.register(),
             loads: crate::observe::metrics::Local::default(),
-            retry_budget: crate::control::balance::RetryBudget::default(),
             audit: shared.audit.clone(),
             unauthenticated_audited: Cell::new((0, 0)),
             shared,
             table: RefCell::new((generation, Rc::new(table))),
             keys: RefCell::new((key_generation, Rc::new(keys))),
             tenant_states: RefCell::new(std::collections::HashMap::new()),
-            health_reported: RefCell::new(std::collections::HashMap::new()),
-            breakers: RefCell::new(std::collections::HashMap::new()),
+            health_reported: RefCell::default(),
+            breakers: RefCell::default(),
             connections: Cell::new(0),
             next_id: Cell::new(seed),
             shutdown_gate: glommio::sync::Semaphore::new(0),
@@ -218,14 +215,14 @@ impl Core {
         &self,
         endpoint: &str,
     ) -> Arc<crate::observe::metrics::Entry<crate::control::balance::Load, 1>> {
-        self.loads
-            .get(&self.load_family, [endpoint], Default::default)
+        self.loads.get(&self.load_family, [endpoint], || {
+            crate::control::balance::Load::new(self.config().retry_budget)
+        })
     }
 
-    /// An attempt at `endpoint` got an answer. Reported to the shared map at most once a
+    /// An attempt at `endpoint` got an answer (at `now`, ms since the epoch). Reported to the shared map at most once a
     /// second per endpoint while it keeps answering (see [`crate::control::health`]).
-    pub fn endpoint_answered(&self, endpoint: &str) {
-        let now = crate::clock::now_ms();
+    pub fn endpoint_answered(&self, endpoint: &str, now: i64) {
         let mut seen = self.health_reported.borrow_mut();
         match seen.get_mut(endpoint) {
             Some(at) if now - *at < crate::control::health::SUCCESS_REPORT_MS => return,
@@ -237,12 +234,10 @@ impl Core {
         self.shared.health.success(endpoint, now);
     }
 
-    /// An attempt at `endpoint` failed.
-    pub fn endpoint_failed(&self, endpoint: &str, error: &str) {
+    /// An attempt at `endpoint` failed (at `now`, ms since the epoch).
+    pub fn endpoint_failed(&self, endpoint: &str, error: &str, now: i64) {
         self.health_reported.borrow_mut().remove(endpoint);
-        self.shared
-            .health
-            .failure(endpoint, crate::clock::now_ms(), error);
+        self.shared.health.failure(endpoint, now, error);
     }
 
     /// A fresh request id number (unique per process run with high probability: a

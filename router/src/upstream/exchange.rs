@@ -46,7 +46,7 @@ pub struct Exchange<'a> {
     /// (`switchyard_overhead_seconds`).
     pub waited_us: std::cell::Cell<u64>,
     /// The `traceparent` sent upstream (the request's trace; empty: none).
-    pub traceparent: &'a str,
+    pub traceparent: &'a [u8],
     /// When this attempt must end: the request's deadline, narrowed by the forwarder to the
     /// endpoint's `timeouts.total_ms` (`None`: no limit but the per-read ones).
     pub give_up_at: std::cell::Cell<Option<std::time::Instant>>,
@@ -75,9 +75,17 @@ impl Exchange<'_> {
     pub async fn waiting<T>(&self, io: impl std::future::Future<Output = T>) -> T {
         let start = std::time::Instant::now();
         let out = io.await;
-        let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
-        self.waited_us.set(self.waited_us.get().saturating_add(us));
+        self.waited_since(start);
         out
+    }
+
+    /// Counts the time since `since` as waiting; returns now (the one clock reading).
+    pub fn waited_since(&self, since: std::time::Instant) -> std::time::Instant {
+        let now = std::time::Instant::now();
+        let us =
+            u64::try_from(now.saturating_duration_since(since).as_micros()).unwrap_or(u64::MAX);
+        self.waited_us.set(self.waited_us.get().saturating_add(us));
+        now
     }
 
     /// The routing report for this exchange, with latency measured now.

@@ -231,7 +231,7 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, bearer: Option<&str>, out: &mut
     out.extend_from_slice(b"\r\n");
     if !x.traceparent.is_empty() {
         out.extend_from_slice(b"traceparent: ");
-        out.extend_from_slice(x.traceparent.as_bytes());
+        out.extend_from_slice(x.traceparent);
         out.extend_from_slice(b"\r\n");
     }
     if let Some((name, value)) = &up.auth {
@@ -386,11 +386,13 @@ async fn exchange_head(
     if conn.write_all(wire).await.is_err() {
         return Err(SendFailure::Stale);
     }
-    let ttft_deadline = Instant::now() + up.timeouts.ttft;
+    let sent_at = Instant::now();
+    let ttft_deadline = sent_at + up.timeouts.ttft;
     // The attempt's own end, when it comes first.
     let overall = x.give_up_at.get().filter(|end| *end < ttft_deadline);
     let deadline = overall.unwrap_or(ttft_deadline);
     let timeout = || timeout(x, up, overall.is_some());
+    let mut first_read = Some(sent_at);
     let mut filled = 0;
     // Any byte at all (an interim response too) means the connection was not stale.
     let mut answered = false;
@@ -419,7 +421,8 @@ async fn exchange_head(
                 }
             }
         }
-        let now = Instant::now();
+        // (The first read starts as the request is sent: one clock reading serves both.)
+        let now = first_read.take().unwrap_or_else(Instant::now);
         if now >= deadline {
             return Err(timeout());
         }
@@ -435,7 +438,7 @@ async fn exchange_head(
         let spare = rbuf.get_mut(filled..).unwrap_or_default();
         // While the upstream thinks, the client may give up: then the upstream request is
         // dropped (closing its connection tells the upstream to stop generating).
-        let Some(read) = read_watching(conn, spare, deadline - now, client).await else {
+        let Some(read) = read_watching(conn, spare, deadline - now, now, client).await else {
             return Err(SendFailure::ClientGone);
         };
         match read {

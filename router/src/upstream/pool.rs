@@ -30,15 +30,16 @@ pub type UpConn = crate::runtime::net::UpstreamSocket;
 /// [`Client::closed`], so a client that leaves is noticed this long after it left at most.
 const WATCH_AFTER: Duration = Duration::from_millis(25);
 
-/// Reads from the upstream within `limit`; `None` when the client closed its connection
-/// first (watched once the read has waited [`WATCH_AFTER`]).
+/// Reads from the upstream within `limit` of `started` (the caller's clock reading, taken
+/// just before); `None` when the client closed its connection first (watched once the read
+/// has waited [`WATCH_AFTER`]).
 pub(crate) async fn read_watching(
     conn: &mut UpConn,
     buf: &mut [u8],
     limit: Duration,
+    started: Instant,
     client: &Client<'_>,
 ) -> Option<std::io::Result<usize>> {
-    let started = Instant::now();
     if limit > WATCH_AFTER {
         match read_within(conn, buf, WATCH_AFTER).await {
             Err(e) if e.kind() == IoKind::TimedOut => {}

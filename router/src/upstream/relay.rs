@@ -169,8 +169,7 @@ pub(crate) async fn relay(
     };
     let mut pending = head.len..filled;
     // Each turn relays what was read, then reads on; a `break` carries why the upstream's
-    // body broke off (the stream is then ended for the client by `cut`).
-    // A `break` says why the body broke off, and whether it was a read timing out.
+    // body broke off and whether a read timed out (the stream is then ended by `cut`).
     let (why, timed_out) = loop {
         let input = rbuf.get(pending.clone()).unwrap_or_default();
         if body.outcome.first_byte_us.is_none() && !input.is_empty() && committed {
@@ -186,6 +185,9 @@ pub(crate) async fn relay(
             }
             if body.generated() > 0 || body.done || client.out.len() > MAX_HELD {
                 committed = true;
+                if let Reader::Meter(m) = &mut body.reader {
+                    m.committed();
+                }
                 core.metrics().count_status(head.status);
                 body.outcome.first_byte_us = Some(elapsed_us(x));
             }
@@ -204,13 +206,19 @@ pub(crate) async fn relay(
         }
         // `strict` audit: the end of the response waits (in `gateway::chat`) for the record.
         let hold = (body.done && x.hold_last) || !committed;
-        if !hold && !client.out.is_empty() && x.waiting(client.flush()).await.is_err() {
-            // The client went away: drop the upstream connection (its response is unread),
-            // which also tells the upstream to stop generating.
-            return Ok(left(
-                body,
-                "client closed the connection during the response",
-            ));
+        // One clock reading after this turn's work, one after each wait (waits: not ours).
+        let mut now = Instant::now();
+        if !hold && !client.out.is_empty() {
+            let flushed = client.flush().await;
+            now = x.waited_since(now);
+            if flushed.is_err() {
+                // The client went away: drop the upstream connection (its response is
+                // unread), which also tells the upstream to stop generating.
+                return Ok(left(
+                    body,
+                    "client closed the connection during the response",
+                ));
+            }
         }
         if body.done {
             return Ok(finished(x, up, conn, &head, body, close_client));
@@ -220,10 +228,10 @@ pub(crate) async fn relay(
         let remaining = x
             .give_up_at
             .get()
-            .map(|end| end.saturating_duration_since(std::time::Instant::now()));
+            .map(|end| end.saturating_duration_since(now));
         let mut wait = remaining.map_or(up.timeouts.idle, |r| r.min(up.timeouts.idle));
         if !committed {
-            wait = wait.min(content_by.saturating_duration_since(Instant::now()));
+            wait = wait.min(content_by.saturating_duration_since(now));
             if wait.is_zero() {
                 client.out.clear();
                 return Err(no_content(x, up));
@@ -236,10 +244,9 @@ pub(crate) async fn relay(
             );
         }
         // A quiet stream (the model thinking) must not hide a client that left.
-        let Some(read) = x
-            .waiting(read_watching(&mut conn, rbuf, wait, client))
-            .await
-        else {
+        let read = read_watching(&mut conn, rbuf, wait, now, client).await;
+        x.waited_since(now);
+        let Some(read) = read else {
             client.out.clear();
             return Ok(left(
                 body,

@@ -18,6 +18,9 @@
 //! estimate in the audit record).
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
+
+use memchr::memmem::Finder;
 
 use crate::dialect::Wire;
 use crate::dialect::ir::Counts;
@@ -111,6 +114,8 @@ pub struct Meter<'b> {
     generated_chars: u64,
     /// The status an error event in the stream stands for (the first one seen).
     error_status: Option<u16>,
+    /// Events are searched for an error until the stream is committed to the client.
+    watch_errors: bool,
 }
 
 impl<'b> Meter<'b> {
@@ -127,6 +132,7 @@ impl<'b> Meter<'b> {
             stop: None,
             generated_chars: 0,
             error_status: None,
+            watch_errors: true,
         }
     }
 
@@ -135,6 +141,12 @@ impl<'b> Meter<'b> {
     #[must_use]
     pub fn generated(&self) -> u64 {
         self.generated_chars
+    }
+
+    /// The stream reached the client: an error event can no longer send the request
+    /// elsewhere, and events are no longer searched for one.
+    pub fn committed(&mut self) {
+        self.watch_errors = false;
     }
 
     /// The status an error event in the stream stands for (Anthropic `overloaded_error`:
@@ -206,13 +218,13 @@ impl<'b> Meter<'b> {
     #[must_use]
     pub fn stop_reason(&mut self) -> Option<Cow<'static, str>> {
         if self.mode == Mode::Json && self.stop.is_none() {
-            let key: &[u8] = match self.wire {
+            let key = match self.wire {
                 Wire::OpenAi
                 | Wire::Bedrock
                 | Wire::BedrockInvoke
                 | Wire::Gemini
-                | Wire::VertexAnthropic => b"\"finish_reason\"",
-                Wire::Anthropic => b"\"stop_reason\"",
+                | Wire::VertexAnthropic => &*FINISH_REASON,
+                Wire::Anthropic => &*STOP_REASON,
             };
             let tail = self.buf.get(self.buf.len().saturating_sub(TAIL)..)?;
             self.stop = value_after_key::<Cow<'_, str>>(tail, key).map(|s| stop_text(&s));
@@ -262,7 +274,7 @@ impl<'b> Meter<'b> {
     fn json_usage(&self) -> Option<Counts> {
         let tail = self.buf.get(self.buf.len().saturating_sub(TAIL)..)?;
         if let Some(c) =
-            value_after_key::<UsageJson>(tail, b"\"usage\"").and_then(|u| u.counts(self.wire))
+            value_after_key::<UsageJson>(tail, &USAGE).and_then(|u| u.counts(self.wire))
         {
             return Some(c);
         }
@@ -286,7 +298,10 @@ impl<'b> Meter<'b> {
         if data.first() != Some(&b'{') {
             return true;
         }
-        if self.error_status.is_none() && memchr::memmem::find(&data, b"\"error\"").is_some() {
+        if self.watch_errors
+            && self.error_status.is_none()
+            && memchr::memmem::find(&data, b"\"error\"").is_some()
+        {
             self.error_status = error_event_status(&data);
         }
         if self.wire == Wire::Anthropic {
@@ -370,13 +385,20 @@ fn read_anthropic(
     }
 }
 
+/// The keys searched for in every JSON answer's tail, their searchers built once.
+static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
+static FINISH_REASON: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new(b"\"finish_reason\""));
+static STOP_REASON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stop_reason\""));
+
 /// The value after the last `key` (a quoted JSON key) in `text` that parses as a `T`, read with
 /// a real JSON parser (so key order, whitespace and nested details do not matter).
-fn value_after_key<'t, T: serde::Deserialize<'t>>(text: &'t [u8], key: &[u8]) -> Option<T> {
-    let mut end = text.len();
-    while let Some(at) = memchr::memmem::rfind(text.get(..end)?, key) {
-        end = at;
-        let rest = text.get(at + key.len()..)?;
+fn value_after_key<'t, T: serde::Deserialize<'t>>(text: &'t [u8], key: &Finder<'_>) -> Option<T> {
+    // Found forwards and tried last first: memchr's forward search is vectorised, its
+    // reverse one is not (and it ran over every JSON answer's tail).
+    let found: smallvec::SmallVec<[usize; 4]> = key.find_iter(text).collect();
+    for &at in found.iter().rev() {
+        let rest = text.get(at + key.needle().len()..)?;
         let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
         if rest.get(colon) != Some(&b':') {
             continue;
