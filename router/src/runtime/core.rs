@@ -106,7 +106,13 @@ pub struct Core {
     /// When this core last reported each endpoint healthy (absent: never, or it failed since).
     health_reported: RefCell<crate::hash::FxMap<String, i64>>,
     /// This core's handles on endpoints' shared breakers.
-    breakers: RefCell<crate::hash::FxMap<String, Arc<crate::control::breaker::Breaker>>>,
+    /// (An `Rc` around each: taking a handle per attempt must not write the shared `Arc`'s
+    /// count, a line every core would write.)
+    #[expect(
+        clippy::redundant_allocation,
+        reason = "the Rc is this core's own count; cloning the Arc writes a line all cores share"
+    )]
+    breakers: RefCell<crate::hash::FxMap<String, Rc<Arc<crate::control::breaker::Breaker>>>>,
     pub pool: Pool,
     /// This core's handles on its labelled series (no lock once a series exists).
     pub observed: crate::observe::metrics::CoreLocal,
@@ -199,14 +205,14 @@ impl Core {
 
     /// The circuit breaker of `endpoint` (shared by all cores; looked up here without a lock
     /// after this core's first request to it).
-    pub fn breaker(&self, endpoint: &str) -> Arc<crate::control::breaker::Breaker> {
+    pub fn breaker(&self, endpoint: &str) -> Rc<Arc<crate::control::breaker::Breaker>> {
         if let Some(b) = self.breakers.borrow().get(endpoint) {
-            return Arc::clone(b);
+            return Rc::clone(b);
         }
-        let b = self.shared.health.breakers.get(endpoint);
+        let b = Rc::new(self.shared.health.breakers.get(endpoint));
         self.breakers
             .borrow_mut()
-            .insert(endpoint.to_owned(), Arc::clone(&b));
+            .insert(endpoint.to_owned(), Rc::clone(&b));
         b
     }
 

@@ -298,9 +298,11 @@ impl<'b> Meter<'b> {
         if data.first() != Some(&b'{') {
             return true;
         }
+        // (Before any content only: the first content commits the stream to the client.)
         if self.watch_errors
+            && self.generated_chars == 0
             && self.error_status.is_none()
-            && memchr::memmem::find(&data, b"\"error\"").is_some()
+            && ERROR.find(&data).is_some()
         {
             self.error_status = error_event_status(&data);
         }
@@ -385,11 +387,12 @@ fn read_anthropic(
     }
 }
 
-/// The keys searched for in every JSON answer's tail, their searchers built once.
+/// The keys searched for in every answer, their searchers built once.
 static USAGE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"usage\""));
 static FINISH_REASON: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new(b"\"finish_reason\""));
 static STOP_REASON: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"stop_reason\""));
+static ERROR: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\"error\""));
 
 /// The value after the last `key` (a quoted JSON key) in `text` that parses as a `T`, read with
 /// a real JSON parser (so key order, whitespace and nested details do not matter).
