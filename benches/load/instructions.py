@@ -26,7 +26,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import run  # noqa: E402  (the load harness: body(), TARGET, build())
+import run  # noqa: E402  (the load harness: body(), bench_table(), TARGET, build())
 
 
 def ensure_valgrind():
@@ -36,25 +36,6 @@ def ensure_valgrind():
         sys.exit("valgrind is needed: apt-get install valgrind")
     print("installing valgrind with apt-get", flush=True)
     run.sh("apt-get", "install", "-y", "-qq", "valgrind")
-
-
-def table(policyc, mock_addr, tmp, name):
-    policy = os.path.join(tmp, f"{name}.yaml")
-    with open(policy, "w") as f:
-        f.write(f"""version: v1
-endpoints:
-  - id: bench-upstream
-    type: vllm
-    url: http://{mock_addr}/v1
-    transport: privatelink
-    models: [bench-model]
-rules:
-  - default:
-      route_to: bench-upstream
-""")
-    out = os.path.join(tmp, f"{name}.swt")
-    run.sh(policyc, "compile", policy, "-o", out, stdout=subprocess.DEVNULL)
-    return out
 
 
 def count(switchyard, swt, requests, stream, tmp, name):
@@ -134,7 +115,7 @@ def main():
             sys.exit("mock-upstream did not start")
         per_request = {}
         for name, switchyard, policyc in builds:
-            swt = table(policyc, m.group(1), tmp, name)
+            _, swt = run.bench_table(policyc, m.group(1), tmp, name)
             a = count(switchyard, swt, low, args.stream, tmp, name)
             b = count(switchyard, swt, high, args.stream, tmp, name)
             per_request[name] = (b - a) / (high - low)

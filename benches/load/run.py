@@ -68,6 +68,27 @@ def body(stream):
     })
 
 
+def bench_table(policyc, mock_addr, tmp, name="bench"):
+    """The benchmark policy (one `vllm` endpoint on the mock, a default rule), compiled by
+    `policyc`; returns the policy's and the table's paths."""
+    policy = os.path.join(tmp, f"{name}.yaml")
+    with open(policy, "w") as f:
+        f.write(f"""version: v1
+endpoints:
+  - id: bench-upstream
+    type: vllm
+    url: http://{mock_addr}/v1
+    transport: privatelink
+    models: [bench-model]
+rules:
+  - default:
+      route_to: bench-upstream
+""")
+    table = os.path.join(tmp, f"{name}.swt")
+    sh(policyc, "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
+    return policy, table
+
+
 def start(cmd, cpu, ready_pattern=None, stream="stderr"):
     p = subprocess.Popen(["taskset", "-c", str(cpu)] + cmd, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -177,21 +198,7 @@ def main():
                                  "--chunks", "16", "--chunk-bytes", "24"], 0,
                                 r"listening on http://(\S+)", stream="stdout")
         procs.append(mock)
-        policy = os.path.join(tmp, "bench.yaml")
-        with open(policy, "w") as f:
-            f.write(f"""version: v1
-endpoints:
-  - id: bench-upstream
-    type: vllm
-    url: http://{mock_addr}/v1
-    transport: privatelink
-    models: [bench-model]
-rules:
-  - default:
-      route_to: bench-upstream
-""")
-        table = os.path.join(tmp, "bench.swt")
-        sh(os.path.join(TARGET, "policyc"), "compile", policy, "-o", table, stdout=subprocess.DEVNULL)
+        policy, table = bench_table(os.path.join(TARGET, "policyc"), mock_addr, tmp)
         sy_targets = []
         for name, extra in (("switchyard", ["--no-audit"]),
                             ("switchyard+audit", ["--audit-durability", "buffered"]),
