@@ -771,12 +771,7 @@ fn a_spent_retry_budget_keeps_an_endpoints_failures_from_being_retried() {
     );
 
     // Out-of-range terms are refused at start, naming the flag.
-    let out = Command::new(common::binary("switchyard"))
-        .args(["--no-auth", "--retry-budget-percent", "101"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::refused_at_start(&["--no-auth", "--retry-budget-percent", "101"]);
     assert!(
         err.contains("retry-budget-percent") && err.contains("0 to 100"),
         "{err}"

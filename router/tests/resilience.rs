@@ -128,12 +128,7 @@ fn client_errors_are_not_retried_and_max_attempts_bounds_the_work() {
 
 #[test]
 fn max_attempts_is_checked_at_start() {
-    let out = std::process::Command::new(common::binary("switchyard"))
-        .args(["--no-auth", "--max-attempts", "0"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = common::refused_at_start(&["--no-auth", "--max-attempts", "0"]);
     assert!(
         err.contains("max-attempts") && err.contains("1 to 16"),
         "{err}"

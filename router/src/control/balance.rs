@@ -112,27 +112,25 @@ impl RetryBudget {
     /// Whether a retry could be taken now (nothing changes).
     #[must_use]
     pub fn available(&self, now_ms: i64, policy: RetryPolicy) -> bool {
-        let refilled = self.refilled_ms.load(Ordering::Relaxed);
-        let trickle = if refilled == 0 {
-            0
-        } else {
-            u64::try_from(now_ms - refilled)
-                .unwrap_or(0)
-                .saturating_mul(policy.per_second)
-        };
+        let trickle = self.trickle(now_ms, policy);
         self.balance.load(Ordering::Relaxed).saturating_add(trickle) >= 1_000
+    }
+
+    /// Thousandths of a retry trickled in since the last refill (none before the first).
+    fn trickle(&self, now_ms: i64, policy: RetryPolicy) -> u64 {
+        match self.refilled_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            refilled => u64::try_from(now_ms - refilled)
+                .unwrap_or(0)
+                .saturating_mul(policy.per_second),
+        }
     }
 
     /// Takes one retry from the budget; `false` (nothing taken) when it is spent.
     pub fn withdraw(&self, now_ms: i64, policy: RetryPolicy) -> bool {
-        let refilled = self.refilled_ms.load(Ordering::Relaxed);
-        if refilled == 0 {
+        let trickle = self.trickle(now_ms, policy);
+        if now_ms > self.refilled_ms.load(Ordering::Relaxed) {
             self.refilled_ms.store(now_ms, Ordering::Relaxed);
-        } else if now_ms > refilled {
-            self.refilled_ms.store(now_ms, Ordering::Relaxed);
-            let trickle = u64::try_from(now_ms - refilled)
-                .unwrap_or(0)
-                .saturating_mul(policy.per_second);
             self.add(trickle, policy);
         }
         let b = self.balance.load(Ordering::Relaxed);

@@ -128,6 +128,16 @@ fn wait_for_addr(
 /// The admin key every test router accepts (`SWITCHYARD_ADMIN_KEYS`).
 pub const ADMIN_KEY: &str = "test-admin-key-5f0c1d2e3a4b";
 
+/// The router started with `args` must refuse to start; returns what it said on stderr.
+pub fn refused_at_start(args: &[&str]) -> String {
+    let out = std::process::Command::new(binary("switchyard"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "started with {args:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Starts the router with `args` (plus `--listen 127.0.0.1:0` and `--no-auth`).
 pub fn router(args: &[&str]) -> Proc {
     router_env(args, &[])
