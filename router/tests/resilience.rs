@@ -412,3 +412,75 @@ fn an_endpoint_failing_half_the_time_is_ejected_by_its_failure_ratio() {
     assert_eq!(b["state"], "open", "{b}");
     assert_eq!(b["ejections"], 1, "{b}");
 }
+
+/// `switchyard_upstream_attempts_total` of `endpoint` ending in `outcome`, from `/metrics`.
+fn attempts(r: &Proc, endpoint: &str, outcome: &str) -> u64 {
+    let metrics = call(r.addr, "GET", "/metrics", &[], b"").text();
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("switchyard_upstream_attempts_total{")
+                && l.contains(&format!("switchyard_endpoint=\"{endpoint}\""))
+                && l.contains(&format!("outcome=\"{outcome}\""))
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_prompt_too_long_is_relayed_and_counted_as_a_context_overflow() {
+    let small = mock(&["--status", "400", "--error-code", "context_length_exceeded"]);
+    let spare = mock(&[]);
+    let (_dir, table) = compiled(&chain(&[("small", &small), ("spare", &spare)]));
+    let r = router(&["--table", table.to_str().unwrap()]);
+    let resp = chat(r.addr, "m", &[]);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["code"], "context_length_exceeded");
+    assert_eq!(attempts(&r, "small", "context_overflow"), 1);
+    assert_eq!(attempts(&r, "small", "client_error"), 0);
+    // Another 400 is the request's own fault, counted as such; neither is retried.
+    let resp = chat(r.addr, "m", &[("x-mock-error-code", "invalid_value")]);
+    assert_eq!(resp.status, 400, "{}", resp.text());
+    assert_eq!(attempts(&r, "small", "client_error"), 1);
+    assert_eq!(attempts(&r, "small", "context_overflow"), 1);
+    assert_eq!((hits(&small), hits(&spare)), (2, 0));
+}
+
+#[test]
+fn a_translated_stream_that_begins_with_an_error_goes_to_the_next_candidate() {
+    // An Anthropic upstream and an OpenAI-compatible one, each beginning its stream with an
+    // error event (`overloaded_error`, `server_error`) before any content; then a healthy one.
+    let claude = mock(&["--fault", "stream-error", "--chunks", "0"]);
+    let gpu = mock(&["--fault", "stream-error", "--chunks", "0"]);
+    let spare = mock(&[]);
+    let yaml = format!(
+        "version: v1\nendpoints:\n  - id: claude\n    type: anthropic\n    url: http://{}\n    api_key_env: T_KEY\n    models: [m]\n  - id: gpu\n    type: vllm\n    url: http://{}/v1\n    models: [m]\n  - id: spare\n    type: vllm\n    url: http://{}/v1\n    models: [m]\nrules:\n  - default:\n      route_to: claude\n      fallback: [gpu, spare]\n",
+        claude.addr, gpu.addr, spare.addr
+    );
+    let (_dir, table) = compiled(&yaml);
+    let r = common::router_env(&["--table", table.to_str().unwrap()], &[("T_KEY", "k")]);
+    // An OpenAI client: Anthropic's stream is translated, the vLLM one passed through.
+    let resp = chat_streamed(r.addr, "m", true, &[]);
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.route().0, "spare", "{}", resp.text());
+    assert!(resp.text().ends_with("data: [DONE]\n\n"), "{}", resp.text());
+    assert!(!resp.text().contains("error"), "{}", resp.text());
+    // An Anthropic client: Anthropic's stream is passed through, the vLLM one translated.
+    let resp = call(
+        r.addr,
+        "POST",
+        "/v1/messages",
+        &[("anthropic-version", "2023-06-01")],
+        br#"{"model": "m", "max_tokens": 20, "stream": true, "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert!(
+        resp.text().contains("event: message_stop"),
+        "{}",
+        resp.text()
+    );
+    assert!(!resp.text().contains("event: error"), "{}", resp.text());
+    assert_eq!((hits(&claude), hits(&gpu), hits(&spare)), (2, 2, 2));
+    assert_eq!(attempts(&r, "claude", "overloaded"), 2);
+    assert_eq!(attempts(&r, "gpu", "overloaded"), 2);
+}

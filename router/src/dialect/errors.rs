@@ -38,6 +38,42 @@ pub fn openai_type(status: u16) -> &'static str {
     }
 }
 
+/// The status an error event inside a stream stands for, from its error type (Anthropic's
+/// names, which the decoders map every dialect's errors to; OpenAI's `type`) or `code`:
+/// what the router does with a stream whose first event is an error (`falls_back`).
+#[must_use]
+pub fn event_status(kind: Option<&str>, code: Option<&str>) -> u16 {
+    match (kind.unwrap_or_default(), code.unwrap_or_default()) {
+        ("overloaded_error", _) => 529,
+        ("rate_limit_error" | "rate_limit_exceeded" | "requests", _)
+        | (_, "rate_limit_exceeded") => 429,
+        ("authentication_error", _) => 401,
+        ("permission_error", _) => 403,
+        ("timeout_error", _) => 504,
+        ("invalid_request_error", _) => 400,
+        ("not_found_error", _) => 404,
+        _ => 500,
+    }
+}
+
+/// Whether an error body says the prompt does not fit the model's context window, in the
+/// words each provider uses: OpenAI's `context_length_exceeded` code, Anthropic's "prompt is
+/// too long", vLLM's "maximum context length", Bedrock's "Input is too long", Gemini's
+/// "exceeds the maximum number of tokens".
+#[must_use]
+pub fn says_context_overflow(body: &[u8]) -> bool {
+    const SIGNS: [&[u8]; 5] = [
+        b"context_length_exceeded",
+        b"prompt is too long",
+        b"maximum context length",
+        b"nput is too long",
+        b"exceeds the maximum number of tokens",
+    ];
+    SIGNS
+        .iter()
+        .any(|sign| memchr::memmem::find(body, sign).is_some())
+}
+
 #[derive(Deserialize)]
 struct Body {
     #[serde(default)]
@@ -180,5 +216,35 @@ mod tests {
         let v = to(Wire::OpenAi, 502, r#"{"detail":"gateway"}"#);
         assert_eq!(v["error"]["message"], "gateway");
         assert_eq!(v["error"]["type"], "server_error");
+    }
+
+    #[test]
+    fn context_overflow_is_read_in_each_providers_words() {
+        for body in [
+            &br#"{"error":{"message":"This model's maximum context length is 8192 tokens. However, your messages resulted in 9000 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#[..],
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 210000 tokens > 200000 maximum"}}"#,
+            br#"{"object":"error","message":"This model's maximum context length is 4096 tokens.","type":"BadRequestError","code":400}"#,
+            br#"{"message":"Input is too long for requested model."}"#,
+            br#"{"error":{"code":400,"message":"The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).","status":"INVALID_ARGUMENT"}}"#,
+        ] {
+            assert!(says_context_overflow(body), "{}", String::from_utf8_lossy(body));
+        }
+        assert!(!says_context_overflow(
+            br#"{"error":{"message":"Invalid value for 'temperature'","type":"invalid_request_error","code":"invalid_value"}}"#
+        ));
+    }
+
+    #[test]
+    fn error_events_stand_for_the_status_the_router_acts_on() {
+        assert_eq!(event_status(Some("overloaded_error"), None), 529);
+        assert_eq!(event_status(Some("rate_limit_error"), None), 429);
+        assert_eq!(
+            event_status(Some("server_error"), Some("rate_limit_exceeded")),
+            429
+        );
+        assert_eq!(event_status(Some("api_error"), None), 500);
+        assert_eq!(event_status(None, None), 500);
+        assert_eq!(event_status(Some("invalid_request_error"), None), 400);
+        assert_eq!(event_status(Some("authentication_error"), None), 401);
     }
 }

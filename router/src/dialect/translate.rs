@@ -47,6 +47,8 @@ pub struct Tally {
     /// Characters of generated text, tool arguments and thinking (for an estimate when the
     /// upstream reports no usage).
     pub chars: u64,
+    /// The status of an error event that came before any content (`errors::event_status`).
+    pub error_status: Option<u16>,
 }
 
 impl Tally {
@@ -58,6 +60,9 @@ impl Tally {
                 delta: Delta::Text(t) | Delta::Json(t) | Delta::Thinking(t),
                 ..
             } => self.chars = self.chars.saturating_add(t.chars().count() as u64),
+            Event::Error { kind, .. } if self.chars == 0 && self.error_status.is_none() => {
+                self.error_status = Some(super::errors::event_status(Some(kind), None));
+            }
             _ => {}
         }
     }

@@ -490,6 +490,7 @@ fn micros(d: std::time::Duration) -> u64 {
 fn outcome_of(result: &Result<(Next, Outcome), Error>) -> AttemptOutcome {
     match result {
         Ok((_, o)) => match o.upstream_status {
+            Some(_) if o.context_overflow => AttemptOutcome::ContextOverflow,
             Some(status) if !(200..300).contains(&status) => AttemptOutcome::of_status(status),
             _ if o.client_gone => AttemptOutcome::ClientGone,
             _ if o.error.is_some() => AttemptOutcome::Interrupted,

@@ -363,7 +363,8 @@ pub enum Outcome {
     Overloaded,
     /// 401, 403, or credentials the router could not get (a missing secret, a token fetch).
     Credentials,
-    /// 413 (the prompt is too long for the endpoint).
+    /// A 400 or 413 whose body says the prompt does not fit the model's context window
+    /// (`dialect::errors::says_context_overflow`).
     ContextOverflow,
     /// Any other 4xx: the request's own fault, relayed.
     ClientError,
@@ -419,7 +420,6 @@ impl Outcome {
             429 => Self::RateLimited,
             401 | 403 => Self::Credentials,
             408 => Self::TtftTimeout,
-            413 => Self::ContextOverflow,
             400..=499 => Self::ClientError,
             _ => Self::Overloaded,
         }

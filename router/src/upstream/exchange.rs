@@ -124,4 +124,6 @@ pub struct Outcome {
     pub first_byte_us: Option<u64>,
     /// The client left before the answer was complete.
     pub client_gone: bool,
+    /// A 400 or 413 whose body says the prompt does not fit the model's context window.
+    pub context_overflow: bool,
 }

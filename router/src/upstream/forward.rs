@@ -166,13 +166,20 @@ pub async fn forward(
         .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX));
         return Err(err);
     }
+    // A client error whose body (what came with the head) says the prompt is too long.
+    let context_overflow = matches!(head.status, 400 | 413)
+        && crate::dialect::errors::says_context_overflow(
+            rbuf.get(head.len..filled).unwrap_or_default(),
+        );
     let answer = Answer {
         head,
         headers: &headers,
         rbuf: &mut rbuf,
         filled,
     };
-    relay(x, up, conn, answer, client).await
+    let (next, mut outcome) = relay(x, up, conn, answer, client).await?;
+    outcome.context_overflow = context_overflow;
+    Ok((next, outcome))
 }
 
 /// The endpoint's Google access token (Vertex), fetched off the executors when there is no

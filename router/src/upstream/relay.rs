@@ -21,7 +21,7 @@ use crate::http::chunked::{Chunk, Decoder};
 use crate::http::response::{BodyFraming, ResponseHead};
 use crate::http::{HeaderIdx, is_hop_by_hop};
 use crate::runtime::client::{Client, Next};
-use crate::upstream::exchange::{Exchange, Outcome};
+use crate::upstream::exchange::{Exchange, Outcome, falls_back};
 use crate::upstream::meter::{CHARS_PER_TOKEN, Meter, Mode, Usage};
 use crate::upstream::pool::{UpConn, read_watching};
 
@@ -179,7 +179,7 @@ pub(crate) async fn relay(
             break (why, false);
         }
         if !committed {
-            if let Some(status) = body.error_status() {
+            if let Some(status) = body.error_status().filter(|&s| falls_back(s)) {
                 client.out.clear();
                 return Err(stream_refused(x, status));
             }
@@ -524,12 +524,11 @@ impl Body<'_> {
         }
     }
 
-    /// The status of an error event read before any content (passed-through streams; a
-    /// translated one turns it into the client's error event and is cut as usual).
+    /// The status of an error event read before any content.
     fn error_status(&self) -> Option<u16> {
         match &self.reader {
             Reader::Meter(meter) => meter.error_status(),
-            Reader::Translate(..) => None,
+            Reader::Translate(t, _) => t.tally().error_status,
         }
     }
 

@@ -352,12 +352,10 @@ fn error_event_status(data: &[u8]) -> Option<u16> {
         return None;
     }
     let code = body.code.as_ref().and_then(serde_json::Value::as_str);
-    Some(match (body.kind.as_deref(), code) {
-        (Some("overloaded_error"), _) => 529,
-        (Some("rate_limit_error" | "rate_limit_exceeded" | "requests"), _)
-        | (_, Some("rate_limit_exceeded")) => 429,
-        _ => 500,
-    })
+    Some(crate::dialect::errors::event_status(
+        body.kind.as_deref(),
+        code,
+    ))
 }
 
 /// An Anthropic event: counts from `message_start` and `message_delta` (cumulative), the
