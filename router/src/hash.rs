@@ -31,9 +31,29 @@ impl Hasher for Fx {
             w.copy_from_slice(c);
             self.add(u64::from_le_bytes(w));
         }
-        for &b in chunks.remainder() {
-            self.add(u64::from(b));
+        // The last 1–7 bytes as one word, zero-padded (a string and the same string with
+        // NULs added then hash alike: a collision, which the maps resolve by comparing keys).
+        // (In fixed-size pieces: a copy of variable length is a call to `memcpy`.)
+        let mut rest = chunks.remainder();
+        if rest.is_empty() {
+            return;
         }
+        let mut word = 0u64;
+        let mut shift = 0;
+        if let Some((four, tail)) = rest.split_first_chunk::<4>() {
+            word = u64::from(u32::from_le_bytes(*four));
+            shift = 32;
+            rest = tail;
+        }
+        if let Some((two, tail)) = rest.split_first_chunk::<2>() {
+            word |= u64::from(u16::from_le_bytes(*two)) << shift;
+            shift += 16;
+            rest = tail;
+        }
+        if let Some(&b) = rest.first() {
+            word |= u64::from(b) << shift;
+        }
+        self.add(word);
     }
 
     fn write_u8(&mut self, n: u8) {

@@ -120,9 +120,9 @@ impl Upstream {
     /// The dialect the upstream speaks for `model` (its provider id): on Vertex AI the
     /// model's publisher decides, elsewhere the endpoint's type.
     #[must_use]
-    pub fn wire_for(&self, model: &str) -> Wire {
+    pub fn wire_for<'m>(&self, model: impl FnOnce() -> &'m str) -> Wire {
         match self.path {
-            PathPlan::Vertex { .. } => vertex_model(model).0.wire(),
+            PathPlan::Vertex { .. } => vertex_model(model()).0.wire(),
             _ => self.wire,
         }
     }

@@ -32,9 +32,9 @@ pub(super) struct Routed<'a, 'r> {
     pub(super) fields: &'a body::Fields<'r>,
 }
 
-/// The dialect an endpoint's plan speaks for `model` (its provider id; `None`: answered
-/// in-process, or not at all).
-fn wire_of(plan: &Plan, model: &str) -> Option<Wire> {
+/// The dialect an endpoint's plan speaks for `model` (its provider id, found only where the
+/// dialect depends on it; `None`: answered in-process, or not at all).
+fn wire_of<'m>(plan: &Plan, model: impl FnOnce() -> &'m str) -> Option<Wire> {
     match plan {
         Plan::Forward(up) => Some(up.wire_for(model)),
         _ => None,
@@ -71,7 +71,7 @@ pub(super) async fn candidates<'r>(
             ) else {
                 return false;
             };
-            wire_of(plan, endpoint.upstream_model(send.as_str(requested)))
+            wire_of(plan, || endpoint.upstream_model(send.as_str(requested)))
                 .is_some_and(|w| w != api.wire())
         });
     let mut parse_buf = core.pool.bytes.take();
@@ -134,7 +134,10 @@ pub(super) async fn candidates<'r>(
         let scored: Vec<(u32, u64)> = viable
             .iter()
             .take(members)
-            .map(|(e, _, _)| (e.weight(), core.load(e.id()).series.score(e.weight())))
+            .map(|(e, _, _)| {
+                let load = &core.endpoint(route.loaded, e).load;
+                (e.weight(), load.series.score(e.weight()))
+            })
             .collect();
         let random = crate::control::balance::mix(core.next_request_number());
         let set: smallvec::SmallVec<[_; 4]> = crate::control::balance::order(&scored, random)
@@ -164,9 +167,7 @@ pub(super) async fn candidates<'r>(
     let mut forced_extra: Option<usize> = None;
     let mut skipped: Option<(i64, usize)> = None;
     // The load of the endpoint whose failure the next attempt retries (its budget pays).
-    let mut failed_load: Option<
-        std::sync::Arc<crate::observe::metrics::Entry<crate::control::balance::Load, 1>>,
-    > = None;
+    let mut failed: Option<std::rc::Rc<crate::runtime::core::EndpointHandles>> = None;
     let mut k = 0;
     while let Some((i, forced)) = if k < viable.len() {
         Some((k, false))
@@ -186,11 +187,14 @@ pub(super) async fn candidates<'r>(
         }
         let now = crate::clock::now_ms();
         let policy = core.config().retry_budget;
-        let load = matches!(plan, Plan::Forward(_)).then(|| core.load(endpoint.id()));
-        if let Some(load) = &load {
+        let handles = core.endpoint(route.loaded, endpoint);
+        let forwarded = matches!(plan, Plan::Forward(_));
+        let load = forwarded.then_some(&handles.load);
+        let breaker = forwarded.then_some(&handles.breaker);
+        if let Some(load) = load {
             if attempts == 0 {
                 load.series.retries.deposit(policy);
-            } else if let Some(failed) = &failed_load
+            } else if let Some(failed) = failed.as_ref().map(|h| &h.load)
                 && !failed.series.retries.withdraw(now, policy)
             {
                 // The failed endpoint's retries are at their budget: a failing endpoint
@@ -203,8 +207,7 @@ pub(super) async fn candidates<'r>(
                 break;
             }
         }
-        let breaker = matches!(plan, Plan::Forward(_)).then(|| core.breaker(endpoint.id()));
-        let probe = match (&breaker, forced) {
+        let probe = match (breaker, forced) {
             (Some(b), false) => match b.admit(now) {
                 Admit::Yes => false,
                 Admit::Probe => true,
@@ -225,19 +228,18 @@ pub(super) async fn candidates<'r>(
         // No candidate after this one will be tried: its error answer is the client's.
         let later = !forced
             && viable.get(k..).unwrap_or_default().iter().any(|(e, p, _)| {
-                !matches!(p, Plan::Forward(_)) || core.breaker(e.id()).admissible(now)
+                !matches!(p, Plan::Forward(_))
+                    || core.endpoint(route.loaded, e).breaker.admissible(now)
             });
         // A failure here could not be retried: this endpoint's retry budget is spent.
-        let budget_spent = load
-            .as_ref()
-            .is_some_and(|l| !l.series.retries.available(now, policy));
+        let budget_spent = load.is_some_and(|l| !l.series.retries.available(now, policy));
         let last_chance = !later || budget_spent || attempts + 1 >= max_attempts;
         let withheld = later && budget_spent && attempts + 1 < max_attempts;
         let send_model = send.as_str(requested);
         // The provider's id for the model (`models: [{ name, upstream }]`); the name is what
         // policies, allowlists and the audit's `model` use.
         let upstream_model = endpoint.upstream_model(send_model);
-        let wire = wire_of(plan, upstream_model);
+        let wire = wire_of(plan, || upstream_model);
         let mut scratch = (core.pool.bytes.take(), core.pool.bytes.take());
         let mut dropped = String::new();
         let translated = wire.filter(|w| *w != api.wire());
@@ -331,7 +333,7 @@ pub(super) async fn candidates<'r>(
                 let started = std::time::Instant::now();
                 let start_unix_ns = attempt_span.map(|_| crate::observe::export::now_unix_ns());
                 let offset_us = micros(started.saturating_duration_since(req.started));
-                let flight = load.as_ref().map(|l| l.series.start());
+                let flight = load.map(|l| l.series.start());
                 let result = attempt(&x, plan, client).await;
                 drop(flight);
                 let ended = std::time::Instant::now();
@@ -345,7 +347,7 @@ pub(super) async fn candidates<'r>(
                     crate::observe::record::retry_refused(core, endpoint.id());
                     push_reason(&mut draft.retry_reasons, endpoint.id(), "retry_budget");
                 }
-                if let Some(load) = &load {
+                if let Some(load) = load {
                     match (&result, outcome) {
                         (Ok((_, o)), _) => {
                             if let Some(first) = o.first_byte_us {
@@ -393,21 +395,21 @@ pub(super) async fn candidates<'r>(
                         tracer.send(crate::observe::spans::attempt(&trace, parent, span, &a));
                     }
                 }
-                if let Some(b) = &breaker {
+                if let Some(b) = breaker {
                     let seen = seen(&result);
                     // A forced attempt (every candidate was skipped) decides like a probe.
                     b.record(now_ms, probe || forced, seen);
                     // An endpoint failing half the time never fails five times in a row.
-                    if let (Some(load), Some(failed)) = (&load, seen.failed())
+                    if let (Some(load), Some(failed)) = (load, seen.failed())
                         && load.series.failure_ratio_trips(now_ms, failed)
                     {
                         b.force_open(now_ms);
                     }
                 }
                 match &result {
-                    Ok(_) => core.endpoint_answered(endpoint.id(), now_ms),
+                    Ok(_) => core.endpoint_answered(&handles, endpoint.id(), now_ms),
                     Err(e) if e.kind.retry_safe() || e.kind == ErrorKind::UpstreamTimeout => {
-                        core.endpoint_failed(endpoint.id(), &e.for_log(), now_ms);
+                        core.endpoint_failed(&handles, endpoint.id(), &e.for_log(), now_ms);
                     }
                     Err(_) => {}
                 }
@@ -424,7 +426,7 @@ pub(super) async fn candidates<'r>(
                         && route.choice.resend_on_reset()) =>
             {
                 push_reason(&mut draft.retry_reasons, endpoint.id(), outcome.as_str());
-                failed_load = load;
+                failed = forwarded.then_some(handles);
                 if let Some(suppressed) =
                     crate::runtime::logging::allow(&crate::runtime::logging::CANDIDATE_FAILED)
                 {

@@ -144,6 +144,12 @@ pub struct Entry<S, const N: usize> {
     pub series: S,
 }
 
+impl<S, const N: usize> Entry<S, N> {
+    fn has(&self, labels: &[&str; N]) -> bool {
+        self.labels.iter().zip(labels).all(|(a, b)| **a == **b)
+    }
+}
+
 /// One core's series of a family, as the scrape sees them.
 #[derive(Debug)]
 pub struct Family<S, const N: usize> {
@@ -173,6 +179,9 @@ impl<S, const N: usize> Family<S, N> {
 #[derive(Debug)]
 pub struct Local<S, const N: usize> {
     by_hash: RefCell<ByHash<S, N>>,
+    /// The series used last: traffic repeats its labels, and comparing them is cheaper than
+    /// hashing them.
+    last: RefCell<Option<Arc<Entry<S, N>>>>,
 }
 
 /// Series by the hash of their label values (a collision keeps several).
@@ -210,6 +219,7 @@ impl<S, const N: usize> Default for Local<S, N> {
     fn default() -> Self {
         Self {
             by_hash: RefCell::new(HashMap::default()),
+            last: RefCell::new(None),
         }
     }
 }
@@ -223,9 +233,7 @@ impl<S, const N: usize> Local<S, N> {
         bucket: &'m [Arc<Entry<S, N>>],
         labels: &[&str; N],
     ) -> Option<&'m Arc<Entry<S, N>>> {
-        bucket
-            .iter()
-            .find(|e| e.labels.iter().map(|l| &**l).eq(labels.iter().copied()))
+        bucket.iter().find(|e| e.has(labels))
     }
 
     /// The series of `labels` itself (made by `make` and registered in `family` on first
@@ -239,6 +247,7 @@ impl<S, const N: usize> Local<S, N> {
         let mut map = self.by_hash.borrow_mut();
         let bucket = map.entry(Self::hash(&labels)).or_default();
         if let Some(e) = Self::find(bucket, &labels) {
+            *self.last.borrow_mut() = Some(Arc::clone(e));
             return Arc::clone(e);
         }
         let entry = Arc::new(Entry {
@@ -263,14 +272,8 @@ impl<S, const N: usize> Local<S, N> {
         make: impl FnOnce() -> S,
         f: impl FnOnce(&S) -> R,
     ) -> R {
-        {
-            let map = self.by_hash.borrow();
-            if let Some(e) = map
-                .get(&Self::hash(&labels))
-                .and_then(|bucket| Self::find(bucket, &labels))
-            {
-                return f(&e.series);
-            }
+        if let Some(e) = self.last.borrow().as_ref().filter(|e| e.has(&labels)) {
+            return f(&e.series);
         }
         f(&self.get(family, labels, make).series)
     }

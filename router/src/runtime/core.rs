@@ -103,16 +103,11 @@ pub struct Core {
     /// This core's handles on tenants' shared counters.
     tenant_states:
         RefCell<std::collections::HashMap<String, Arc<crate::control::limits::TenantState>>>,
-    /// When this core last reported each endpoint healthy (absent: never, or it failed since).
-    health_reported: RefCell<crate::hash::FxMap<String, i64>>,
-    /// This core's handles on endpoints' shared breakers.
-    /// (An `Rc` around each: taking a handle per attempt must not write the shared `Arc`'s
-    /// count, a line every core would write.)
-    #[expect(
-        clippy::redundant_allocation,
-        reason = "the Rc is this core's own count; cloning the Arc writes a line all cores share"
-    )]
-    breakers: RefCell<crate::hash::FxMap<String, Rc<Arc<crate::control::breaker::Breaker>>>>,
+    /// This core's handles on the endpoints of the table in `table`, by endpoint index
+    /// (made at an endpoint's first use, dropped when the table changes): an attempt finds
+    /// its endpoint's breaker and load without hashing or comparing its id. (Handed out as
+    /// `Rc`s: taking one never writes a count another core shares.)
+    endpoints: RefCell<Vec<Option<Rc<EndpointHandles>>>>,
     pub pool: Pool,
     /// This core's handles on its labelled series (no lock once a series exists).
     pub observed: crate::observe::metrics::CoreLocal,
@@ -132,6 +127,16 @@ pub struct Core {
     pub(crate) shutdown_gate: glommio::sync::Semaphore,
 }
 
+/// One core's handles on one endpoint: its breaker (shared by the host's cores), this
+/// core's load at it (in flight, retries, recent time to first token), and when this core
+/// last reported it healthy (`None`: not since it last failed).
+#[derive(Debug)]
+pub struct EndpointHandles {
+    pub breaker: Arc<crate::control::breaker::Breaker>,
+    pub load: Arc<crate::observe::metrics::Entry<crate::control::balance::Load, 1>>,
+    reported_ok: Cell<Option<i64>>,
+}
+
 impl Core {
     pub(crate) fn new(id: usize, shared: Arc<Shared>) -> Self {
         let (generation, table) = shared.tables.load();
@@ -149,8 +154,7 @@ impl Core {
             table: RefCell::new((generation, Rc::new(table))),
             keys: RefCell::new((key_generation, Rc::new(keys))),
             tenant_states: RefCell::new(std::collections::HashMap::new()),
-            health_reported: RefCell::default(),
-            breakers: RefCell::default(),
+            endpoints: RefCell::default(),
             connections: Cell::new(0),
             next_id: Cell::new(seed),
             shutdown_gate: glommio::sync::Semaphore::new(0),
@@ -174,6 +178,7 @@ impl Core {
         if slot.0 != generation {
             let (g, t) = self.shared.tables.load();
             *slot = (g, Rc::new(t));
+            self.endpoints.borrow_mut().clear();
         }
         Rc::clone(&slot.1)
     }
@@ -203,47 +208,55 @@ impl Core {
         s
     }
 
-    /// The circuit breaker of `endpoint` (shared by all cores; looked up here without a lock
-    /// after this core's first request to it).
-    pub fn breaker(&self, endpoint: &str) -> Rc<Arc<crate::control::breaker::Breaker>> {
-        if let Some(b) = self.breakers.borrow().get(endpoint) {
-            return Rc::clone(b);
-        }
-        let b = Rc::new(self.shared.health.breakers.get(endpoint));
-        self.breakers
-            .borrow_mut()
-            .insert(endpoint.to_owned(), Rc::clone(&b));
-        b
-    }
-
-    /// This core's load at `endpoint` (in flight, retries, recent time to first token).
-    pub fn load(
+    /// This core's handles on endpoint `e` of table `loaded` (a request's table: when a
+    /// reload replaced it on this core meanwhile, the handles are looked up by id).
+    pub fn endpoint(
         &self,
-        endpoint: &str,
-    ) -> Arc<crate::observe::metrics::Entry<crate::control::balance::Load, 1>> {
-        self.loads.get(&self.load_family, [endpoint], || {
-            crate::control::balance::Load::new(self.config().retry_budget)
-        })
-    }
-
-    /// An attempt at `endpoint` got an answer (at `now`, ms since the epoch). Reported to the shared map at most once a
-    /// second per endpoint while it keeps answering (see [`crate::control::health`]).
-    pub fn endpoint_answered(&self, endpoint: &str, now: i64) {
-        let mut seen = self.health_reported.borrow_mut();
-        match seen.get_mut(endpoint) {
-            Some(at) if now - *at < crate::control::health::SUCCESS_REPORT_MS => return,
-            Some(at) => *at = now,
-            None => {
-                seen.insert(endpoint.to_owned(), now);
+        loaded: &Loaded,
+        e: &switchyard_table::EndpointView<'_>,
+    ) -> Rc<EndpointHandles> {
+        let current = std::ptr::eq(&**self.table.borrow().1, loaded);
+        let index = e.index() as usize;
+        if current && let Some(Some(h)) = self.endpoints.borrow().get(index) {
+            return Rc::clone(h);
+        }
+        let made = Rc::new(EndpointHandles {
+            breaker: self.shared.health.breakers.get(e.id()),
+            load: self.loads.get(&self.load_family, [e.id()], || {
+                crate::control::balance::Load::new(self.config().retry_budget)
+            }),
+            reported_ok: Cell::new(None),
+        });
+        if current {
+            let mut slots = self.endpoints.borrow_mut();
+            if slots.len() <= index {
+                slots.resize(index + 1, None);
+            }
+            if let Some(slot) = slots.get_mut(index) {
+                *slot = Some(Rc::clone(&made));
             }
         }
-        self.shared.health.success(endpoint, now);
+        made
     }
 
-    /// An attempt at `endpoint` failed (at `now`, ms since the epoch).
-    pub fn endpoint_failed(&self, endpoint: &str, error: &str, now: i64) {
-        self.health_reported.borrow_mut().remove(endpoint);
-        self.shared.health.failure(endpoint, now, error);
+    /// An attempt at endpoint `id` got an answer (at `now`, ms since the epoch). Reported to
+    /// the shared map at most once a second per endpoint and core while it keeps answering
+    /// (see [`crate::control::health`]).
+    pub fn endpoint_answered(&self, h: &EndpointHandles, id: &str, now: i64) {
+        if h.reported_ok
+            .get()
+            .is_some_and(|at| now - at < crate::control::health::SUCCESS_REPORT_MS)
+        {
+            return;
+        }
+        h.reported_ok.set(Some(now));
+        self.shared.health.success(id, now);
+    }
+
+    /// An attempt at endpoint `id` failed (at `now`, ms since the epoch).
+    pub fn endpoint_failed(&self, h: &EndpointHandles, id: &str, error: &str, now: i64) {
+        h.reported_ok.set(None);
+        self.shared.health.failure(id, now, error);
     }
 
     /// A fresh request id number (unique per process run with high probability: a

@@ -61,6 +61,13 @@ pub fn falls_back(status: u16) -> bool {
     matches!(status, 401 | 403 | 408 | 429) || (500..600).contains(&status)
 }
 
+/// A 400 or 413 whose body (`first`: what came with the head) says the prompt does not fit
+/// the model's context window.
+#[must_use]
+pub fn context_overflow(status: u16, first: &[u8]) -> bool {
+    matches!(status, 400 | 413) && crate::dialect::errors::says_context_overflow(first)
+}
+
 /// An answer to translate: from the upstream's dialect into the client's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Translation {
@@ -71,6 +78,14 @@ pub struct Translation {
 }
 
 impl Exchange<'_> {
+    /// Counts an upstream failure in `switchyard_upstream_errors_total`.
+    pub fn upstream_failed(&self) {
+        self.core
+            .metrics()
+            .upstream_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Runs `io` and counts the time it took as waiting (see [`Exchange::waited_us`]).
     pub async fn waiting<T>(&self, io: impl std::future::Future<Output = T>) -> T {
         let start = std::time::Instant::now();

@@ -75,8 +75,12 @@ pub async fn forward(
         None => (connect(x, up).await?, false),
     };
     let (head, filled) = loop {
-        let sent = exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client);
-        match x.waiting(sent).await {
+        // (Timed here rather than through `x.waiting`, which would move this large future
+        // into its own.)
+        let start = Instant::now();
+        let sent = exchange_head(x, up, &mut conn, &wire, &mut rbuf, &mut headers, client).await;
+        x.waited_since(start);
+        match sent {
             Ok((head, _)) if head.status == 401 && auth_retry => {
                 auth_retry = false;
                 if let (Some(tokens), Some(used)) = (&up.google, &bearer) {
@@ -118,9 +122,7 @@ pub async fn forward(
                 ));
             }
             Err(SendFailure::Fatal(e)) => {
-                core.metrics()
-                    .upstream_errors
-                    .fetch_add(1, Ordering::Relaxed);
+                x.upstream_failed();
                 return Err(e);
             }
             Err(SendFailure::ClientGone) => {
@@ -137,9 +139,7 @@ pub async fn forward(
     if !x.last_chance && falls_back(head.status) {
         // Nothing has reached the client: the next candidate gets the request. The refusal's
         // body is not read, so the connection is not reused.
-        core.metrics()
-            .upstream_errors
-            .fetch_add(1, Ordering::Relaxed);
+        x.upstream_failed();
         let after = header_str(&rbuf, &headers, b"retry-after");
         let said = after
             .map(|v| format!(", retry-after {v}"))
@@ -166,20 +166,13 @@ pub async fn forward(
         .map(|ms| u32::try_from(ms).unwrap_or(u32::MAX));
         return Err(err);
     }
-    // A client error whose body (what came with the head) says the prompt is too long.
-    let context_overflow = matches!(head.status, 400 | 413)
-        && crate::dialect::errors::says_context_overflow(
-            rbuf.get(head.len..filled).unwrap_or_default(),
-        );
     let answer = Answer {
         head,
         headers: &headers,
         rbuf: &mut rbuf,
         filled,
     };
-    let (next, mut outcome) = relay(x, up, conn, answer, client).await?;
-    outcome.context_overflow = context_overflow;
-    Ok((next, outcome))
+    relay(x, up, conn, answer, client).await
 }
 
 /// The endpoint's Google access token (Vertex), fetched off the executors when there is no
@@ -207,18 +200,12 @@ async fn connect(x: &Exchange<'_>, up: &Upstream) -> Result<UpConn, Error> {
     x.waiting(x.core.pool.connect(up, x.endpoint))
         .await
         .inspect_err(|_| {
-            x.core
-                .metrics()
-                .upstream_errors
-                .fetch_add(1, Ordering::Relaxed);
+            x.upstream_failed();
         })
 }
 
 fn upstream_error(x: &Exchange<'_>, kind: ErrorKind, what: &str) -> Error {
-    x.core
-        .metrics()
-        .upstream_errors
-        .fetch_add(1, Ordering::Relaxed);
+    x.upstream_failed();
     Error::new(kind, format!("endpoint `{}` {what}", x.endpoint))
 }
 
@@ -264,7 +251,7 @@ fn request_head(x: &Exchange<'_>, up: &Upstream, bearer: Option<&str>, out: &mut
             h.name(buf).eq_ignore_ascii_case(b"connection") && has_token(h.value(buf), name)
         })
     };
-    let wire = up.wire_for(x.model);
+    let wire = up.wire_for(|| x.model);
     let anthropic = wire == Wire::Anthropic;
     // Claude on Vertex takes beta features as a header too; its version is in the body.
     let betas = anthropic || wire == Wire::VertexAnthropic;

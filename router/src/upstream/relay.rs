@@ -10,7 +10,6 @@
 //! the client a 502 in its own dialect instead of half an answer.
 
 use std::io::ErrorKind as IoKind;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::control::table::Upstream;
@@ -21,7 +20,7 @@ use crate::http::chunked::{Chunk, Decoder};
 use crate::http::response::{BodyFraming, ResponseHead};
 use crate::http::{HeaderIdx, is_hop_by_hop};
 use crate::runtime::client::{Client, Next};
-use crate::upstream::exchange::{Exchange, Outcome, falls_back};
+use crate::upstream::exchange::{Exchange, Outcome, context_overflow, falls_back};
 use crate::upstream::meter::{CHARS_PER_TOKEN, Meter, Mode, Usage};
 use crate::upstream::pool::{UpConn, read_watching};
 
@@ -159,6 +158,10 @@ pub(crate) async fn relay(
                 })
                 .flatten(),
             upstream_latency_ms: Some(x.report().latency_ms),
+            context_overflow: context_overflow(
+                head.status,
+                rbuf.get(head.len..filled).unwrap_or_default(),
+            ),
             // An event stream commits at its first body bytes (set below), anything else at
             // its head.
             first_byte_us: (!(head.event_stream && ok)).then(|| elapsed_us(x)),
@@ -289,10 +292,7 @@ pub(crate) async fn relay(
         // Nothing reached the client: the next candidate may take the request (after a
         // timeout always; after a break only where the rule allows resending).
         client.out.clear();
-        x.core
-            .metrics()
-            .upstream_errors
-            .fetch_add(1, Ordering::Relaxed);
+        x.upstream_failed();
         let kind = if timed_out {
             ErrorKind::UpstreamTimeout
         } else {
@@ -309,10 +309,7 @@ pub(crate) async fn relay(
 
 /// An event stream that sent no content within the endpoint's time to first byte.
 fn no_content(x: &Exchange<'_>, up: &Upstream) -> Error {
-    x.core
-        .metrics()
-        .upstream_errors
-        .fetch_add(1, Ordering::Relaxed);
+    x.upstream_failed();
     Error::new(
         ErrorKind::UpstreamTimeout,
         format!(
@@ -326,10 +323,7 @@ fn no_content(x: &Exchange<'_>, up: &Upstream) -> Error {
 /// An event stream whose first event (before any content) was an error: the request goes on
 /// as after that status.
 fn stream_refused(x: &Exchange<'_>, status: u16) -> Error {
-    x.core
-        .metrics()
-        .upstream_errors
-        .fetch_add(1, Ordering::Relaxed);
+    x.upstream_failed();
     let mut err = Error::new(
         ErrorKind::UpstreamRefused,
         format!(
@@ -728,10 +722,7 @@ async fn cut(
     // Its response is unread: the connection cannot be reused. Closing it also tells the
     // upstream to stop generating.
     drop(conn);
-    x.core
-        .metrics()
-        .upstream_errors
-        .fetch_add(1, Ordering::Relaxed);
+    x.upstream_failed();
     if let Some(suppressed) = crate::runtime::logging::allow(&crate::runtime::logging::UPSTREAM_CUT)
     {
         tracing::warn!(

@@ -112,7 +112,9 @@ pub struct Table<'a> {
     attrs: u32,
     rule_count: u32,
     words: u32,
-    strings: &'a [u8],
+    /// Every string of the table, validated as UTF-8 once at load (each string is cut from
+    /// it at char boundaries, so reading one does not validate it again).
+    strings: &'a str,
     refs: &'a [u8],
     u32s: &'a [u8],
     endpoints: &'a [u8],
@@ -200,15 +202,15 @@ impl<'a> Table<'a> {
 
     #[inline]
     fn str_bytes(&self, r: StrRef) -> &'a [u8] {
-        let start = ix(r.offset);
-        self.strings
-            .get(start..start.saturating_add(ix(r.len)))
-            .unwrap_or_default()
+        self.text(r).as_bytes()
     }
 
     #[inline]
     fn text(&self, r: StrRef) -> &'a str {
-        std::str::from_utf8(self.str_bytes(r)).unwrap_or_default()
+        let start = ix(r.offset);
+        self.strings
+            .get(start..start.saturating_add(ix(r.len)))
+            .unwrap_or_default()
     }
 
     /// The slices of one field's classifier, cut once at load so lookups do no offset
@@ -234,6 +236,7 @@ impl<'a> Table<'a> {
     fn str_at(&self, offset: u32, len: u32) -> &'a [u8] {
         let start = ix(offset);
         self.strings
+            .as_bytes()
             .get(start..start.saturating_add(ix(len)))
             .unwrap_or_default()
     }

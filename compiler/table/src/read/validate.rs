@@ -110,7 +110,10 @@ impl<'a> Table<'a> {
             attrs: u32_at(bytes, header::ATTRS),
             rule_count,
             words,
-            strings: section_body(bytes, &found, SectionKind::Strings)?,
+            strings: std::str::from_utf8(section_body(bytes, &found, SectionKind::Strings)?)
+                .map_err(|_| TableError::Utf8 {
+                    what: "the strings section",
+                })?,
             refs: section_body(bytes, &found, SectionKind::Refs)?,
             u32s: section_body(bytes, &found, SectionKind::U32s)?,
             endpoints: section_body(bytes, &found, SectionKind::Endpoints)?,
@@ -138,11 +141,13 @@ impl<'a> Table<'a> {
         let end = start
             .checked_add(ix(r.len))
             .ok_or(TableError::OutOfRange { what })?;
-        let text = self
-            .strings
+        if end > self.strings.len() {
+            return Err(TableError::OutOfRange { what });
+        }
+        // (The section is UTF-8 as a whole; a string must not cut a character.)
+        self.strings
             .get(start..end)
-            .ok_or(TableError::OutOfRange { what })?;
-        std::str::from_utf8(text).map_err(|_| TableError::Utf8 { what })?;
+            .ok_or(TableError::Utf8 { what })?;
         Ok(())
     }
 
