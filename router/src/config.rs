@@ -217,6 +217,36 @@ pub struct Args {
     /// tenth of it is there at start).
     #[arg(long, env = "SWITCHYARD_RETRY_BUDGET_BURST", default_value_t = 1000)]
     pub retry_budget_burst: u64,
+    /// Make tenant limits (`rate_limit_rpm`, `rate_limit_tpm`, daily budgets) hold across a
+    /// fleet of routers sharing this Redis (`redis://host:port[/db]`, `rediss://…`, with
+    /// `user:password@` when the server needs them). Without it, limits are per host.
+    #[arg(long, env = "SWITCHYARD_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+    /// This router's name in the fleet: its daily totals are kept under it in Redis, so it
+    /// must stay the same across restarts and differ between hosts. Default: the host name
+    /// and the listen port.
+    #[arg(long, env = "SWITCHYARD_NODE_ID")]
+    pub node_id: Option<String>,
+    /// Prefix of the fleet's Redis keys (one Redis may serve several fleets).
+    #[arg(
+        long,
+        env = "SWITCHYARD_REDIS_KEY_PREFIX",
+        default_value = "switchyard"
+    )]
+    pub redis_key_prefix: String,
+    /// What limited tenants get while Redis is unreachable: `local` (each host enforces the
+    /// full limits: the fleet may admit up to hosts × limit), `share` (each host enforces the
+    /// limit divided by the hosts last seen), `closed` (503 for tenants with rate limits).
+    #[arg(long, env = "SWITCHYARD_LIMITS_ON_STORE_DOWN", default_value = "local")]
+    pub limits_on_store_down: String,
+    /// Longest a request waits for its tenant's share of a fleet limit when this host's share
+    /// is used up (after it, the request is decided as if Redis were down).
+    #[arg(
+        long,
+        env = "SWITCHYARD_LIMITS_ACQUIRE_TIMEOUT_MS",
+        default_value_t = 50
+    )]
+    pub limits_acquire_timeout_ms: u64,
     /// A directory whose files endpoints created or changed through the admin API may name as
     /// `api_key_file` (repeatable). Files the serving policy already names stay usable; any
     /// other path posted through the admin API is refused. Without it, the admin API cannot
@@ -331,6 +361,8 @@ pub struct Config {
     pub upstream_idle_per_endpoint: usize,
     pub reload_interval: Duration,
     pub shutdown_timeout: Duration,
+    /// `--redis` and its settings: limits held across a fleet.
+    pub fleet: Option<crate::control::fleet::FleetConfig>,
 }
 
 /// A flag value out of range.
@@ -342,6 +374,68 @@ pub struct ConfigError {
 }
 
 impl Args {
+    fn fleet(&self) -> Result<Option<crate::control::fleet::FleetConfig>, ConfigError> {
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        let redis = crate::control::redis::RedisUrl::parse(url)
+            .map_err(|why| ConfigError { flag: "redis", why })?;
+        let on_down =
+            crate::control::fleet::DownMode::parse(&self.limits_on_store_down).map_err(|why| {
+                ConfigError {
+                    flag: "limits-on-store-down",
+                    why,
+                }
+            })?;
+        if !(1..=10_000).contains(&self.limits_acquire_timeout_ms) {
+            return Err(ConfigError {
+                flag: "limits-acquire-timeout-ms",
+                why: format!(
+                    "must be from 1 to 10000, found {}",
+                    self.limits_acquire_timeout_ms
+                ),
+            });
+        }
+        let node = match &self.node_id {
+            Some(n) => n.trim().to_owned(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_default();
+                let host = if host.is_empty() { "host" } else { &host };
+                match self.listen.port() {
+                    // (A free port picked at start is no name to keep: the process id is.)
+                    0 => format!("{host}:pid{}", std::process::id()),
+                    port => format!("{host}:{port}"),
+                }
+            }
+        };
+        if node.is_empty() || node.len() > 200 || node.chars().any(char::is_whitespace) {
+            return Err(ConfigError {
+                flag: "node-id",
+                why: format!("must be 1 to 200 characters without spaces, found `{node}`"),
+            });
+        }
+        let prefix = self.redis_key_prefix.trim().to_owned();
+        if prefix.is_empty()
+            || prefix
+                .chars()
+                .any(|c| c.is_whitespace() || c == '{' || c == '}')
+        {
+            return Err(ConfigError {
+                flag: "redis-key-prefix",
+                why: format!("must be non-empty, without spaces or braces, found `{prefix}`"),
+            });
+        }
+        Ok(Some(crate::control::fleet::FleetConfig {
+            redis,
+            node,
+            prefix,
+            on_down,
+            acquire_timeout: Duration::from_millis(self.limits_acquire_timeout_ms),
+        }))
+    }
+
     /// Checks ranges and fills defaults.
     pub fn check(&self) -> Result<Config, ConfigError> {
         let available = std::thread::available_parallelism().map_or(1, usize::from);
@@ -498,6 +592,7 @@ impl Args {
             upstream_idle_per_endpoint: self.upstream_idle_per_endpoint,
             reload_interval: ms("reload-interval-ms", self.reload_interval_ms)?,
             shutdown_timeout: ms("shutdown-timeout-ms", self.shutdown_timeout_ms)?,
+            fleet: self.fleet()?,
         })
     }
 }

@@ -10,8 +10,9 @@
 //! off midway.
 //!
 //! **Daily budgets** (`daily_token_budget`, `daily_spend_usd`) count actual usage per UTC
-//! day and refuse once spent. Counts live in memory: per node (a fleet needs a shared store,
-//! see DESIGN.md) and restarted at zero with the process.
+//! day and refuse once spent. Counts live in memory: per node and restarted at zero with the
+//! process — unless the router is part of a fleet (`--redis`, [`crate::control::fleet`]):
+//! then the limits also hold across hosts, and the day's totals survive restarts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -33,25 +34,43 @@ pub struct TenantState {
     day: AtomicI64,
     day_tokens: AtomicU64,
     day_micros: AtomicU64,
+    /// The tenant's share of its fleet-wide limits (used with `--redis`).
+    pub fleet: crate::control::fleet::share::FleetShare,
 }
 
 /// Every tenant's counters, by id (kept across table reloads).
 #[derive(Debug)]
 pub struct Limits {
     epoch: Instant,
-    by_id: Mutex<HashMap<String, Arc<TenantState>>>,
+    by_id: Arc<Mutex<HashMap<String, Arc<TenantState>>>>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             epoch: Instant::now(),
-            by_id: Mutex::new(HashMap::new()),
+            by_id: Arc::default(),
         }
     }
 }
 
+/// A tenant's counters by id (made on first use), for the fleet coordinator's thread.
+pub type States = Arc<dyn Fn(&str) -> Arc<TenantState> + Send + Sync>;
+
 impl Limits {
+    /// A function giving a tenant's counters (made on first use), for the fleet
+    /// coordinator's thread.
+    #[must_use]
+    pub fn states(&self) -> States {
+        let by_id = Arc::clone(&self.by_id);
+        Arc::new(move |tenant: &str| {
+            let mut map = by_id
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Arc::clone(map.entry(tenant.to_owned()).or_default())
+        })
+    }
+
     /// The tenant's counters (cores cache the `Arc`, so this lock is taken once per tenant
     /// and core).
     pub fn state(&self, tenant: &str) -> Arc<TenantState> {
@@ -82,7 +101,14 @@ impl TenantState {
     pub fn admit(&self, t: &TenantView<'_>, now_ns: u64, now_ms: i64) -> Result<(), Error> {
         self.roll_day(now_ms);
         let tokens_budget = t.daily_token_budget();
-        if tokens_budget > 0 && self.day_tokens.load(Ordering::Relaxed) >= tokens_budget {
+        let others = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        if tokens_budget > 0
+            && self
+                .day_tokens
+                .load(Ordering::Relaxed)
+                .saturating_add(others(&self.fleet.others_day_tokens))
+                >= tokens_budget
+        {
             return Err(budget(
                 Limit::DailyTokens,
                 format!(
@@ -93,7 +119,13 @@ impl TenantState {
             ));
         }
         let spend = t.daily_budget();
-        if spend.0 > 0 && self.day_micros.load(Ordering::Relaxed) >= spend.0 {
+        if spend.0 > 0
+            && self
+                .day_micros
+                .load(Ordering::Relaxed)
+                .saturating_add(others(&self.fleet.others_day_micros))
+                >= spend.0
+        {
             return Err(budget(
                 Limit::DailySpend,
                 format!(
@@ -158,6 +190,9 @@ impl TenantState {
         self.roll_day(now_ms);
         add_saturating(&self.day_tokens, tokens);
         add_saturating(&self.day_micros, micros);
+        if tpm > 0 {
+            self.fleet.charge(tokens);
+        }
         if tpm > 0 && tokens > 0 {
             let cost = interval(tpm).saturating_mul(tokens);
             let mut tat = self.tpm_tat.load(Ordering::Acquire);
@@ -178,6 +213,33 @@ impl TenantState {
 
     /// Starts a new day's counts at UTC midnight. Two cores crossing midnight together may
     /// each reset; the loss is the handful of requests between their two resets.
+    /// This host's day (UTC, days since the epoch) and its totals for it.
+    pub fn day_totals(&self, now_ms: i64) -> (i64, u64, u64) {
+        self.roll_day(now_ms);
+        (
+            self.day.load(Ordering::Relaxed),
+            self.day_tokens.load(Ordering::Relaxed),
+            self.day_micros.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What Redis holds for `day`: the fleet's totals and this host's own (which a restarted
+    /// host takes back: its counters start at zero).
+    pub fn fleet_day(&self, day: i64, fleet: (u64, u64), mine: (u64, u64)) {
+        if self.day.load(Ordering::Relaxed) != day {
+            return;
+        }
+        self.day_tokens.fetch_max(mine.0, Ordering::Relaxed);
+        self.day_micros.fetch_max(mine.1, Ordering::Relaxed);
+        // (The fleet's total holds this host's stored total, which the host counts itself.)
+        self.fleet
+            .others_day_tokens
+            .store(fleet.0.saturating_sub(mine.0), Ordering::Relaxed);
+        self.fleet
+            .others_day_micros
+            .store(fleet.1.saturating_sub(mine.1), Ordering::Relaxed);
+    }
+
     fn roll_day(&self, now_ms: i64) {
         let today = now_ms.div_euclid(DAY_MS);
         let seen = self.day.load(Ordering::Relaxed);
@@ -189,6 +251,8 @@ impl TenantState {
         {
             self.day_tokens.store(0, Ordering::Relaxed);
             self.day_micros.store(0, Ordering::Relaxed);
+            self.fleet.others_day_tokens.store(0, Ordering::Relaxed);
+            self.fleet.others_day_micros.store(0, Ordering::Relaxed);
         }
     }
 }

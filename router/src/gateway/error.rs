@@ -92,6 +92,9 @@ pub enum ErrorKind {
     InvalidPolicy,
     /// The node is at a capacity limit (request bodies being buffered); retry shortly.
     Overloaded,
+    /// The fleet's limits store (Redis) is unreachable and the router is told to refuse
+    /// limited tenants meanwhile (`--limits-on-store-down closed`).
+    LimitsUnavailable,
     /// The client closed its connection before the answer (nginx's 499: never seen by the
     /// client, recorded in the audit trail).
     ClientClosed,
@@ -139,7 +142,8 @@ impl ErrorKind {
             | Self::UpstreamUnavailable
             | Self::UpstreamCredentials
             | Self::AuditUnavailable
-            | Self::Overloaded => 503,
+            | Self::Overloaded
+            | Self::LimitsUnavailable => 503,
             Self::UpstreamTimeout => 504,
             Self::VersionNotSupported => 505,
         }
@@ -223,6 +227,7 @@ impl ErrorKind {
             Self::BudgetExhausted => "daily_budget_exceeded",
             Self::InvalidPolicy => "invalid_policy",
             Self::Overloaded => "server_busy",
+            Self::LimitsUnavailable => "limits_unavailable",
             Self::ClientClosed => "client_closed_request",
             Self::Untranslatable => "untranslatable",
             Self::ApiNotServed => "api_not_served",
@@ -243,6 +248,7 @@ impl ErrorKind {
             | Self::UpstreamCredentials
             | Self::AuditUnavailable
             | Self::Overloaded
+            | Self::LimitsUnavailable
             | Self::Internal => Side::Internal,
             _ => Side::Client,
         }

@@ -253,6 +253,9 @@ async fn phases<'r>(
         Ok(v) => v,
         Err(e) => return refuse(core, client, id, &e, &none, api),
     };
+    if let Err(e) = fleet_admit(core, table, draft).await {
+        return refuse(core, client, id, &e, &none, api);
+    }
     let choice = match decide(table, req, &attrs, &fields, draft) {
         Ok(c) => c,
         Err(refusal) => {
@@ -374,6 +377,34 @@ fn admit(
         draft.limit = Some((state, t.rate_limit_tpm()));
     }
     Ok(())
+}
+
+/// Phase 2 across the fleet (`--redis`): the tenant's share of its fleet-wide rate limits,
+/// after this host's own limits admitted the request.
+async fn fleet_admit(
+    core: &Core,
+    table: &switchyard_table::Table<'_>,
+    draft: &Draft,
+) -> Result<(), Error> {
+    let (Some(fleet), Some((state, _)), Some(t)) = (
+        &core.shared.fleet,
+        &draft.limit,
+        draft
+            .tenant
+            .as_deref()
+            .and_then(|id| table.tenant_by_id(id)),
+    ) else {
+        return Ok(());
+    };
+    let (rpm, tpm) = (u64::from(t.rate_limit_rpm()), t.rate_limit_tpm());
+    fleet
+        .admit(state, t.id(), rpm, tpm, crate::clock::now_ms())
+        .await
+        .inspect_err(|e| {
+            if let Some(limit) = e.limit {
+                crate::observe::record::limited(core, t.id(), limit.as_str());
+            }
+        })
 }
 
 /// Phase 3, what is asked: the body, scanned once (well-formed JSON and the fields the API

@@ -45,7 +45,92 @@ pub fn render(core: &Core) -> String {
         ["switchyard_endpoint"],
     );
     endpoints(core, &mut s);
+    fleet(core, &mut s);
     s
+}
+
+/// The fleet limits' store (with `--redis`).
+fn fleet(core: &Core, s: &mut String) {
+    let Some(fleet) = &core.shared.fleet else {
+        return;
+    };
+    let st = &fleet.stats;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    family(
+        s,
+        "switchyard_limits_store_up",
+        "Whether the fleet's limits store (Redis, --redis) answered the coordinator's last round (1) or not (0).",
+        "gauge",
+    );
+    let _ = writeln!(s, "switchyard_limits_store_up {}", u8::from(fleet.up()));
+    family(
+        s,
+        "switchyard_limits_mode",
+        "How tenant limits are enforced now: fleet (Redis leases), or while Redis is down local, share or closed (--limits-on-store-down).",
+        "gauge",
+    );
+    for mode in ["fleet", "local", "share", "closed"] {
+        let _ = writeln!(
+            s,
+            "switchyard_limits_mode{{mode=\"{mode}\"}} {}",
+            u8::from(fleet.mode() == mode)
+        );
+    }
+    family(
+        s,
+        "switchyard_limits_hosts",
+        "Routers of the fleet seen in Redis in the last 10 s (this one included).",
+        "gauge",
+    );
+    let _ = writeln!(s, "switchyard_limits_hosts {}", fleet.hosts());
+    family(
+        s,
+        "switchyard_limits_leases_total",
+        "Lease calls to Redis (one per tenant per coordinator round that needed one).",
+        "counter",
+    );
+    let _ = writeln!(s, "switchyard_limits_leases_total {}", get(&st.lease_calls));
+    family(
+        s,
+        "switchyard_limits_store_errors_total",
+        "Failed connections and rounds to the limits store.",
+        "counter",
+    );
+    let _ = writeln!(
+        s,
+        "switchyard_limits_store_errors_total {}",
+        get(&st.store_errors)
+    );
+    family(
+        s,
+        "switchyard_limits_lease_waits_total",
+        "Requests that waited for their tenant's share because this host's was used up, by outcome (granted, refused, timeout, unavailable).",
+        "counter",
+    );
+    for (outcome, n) in [
+        ("granted", &st.waits_granted),
+        ("refused", &st.waits_refused),
+        ("timeout", &st.waits_timed_out),
+        ("unavailable", &st.waits_unavailable),
+    ] {
+        let _ = writeln!(
+            s,
+            "switchyard_limits_lease_waits_total{{outcome=\"{outcome}\"}} {}",
+            get(n)
+        );
+    }
+    family(
+        s,
+        "switchyard_limits_round_trip_seconds",
+        "Time of the coordinator's rounds to Redis (sum and count).",
+        "summary",
+    );
+    let _ = writeln!(
+        s,
+        "switchyard_limits_round_trip_seconds_sum {}\nswitchyard_limits_round_trip_seconds_count {}",
+        micros(get(&st.round_trip_us)),
+        get(&st.round_trips)
+    );
 }
 
 fn family(s: &mut String, name: &str, help: &str, kind: &str) {

@@ -61,6 +61,8 @@ pub struct Shared {
     pub keys: Arc<crate::control::keys::KeyStore>,
     /// Per-tenant rate limits and daily budgets (one set of counters for all cores).
     pub limits: crate::control::limits::Limits,
+    /// With `--redis`: the fleet the tenant limits hold across.
+    pub fleet: Option<Arc<crate::control::fleet::Fleet>>,
     /// Endpoint health observed from traffic.
     pub health: Arc<crate::control::health::Health>,
     /// The admin API (served on the main listener off the executors, and on `--admin-listen`).

@@ -90,9 +90,16 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         config.table.is_some(),
     )?;
     crate::control::probe::start(Arc::clone(&shared)).context("cannot start the health prober")?;
+    let coordinator = start_fleet(&shared, &tables)?;
     let handles = start_cores(config, &shared)?;
 
     drain(config, &shared, handles);
+    if let Some(fleet) = &shared.fleet {
+        fleet.stop();
+    }
+    if let Some(c) = coordinator {
+        let _ = c.join();
+    }
     let _ = watch_tx.send(WatchEvent::Stop);
     if let Some(w) = watcher {
         let _ = w.join();
@@ -100,6 +107,44 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     trail.stop(&shared.audit_stats);
     tracing::info!("switchyard stopped");
     Ok(())
+}
+
+/// The fleet limits' coordinator thread (with `--redis`).
+fn start_fleet(
+    shared: &Arc<Shared>,
+    tables: &Arc<TableCell>,
+) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+    let Some(fleet) = &shared.fleet else {
+        return Ok(None);
+    };
+    let tls = if fleet.config.redis.tls {
+        Some(crate::control::table::default_client_tls().map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let cell = Arc::clone(tables);
+    let limited: crate::control::fleet::coordinator::Limited = Arc::new(move || {
+        let (_, loaded) = cell.load();
+        loaded
+            .table()
+            .tenants()
+            .filter_map(|t| {
+                let (rpm, tpm) = (u64::from(t.rate_limit_rpm()), t.rate_limit_tpm());
+                let budgets = t.daily_token_budget() > 0 || t.daily_budget().0 > 0;
+                (rpm > 0 || tpm > 0 || budgets).then(|| (t.id().to_owned(), rpm, tpm, budgets))
+            })
+            .collect()
+    });
+    tracing::info!(
+        redis = %fleet.config.redis,
+        node = fleet.config.node,
+        on_store_down = fleet.config.on_down.as_str(),
+        "tenant limits are held fleet-wide in Redis"
+    );
+    let handle =
+        crate::control::fleet::coordinator::start(fleet, tls, limited, shared.limits.states())
+            .context("cannot start the fleet limits coordinator")?;
+    Ok(Some(handle))
 }
 
 /// One process per directory: a second one would delete the first's live write-ahead logs
@@ -283,6 +328,7 @@ fn shared_state(
         audit_stats,
         keys,
         limits: crate::control::limits::Limits::default(),
+        fleet: config.fleet.clone().map(crate::control::fleet::Fleet::new),
         health,
         admin,
         body_budget: crate::runtime::core::BodyBudget::new(config.max_pending_body_bytes),

@@ -1,0 +1,376 @@
+//! A fleet of three routers sharing one real `redis-server` (Debian's, started here on a free
+//! port): tenant rate limits and daily budgets hold across the hosts, survive a host's restart,
+//! and when Redis is killed or stopped the routers keep serving with per-host limits and say so
+//! on `/metrics`, then resume leasing when it is back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test harness"
+)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Proc, call, compiled, free_listen, router};
+
+/// A `redis-server` on a free port, without persistence; killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run redis-server ({e}): tools/test-all installs it (apt-get install redis-server)")
+            });
+        let r = Self { child, port };
+        let until = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < until, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        r
+    }
+
+    fn start() -> Self {
+        let port: u16 = free_listen().rsplit(':').next().unwrap().parse().unwrap();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const POLICY: &str = "version: v1
+endpoints:
+  - id: m
+    type: mock
+    models: [m1]
+    pricing: { input_per_1k: 1.0, output_per_1k: 1.0 }
+tenants:
+  - id: rpm
+    rate_limit_rpm: 60
+  - id: daily
+    daily_token_budget: 1500
+  - id: free
+rules:
+  - default:
+      route_to: m
+";
+
+fn fleet_router(table: &str, redis: &str, node: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "--table",
+        table,
+        "--redis",
+        redis,
+        "--node-id",
+        node,
+        "--cores",
+        "1",
+    ];
+    args.extend_from_slice(extra);
+    let r = router(&args);
+    wait_metric(&r, "switchyard_limits_store_up", 1);
+    r
+}
+
+fn chat(r: &Proc, tenant: &str) -> u16 {
+    call(
+        r.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Tenant", tenant)],
+        br#"{"model": "m1", "messages": [{"role": "user", "content": "say something about the fleet"}]}"#,
+    )
+    .status
+}
+
+fn metric(r: &Proc, name: &str) -> Option<u64> {
+    let text = call(r.addr, "GET", "/metrics", &[], b"").text();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_metric(r: &Proc, name: &str, want: u64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while metric(r, name) != Some(want) {
+        assert!(
+            Instant::now() < until,
+            "{name} never became {want} (is {:?}): {}",
+            metric(r, name),
+            r.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `n` requests of `tenant`, spread over `routers` from one thread per router; the 200s.
+fn spread(routers: &[&Proc], tenant: &str, n: usize) -> usize {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = routers
+            .iter()
+            .map(|r| {
+                s.spawn(move || {
+                    (0..n / routers.len())
+                        .filter(|_| chat(r, tenant) == 200)
+                        .count()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    })
+}
+
+#[test]
+fn a_rate_limit_holds_across_three_hosts() {
+    let redis = Redis::start();
+    let (_dir, table) = compiled(POLICY);
+    let table = table.to_str().unwrap();
+    let hosts: Vec<Proc> = ["a", "b", "c"]
+        .iter()
+        .map(|n| fleet_router(table, &redis.url(), n, &[]))
+        .collect();
+    let refs: Vec<&Proc> = hosts.iter().collect();
+    wait_metric(&hosts[0], "switchyard_limits_hosts", 3);
+    // 60 a minute: a minute's worth at once, then one a second. 240 requests over three
+    // hosts (each host alone would admit 60: 180 without the fleet).
+    let started = Instant::now();
+    let ok = spread(&refs, "rpm", 240);
+    let secs = usize::try_from(started.elapsed().as_secs()).unwrap();
+    assert!(
+        (55..=60 + 3 + secs).contains(&ok),
+        "{ok} admitted in {secs} s (limit 60 a minute across the fleet)"
+    );
+    // The tenant without limits is not touched; Redis holds one GCRA per limit.
+    assert_eq!(spread(&refs, "free", 30), 30);
+    assert!(!redis.cli(&["GET", "switchyard:{t:rpm}:rpm"]).is_empty());
+}
+
+#[test]
+fn daily_budgets_add_up_across_hosts_and_a_restart() {
+    let redis = Redis::start();
+    let (_dir, table) = compiled(POLICY);
+    let table = table.to_str().unwrap();
+    let a = fleet_router(table, &redis.url(), "a", &[]);
+    let b = fleet_router(table, &redis.url(), "b", &[]);
+    // Spend on host a until refused there.
+    let mut spent_a = 0;
+    while chat(&a, "daily") == 200 {
+        spent_a += 1;
+        assert!(spent_a < 200, "the budget never ran out");
+    }
+    assert!(spent_a >= 2, "{spent_a}");
+    // Within two pushes, host b knows the fleet's day is spent.
+    let until = Instant::now() + Duration::from_secs(5);
+    while chat(&b, "daily") == 200 {
+        assert!(
+            Instant::now() < until,
+            "host b kept admitting a spent tenant"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total: u64 = redis
+        .cli(&[
+            "HGET",
+            "switchyard:{t:daily}:day",
+            &format!("{}:tok", day()),
+        ])
+        .parse()
+        .unwrap();
+    assert!(total >= 1500, "fleet total {total}");
+    // Host a restarts (same node id, fresh process): it takes its total back from Redis, so
+    // it does not start the day again at zero — and the fleet total does not double.
+    drop(a);
+    let a = fleet_router(table, &redis.url(), "a", &[]);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(chat(&a, "daily"), 429);
+    let again: u64 = redis
+        .cli(&[
+            "HGET",
+            "switchyard:{t:daily}:day",
+            &format!("{}:tok", day()),
+        ])
+        .parse()
+        .unwrap();
+    assert_eq!(again, total, "a restart must not count the day twice");
+    // Redis loses everything (FLUSHALL): every host asserts its own total again, so the
+    // fleet total comes back to the same figure, not double.
+    redis.cli(&["FLUSHALL"]);
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = redis.cli(&[
+            "HGET",
+            "switchyard:{t:daily}:day",
+            &format!("{}:tok", day()),
+        ]);
+        if now == total.to_string() {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "fleet total after FLUSHALL is `{now}`, expected {total}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Days since the epoch (UTC), as the budgets' fields name them.
+fn day() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        / 86_400
+}
+
+#[test]
+fn without_redis_the_fleet_keeps_serving_with_per_host_limits() {
+    let mut redis = Redis::start();
+    let (_dir, table) = compiled(POLICY);
+    let table = table.to_str().unwrap();
+    let a = fleet_router(table, &redis.url(), "a", &[]);
+    let b = fleet_router(
+        table,
+        &redis.url(),
+        "b",
+        &["--limits-on-store-down", "closed"],
+    );
+    assert_eq!(chat(&a, "rpm"), 200);
+    // SIGSTOP: Redis hangs (timeouts, not refusals).
+    redis.signal("-STOP");
+    wait_metric(&a, "switchyard_limits_store_up", 0);
+    let started = Instant::now();
+    assert_eq!(chat(&a, "free"), 200);
+    let mut ok = 0;
+    for _ in 0..20 {
+        ok += usize::from(chat(&a, "rpm") == 200);
+    }
+    assert_eq!(
+        ok, 20,
+        "local mode keeps admitting within the host's own limit"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "requests waited on a hung Redis: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        metric(&a, "switchyard_limits_mode{mode=\"local\"}"),
+        Some(1)
+    );
+    // `closed`: limited tenants get 503 while the store is away; others are served.
+    wait_metric(&b, "switchyard_limits_store_up", 0);
+    let resp = call(
+        b.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("X-Tenant", "rpm")],
+        br#"{"model": "m1", "messages": [{"role": "user", "content": "hi"}]}"#,
+    );
+    assert_eq!(resp.status, 503, "{}", resp.text());
+    assert_eq!(resp.json()["error"]["code"], "limits_unavailable");
+    assert_eq!(chat(&b, "free"), 200);
+    assert!(
+        a.log().contains("the limits store is unreachable"),
+        "{}",
+        a.log()
+    );
+    // SIGCONT: leasing resumes.
+    redis.signal("-CONT");
+    wait_metric(&a, "switchyard_limits_store_up", 1);
+    wait_metric(&b, "switchyard_limits_store_up", 1);
+    assert_eq!(chat(&b, "rpm"), 200);
+    // SIGKILL, then a new server on the same port: the same again.
+    let port = redis.port;
+    redis.signal("-KILL");
+    let _ = redis.child.wait();
+    wait_metric(&a, "switchyard_limits_store_up", 0);
+    assert_eq!(chat(&a, "rpm"), 200);
+    redis = Redis::start_on(port);
+    wait_metric(&a, "switchyard_limits_store_up", 1);
+    assert_eq!(chat(&a, "rpm"), 200);
+    assert!(
+        a.log().contains("tenant limits hold fleet-wide"),
+        "{}",
+        a.log()
+    );
+    drop(redis);
+}
+
+#[test]
+fn fleet_flags_are_checked_at_start() {
+    for (args, says) in [
+        (&["--redis", "http://x"][..], "redis"),
+        (&["--redis", "redis://h:port"][..], "port"),
+        (
+            &[
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--limits-on-store-down",
+                "maybe",
+            ][..],
+            "limits-on-store-down",
+        ),
+        (
+            &[
+                "--redis",
+                "redis://127.0.0.1:1",
+                "--limits-acquire-timeout-ms",
+                "0",
+            ][..],
+            "limits-acquire-timeout-ms",
+        ),
+    ] {
+        let mut all = vec!["--no-auth"];
+        all.extend_from_slice(args);
+        let err = common::refused_at_start(&all);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
