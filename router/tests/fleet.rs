@@ -191,6 +191,47 @@ fn a_rate_limit_holds_across_three_hosts() {
     // The tenant without limits is not touched; Redis holds one GCRA per limit.
     assert_eq!(spread(&refs, "free", 30), 30);
     assert!(!redis.cli(&["GET", "switchyard:{t:rpm}:rpm"]).is_empty());
+    // Redis forgets the scripts (as after a restart): the next lease sends them whole and
+    // leasing goes on; the store never looked down.
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+    std::thread::sleep(Duration::from_millis(2100));
+    let until = Instant::now() + Duration::from_secs(5);
+    while chat(&hosts[1], "rpm") != 200 {
+        assert!(
+            Instant::now() < until,
+            "no lease after SCRIPT FLUSH: {}",
+            hosts[1].log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        metric(&hosts[1], "switchyard_limits_store_errors_total"),
+        Some(0)
+    );
+}
+
+#[test]
+fn a_token_rate_limit_holds_across_two_hosts() {
+    // tpm 600; each request costs the mock's ~30 prompt and completion tokens. One host alone
+    // admits some N; two hosts sharing Redis admit about as many, not 2 × N.
+    let policy = POLICY.replace(
+        "  - id: free\n",
+        "  - id: free\n  - id: tpm\n    rate_limit_tpm: 600\n",
+    );
+    let (_dir, table) = compiled(&policy);
+    let table = table.to_str().unwrap();
+    let alone = router(&["--table", table, "--cores", "1"]);
+    let single = spread(&[&alone], "tpm", 60);
+    assert!((5..60).contains(&single), "one host admitted {single}");
+    let redis = Redis::start();
+    let a = fleet_router(table, &redis.url(), "a", &[]);
+    let b = fleet_router(table, &redis.url(), "b", &[]);
+    let fleet = spread(&[&a, &b], "tpm", 120);
+    eprintln!("tpm: one host {single}, two hosts {fleet}");
+    assert!(
+        fleet >= single / 2 && fleet <= single + single / 4 + 2,
+        "two hosts admitted {fleet}; one host alone {single}"
+    );
 }
 
 #[test]
