@@ -415,3 +415,38 @@ fn fleet_flags_are_checked_at_start() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_rate_limit_learned_on_one_host_cools_the_endpoint_on_the_others() {
+    let redis = Redis::start();
+    let limited = common::mock(&["--status", "429", "--retry-after", "30"]);
+    let spare = common::mock(&[]);
+    let (_dir, table) = compiled(&format!(
+        "version: v1\nendpoints:\n  - id: limited\n    type: vllm\n    url: http://{}/v1\n    models: [m1]\n  - id: spare\n    type: vllm\n    url: http://{}/v1\n    models: [m1]\nrules:\n  - default:\n      route_to: limited\n      fallback: [spare]\n",
+        limited.addr, spare.addr
+    ));
+    let table = table.to_str().unwrap();
+    let a = fleet_router(table, &redis.url(), "a", &[]);
+    let b = fleet_router(table, &redis.url(), "b", &[]);
+    assert_eq!(chat(&a, "anyone"), 200);
+    assert_eq!(common::mock_requests(&limited).len(), 1);
+    // Host b learns the cooldown from Redis without sending `limited` anything.
+    let until = Instant::now() + Duration::from_secs(5);
+    while common::endpoint_health(&b, "limited")["breaker"]["cooling_until"].is_null() {
+        assert!(
+            Instant::now() < until,
+            "host b never learned the cooldown: {}",
+            common::endpoint_health(&b, "limited")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for _ in 0..3 {
+        assert_eq!(chat(&b, "anyone"), 200);
+    }
+    assert_eq!(
+        common::mock_requests(&limited).len(),
+        1,
+        "host b sent requests to an endpoint the fleet knew was rate limited"
+    );
+    assert_eq!(common::mock_requests(&spare).len(), 4);
+}

@@ -236,6 +236,18 @@ impl Breaker {
         self.cooling_until.fetch_max(now_ms + ms, Ordering::Relaxed);
     }
 
+    /// When the current cooldown ends (ms since the epoch; in the past: none).
+    #[must_use]
+    pub fn cooling_until(&self) -> i64 {
+        self.cooling_until.load(Ordering::Relaxed)
+    }
+
+    /// A cooldown another host of the fleet learned (`until_ms`, capped like a local one).
+    pub fn cool_until(&self, now_ms: i64, until_ms: i64) {
+        let until = until_ms.min(now_ms + MAX_COOLDOWN_MS);
+        self.cooling_until.fetch_max(until, Ordering::Relaxed);
+    }
+
     /// The state as `switchyard_endpoint_state` gives it: 0 closed, 1 half-open, 2 open,
     /// 3 cooling (closed, but skipped until a `Retry-After` passes).
     #[must_use]

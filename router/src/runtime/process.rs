@@ -141,9 +141,23 @@ fn start_fleet(
         on_store_down = fleet.config.on_down.as_str(),
         "tenant limits are held fleet-wide in Redis"
     );
-    let handle =
-        crate::control::fleet::coordinator::start(fleet, tls, limited, shared.limits.states())
-            .context("cannot start the fleet limits coordinator")?;
+    let (cell, health) = (Arc::clone(tables), Arc::clone(&shared.health));
+    let endpoints: crate::control::fleet::coordinator::Endpoints = Arc::new(move || {
+        let (_, loaded) = cell.load();
+        loaded
+            .table()
+            .endpoints()
+            .map(|e| (e.id().to_owned(), health.breakers.get(e.id())))
+            .collect()
+    });
+    let handle = crate::control::fleet::coordinator::start(
+        fleet,
+        tls,
+        limited,
+        shared.limits.states(),
+        endpoints,
+    )
+    .context("cannot start the fleet limits coordinator")?;
     Ok(Some(handle))
 }
 

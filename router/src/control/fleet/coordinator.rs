@@ -29,12 +29,14 @@ const RESEND_WITHIN: Duration = Duration::from_secs(5);
 
 /// Starts the coordinator thread; `limited` lists the tenants of the table in force that
 /// have limits (id, rpm, tpm, whether a daily budget is set), `state` gives a tenant's
-/// counters (made on first use).
+/// counters (made on first use), `endpoints` the table's endpoints with their breakers (whose
+/// rate-limit cooldowns the fleet shares).
 pub fn start(
     fleet: &Arc<Fleet>,
     tls: Option<Arc<rustls::ClientConfig>>,
     limited: Limited,
     state: States,
+    endpoints: Endpoints,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let fleet = Arc::clone(fleet);
     std::thread::Builder::new()
@@ -45,6 +47,8 @@ pub fn start(
                 tls,
                 limited,
                 state,
+                endpoints,
+                cooldowns: HashMap::new(),
                 conn: None,
                 last_try: None,
                 last_sync: None,
@@ -142,12 +146,18 @@ struct Call {
 
 /// The tenants with limits in the table in force: id, rpm, tpm, whether a daily budget is set.
 pub type Limited = Arc<dyn Fn() -> Vec<(String, u64, u64, bool)> + Send + Sync>;
+/// The table's endpoints with their breakers.
+pub type Endpoints =
+    Arc<dyn Fn() -> Vec<(String, Arc<crate::control::breaker::Breaker>)> + Send + Sync>;
 
 struct Coordinator {
     fleet: Arc<Fleet>,
     tls: Option<Arc<rustls::ClientConfig>>,
     limited: Limited,
     state: States,
+    endpoints: Endpoints,
+    /// The end of each endpoint's cooldown as Redis last had it (ms since the epoch).
+    cooldowns: HashMap<String, i64>,
     conn: Option<Conn>,
     last_try: Option<Instant>,
     last_sync: Option<Instant>,
@@ -256,6 +266,7 @@ impl Coordinator {
             commands.push(self.lease_command(c));
         }
         let mut day_states = Vec::new();
+        let endpoints = if sync { (self.endpoints)() } else { Vec::new() };
         if sync {
             let node = self.fleet.config.node.clone();
             commands.push(vec![
@@ -279,6 +290,7 @@ impl Coordinator {
                     day_states.push((state, day));
                 }
             }
+            self.cooldown_commands(&endpoints, now_ms, &mut commands);
         }
         if commands.is_empty() {
             return;
@@ -331,6 +343,58 @@ impl Coordinator {
                     state.fleet_day(day, (n(0), n(1)), (n(2), n(3)));
                 }
             }
+            self.apply_cooldowns(&endpoints, replies, now_ms);
+        }
+    }
+
+    fn cooldown_key(&self, endpoint: &str) -> Vec<u8> {
+        // One hash tag for all: the read is one MGET, valid on Redis Cluster.
+        format!("{}:{{cooldowns}}:{endpoint}", self.fleet.config.prefix).into_bytes()
+    }
+
+    /// An upstream's rate-limit cooldown learned here is written for the others (a provider's
+    /// quota is per key, shared by every host); then every endpoint's is read.
+    fn cooldown_commands(
+        &self,
+        endpoints: &[(String, Arc<crate::control::breaker::Breaker>)],
+        now_ms: i64,
+        commands: &mut Vec<Vec<Vec<u8>>>,
+    ) {
+        if endpoints.is_empty() {
+            return;
+        }
+        for (id, breaker) in endpoints {
+            let until = breaker.cooling_until();
+            if until > now_ms && until > self.cooldowns.get(id).copied().unwrap_or(0) {
+                commands.push(vec![
+                    b"SET".to_vec(),
+                    self.cooldown_key(id),
+                    until.to_string().into_bytes(),
+                    b"PX".to_vec(),
+                    (until - now_ms).to_string().into_bytes(),
+                ]);
+            }
+        }
+        let mut get = vec![b"MGET".to_vec()];
+        get.extend(endpoints.iter().map(|(id, _)| self.cooldown_key(id)));
+        commands.push(get);
+    }
+
+    fn apply_cooldowns(
+        &mut self,
+        endpoints: &[(String, Arc<crate::control::breaker::Breaker>)],
+        replies: impl Iterator<Item = Value>,
+        now_ms: i64,
+    ) {
+        let Some(Value::Array(values)) = replies.last() else {
+            return;
+        };
+        for ((id, breaker), v) in endpoints.iter().zip(values) {
+            let until = v.int().unwrap_or(0);
+            if until > now_ms {
+                breaker.cool_until(now_ms, until);
+            }
+            self.cooldowns.insert(id.clone(), until);
         }
     }
 
