@@ -383,6 +383,33 @@ fn without_redis_the_fleet_keeps_serving_with_per_host_limits() {
         a.log()
     );
     drop(redis);
+    // The audit trail says how each request's limits were enforced: with the fleet, or by
+    // this host alone while Redis was away; tenants without limits have none.
+    let modes = |tenant: &str| -> Vec<String> {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let path = format!("/v1/audit?tenant={tenant}&limit=1000");
+            let resp = common::admin(&a, "GET", &path, b"");
+            assert_eq!(resp.status, 200, "{}", resp.text());
+            let rows = resp.json()["data"].as_array().unwrap().clone();
+            if !rows.is_empty() || Instant::now() > until {
+                return rows
+                    .iter()
+                    .map(|r| r["limit_mode"].as_str().unwrap_or("null").to_owned())
+                    .collect();
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let rpm = modes("rpm");
+    assert!(rpm.iter().any(|m| m == "fleet"), "{rpm:?}");
+    assert!(rpm.iter().any(|m| m == "local"), "{rpm:?}");
+    assert!(rpm.iter().all(|m| m == "fleet" || m == "local"), "{rpm:?}");
+    let free = modes("free");
+    assert!(
+        !free.is_empty() && free.iter().all(|m| m == "null"),
+        "{free:?}"
+    );
 }
 
 #[test]

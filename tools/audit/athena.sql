@@ -35,7 +35,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS switchyard_audit (
   stop_reason         string,
   attempts            int,
   retry_reasons       string,
-  trace_id            string
+  trace_id            string,
+  limit_mode          string
 )
 PARTITIONED BY (
   tenant string,
@@ -62,7 +63,8 @@ TBLPROPERTIES (
 
 -- Columns are matched by name: shards written before a column existed (`api`,
 -- `upstream_model`, `cache_read_tokens`, `cache_write_tokens`, `stop_reason` came with the
--- Anthropic dialect; `attempts`, `retry_reasons`, `trace_id` with resilience) read it as NULL, so old and new shards share this one table.
+-- Anthropic dialect; `attempts`, `retry_reasons`, `trace_id` with resilience; `limit_mode` with
+-- the fleet) read it as NULL, so old and new shards share this one table.
 --
 -- The `tenant` column of the data files equals the partition value, so it is declared only
 -- as a partition key here. Example:

@@ -53,6 +53,7 @@ pub(super) fn write_row_group(
             29 => i32s(&mut col, rows, |r| r.attempts, false)?,
             30 => strings(&mut col, rows, |r| r.retry_reasons.take(), false)?,
             31 => trace_ids(&mut col, rows)?,
+            32 => strings(&mut col, rows, |r| r.limit_mode.map(str::to_owned), false)?,
             _ => {
                 return Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),

@@ -78,6 +78,7 @@ message audit {
   OPTIONAL INT32 attempts;
   OPTIONAL BYTE_ARRAY retry_reasons (STRING);
   OPTIONAL BYTE_ARRAY trace_id (STRING);
+  OPTIONAL BYTE_ARRAY limit_mode (STRING);
 }
 ";
 
@@ -133,6 +134,18 @@ pub struct Record {
     /// The W3C trace id (32 hex digits) the request ran under: the client's `traceparent`'s,
     /// or one the router started.
     pub trace_id: Option<crate::observe::trace::TraceId>,
+    /// How the tenant's limits were enforced for this request (tenants with limits only):
+    /// `fleet` (Redis leases), `local` (this host alone: no `--redis`, or Redis down),
+    /// `share` or `closed` (Redis down, as `--limits-on-store-down` says).
+    pub limit_mode: Option<&'static str>,
+}
+
+/// A `limit_mode` as read back (from a write-ahead log or a shard).
+#[must_use]
+pub fn limit_mode(text: &str) -> Option<&'static str> {
+    ["fleet", "local", "share", "closed"]
+        .into_iter()
+        .find(|m| *m == text)
 }
 
 /// Longest string stored from client input (tenant, data class, role, request id).
@@ -470,6 +483,6 @@ mod tests {
     #[test]
     fn schema_parses() {
         let t = parse_message_type(SCHEMA).unwrap();
-        assert_eq!(t.get_fields().len(), 32);
+        assert_eq!(t.get_fields().len(), 33);
     }
 }

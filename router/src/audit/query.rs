@@ -267,6 +267,7 @@ fn from_row(row: &parquet::record::Row) -> Record {
             "trace_id" => {
                 r.trace_id = text().and_then(|t| crate::observe::trace::TraceId::parse(&t));
             }
+            "limit_mode" => r.limit_mode = text().as_deref().and_then(super::limit_mode),
             _ => {}
         }
     }
@@ -315,6 +316,7 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "attempts": r.attempts,
         "retry_reasons": r.retry_reasons,
         "trace_id": r.trace_id,
+        "limit_mode": r.limit_mode,
     })
 }
 

@@ -13,9 +13,9 @@
 use super::Record;
 
 /// Frame payload version: 2 added `key_id`, 3 added `api`, `upstream_model`, the cache
-/// counts and `stop_reason`, 4 `attempts`, `retry_reasons` and `trace_id` (older frames,
-/// left by an older router, are still read, without them).
-const VERSION: u8 = 4;
+/// counts and `stop_reason`, 4 `attempts`, `retry_reasons` and `trace_id`, 5 `limit_mode`
+/// (older frames, left by an older router, are still read, without them).
+const VERSION: u8 = 5;
 /// Largest frame accepted when reading (a record is a few hundred bytes).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -60,6 +60,7 @@ pub(super) fn append(r: &Record, out: &mut Vec<u8>) {
         out,
         trace_id.as_ref().and_then(|h| std::str::from_utf8(h).ok()),
     );
+    opt_string(out, r.limit_mode);
     let payload = out.get(start + 8..).unwrap_or_default();
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
@@ -234,6 +235,14 @@ fn decode(payload: &[u8]) -> Option<Record> {
     } else {
         r
     };
+    let r = if version >= 5 {
+        Record {
+            limit_mode: c.opt_string()?.as_deref().and_then(super::limit_mode),
+            ..r
+        }
+    } else {
+        r
+    };
     (c.i == payload.len()).then_some(r)
 }
 
@@ -262,6 +271,7 @@ mod tests {
             attempts: Some(2),
             retry_reasons: (i == 2).then(|| "gpu-a:overloaded".into()),
             trace_id: crate::observe::trace::TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736"),
+            limit_mode: (i % 2 == 0).then_some("fleet"),
             ..Record::default()
         }
     }
@@ -278,13 +288,15 @@ mod tests {
             attempts: None,
             retry_reasons: None,
             trace_id: None,
+            limit_mode: None,
             ..sample(1)
         };
         let mut frame = Vec::new();
         append(&r, &mut frame);
-        // A version 1 payload is the version 4 one without its last nine fields (`key_id`,
-        // the five of version 3 and the three of version 4, all absent: one zero byte each).
-        let mut payload = frame[8..frame.len() - 9].to_vec();
+        // A version 1 payload is the version 5 one without its last ten fields (`key_id`,
+        // the five of version 3, the three of version 4 and the one of version 5, all absent:
+        // one zero byte each).
+        let mut payload = frame[8..frame.len() - 10].to_vec();
         payload[0] = 1;
         let mut v1 = Vec::new();
         v1.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_le_bytes());

@@ -31,6 +31,8 @@ pub(super) struct Draft {
     pub(super) pricing: Option<(Micros, Micros)>,
     /// The tenant's limit counters and `rate_limit_tpm`, charged when the request ends.
     pub(super) limit: Option<(std::sync::Arc<crate::control::limits::TenantState>, u64)>,
+    /// How the tenant's limits were enforced (the audit's `limit_mode`).
+    pub(super) limit_mode: Option<&'static str>,
     /// Upstream attempts made.
     pub(super) attempts: u32,
     /// `endpoint:outcome` of each candidate the request moved on from, comma-separated.
@@ -61,6 +63,7 @@ impl Draft {
             key_id: None,
             pricing: None,
             limit: None,
+            limit_mode: None,
             attempts: 0,
             retry_reasons: String::new(),
             trace: None,

@@ -230,6 +230,7 @@ fn record(
         attempts: i32::try_from(d.attempts).ok(),
         retry_reasons: (!d.retry_reasons.is_empty()).then_some(d.retry_reasons),
         trace_id: d.trace.map(|t| t.id()),
+        limit_mode: d.limit_mode,
     }
 }
 
@@ -375,6 +376,7 @@ fn admit(
                 }
             })?;
         draft.limit = Some((state, t.rate_limit_tpm()));
+        draft.limit_mode = Some(core.shared.fleet.as_ref().map_or("local", |f| f.mode()));
     }
     Ok(())
 }
@@ -384,7 +386,7 @@ fn admit(
 async fn fleet_admit(
     core: &Core,
     table: &switchyard_table::Table<'_>,
-    draft: &Draft,
+    draft: &mut Draft,
 ) -> Result<(), Error> {
     let (Some(fleet), Some((state, _)), Some(t)) = (
         &core.shared.fleet,
@@ -396,15 +398,19 @@ async fn fleet_admit(
     ) else {
         return Ok(());
     };
+    let state = std::sync::Arc::clone(state);
     let (rpm, tpm) = (u64::from(t.rate_limit_rpm()), t.rate_limit_tpm());
-    fleet
-        .admit(state, t.id(), rpm, tpm, crate::clock::now_ms())
+    let decided = fleet
+        .admit(&state, t.id(), rpm, tpm, crate::clock::now_ms())
         .await
         .inspect_err(|e| {
             if let Some(limit) = e.limit {
                 crate::observe::record::limited(core, t.id(), limit.as_str());
             }
-        })
+        });
+    // (The mode the request was decided in: a wait may have found Redis gone.)
+    draft.limit_mode = Some(fleet.mode());
+    decided
 }
 
 /// Phase 3, what is asked: the body, scanned once (well-formed JSON and the fields the API
