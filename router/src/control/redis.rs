@@ -4,7 +4,7 @@
 //! replies read). Never used on an executor.
 
 use std::io::{BufRead as _, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs as _};
+use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,21 +169,7 @@ impl Conn {
         io: Duration,
     ) -> Result<Self, String> {
         let place = format!("Redis at {url}");
-        let addrs = (url.host.as_str(), url.port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {place}: {e}"))?;
-        let mut last = format!("{place} resolved to no address");
-        let mut sock = None;
-        for addr in addrs {
-            match TcpStream::connect_timeout(&addr, connect) {
-                Ok(s) => {
-                    sock = Some(s);
-                    break;
-                }
-                Err(e) => last = format!("cannot connect to {place}: {e}"),
-            }
-        }
-        let sock = sock.ok_or(last)?;
+        let sock = crate::upstream::blocking::connect_any(&url.host, url.port, connect, &place)?;
         let fail = |e: std::io::Error| format!("{place}: {e}");
         sock.set_read_timeout(Some(io)).map_err(fail)?;
         sock.set_write_timeout(Some(io)).map_err(fail)?;

@@ -43,21 +43,7 @@ pub fn call_within(
     .into_bytes();
     request.extend_from_slice(body);
     let place = format!("`{}`", url.authority);
-    let addrs = (url.host.as_str(), url.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {place}: {e}"))?;
-    let mut last = format!("{place} resolved to no address");
-    let mut sock = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => {
-                sock = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {place}: {e}"),
-        }
-    }
-    let sock = sock.ok_or(last)?;
+    let sock = connect_any(&url.host, url.port, timeout, &place)?;
     let io = |e: std::io::Error| format!("talking to {place}: {e}");
     sock.set_read_timeout(Some(timeout)).map_err(io)?;
     sock.set_write_timeout(Some(timeout)).map_err(io)?;
@@ -79,6 +65,27 @@ pub fn call_within(
         }
     }
     response(&raw).map_err(|why| format!("{place} {why}"))
+}
+
+/// Connects to the first address of `host` that answers within `timeout` each; errors name
+/// `place`.
+pub fn connect_any(
+    host: &str,
+    port: u16,
+    timeout: Duration,
+    place: &str,
+) -> Result<TcpStream, String> {
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {place}: {e}"))?;
+    let mut last = format!("{place} resolved to no address");
+    for addr in addrs {
+        match TcpStream::connect_timeout(&addr, timeout) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = format!("cannot connect to {place}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 /// Reads until the peer closes (a missing TLS close_notify included) or the cap.
