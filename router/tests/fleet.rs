@@ -257,14 +257,7 @@ fn daily_budgets_add_up_across_hosts_and_a_restart() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let total: u64 = redis
-        .cli(&[
-            "HGET",
-            "switchyard:{t:daily}:day",
-            &format!("{}:tok", day()),
-        ])
-        .parse()
-        .unwrap();
+    let total: u64 = fleet_tokens(&redis).parse().unwrap();
     assert!(total >= 1500, "fleet total {total}");
     // Host a restarts (same node id, fresh process): it takes its total back from Redis, so
     // it does not start the day again at zero — and the fleet total does not double.
@@ -272,25 +265,14 @@ fn daily_budgets_add_up_across_hosts_and_a_restart() {
     let a = fleet_router(table, &redis.url(), "a", &[]);
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(chat(&a, "daily"), 429);
-    let again: u64 = redis
-        .cli(&[
-            "HGET",
-            "switchyard:{t:daily}:day",
-            &format!("{}:tok", day()),
-        ])
-        .parse()
-        .unwrap();
+    let again: u64 = fleet_tokens(&redis).parse().unwrap();
     assert_eq!(again, total, "a restart must not count the day twice");
     // Redis loses everything (FLUSHALL): every host asserts its own total again, so the
     // fleet total comes back to the same figure, not double.
     redis.cli(&["FLUSHALL"]);
     let until = Instant::now() + Duration::from_secs(5);
     loop {
-        let now = redis.cli(&[
-            "HGET",
-            "switchyard:{t:daily}:day",
-            &format!("{}:tok", day()),
-        ]);
+        let now = fleet_tokens(&redis);
         if now == total.to_string() {
             break;
         }
@@ -300,6 +282,15 @@ fn daily_budgets_add_up_across_hosts_and_a_restart() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The fleet's token total for today of tenant `daily`, as Redis holds it.
+fn fleet_tokens(redis: &Redis) -> String {
+    redis.cli(&[
+        "HGET",
+        "switchyard:{t:daily}:day",
+        &format!("{}:tok", day()),
+    ])
 }
 
 /// Days since the epoch (UTC), as the budgets' fields name them.
