@@ -20,6 +20,8 @@ pub mod json;
 pub mod lower;
 pub mod source;
 pub mod space;
+#[cfg(feature = "s3")]
+pub mod store;
 pub mod yaml;
 
 use std::io::Write as _;

@@ -19,6 +19,7 @@ const EXIT_DIAGNOSTICS: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_BAD_TABLE: u8 = 3;
 const EXIT_TESTS_FAILED: u8 = 4;
+const EXIT_PUBLISH: u8 = 5;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +27,7 @@ const EXIT_TESTS_FAILED: u8 = 4;
     version,
     about = "Compile and check Switchyard routing policies",
     after_help = "Exit codes: 0 ok (warnings allowed), 1 policy errors, 2 usage or unreadable input, \
-                  3 invalid table file, 4 test cases failed."
+                  3 invalid table file, 4 test cases failed, 5 publishing refused or failed."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -120,6 +121,22 @@ enum Command {
     },
     /// Print a table in readable form.
     Dump { table: PathBuf },
+    /// Publish a compiled table to object storage, where routers pick it up: a state
+    /// prefix (`s3://bucket/prefix`, what `switchyard --state` reads: the table as a
+    /// create-only object, then the manifest swapped) or one object (`s3://bucket/key.swt`,
+    /// what `switchyard --table s3://…` polls, replaced only if unchanged since read).
+    /// A table whose revision is not above the published one is refused. Credentials and
+    /// endpoint come from the AWS environment (`AWS_ACCESS_KEY_ID`, `AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, …).
+    Publish {
+        table: PathBuf,
+        /// `s3://bucket/prefix` or `s3://bucket/key.swt`.
+        #[arg(value_name = "S3_URL")]
+        url: String,
+        /// Who publishes, for the change log (default: `policyc@<hostname>`).
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+    },
 }
 
 fn parse_allow(s: &str) -> Result<String, String> {
@@ -405,6 +422,34 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             let t = validate(&table, &bytes)?;
             out(&dump::dump(&t));
             Ok(EXIT_OK)
+        }
+        Command::Publish { table, url, by } => {
+            let bytes = policyc::read_file(&table)?;
+            let revision = validate(&table, &bytes)?.revision();
+            let who = by.unwrap_or_else(|| {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_default();
+                format!("policyc@{host}")
+            });
+            let read_revision = |b: &[u8]| Table::from_bytes(b).ok().map(|t| t.revision());
+            match policyc::store::publish(&url, &bytes, revision, &who, read_revision) {
+                Ok(policyc::store::Published::State { revision: state }) => {
+                    err(&format!(
+                        "published `{}` (policy revision {revision}) to {url}: state revision {state}\n",
+                        table.display()
+                    ));
+                    Ok(EXIT_OK)
+                }
+                Ok(policyc::store::Published::Object) => {
+                    err(&format!(
+                        "published `{}` (policy revision {revision}) to {url}\n",
+                        table.display()
+                    ));
+                    Ok(EXIT_OK)
+                }
+                Err(message) => Err(Fail(EXIT_PUBLISH, message)),
+            }
         }
     }
 }

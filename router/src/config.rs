@@ -18,8 +18,10 @@ use crate::http::request::{Limits, MAX_HEADERS_CEILING};
 #[command(name = "switchyard", version, about, long_about = None)]
 pub struct Args {
     /// Decision table compiled by `policyc compile`. Reloaded when the file is replaced
-    /// or on SIGHUP.
-    #[arg(long, env = "SWITCHYARD_TABLE", value_name = "FILE")]
+    /// or on SIGHUP. `s3://bucket/key.swt` reads it from object storage (AWS environment
+    /// variables, as for `--audit-sink`), polled by ETag every `--reload-interval-ms`; the
+    /// last copy read is kept under `--data-dir` and used when the store is down at start.
+    #[arg(long, env = "SWITCHYARD_TABLE", value_name = "FILE|S3_URL")]
     pub table: Option<PathBuf>,
     /// Address to listen on; port 0 picks a free port (logged at start).
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
@@ -227,6 +229,18 @@ pub struct Args {
     /// and the listen port.
     #[arg(long, env = "SWITCHYARD_NODE_ID")]
     pub node_id: Option<String>,
+    /// Share admin state across a fleet through object storage (`s3://bucket/prefix`; the
+    /// same AWS environment variables as `--audit-sink`): policy, endpoint and tenant
+    /// changes and client keys made on any host reach every host. Without it, admin changes
+    /// stay on the host that made them.
+    #[arg(long, env = "SWITCHYARD_STATE", value_name = "S3_URL")]
+    pub state: Option<String>,
+    /// How often the shared state's manifest is polled (conditional GET), ms.
+    #[arg(long, env = "SWITCHYARD_STATE_POLL_MS", default_value_t = 2_000)]
+    pub state_poll_ms: u64,
+    /// Longest one request to the shared state store (or an S3 `--table`) may take, ms.
+    #[arg(long, env = "SWITCHYARD_STATE_TIMEOUT_MS", default_value_t = 5_000)]
+    pub state_timeout_ms: u64,
     /// Prefix of the fleet's Redis keys (one Redis may serve several fleets).
     #[arg(
         long,
@@ -310,6 +324,10 @@ pub struct Args {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub table: Option<PathBuf>,
+    /// `--table s3://…`: the table read from object storage.
+    pub table_url: Option<String>,
+    /// `--state`: admin state shared by the fleet.
+    pub state: Option<crate::control::shared::StateConfig>,
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
     /// API keys required on the public API (`--no-auth` clears it).
@@ -374,6 +392,59 @@ pub struct ConfigError {
 }
 
 impl Args {
+    /// `--node-id`, or the host name and listen port.
+    fn node(&self) -> Result<String, ConfigError> {
+        let node = match &self.node_id {
+            Some(n) => n.trim().to_owned(),
+            None => {
+                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_default();
+                let host = if host.is_empty() { "host" } else { &host };
+                match self.listen.port() {
+                    // (A free port picked at start is no name to keep: the process id is.)
+                    0 => format!("{host}:pid{}", std::process::id()),
+                    port => format!("{host}:{port}"),
+                }
+            }
+        };
+        if node.is_empty() || node.len() > 200 || node.chars().any(char::is_whitespace) {
+            return Err(ConfigError {
+                flag: "node-id",
+                why: format!("must be 1 to 200 characters without spaces, found `{node}`"),
+            });
+        }
+        Ok(node)
+    }
+
+    fn state(&self) -> Result<Option<crate::control::shared::StateConfig>, ConfigError> {
+        let Some(url) = &self.state else {
+            return Ok(None);
+        };
+        policyc::store::Location::parse(url).map_err(|why| ConfigError { flag: "state", why })?;
+        if !(100..=3_600_000).contains(&self.state_poll_ms) {
+            return Err(ConfigError {
+                flag: "state-poll-ms",
+                why: format!("must be from 100 to 3600000, found {}", self.state_poll_ms),
+            });
+        }
+        if !(100..=120_000).contains(&self.state_timeout_ms) {
+            return Err(ConfigError {
+                flag: "state-timeout-ms",
+                why: format!(
+                    "must be from 100 to 120000, found {}",
+                    self.state_timeout_ms
+                ),
+            });
+        }
+        Ok(Some(crate::control::shared::StateConfig {
+            url: url.clone(),
+            node: self.node()?,
+            poll: Duration::from_millis(self.state_poll_ms),
+            timeout: Duration::from_millis(self.state_timeout_ms),
+        }))
+    }
+
     fn fleet(&self) -> Result<Option<crate::control::fleet::FleetConfig>, ConfigError> {
         let Some(url) = &self.redis else {
             return Ok(None);
@@ -396,26 +467,7 @@ impl Args {
                 ),
             });
         }
-        let node = match &self.node_id {
-            Some(n) => n.trim().to_owned(),
-            None => {
-                let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .map(|h| h.trim().to_owned())
-                    .unwrap_or_default();
-                let host = if host.is_empty() { "host" } else { &host };
-                match self.listen.port() {
-                    // (A free port picked at start is no name to keep: the process id is.)
-                    0 => format!("{host}:pid{}", std::process::id()),
-                    port => format!("{host}:{port}"),
-                }
-            }
-        };
-        if node.is_empty() || node.len() > 200 || node.chars().any(char::is_whitespace) {
-            return Err(ConfigError {
-                flag: "node-id",
-                why: format!("must be 1 to 200 characters without spaces, found `{node}`"),
-            });
-        }
+        let node = self.node()?;
         let prefix = self.redis_key_prefix.trim().to_owned();
         if prefix.is_empty()
             || prefix
@@ -512,8 +564,26 @@ impl Args {
                 Ok(Duration::from_millis(v))
             }
         };
+        let table_url = self
+            .table
+            .as_ref()
+            .and_then(|t| t.to_str())
+            .filter(|t| t.starts_with("s3://"))
+            .map(str::to_owned);
+        if let Some(url) = &table_url {
+            let location = policyc::store::Location::parse(url)
+                .map_err(|why| ConfigError { flag: "table", why })?;
+            if location.prefix.is_empty() {
+                return Err(ConfigError {
+                    flag: "table",
+                    why: format!("`{url}` names a bucket but no object (s3://bucket/key.swt)"),
+                });
+            }
+        }
         Ok(Config {
-            table: self.table.clone(),
+            table: self.table.clone().filter(|_| table_url.is_none()),
+            table_url,
+            state: self.state()?,
             listen: self.listen,
             admin_listen: self.admin_listen,
             auth: !self.no_auth,

@@ -5,6 +5,8 @@ Usage:
     python3 s3_tool.py ls ENDPOINT BUCKET                 print every key, one per line
     python3 s3_tool.py mirror ENDPOINT BUCKET PREFIX DEST download every object under PREFIX
                                                           into DEST; print how many
+    python3 s3_tool.py cat ENDPOINT BUCKET KEY            print one object
+    python3 s3_tool.py put ENDPOINT BUCKET KEY FILE       write one object (unconditionally)
 """
 
 import os
@@ -53,6 +55,11 @@ def main(cmd: str, endpoint: str, *args: str) -> None:
             s3.download_file(bucket, key, path)
             n += 1
         print(n)
+    elif cmd == "cat":
+        sys.stdout.buffer.write(s3.get_object(Bucket=args[0], Key=args[1])["Body"].read())
+    elif cmd == "put":
+        with open(args[2], "rb") as f:
+            s3.put_object(Bucket=args[0], Key=args[1], Body=f.read())
     else:
         sys.exit(f"unknown command {cmd!r}")
 

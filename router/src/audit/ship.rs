@@ -1,6 +1,6 @@
 //! Shipping sealed shards to S3-compatible object storage, on its own thread.
 //!
-//! A shard's destination is fixed when it is sealed ([`Destination::for_tenant`]: the
+//! A shard's destination is fixed when it is sealed ([`destination_for`]: the
 //! tenant's `audit_bucket` when the table sets one, else `--audit-sink`) and written beside
 //! it (`.part-….parquet.dest`), so a policy change later never redirects records already
 //! written, and a restart ships them where they were meant to go. Its key is the
@@ -25,76 +25,36 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant, SystemTime};
 
-use object_store::aws::AmazonS3Builder;
-use object_store::{ClientOptions, ObjectStore, PutMode, PutOptions, PutPayload, RetryConfig};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload};
 
 use super::AuditStats;
 use crate::control::table::TableCell;
 
-/// Where shards go: a bucket and a key prefix.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Destination {
-    pub bucket: String,
-    pub prefix: String,
-}
+/// Where shards go: a bucket and a key prefix (`s3://bucket/prefix`).
+pub type Destination = policyc::store::Location;
 
-impl Destination {
-    /// Parses `s3://bucket[/prefix]`.
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let rest = url
-            .strip_prefix("s3://")
-            .ok_or_else(|| format!("`{url}` is not an s3://bucket/prefix URL"))?;
-        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-        if bucket.is_empty() {
-            return Err(format!("`{url}` names no bucket"));
-        }
-        Ok(Self {
-            bucket: bucket.to_owned(),
-            prefix: prefix.trim_matches('/').to_owned(),
-        })
-    }
-
-    fn key(&self, relative: &str) -> String {
-        if self.prefix.is_empty() {
-            relative.to_owned()
-        } else {
-            format!("{}/{relative}", self.prefix)
-        }
-    }
-
-    /// Where a shard of `tenant` goes under `tables`' current policy: the tenant's
-    /// `audit_bucket`, else the sink; `None`: it stays local.
-    #[must_use]
-    pub fn for_tenant(
-        tables: &TableCell,
-        sink: Option<&Destination>,
-        tenant: Option<&str>,
-    ) -> Option<Destination> {
-        if let Some(tenant) = tenant {
-            let (_, loaded) = tables.load();
-            if let Some(t) = loaded.table().tenant_by_id(tenant)
-                && !t.audit_bucket().is_empty()
-            {
-                match Destination::parse(t.audit_bucket()) {
-                    Ok(d) => return Some(d),
-                    Err(e) => {
-                        tracing::warn!(tenant, error = %e, "tenant audit_bucket unusable; using --audit-sink");
-                    }
+/// Where a shard of `tenant` goes under `tables`' current policy: the tenant's
+/// `audit_bucket`, else the sink; `None`: it stays local.
+#[must_use]
+pub fn destination_for(
+    tables: &TableCell,
+    sink: Option<&Destination>,
+    tenant: Option<&str>,
+) -> Option<Destination> {
+    if let Some(tenant) = tenant {
+        let (_, loaded) = tables.load();
+        if let Some(t) = loaded.table().tenant_by_id(tenant)
+            && !t.audit_bucket().is_empty()
+        {
+            match Destination::parse(t.audit_bucket()) {
+                Ok(d) => return Some(d),
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "tenant audit_bucket unusable; using --audit-sink");
                 }
             }
         }
-        sink.cloned()
     }
-}
-
-impl std::fmt::Display for Destination {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.prefix.is_empty() {
-            write!(f, "s3://{}", self.bucket)
-        } else {
-            write!(f, "s3://{}/{}", self.bucket, self.prefix)
-        }
-    }
+    sink.cloned()
 }
 
 /// The sidecar that records a shard's destination: `.part-X.parquet.dest`.
@@ -460,40 +420,16 @@ impl Shipper {
             .and_then(|c| c.as_os_str().to_str())
             .and_then(|d| d.strip_prefix("tenant="))
             .and_then(unescape);
-        Destination::for_tenant(&self.tables, self.config.sink.as_ref(), tenant.as_deref())
+        destination_for(&self.tables, self.config.sink.as_ref(), tenant.as_deref())
     }
 
     fn store(&mut self, bucket: &str) -> Result<Arc<dyn ObjectStore>, String> {
         if let Some(s) = self.stores.get(bucket) {
             return Ok(Arc::clone(s));
         }
-        let mut builder = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_client_options(
-                ClientOptions::new()
-                    .with_timeout(self.config.timeout)
-                    .with_connect_timeout(self.config.timeout.min(Duration::from_secs(5))),
-            )
-            // Our loop retries with its own backoff; one quick retry here covers a
-            // connection the store closed.
-            .with_retry(RetryConfig {
-                max_retries: 1,
-                retry_timeout: self.config.timeout,
-                ..RetryConfig::default()
-            });
-        let endpoint = ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-            .iter()
-            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
-        if let Some(endpoint) = endpoint {
-            builder = builder
-                .with_allow_http(endpoint.starts_with("http://"))
-                .with_endpoint(endpoint);
-        }
-        let store: Arc<dyn ObjectStore> = Arc::new(
-            builder
-                .build()
-                .map_err(|e| format!("cannot configure S3 for bucket `{bucket}`: {e}"))?,
-        );
+        // Our loop retries with its own backoff; one quick retry in the client covers a
+        // connection the store closed.
+        let store = policyc::store::s3(bucket, self.config.timeout, 1)?;
         self.stores.insert(bucket.to_owned(), Arc::clone(&store));
         Ok(store)
     }

@@ -505,7 +505,7 @@ impl Writer {
         // The destination is fixed now and written beside the shard before it appears, so a
         // later policy change or a restart never sends these records elsewhere.
         let destination = self.config.ship.as_ref().and_then(|s| {
-            ship::Destination::for_tenant(&s.tables, s.sink.as_ref(), partition.tenant.as_deref())
+            ship::destination_for(&s.tables, s.sink.as_ref(), partition.tenant.as_deref())
         });
         let record_destination = || -> std::io::Result<()> {
             // Only a shard that ships records where to: one that stays local is shipped by

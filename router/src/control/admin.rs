@@ -37,12 +37,14 @@ use crate::audit::query::{self, Query};
 use crate::control::changes::{Change, Manager, Rejected};
 use crate::control::health::Health;
 use crate::control::keys::{AdminKeys, KeyRecord, KeyStore, Refused};
+use crate::control::shared::{Edit, store_error};
 use crate::control::table::TableCell;
 use crate::dialect::Wire;
 use crate::gateway::error::{Error, ErrorKind};
 use crate::gateway::respond::{self, RequestId, RouteReport};
 use crate::http::HeaderIdx;
 use crate::http::request::{Framing, Limits, Method, parse_head};
+use policyc::store::StoreError;
 
 /// Concurrent admin connections; more are refused.
 const MAX_CONNECTIONS: usize = 16;
@@ -311,9 +313,38 @@ impl Admin {
                 Ok((200, list(data)))
             }
             (Method::Delete, ["v1", "tenants", tenant, "keys", key_id]) => {
-                if self.keys.revoke(tenant, key_id)? {
-                    self.manager
-                        .log(who, "key.revoke", &format!("{tenant}/{key_id}"), None);
+                let target = format!("{tenant}/{key_id}");
+                let revoked = match &self.manager.shared {
+                    Some(shared) => shared
+                        .write(who, |_, records| {
+                            let mut keys = records.to_vec();
+                            let found = crate::control::keys::disable(&mut keys, tenant, key_id);
+                            let edit = Edit {
+                                table: None,
+                                keys: found.then_some(keys),
+                                action: "key.revoke",
+                                target: target.clone(),
+                            };
+                            if found {
+                                Ok((edit, true))
+                            } else {
+                                Err(Refusal::NoKey)
+                            }
+                        })
+                        .map(|(revoked, _)| revoked)
+                        .or_else(|e| match e {
+                            Refusal::NoKey => Ok(false),
+                            Refusal::Store(e) => Err(store_error(&e)),
+                        })?,
+                    None => {
+                        let revoked = self.keys.revoke(tenant, key_id)?;
+                        if revoked {
+                            self.manager.log(who, "key.revoke", &target, None);
+                        }
+                        revoked
+                    }
+                };
+                if revoked {
                     tracing::info!(admin = who, tenant, key_id, "admin: client key revoked");
                     Ok((200, json!({"id": key_id, "object": "key", "deleted": true})))
                 } else {
@@ -552,9 +583,32 @@ impl Admin {
             expires_ms,
             assert_roles,
         };
-        let (record, key) = self.keys.issue(tenant, spec, now)?;
-        self.manager
-            .log(who, "key.issue", &format!("{tenant}/{}", record.id), None);
+        let (record, key) = match &self.manager.shared {
+            Some(shared) => {
+                let (record, key) = crate::control::keys::mint(tenant, spec, now)?;
+                let target = format!("{tenant}/{}", record.id);
+                shared
+                    .write(who, |_, records| {
+                        let mut keys = records.to_vec();
+                        keys.push(record.clone());
+                        let edit = Edit {
+                            table: None,
+                            keys: Some(keys),
+                            action: "key.issue",
+                            target: target.clone(),
+                        };
+                        Ok::<_, StoreError>((edit, ()))
+                    })
+                    .map_err(|e| store_error(&e))?;
+                (record, key)
+            }
+            None => {
+                let (record, key) = self.keys.issue(tenant, spec, now)?;
+                self.manager
+                    .log(who, "key.issue", &format!("{tenant}/{}", record.id), None);
+                (record, key)
+            }
+        };
         tracing::info!(
             admin = who,
             tenant,
@@ -670,6 +724,19 @@ fn rejected(r: Rejected) -> Error {
             ErrorKind::Internal,
             "the serving table changed while this change compiled; retry",
         ),
+        Rejected::Store(e) => store_error(&e),
+    }
+}
+
+/// Why a key revocation through the shared state did not happen.
+enum Refusal {
+    NoKey,
+    Store(StoreError),
+}
+
+impl From<StoreError> for Refusal {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
     }
 }
 

@@ -10,23 +10,25 @@
 //! At start the persisted table is used when its revision is higher than the `--table` file's
 //! (or the demo's); a newer `--table` (CI published a new policy) supersedes admin changes.
 //! Each change is appended to `<data-dir>/admin/changes.jsonl`: who, what, when, revision.
+//!
+//! With `--state` a change is compiled on the shared state's latest revision and published
+//! there before it serves anywhere, this host included ([`crate::control::shared`]).
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value, json};
 
+use policyc::store::StoreError;
+
+use crate::control::shared::{Edit, SharedState};
+use crate::control::state::{LOG_FILE, TABLE_FILE, append_log};
 use crate::control::table::{LoadError, Loaded, Origin, PlanSettings, TableCell};
 
 /// The catalogue sections a change may carry over from the serving policy.
 const SECTIONS: [&str; 3] = ["endpoints", "tenants", "data_classes"];
-/// Name of the persisted table under the admin directory.
-const TABLE_FILE: &str = "policy.swt";
 /// Times a change is compiled again when the serving table changed under it.
 const MAX_ATTEMPTS: usize = 3;
-/// Name of the change log under the admin directory.
-const LOG_FILE: &str = "changes.jsonl";
 
 /// One change to apply.
 #[derive(Debug)]
@@ -43,7 +45,7 @@ pub enum Change {
 
 impl Change {
     /// The change log's name for it.
-    fn action(&self, created: bool) -> &'static str {
+    pub fn action(&self, created: bool) -> &'static str {
         match (self, created) {
             (Self::Policy { .. }, _) => "policy.deploy",
             (Self::Endpoint(_), true) => "endpoint.create",
@@ -52,6 +54,17 @@ impl Change {
             (Self::Tenant(_), false) => "tenant.update",
         }
     }
+}
+
+/// A compiled change, not yet serving.
+struct Prepared {
+    next: Loaded,
+    bytes: Vec<u8>,
+    revision: u64,
+    created: bool,
+    report: Value,
+    action: &'static str,
+    target: String,
 }
 
 /// A change that is now serving.
@@ -75,6 +88,15 @@ pub enum Rejected {
     Conflict,
     /// It compiled but could not be persisted or loaded; nothing changed.
     Failed(String),
+    /// The shared state (`--state`) could not take it: unreachable, or other writers kept
+    /// winning. Nothing changed anywhere.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Rejected {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
 }
 
 /// Where secrets referenced through the admin API may live (`--secrets-dir`,
@@ -176,6 +198,8 @@ pub struct Manager {
     settings: PlanSettings,
     secrets: SecretScope,
     lock: Mutex<()>,
+    /// With `--state`: every change goes through the shared state.
+    pub shared: Option<Arc<SharedState>>,
 }
 
 impl Manager {
@@ -185,6 +209,7 @@ impl Manager {
         tables: Arc<TableCell>,
         settings: PlanSettings,
         secrets: SecretScope,
+        shared: Option<Arc<SharedState>>,
     ) -> Self {
         Self {
             dir,
@@ -192,6 +217,7 @@ impl Manager {
             settings,
             secrets,
             lock: Mutex::new(()),
+            shared,
         }
     }
 
@@ -238,6 +264,9 @@ impl Manager {
     /// Compiles the serving policy with `change` applied and, when it has no errors,
     /// persists and installs it. `who` is the admin key's id, for the change log.
     pub fn apply(&self, who: &str, change: &Change) -> Result<Applied, Rejected> {
+        if let Some(shared) = &self.shared {
+            return self.apply_shared(shared, who, change);
+        }
         let _one_at_a_time = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         // The table watcher may swap in a newer file while a change compiles: the change is
         // then recompiled on top of it (it must not undo what the file brought).
@@ -254,6 +283,73 @@ impl Manager {
 
     fn attempt(&self, who: &str, change: &Change) -> Result<Applied, Rejected> {
         let (_, current) = self.tables.load();
+        let prepared = self.prepare(change, &current)?;
+        let revision = prepared.revision;
+        let path = self.dir.join(TABLE_FILE);
+        // Under the table's lock: still the table this change was compiled on, then persisted
+        // (a change that would not survive a restart is not made), then serving.
+        let base_revision = current.table().revision();
+        let bytes = prepared.bytes;
+        self.tables.replace_if(prepared.next, |serving, _| {
+            if serving.table().revision() != base_revision {
+                return Err(Rejected::Conflict);
+            }
+            crate::control::state::write_atomic(&path, &bytes).map_err(|e| {
+                Rejected::Failed(format!(
+                    "cannot persist the new policy to `{}`: {e}",
+                    path.display()
+                ))
+            })
+        })?;
+        tracing::info!(
+            admin = who,
+            action = prepared.action,
+            target = prepared.target.as_str(),
+            revision,
+            "admin: policy changed"
+        );
+        self.log(who, prepared.action, &prepared.target, Some(revision));
+        Ok(Applied {
+            revision,
+            created: prepared.created,
+            report: prepared.report,
+        })
+    }
+
+    /// Through the shared state (`--state`): compiled on the latest shared revision,
+    /// published there, then serving here (other hosts pick it up when they poll).
+    fn apply_shared(
+        &self,
+        shared: &SharedState,
+        who: &str,
+        change: &Change,
+    ) -> Result<Applied, Rejected> {
+        let (applied, _) = shared.write(who, |serving, _keys| {
+            let p = self.prepare(change, serving)?;
+            let edit = Edit {
+                table: Some((p.bytes, p.revision)),
+                keys: None,
+                action: p.action,
+                target: p.target,
+            };
+            let applied = Applied {
+                revision: p.revision,
+                created: p.created,
+                report: p.report,
+            };
+            Ok::<_, Rejected>((edit, applied))
+        })?;
+        tracing::info!(
+            admin = who,
+            action = change.action(applied.created),
+            revision = applied.revision,
+            "admin: policy changed (shared state)"
+        );
+        Ok(applied)
+    }
+
+    /// Compiles `current`'s policy with `change` applied: the table that would serve next.
+    fn prepare(&self, change: &Change, current: &Loaded) -> Result<Prepared, Rejected> {
         let mut base = match policyc::json::table_to_json(current.table()) {
             Value::Object(o) => o,
             _ => Map::new(),
@@ -322,43 +418,23 @@ impl Manager {
                 errors: usize::try_from(errors).unwrap_or(1),
             });
         };
-        let path = self.dir.join(TABLE_FILE);
         let next = Loaded::from_bytes(
             compiled.table.clone(),
-            Origin::Admin(path.clone()),
+            Origin::Admin(self.dir.join(TABLE_FILE)),
             &self.settings,
         )
         .map_err(|e| Rejected::Failed(e.to_string()))?;
         self.secrets
-            .check(&current, &next)
+            .check(current, &next)
             .map_err(Rejected::Secret)?;
-        // Under the table's lock: still the table this change was compiled on, then persisted
-        // (a change that would not survive a restart is not made), then serving.
-        let base_revision = current.table().revision();
-        self.tables.replace_if(next, |serving, _| {
-            if serving.table().revision() != base_revision {
-                return Err(Rejected::Conflict);
-            }
-            crate::control::state::write_atomic(&path, &compiled.table).map_err(|e| {
-                Rejected::Failed(format!(
-                    "cannot persist the new policy to `{}`: {e}",
-                    path.display()
-                ))
-            })
-        })?;
-        let action = change.action(created);
-        tracing::info!(
-            admin = who,
-            action,
-            target = target.as_str(),
-            revision,
-            "admin: policy changed"
-        );
-        self.log(who, action, &target, Some(revision));
-        Ok(Applied {
+        Ok(Prepared {
+            next,
+            bytes: compiled.table,
             revision,
             created,
             report,
+            action: change.action(created),
+            target,
         })
     }
 
@@ -372,20 +448,7 @@ impl Manager {
             "target": target,
             "revision": revision,
         });
-        let path = self.dir.join(LOG_FILE);
-        let result = std::fs::create_dir_all(&self.dir).and_then(|()| {
-            let mut f = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            let mut bytes = serde_json::to_vec(&line).unwrap_or_default();
-            bytes.push(b'\n');
-            f.write_all(&bytes)?;
-            f.sync_data()
-        });
-        if let Err(e) = result {
-            tracing::error!(error = %e, path = %path.display(), "cannot append to the admin change log");
-        }
+        append_log(&self.dir, &line);
     }
 
     /// The change log, newest first, at most `limit` entries.

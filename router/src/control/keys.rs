@@ -212,27 +212,32 @@ impl KeyStore {
         spec: KeySpec,
         now_ms: i64,
     ) -> Result<(KeyRecord, String), Error> {
-        let secret: [u8; 24] =
-            random().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-        let id: [u8; 8] = random().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-        let key = format!("{KEY_PREFIX}{}", hex(&secret));
-        let record = KeyRecord {
-            id: format!("key_{}", hex(&id)),
-            tenant: tenant.to_owned(),
-            role: spec.role,
-            name: spec.name,
-            sha256: hex(&hash(key.as_bytes())),
-            created_ms: now_ms,
-            expires_ms: spec.expires_ms,
-            disabled: false,
-            assert_roles: spec.assert_roles,
-        };
+        let (record, key) = mint(tenant, spec, now_ms)?;
         let stored = record.clone();
         self.update(move |keys| {
             keys.push(stored);
             Ok(())
         })?;
         Ok((record, key))
+    }
+
+    /// Every key record (for a change computed elsewhere: the shared state).
+    #[must_use]
+    pub fn records(&self) -> Vec<KeyRecord> {
+        self.lock().keys.clone()
+    }
+
+    /// Makes `keys` this node's key set, as revision `revision` of the shared state:
+    /// persisted (the last good copy a restart starts from), then published.
+    pub fn install(&self, keys: Vec<KeyRecord>, revision: u64) -> Result<(), String> {
+        let mut file = self.lock();
+        let next = KeyFile { revision, keys };
+        let bytes = serde_json::to_vec_pretty(&next).map_err(|e| e.to_string())?;
+        crate::control::state::write_atomic(&self.path, &bytes)
+            .map_err(|e| format!("cannot persist keys to `{}`: {e}", self.path.display()))?;
+        self.cell.replace(KeySet::new(&next.keys));
+        *file = next;
+        Ok(())
     }
 
     /// The tenant's keys (records only).
@@ -249,14 +254,50 @@ impl KeyStore {
     /// Disables a key (kept, so its id stays in the records); false if the tenant has no
     /// such key.
     pub fn revoke(&self, tenant: &str, id: &str) -> Result<bool, Error> {
-        self.update(|keys| {
-            let Some(k) = keys.iter_mut().find(|k| k.tenant == tenant && k.id == id) else {
-                return Ok(false);
-            };
-            k.disabled = true;
-            Ok(true)
-        })
+        self.update(|keys| Ok(disable(keys, tenant, id)))
     }
+}
+
+/// A new key for `tenant` and its record (the key is in no set yet).
+pub fn mint(tenant: &str, spec: KeySpec, now_ms: i64) -> Result<(KeyRecord, String), Error> {
+    let secret: [u8; 24] = random().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    let id: [u8; 8] = random().map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
+    let key = format!("{KEY_PREFIX}{}", hex(&secret));
+    let record = KeyRecord {
+        id: format!("key_{}", hex(&id)),
+        tenant: tenant.to_owned(),
+        role: spec.role,
+        name: spec.name,
+        sha256: hex(&hash(key.as_bytes())),
+        created_ms: now_ms,
+        expires_ms: spec.expires_ms,
+        disabled: false,
+        assert_roles: spec.assert_roles,
+    };
+    Ok((record, key))
+}
+
+/// Disables the tenant's key `id` in `keys`; false if there is no such key.
+pub fn disable(keys: &mut [KeyRecord], tenant: &str, id: &str) -> bool {
+    let Some(k) = keys.iter_mut().find(|k| k.tenant == tenant && k.id == id) else {
+        return false;
+    };
+    k.disabled = true;
+    true
+}
+
+/// A key set as stored in the shared state (`keys/<sha256>.json`): the same shape as
+/// `keys.json`.
+pub fn key_set_bytes(keys: &[KeyRecord]) -> Vec<u8> {
+    serde_json::to_vec_pretty(&serde_json::json!({ "revision": 0, "keys": keys }))
+        .unwrap_or_default()
+}
+
+/// The records of a key set from the shared state.
+pub fn parse_key_set(bytes: &[u8]) -> Result<Vec<KeyRecord>, String> {
+    serde_json::from_slice::<KeyFile>(bytes)
+        .map(|f| f.keys)
+        .map_err(|e| format!("not a key set: {e}"))
 }
 
 /// Admin keys (hashes), with a short id per key for the admin change log.

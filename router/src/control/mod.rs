@@ -4,7 +4,9 @@
 //! (tenant rates and budgets), [`health`] (endpoint health from traffic), [`probe`] (active health checks), [`admin`] (the
 //! admin API), [`changes`] (policy, endpoint and tenant changes), [`state`] (state files and
 //! the directory lock), [`breaker`] (circuit breakers and rate-limit cooldowns), [`balance`] (load per endpoint: balanced sets,
-//! retry budgets), [`cloud`] (what Bedrock and Vertex endpoints need beyond a URL).
+//! retry budgets), [`cloud`] (what Bedrock and Vertex endpoints need beyond a URL),
+//! [`fleet`] and [`redis`] (limits held across hosts), [`shared`] (admin state shared through
+//! object storage, `--state`), [`remote_table`] (`--table s3://…`).
 
 pub mod admin;
 pub mod balance;
@@ -18,6 +20,8 @@ pub mod limits;
 pub mod probe;
 pub mod published;
 pub mod redis;
+pub mod remote_table;
+pub mod shared;
 pub mod state;
 pub mod table;
 pub mod watcher;

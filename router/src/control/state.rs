@@ -4,6 +4,11 @@
 use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
 
+/// Name of the admin API's persisted table under the admin directory.
+pub const TABLE_FILE: &str = "policy.swt";
+/// Name of the admin change log under the admin directory.
+pub const LOG_FILE: &str = "changes.jsonl";
+
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one
 /// (temporary file, fsync, rename, directory fsync: [`policyc::write_file_atomic`]),
 /// creating the directory first.
@@ -17,6 +22,25 @@ pub fn write_atomic_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> std::i
         std::fs::create_dir_all(dir)?;
     }
     policyc::write_file_atomic(path, bytes, mode)
+}
+
+/// Appends one line to `<dir>/changes.jsonl` (a failure to write it is logged, not fatal:
+/// the change itself is already persisted).
+pub fn append_log(dir: &Path, line: &serde_json::Value) {
+    let path = dir.join(LOG_FILE);
+    let result = std::fs::create_dir_all(dir).and_then(|()| {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let mut bytes = serde_json::to_vec(line).unwrap_or_default();
+        bytes.push(b'\n');
+        f.write_all(&bytes)?;
+        f.sync_data()
+    });
+    if let Err(e) = result {
+        tracing::error!(error = %e, path = %path.display(), "cannot append to the admin change log");
+    }
 }
 
 /// An exclusive lock on a directory for the life of the process: `.switchyard.lock` inside

@@ -266,7 +266,7 @@ const ANTHROPIC_DEFAULT_URL: &str = "https://api.anthropic.com";
 pub struct Loaded {
     /// Borrows `owner` (or static data). Declared first so it is dropped first.
     table: Table<'static>,
-    #[expect(dead_code, reason = "keeps the bytes `table` borrows alive")]
+    /// Keeps the bytes `table` borrows alive (and hands them out: [`Loaded::bytes`]).
     owner: Option<Arc<[u8]>>,
     pub plans: Vec<Plan>,
     pub origin: Origin,
@@ -341,6 +341,12 @@ impl Loaded {
     #[must_use]
     pub fn table(&self) -> &Table<'_> {
         &self.table
+    }
+
+    /// The table's bytes as loaded (the demo's embedded bytes for the demo).
+    #[must_use]
+    pub fn bytes(&self) -> &[u8] {
+        self.owner.as_deref().unwrap_or(DEMO_TABLE)
     }
 }
 

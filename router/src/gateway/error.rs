@@ -95,6 +95,11 @@ pub enum ErrorKind {
     /// The fleet's limits store (Redis) is unreachable and the router is told to refuse
     /// limited tenants meanwhile (`--limits-on-store-down closed`).
     LimitsUnavailable,
+    /// The shared admin state (`--state`) is unreachable: admin changes are refused, never
+    /// made on one host alone.
+    StateUnavailable,
+    /// An admin change lost every race against other hosts' changes.
+    Conflict,
     /// The client closed its connection before the answer (nginx's 499: never seen by the
     /// client, recorded in the audit trail).
     ClientClosed,
@@ -143,7 +148,9 @@ impl ErrorKind {
             | Self::UpstreamCredentials
             | Self::AuditUnavailable
             | Self::Overloaded
-            | Self::LimitsUnavailable => 503,
+            | Self::LimitsUnavailable
+            | Self::StateUnavailable => 503,
+            Self::Conflict => 409,
             Self::UpstreamTimeout => 504,
             Self::VersionNotSupported => 505,
         }
@@ -228,6 +235,8 @@ impl ErrorKind {
             Self::InvalidPolicy => "invalid_policy",
             Self::Overloaded => "server_busy",
             Self::LimitsUnavailable => "limits_unavailable",
+            Self::StateUnavailable => "state_unavailable",
+            Self::Conflict => "conflict",
             Self::ClientClosed => "client_closed_request",
             Self::Untranslatable => "untranslatable",
             Self::ApiNotServed => "api_not_served",
@@ -249,6 +258,7 @@ impl ErrorKind {
             | Self::AuditUnavailable
             | Self::Overloaded
             | Self::LimitsUnavailable
+            | Self::StateUnavailable
             | Self::Internal => Side::Internal,
             _ => Side::Client,
         }

@@ -46,10 +46,52 @@ pub fn render(core: &Core) -> String {
     );
     endpoints(core, &mut s);
     fleet(core, &mut s);
+    state(core, &mut s);
     s
 }
 
 /// The fleet limits' store (with `--redis`).
+/// `--state`: the shared admin state.
+fn state(core: &Core, s: &mut String) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(state) = &core.shared.state else {
+        return;
+    };
+    family(
+        s,
+        "switchyard_state_store_up",
+        "Whether the shared admin state store (--state) answered the last poll or write (1) or not (0: admin changes answer 503, serving goes on).",
+        "gauge",
+    );
+    let _ = writeln!(
+        s,
+        "switchyard_state_store_up {}",
+        u8::from(state.up.load(Relaxed))
+    );
+    family(
+        s,
+        "switchyard_state_revision",
+        "The shared admin state revision installed on this host.",
+        "gauge",
+    );
+    let _ = writeln!(
+        s,
+        "switchyard_state_revision {}",
+        state.revision.load(Relaxed)
+    );
+    family(
+        s,
+        "switchyard_state_errors_total",
+        "Polls and writes of the shared admin state that failed (store unreachable, corrupt or older revision refused).",
+        "counter",
+    );
+    let _ = writeln!(
+        s,
+        "switchyard_state_errors_total {}",
+        state.errors.load(Relaxed)
+    );
+}
+
 fn fleet(core: &Core, s: &mut String) {
     let Some(fleet) = &core.shared.fleet else {
         return;

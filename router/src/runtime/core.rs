@@ -63,6 +63,8 @@ pub struct Shared {
     pub limits: crate::control::limits::Limits,
     /// With `--redis`: the fleet the tenant limits hold across.
     pub fleet: Option<Arc<crate::control::fleet::Fleet>>,
+    /// `--state`: admin state shared through object storage.
+    pub state: Option<Arc<crate::control::shared::SharedState>>,
     /// Endpoint health observed from traffic.
     pub health: Arc<crate::control::health::Health>,
     /// The admin API (served on the main listener off the executors, and on `--admin-listen`).

@@ -25,9 +25,20 @@ static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
 /// Installs the subscriber (`format`: `json` or `text`; `filter` as for `RUST_LOG`, which
 /// wins when set). Keep the guard until exit: dropping it flushes the queue.
 pub fn init(format: &str, filter: &str) -> WorkerGuard {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(filter))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+    // The S3 client logs each retry at info; the shipper and the shared state log their
+    // own outages once per transition, so its lines stay quiet unless asked for by name.
+    let quiet = |f: &str| {
+        if f.contains("object_store") {
+            f.to_owned()
+        } else {
+            format!("{f},object_store=warn")
+        }
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(quiet(&f)).ok())
+        .or_else(|| EnvFilter::try_new(quiet(filter)).ok())
+        .unwrap_or_else(|| EnvFilter::new("info,object_store=warn"));
     let (writer, guard) = NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(QUEUED_LINES)

@@ -44,12 +44,25 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             total: config.upstream_total_timeout,
         },
     };
-    let first = match &config.table {
-        Some(path) => Loaded::from_file(path, &settings)?,
-        None => Loaded::demo(&settings)?,
-    };
     let _locks = lock_directories(config)?;
     let admin_dir = config.data_dir.join("admin");
+    let (remote_table, first) = match (&config.table, &config.table_url) {
+        (_, Some(url)) => {
+            let (remote, first) = crate::control::remote_table::RemoteTable::open(
+                url,
+                &admin_dir,
+                &settings,
+                config
+                    .state
+                    .as_ref()
+                    .map_or(Duration::from_secs(5), |s| s.timeout),
+            )
+            .map_err(anyhow::Error::msg)?;
+            (Some(remote), first)
+        }
+        (Some(path), None) => (None, Loaded::from_file(path, &settings)?),
+        (None, None) => (None, Loaded::demo(&settings)?),
+    };
     let first = crate::control::changes::Manager::startup_table(&admin_dir, first, &settings).context(
         "cannot load the policy persisted by the admin API (move it away to discard those changes)",
     )?;
@@ -69,6 +82,19 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     tracing::info!(addr = %admin, "admin listening on http://{admin}");
     let (watch_tx, watch_rx) = mpsc::channel();
     let watcher = match &config.table {
+        _ if remote_table.is_some() => {
+            let (remote, cell, interval) =
+                (remote_table, Arc::clone(&tables), config.reload_interval);
+            Some(
+                std::thread::Builder::new()
+                    .name("table-watcher".into())
+                    .spawn(move || {
+                        if let Some(r) = remote {
+                            r.run(&cell, interval, &watch_rx);
+                        }
+                    })?,
+            )
+        }
         Some(path) => {
             let w = Watcher {
                 path: path.clone(),
@@ -87,7 +113,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     spawn_signal_thread(
         Arc::clone(&shared),
         watch_tx.clone(),
-        config.table.is_some(),
+        config.table.is_some() || config.table_url.is_some(),
     )?;
     crate::control::probe::start(Arc::clone(&shared)).context("cannot start the health prober")?;
     let coordinator = start_fleet(&shared, &tables)?;
@@ -300,6 +326,26 @@ fn shared_state(
             "AUTHENTICATION IS OFF (--no-auth): any client can use any tenant by sending X-Tenant; never run this way in production"
         );
     }
+    let state = match &config.state {
+        Some(c) => {
+            let state = Arc::new(
+                crate::control::shared::SharedState::open(
+                    c.clone(),
+                    admin_dir.to_owned(),
+                    Arc::clone(tables),
+                    Arc::clone(&keys),
+                    settings.clone(),
+                )
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("cannot use the shared state at {} (--state)", c.url))?,
+            );
+            state
+                .start()
+                .context("cannot start the shared state's poller")?;
+            Some(state)
+        }
+        None => None,
+    };
     let health = Arc::new(crate::control::health::Health::default());
     let admin = Arc::new(crate::control::admin::Admin {
         audit_dir: config.audit_dir.clone(),
@@ -311,6 +357,7 @@ fn shared_state(
             Arc::clone(tables),
             settings.clone(),
             config.secrets.clone(),
+            state.clone(),
         ),
         health: Arc::clone(&health),
     });
@@ -343,6 +390,7 @@ fn shared_state(
         keys,
         limits: crate::control::limits::Limits::default(),
         fleet: config.fleet.clone().map(crate::control::fleet::Fleet::new),
+        state,
         health,
         admin,
         body_budget: crate::runtime::core::BodyBudget::new(config.max_pending_body_bytes),
