@@ -477,6 +477,37 @@ impl Remote {
         }
     }
 
+    /// The objects directly under `relative_dir`: name (without the directory) and size.
+    pub fn list(&self, relative_dir: &str) -> Result<Vec<(String, u64)>, StoreError> {
+        let dir = self.path(relative_dir);
+        let listed = self
+            .run(self.store.list_with_delimiter(Some(&dir)))
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(listed
+            .objects
+            .into_iter()
+            .filter_map(|o| Some((o.location.filename()?.to_owned(), o.size)))
+            .collect())
+    }
+
+    /// Writes `relative` unless it exists: whether this call created it.
+    pub fn create(&self, relative: &str, bytes: Vec<u8>) -> Result<bool, StoreError> {
+        match self.put(relative, bytes, PutMode::Create) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Deletes `relative` (absent already is fine).
+    pub fn delete(&self, relative: &str) -> Result<(), StoreError> {
+        let path = self.path(relative);
+        match self.run(self.store.delete(&path)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(StoreError::Unavailable(e.to_string())),
+        }
+    }
+
     /// The change objects of revisions `from..=to` that exist, oldest first.
     pub fn changes(&self, from: u64, to: u64) -> Result<Vec<Manifest>, StoreError> {
         let mut out = Vec::new();

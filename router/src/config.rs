@@ -15,7 +15,13 @@ use crate::http::request::{Limits, MAX_HEADERS_CEILING};
 /// With no `--table` it serves an embedded demo policy whose endpoints answer in-process,
 /// so it runs with no upstream and no keys.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about, long_about = None)]
+#[command(
+    name = "switchyard",
+    version,
+    about,
+    long_about = None,
+    after_help = "Audit trail tools: `switchyard audit compact --help`."
+)]
 pub struct Args {
     /// Decision table compiled by `policyc compile`. Reloaded when the file is replaced
     /// or on SIGHUP. `s3://bucket/key.swt` reads it from object storage (AWS environment

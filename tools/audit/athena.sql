@@ -70,3 +70,13 @@ TBLPROPERTIES (
 -- as a partition key here. Example:
 -- SELECT tenant, count(*), sum(cost_usd) FROM switchyard_audit
 -- WHERE dt BETWEEN '2026-11-01' AND '2026-11-30' GROUP BY tenant;
+
+-- Compaction (`switchyard audit compact`) writes an hour's merged file before it deletes the
+-- shards it merged, so a query running in between may see those rows twice. This view reads
+-- each request once (the request id is unique per request); query it instead of the table
+-- when the hour may be being compacted.
+CREATE OR REPLACE VIEW switchyard_audit_once AS
+SELECT * FROM (
+  SELECT a.*, row_number() OVER (PARTITION BY request_id ORDER BY ts) AS copy
+  FROM switchyard_audit a
+) WHERE copy = 1;

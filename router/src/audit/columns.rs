@@ -1,15 +1,45 @@
 //! Encoding audit records as Parquet row groups (columns in [`SCHEMA`](super::SCHEMA) order).
 
-use std::fs::File;
-
+use parquet::basic::{Compression, ZstdLevel};
 use parquet::data_type::{BoolType, ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::ColumnPath;
 
 use super::Record;
 
+/// How shards are written (the router's and `audit compact`'s alike), with `metadata` in the
+/// file's key-value metadata.
+pub(super) fn properties(metadata: Option<Vec<KeyValue>>) -> WriterProperties {
+    // Statistics where queries prune (time, tenant, endpoint, status); no dictionary for
+    // columns that are unique per row (it would only cost hashing).
+    let chunk_stats = ["ts", "tenant", "data_class", "endpoint_id", "status"];
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_created_by("switchyard".to_owned())
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_key_value_metadata(metadata);
+    for column in chunk_stats {
+        props =
+            props.set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Chunk);
+    }
+    for column in [
+        "request_id",
+        "ts",
+        "latency_ms",
+        "upstream_latency_ms",
+        "request_bytes",
+        "response_bytes",
+    ] {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
+    }
+    props.build()
+}
+
 /// Encodes `rows` as one row group, columns in [`SCHEMA`] order.
-pub(super) fn write_row_group(
-    writer: &mut SerializedFileWriter<File>,
+pub(super) fn write_row_group<W: std::io::Write + Send>(
+    writer: &mut SerializedFileWriter<W>,
     rows: &mut [Record],
 ) -> parquet::errors::Result<()> {
     let mut rg = writer.next_row_group()?;

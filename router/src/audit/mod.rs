@@ -34,6 +34,7 @@ use std::time::Duration;
 use parquet::schema::parser::parse_message_type;
 
 mod columns;
+pub mod compact;
 pub mod gate;
 pub mod query;
 pub mod ship;

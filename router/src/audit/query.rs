@@ -217,7 +217,7 @@ fn scan_shard(
     Ok(())
 }
 
-fn from_row(row: &parquet::record::Row) -> Record {
+pub(super) fn from_row(row: &parquet::record::Row) -> Record {
     let mut r = Record::default();
     for (name, field) in row.get_column_iter() {
         let text = || match field {

@@ -11,7 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
@@ -127,30 +126,7 @@ impl Writer {
         stats: Arc<AuditStats>,
         schema: Arc<parquet::schema::types::Type>,
     ) -> Self {
-        use parquet::file::properties::EnabledStatistics;
-        use parquet::schema::types::ColumnPath;
-        // Statistics where queries prune (time, tenant, endpoint, status); no dictionary for
-        // columns that are unique per row (it would only cost hashing).
-        let chunk_stats = ["ts", "tenant", "data_class", "endpoint_id", "status"];
-        let mut props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::default()))
-            .set_created_by("switchyard".to_owned())
-            .set_statistics_enabled(EnabledStatistics::None);
-        for column in chunk_stats {
-            props = props
-                .set_column_statistics_enabled(ColumnPath::from(column), EnabledStatistics::Chunk);
-        }
-        for column in [
-            "request_id",
-            "ts",
-            "latency_ms",
-            "upstream_latency_ms",
-            "request_bytes",
-            "response_bytes",
-        ] {
-            props = props.set_column_dictionary_enabled(ColumnPath::from(column), false);
-        }
-        let props = props.build();
+        let props = super::columns::properties(None);
         Self {
             config,
             stats,
