@@ -97,6 +97,12 @@ tenants:
   - id: daily
     daily_token_budget: 1500
   - id: free
+  - id: big
+    rate_limit_rpm: 6000000
+  - id: big2
+    rate_limit_rpm: 6000000
+  - id: big3
+    rate_limit_rpm: 6000000
 rules:
   - default:
       route_to: m
@@ -467,4 +473,78 @@ fn a_rate_limit_learned_on_one_host_cools_the_endpoint_on_the_others() {
         "host b sent requests to an endpoint the fleet knew was rate limited"
     );
     assert_eq!(common::mock_requests(&spare).len(), 4);
+}
+
+#[test]
+fn in_share_mode_each_host_takes_its_part_of_the_limit_while_redis_is_away() {
+    let redis = Redis::start();
+    let (_dir, table) = compiled(POLICY);
+    let table = table.to_str().unwrap();
+    let share = ["--limits-on-store-down", "share"];
+    let hosts: Vec<Proc> = ["a", "b", "c"]
+        .iter()
+        .map(|n| fleet_router(table, &redis.url(), n, &share))
+        .collect();
+    for h in &hosts {
+        wait_metric(h, "switchyard_limits_hosts", 3);
+    }
+    // Redis hangs: each host now enforces 60 ÷ 3 = 20 a minute on its own, so the fleet
+    // still admits about one limit's worth, not three.
+    redis.signal("-STOP");
+    for h in &hosts {
+        wait_metric(h, "switchyard_limits_store_up", 0);
+        assert_eq!(metric(h, "switchyard_limits_mode{mode=\"share\"}"), Some(1));
+    }
+    let admitted: Vec<usize> = hosts
+        .iter()
+        .map(|h| (0..40).filter(|_| chat(h, "rpm") == 200).count())
+        .collect();
+    for (h, n) in hosts.iter().zip(&admitted) {
+        assert!((19..=21).contains(n), "{admitted:?}\n{}", h.log());
+    }
+    // A tenant without limits is not touched.
+    assert_eq!(spread(&hosts.iter().collect::<Vec<_>>(), "free", 30), 30);
+    redis.signal("-CONT");
+}
+
+#[test]
+fn a_burst_far_under_the_limit_is_never_refused_while_the_share_warms_up() {
+    // A fresh host has no share yet and no rate to size one by: the first requests all wait
+    // on the coordinator at once. Each must get its part of the grant (or ask again), never a
+    // 429 for a tenant using a millionth of its limit.
+    let redis = Redis::start();
+    let (_dir, table) = compiled(POLICY);
+    let r = fleet_router(table.to_str().unwrap(), &redis.url(), "a", &[]);
+    // Connections opened first, so the requests leave together (as a load balancer's do).
+    for tenant in ["big", "big2", "big3"] {
+        let barrier = std::sync::Barrier::new(64);
+        let request = common::request(
+            "POST",
+            "/v1/chat/completions",
+            &[("X-Tenant", tenant), ("Content-Type", "application/json")],
+            br#"{"model": "m1", "messages": [{"role": "user", "content": "hi"}]}"#,
+        );
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..64)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut conn = common::Conn::open(r.addr);
+                        barrier.wait();
+                        (0..3)
+                            .map(|_| {
+                                conn.send(&request);
+                                conn.read_response().map_or(0, |resp| resp.status)
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let refused = statuses.iter().filter(|s| **s != 200).count();
+        assert_eq!(refused, 0, "tenant {tenant}: {statuses:?}");
+    }
 }

@@ -173,6 +173,24 @@ fn fleet(core: &Core, s: &mut String) {
         micros(get(&st.round_trip_us)),
         get(&st.round_trips)
     );
+    family(
+        s,
+        "switchyard_limits_lease_wait_seconds",
+        "How long requests waited for their tenant's fleet share when this host's was used up (at most --limits-acquire-timeout-ms).",
+        "histogram",
+    );
+    let mut waits = Merged::default();
+    st.wait_us
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .merge_into(&mut waits);
+    histogram_lines(
+        s,
+        "switchyard_limits_lease_wait_seconds",
+        "",
+        &waits,
+        Unit::Micros,
+    );
 }
 
 fn family(s: &mut String, name: &str, help: &str, kind: &str) {

@@ -483,7 +483,11 @@ impl Coordinator {
                 if idle && waiters.is_empty() {
                     back_r = f.rpm_lease.swap(0, Ordering::AcqRel).max(0);
                 } else if lease < (size / 2).max(1) || !waiters.is_empty() {
-                    want_r = (size - lease.max(0)).max(1);
+                    // At least one request for each core waiting now (at start the rate is
+                    // unknown and the size 1).
+                    let cap = i64::try_from((rpm / (4 * hosts)).max(1)).unwrap_or(1);
+                    let waiting = i64::try_from(waiters.len()).unwrap_or(i64::MAX).min(cap);
+                    want_r = (size - lease.max(0)).max(waiting).max(1);
                 }
             }
             let (mut want_t, mut back_t, mut debt_t) = (0, 0, 0);

@@ -92,8 +92,15 @@ pub(super) struct Need {
     pub(super) reply: futures_channel::oneshot::Sender<Answer>,
 }
 
+/// Bounds of the lease-wait histogram, µs (the wait is capped by
+/// `--limits-acquire-timeout-ms`, at most 10 s).
+pub const WAIT_US: &[u64] = &[
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    10_000_000,
+];
+
 /// Counters for `/metrics`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FleetStats {
     pub lease_calls: AtomicU64,
     pub store_errors: AtomicU64,
@@ -104,6 +111,25 @@ pub struct FleetStats {
     /// Sum and count of lease round trips, µs.
     pub round_trip_us: AtomicU64,
     pub round_trips: AtomicU64,
+    /// How long requests waited for their tenant's share, µs (a wait happens only when a
+    /// share is dry; the lock is taken once per wait, never on the fast path).
+    pub wait_us: Mutex<crate::observe::metrics::Histogram>,
+}
+
+impl Default for FleetStats {
+    fn default() -> Self {
+        Self {
+            lease_calls: AtomicU64::new(0),
+            store_errors: AtomicU64::new(0),
+            waits_granted: AtomicU64::new(0),
+            waits_refused: AtomicU64::new(0),
+            waits_timed_out: AtomicU64::new(0),
+            waits_unavailable: AtomicU64::new(0),
+            round_trip_us: AtomicU64::new(0),
+            round_trips: AtomicU64::new(0),
+            wait_us: Mutex::new(crate::observe::metrics::Histogram::new(WAIT_US)),
+        }
+    }
 }
 
 /// The fleet's shared state: the store's health, live hosts, the cores' requests.
@@ -197,47 +223,59 @@ impl Fleet {
         if empty_until > now_ms {
             return Err(over(tenant, rpm, tpm, empty_until - now_ms));
         }
-        let (tx, rx) = futures_channel::oneshot::channel();
-        {
-            let mut needs = self.needs.lock().unwrap_or_else(PoisonError::into_inner);
-            needs.push(Need {
-                tenant: tenant.to_owned(),
-                state: Arc::clone(state),
-                rpm,
-                tpm,
-                reply: tx,
-            });
-        }
-        self.wake.notify_one();
-        let answer = glommio::timer::timeout(self.config.acquire_timeout, async {
-            rx.await
-                .map_err(|_| glommio::GlommioError::from(std::io::Error::other("dropped")))
-        })
-        .await;
-        match answer {
-            Ok(Answer::Granted) if state.fleet.take(rpm, tpm) => {
-                self.stats.waits_granted.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+        // One deadline for the whole wait: a grant that other requests drained before this
+        // one could take its part is asked again, never turned into a refusal (only Redis
+        // says a tenant is over its limit).
+        let waited = std::time::Instant::now();
+        let deadline = waited + self.config.acquire_timeout;
+        let outcome = loop {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            {
+                let mut needs = self.needs.lock().unwrap_or_else(PoisonError::into_inner);
+                needs.push(Need {
+                    tenant: tenant.to_owned(),
+                    state: Arc::clone(state),
+                    rpm,
+                    tpm,
+                    reply: tx,
+                });
             }
-            Ok(Answer::Granted) => {
-                // Other requests took the share first.
-                self.stats.waits_refused.fetch_add(1, Ordering::Relaxed);
-                Err(over(tenant, rpm, tpm, 1000))
+            self.wake.notify_one();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let answer = glommio::timer::timeout(left, async {
+                rx.await
+                    .map_err(|_| glommio::GlommioError::from(std::io::Error::other("dropped")))
+            })
+            .await;
+            match answer {
+                Ok(Answer::Granted) if state.fleet.take(rpm, tpm) => {
+                    self.stats.waits_granted.fetch_add(1, Ordering::Relaxed);
+                    break Ok(());
+                }
+                // Other requests took the share first: ask again while there is time.
+                Ok(Answer::Granted) if std::time::Instant::now() < deadline => {}
+                Ok(Answer::Refused { retry_ms }) => {
+                    self.stats.waits_refused.fetch_add(1, Ordering::Relaxed);
+                    break Err(over(tenant, rpm, tpm, retry_ms));
+                }
+                Ok(Answer::Unavailable) => {
+                    self.stats.waits_unavailable.fetch_add(1, Ordering::Relaxed);
+                    break self.degraded(state, tenant, rpm, now_ms);
+                }
+                Ok(Answer::Granted) | Err(_) => {
+                    // Redis is slow: this request is not kept waiting longer (fail open).
+                    self.stats.waits_timed_out.fetch_add(1, Ordering::Relaxed);
+                    break self.degraded(state, tenant, rpm, now_ms);
+                }
             }
-            Ok(Answer::Refused { retry_ms }) => {
-                self.stats.waits_refused.fetch_add(1, Ordering::Relaxed);
-                Err(over(tenant, rpm, tpm, retry_ms))
-            }
-            Ok(Answer::Unavailable) => {
-                self.stats.waits_unavailable.fetch_add(1, Ordering::Relaxed);
-                self.degraded(state, tenant, rpm, now_ms)
-            }
-            Err(_) => {
-                // Redis is slow: this request is not kept waiting longer (fail open).
-                self.stats.waits_timed_out.fetch_add(1, Ordering::Relaxed);
-                self.degraded(state, tenant, rpm, now_ms)
-            }
-        }
+        };
+        let us = u64::try_from(waited.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats
+            .wait_us
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(us);
+        outcome
     }
 
     /// A request while the store cannot answer, by the down mode.
