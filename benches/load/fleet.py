@@ -9,8 +9,10 @@ release binaries, then:
 
   1. cost: one router (one core, CPU 1) with a tenant whose `rate_limit_rpm` is far above the
      load, with and without `--redis`, alternating rounds (wrk and the mock upstream on CPU 0);
-     requests/s of each, Redis commands per second the `--redis` router sends (INFO
-     commandstats), and its lease waits (`switchyard_limits_lease_wait_seconds`);
+     requests/s of each, Redis commands per second (INFO commandstats: the commands inside
+     the Lua scripts count too), the router's lease round trips per second
+     (`switchyard_limits_round_trip_seconds_count`), and its lease waits
+     (`switchyard_limits_lease_wait_seconds`);
   2. overload: three routers on one Redis sharing a tenant limited to `--limit-rps` requests a
      second (as rpm), each offered more than the whole limit for `--overload-s` seconds;
      admitted requests against what the limit allows (a minute's worth of burst plus the rate
@@ -62,6 +64,11 @@ def redis_calls(port):
 
 def metrics(addr):
     return urllib.request.urlopen(f"http://{addr}/metrics", timeout=5).read().decode()
+
+
+def counter(text, name):
+    m = re.search(rf"^{re.escape(name)} (\d+)", text, re.M)
+    return int(m.group(1)) if m else 0
 
 
 def wait_hist(text):
@@ -164,17 +171,21 @@ def main():
         time.sleep(1.5)
         rows = {"without": [], "with": []}
         calls_per_s = []
+        trips_per_s = []
         for i in range(args.rounds):
             order = [("without", plain_addr), ("with", fleet_addr)]
             if i % 2:
                 order.reverse()
             for name, addr in order:
                 before = sum(redis_calls(port).values())
+                trips = counter(metrics(fleet_addr), "switchyard_limits_round_trip_seconds_count")
                 load = run.wrk(f"http://{addr}/v1/chat/completions", body_file, args.connections, args.duration)
                 after = sum(redis_calls(port).values())
+                trips = counter(metrics(fleet_addr), "switchyard_limits_round_trip_seconds_count") - trips
                 rows[name].append(load["rps"])
                 if name == "with":
                     calls_per_s.append((after - before) / args.duration)
+                    trips_per_s.append(trips / args.duration)
                 print(f"round {i} {name:8} {load['rps']:9.0f} req/s", flush=True)
         waits = wait_hist(metrics(fleet_addr))
         stats = redis_calls(port)
@@ -192,7 +203,8 @@ def main():
             "rps_with": median(rows["with"]),
             "ratio": median(rows["with"]) / median(rows["without"]),
             "rounds": rows,
-            "redis_calls_per_s": median(calls_per_s),
+            "redis_commands_per_s": median(calls_per_s),
+            "lease_round_trips_per_s": median(trips_per_s),
             "redis_commands": stats,
             "lease_waits": waits[0],
             "lease_wait_p50_s": waits[1],
@@ -211,6 +223,7 @@ def main():
             hosts.append(a)
         time.sleep(2.5)
         before = sum(redis_calls(port).values())
+        trips = [counter(metrics(a), "switchyard_limits_round_trip_seconds_count") for a in hosts]
         started = time.time()
         runs = [wrk_counts(f"http://{a}/v1/chat/completions", body_file, 16, args.overload_s) for a in hosts]
         outs = [r.communicate()[0] for r in runs]
@@ -223,6 +236,7 @@ def main():
             admitted += total - refused
         allowed = rpm + args.limit_rps * elapsed
         host_waits = [wait_hist(metrics(a)) for a in hosts]
+        trips = [counter(metrics(a), "switchyard_limits_round_trip_seconds_count") - t for a, t in zip(hosts, trips)]
         overload = {
             "limit_rpm": rpm,
             "seconds": round(elapsed, 1),
@@ -230,7 +244,8 @@ def main():
             "admitted": admitted,
             "allowed": round(allowed),
             "admitted_over_allowed": admitted / allowed,
-            "redis_calls_per_s_per_host": calls / elapsed / 3,
+            "redis_commands_per_s_per_host": calls / elapsed / 3,
+            "lease_round_trips_per_s": [t / elapsed for t in trips],
             "lease_waits": [{"count": w[0], "p50_s": w[1], "p99_s": w[2]} for w in host_waits],
         }
         print(json.dumps({"overload": overload}, indent=2), flush=True)

@@ -171,7 +171,7 @@ pub struct Manifest {
     /// The admin or published table; `None`: routers serve their own `--table`.
     #[serde(default)]
     pub table: Option<Blob>,
-    /// The client key set; `None`: no keys yet.
+    /// The client key set; `None`: not shared yet (each host keeps its own).
     #[serde(default)]
     pub keys: Option<Blob>,
     /// What made this revision.

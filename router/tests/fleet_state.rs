@@ -30,7 +30,10 @@ struct Moto {
 
 impl Moto {
     fn start() -> Self {
-        let port: u16 = free_listen().rsplit(':').next().unwrap().parse().unwrap();
+        Self::start_on(free_listen().rsplit(':').next().unwrap().parse().unwrap())
+    }
+
+    fn start_on(port: u16) -> Self {
         let child = Command::new("python3")
             .args([SERIAL_MOTO, "127.0.0.1", &port.to_string()])
             .stdout(Stdio::null())
@@ -343,6 +346,25 @@ fn an_s3_outage_refuses_admin_changes_and_serving_goes_on() {
     assert_eq!(metric(&c, "switchyard_state_revision"), Some(2));
     assert!(tenants(&c).contains(&"made-before".to_owned()));
     assert_eq!(chat_with(&c, &key), 200);
+
+    // The store comes back empty (a new bucket): the hosts keep what they have, the next
+    // change is published above the revision they hold, and every host takes it.
+    let port = s3.port;
+    let s3 = Moto::start_on(port);
+    for h in [&a, &c] {
+        within(Duration::from_secs(5), "the store is seen again", || {
+            metric(h, "switchyard_state_store_up") == Some(1)
+        });
+    }
+    let r = admin(&a, "POST", "/v1/tenants", br#"{"id": "after-outage"}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    within(Duration::from_secs(5), "c takes the change made after the outage", || {
+        metric(&c, "switchyard_state_revision") == Some(3)
+            && tenants(&c).contains(&"after-outage".to_owned())
+    });
+    assert!(tenants(&c).contains(&"made-before".to_owned()));
+    assert_eq!(chat_with(&c, &key), 200);
+    drop(s3);
 }
 
 #[test]

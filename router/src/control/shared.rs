@@ -258,12 +258,13 @@ impl SharedState {
             }
             _ => None,
         };
+        // A manifest without keys (or a table) does not manage them yet: each host keeps its
+        // own until the first key change publishes a set.
         let keys = match (&next.manifest.keys, same_keys) {
             (Some(blob), false) => Some(
                 crate::control::keys::parse_key_set(&self.remote.get_blob(blob)?)
                     .map_err(|e| StoreError::Corrupt(format!("{}: {e}", blob.object)))?,
             ),
-            (None, false) => Some(Vec::new()),
             _ => None,
         };
         if let Some((loaded, bytes, path)) = table {
