@@ -305,6 +305,72 @@ fn admin_changes_on_any_host_reach_every_host_with_one_history() {
     let (ok, said) = publish(&s3, &published, STATE);
     assert!(!ok);
     assert!(said.contains("--revision 101"), "{said}");
+
+    // A manifest rolled back to an older revision, then one naming a table whose digest does
+    // not match: both refused by every host, which keep serving what they have.
+    let good = s3.tool(&["cat", BUCKET, "fleet/manifest.json"]);
+    let revision = serde_json::from_str::<serde_json::Value>(&good).unwrap()["revision"]
+        .as_u64()
+        .unwrap();
+    let scratch = dir.path().join("manifest.json");
+    std::fs::write(
+        &scratch,
+        s3.tool(&["cat", BUCKET, "fleet/changes/00000000000000000003.json"]),
+    )
+    .unwrap();
+    s3.tool(&[
+        "put",
+        BUCKET,
+        "fleet/manifest.json",
+        scratch.to_str().unwrap(),
+    ]);
+    within(
+        Duration::from_secs(5),
+        "the rolled-back manifest is refused",
+        || {
+            hosts
+                .iter()
+                .all(|h| h.log().contains("older than the installed revision"))
+        },
+    );
+    let mut forged: serde_json::Value = serde_json::from_str(&good).unwrap();
+    forged["revision"] = (revision + 1).into();
+    forged["table"]["sha256"] = "00".repeat(32).into();
+    std::fs::write(&scratch, forged.to_string()).unwrap();
+    s3.tool(&[
+        "put",
+        BUCKET,
+        "fleet/manifest.json",
+        scratch.to_str().unwrap(),
+    ]);
+    within(
+        Duration::from_secs(5),
+        "the forged manifest is refused",
+        || {
+            hosts
+                .iter()
+                .all(|h| h.log().contains("shared state revision refused"))
+        },
+    );
+    for h in &hosts {
+        assert_eq!(metric(h, "switchyard_state_revision"), Some(revision));
+        assert_eq!(metric(h, "switchyard_table_revision"), Some(100));
+        assert!(metric(h, "switchyard_state_errors_total").unwrap() >= 1);
+    }
+    assert_eq!(chat_with(&hosts[0], &key2), 200);
+    // The next change replaces the bad revision; every host takes it.
+    let r = admin(&hosts[1], "POST", "/v1/tenants", br#"{"id": "mended"}"#);
+    assert_eq!(r.status, 201, "{}", r.text());
+    within(
+        Duration::from_secs(5),
+        "every host takes the mending change",
+        || {
+            hosts.iter().all(|h| {
+                metric(h, "switchyard_state_revision") == Some(revision + 2)
+                    && tenants(h).contains(&"mended".to_owned())
+            })
+        },
+    );
 }
 
 #[test]
@@ -358,10 +424,14 @@ fn an_s3_outage_refuses_admin_changes_and_serving_goes_on() {
     }
     let r = admin(&a, "POST", "/v1/tenants", br#"{"id": "after-outage"}"#);
     assert_eq!(r.status, 201, "{}", r.text());
-    within(Duration::from_secs(5), "c takes the change made after the outage", || {
-        metric(&c, "switchyard_state_revision") == Some(3)
-            && tenants(&c).contains(&"after-outage".to_owned())
-    });
+    within(
+        Duration::from_secs(5),
+        "c takes the change made after the outage",
+        || {
+            metric(&c, "switchyard_state_revision") == Some(3)
+                && tenants(&c).contains(&"after-outage".to_owned())
+        },
+    );
     assert!(tenants(&c).contains(&"made-before".to_owned()));
     assert_eq!(chat_with(&c, &key), 200);
     drop(s3);

@@ -208,16 +208,33 @@ impl SharedState {
     /// One poll: reads the manifest if it changed and installs it.
     pub fn sync(&self) -> Result<(), StoreError> {
         let result = self.ensure_probed().and_then(|()| {
-            let known = self.lock().current.as_ref().map(|c| c.etag.clone());
-            match self.remote.manifest(known.as_deref()) {
-                Ok(Fetched::Found(manifest, etag)) => self.install(&Current { manifest, etag }),
-                Ok(Fetched::Unchanged | Fetched::Absent) => Ok(()),
-                Err(e) => Err(e),
+            // A manifest refused once is not fetched (nor logged) again until it changes.
+            let known = {
+                let installed = self.lock();
+                installed
+                    .refused_etag
+                    .clone()
+                    .or_else(|| installed.current.as_ref().map(|c| c.etag.clone()))
+            };
+            let (bytes, etag) = match self.remote.get_if_changed(store::MANIFEST, known.as_deref()) {
+                Ok(Fetched::Found(bytes, etag)) => (bytes, etag),
+                Ok(Fetched::Unchanged | Fetched::Absent) => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            let installed = Manifest::parse(&bytes)
+                .map_err(|e| StoreError::Corrupt(format!("{}: {e}", store::MANIFEST)))
+                .and_then(|manifest| {
+                    self.install(&Current {
+                        manifest,
+                        etag: etag.clone(),
+                    })
+                });
+            if let Err(StoreError::Corrupt(why)) = &installed {
+                tracing::error!(state = %self.config.url, error = %why, "shared state revision refused; still serving the last good one");
+                self.lock().refused_etag = Some(etag);
             }
+            installed
         });
-        if let Err(StoreError::Corrupt(why)) = &result {
-            tracing::error!(state = %self.config.url, error = %why, "shared state revision refused; still serving the last good one");
-        }
         self.reachable(&result);
         result
     }
@@ -377,7 +394,14 @@ impl SharedState {
             }
             let base = self.remote.current().map_err(Attempt::Store)?;
             if let Some(b) = &base {
-                self.install(b).map_err(Attempt::Store)?;
+                match self.install(b) {
+                    // A revision whose objects are bad is replaced by this change, made on
+                    // what this host serves.
+                    Err(StoreError::Corrupt(why)) => {
+                        tracing::warn!(error = %why, "shared state: the current revision is unusable; this change replaces it");
+                    }
+                    other => other.map_err(Attempt::Store)?,
+                }
             }
             let (_, serving) = self.tables.load();
             let (edit, out) = make(&serving, &self.keys.records()).map_err(Attempt::Refused)?;
