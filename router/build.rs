@@ -13,6 +13,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let rendered = policyc::diag::render_human(&sources, &out.diagnostics);
         return Err(format!("demo policy does not compile:\n{rendered}").into());
     };
+    // The uring-coop shim's ring counters (router/uring-coop/src/syscall.c), found at start
+    // with `dlsym`: exported from the binary when the shim is linked; absent (and the
+    // router says so) when glommio was built with its stock liburing.
+    println!("cargo::rustc-link-arg-bins=-Wl,--export-dynamic-symbol=switchyard_uring_coop_rings");
     let dest = PathBuf::from(std::env::var("OUT_DIR")?).join("demo.swt");
     std::fs::write(dest, compiled.table)?;
     Ok(())

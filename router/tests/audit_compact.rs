@@ -14,9 +14,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Proc, binary, call, chat_body, files, free_listen, router, router_env};
+use common::{Proc, binary, call, chat_body, files, router, router_env};
 
 const POLICY: &str = "version: v1
 endpoints:
@@ -30,9 +30,6 @@ rules:
   - default:
       route_to: m
 ";
-
-const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_tool.py");
-const SERIAL_MOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/s3/serial_moto.py");
 
 /// `(rows, distinct request ids)` DuckDB reads under `dir` (hive-partitioned, as users read).
 fn duckdb_counts(dir: &Path) -> (u64, u64) {
@@ -218,41 +215,9 @@ fn local_compaction_keeps_every_row_once_across_crashes() {
 
 #[test]
 fn compaction_in_the_bucket_keeps_every_row_once_across_a_crash() {
-    let port: u16 = free_listen().rsplit(':').next().unwrap().parse().unwrap();
-    let mut moto = Command::new("python3")
-        .args([SERIAL_MOTO, "127.0.0.1", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < until, "moto's server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let tool = |args: &[&str]| -> String {
-        let out = Command::new("python3")
-            .arg(TOOL)
-            .arg(args[0])
-            .arg(&endpoint)
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    tool(&["mb", "audit"]);
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "test".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "test".to_owned()),
-        ("AWS_REGION", "us-east-1".to_owned()),
-        ("AWS_ENDPOINT_URL", endpoint.clone()),
-    ];
+    let moto = common::moto::Moto::start("audit");
+    let tool = |args: &[&str]| moto.tool(args);
+    let env = moto.env();
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let data = tempfile::tempdir().unwrap();
     let (_t, table) = common::compiled(POLICY);
@@ -303,6 +268,4 @@ fn compaction_in_the_bucket_keeps_every_row_once_across_a_crash() {
     let acme: Vec<_> = keys.iter().filter(|k| k.contains("tenant=acme/")).collect();
     assert_eq!(acme.len(), hours.len(), "{acme:?}");
     assert!(acme.iter().all(|k| k.contains("/compacted-")), "{acme:?}");
-    let _ = moto.kill();
-    let _ = moto.wait();
 }

@@ -12,88 +12,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::moto::Moto;
 use common::{Proc, admin, binary, call, compile, free_listen, router_with_auth};
 
-const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_tool.py");
-const SERIAL_MOTO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tools/s3/serial_moto.py");
 const BUCKET: &str = "state";
 const STATE: &str = "s3://state/fleet";
-
-/// moto's S3 server on a free port, with the bucket made; killed on drop.
-struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Moto {
-    fn start() -> Self {
-        Self::start_on(free_listen().rsplit(':').next().unwrap().parse().unwrap())
-    }
-
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("python3")
-            .args([SERIAL_MOTO, "127.0.0.1", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut m = Self { child, port };
-        let until = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                m.child.try_wait().unwrap().is_none(),
-                "moto's server exited at start: run `python3 -m pip install -r tools/sdk/requirements.txt` (tools/test-all does)"
-            );
-            assert!(Instant::now() < until, "moto's server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        m.tool(&["mb", BUCKET]);
-        m
-    }
-
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ACCESS_KEY_ID", "test".into()),
-            ("AWS_SECRET_ACCESS_KEY", "test".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-        ]
-    }
-
-    fn tool(&self, args: &[&str]) -> String {
-        let out = Command::new("python3")
-            .arg(TOOL)
-            .arg(args[0])
-            .arg(self.endpoint())
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "s3_tool {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 const POLICY: &str = "version: v1
 endpoints:
@@ -187,7 +113,7 @@ fn publish(s3: &Moto, table: &Path, url: &str) -> (bool, String) {
 
 #[test]
 fn admin_changes_on_any_host_reach_every_host_with_one_history() {
-    let s3 = Moto::start();
+    let s3 = Moto::start(BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t.swt");
     compile(POLICY, &table, 1);
@@ -375,7 +301,7 @@ fn admin_changes_on_any_host_reach_every_host_with_one_history() {
 
 #[test]
 fn an_s3_outage_refuses_admin_changes_and_serving_goes_on() {
-    let mut s3 = Moto::start();
+    let mut s3 = Moto::start(BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("t.swt");
     compile(POLICY, &table, 1);
@@ -416,7 +342,7 @@ fn an_s3_outage_refuses_admin_changes_and_serving_goes_on() {
     // The store comes back empty (a new bucket): the hosts keep what they have, the next
     // change is published above the revision they hold, and every host takes it.
     let port = s3.port;
-    let s3 = Moto::start_on(port);
+    let s3 = Moto::start_on(port, BUCKET);
     for h in [&a, &c] {
         within(Duration::from_secs(5), "the store is seen again", || {
             metric(h, "switchyard_state_store_up") == Some(1)
@@ -439,7 +365,7 @@ fn an_s3_outage_refuses_admin_changes_and_serving_goes_on() {
 
 #[test]
 fn a_table_in_object_storage_is_polled_and_published_by_policyc() {
-    let mut s3 = Moto::start();
+    let mut s3 = Moto::start(BUCKET);
     let dir = tempfile::tempdir().unwrap();
     let url = "s3://state/policies/prod.swt";
     let v1 = dir.path().join("v1.swt");

@@ -777,3 +777,29 @@ fn a_spent_retry_budget_keeps_an_endpoints_failures_from_being_retried() {
         "{err}"
     );
 }
+
+#[test]
+fn the_executors_rings_are_cooperative_in_this_build() {
+    // Built in this workspace, glommio's liburing comes from router/uring-coop and every ring
+    // has IORING_SETUP_COOP_TASKRUN; the router says so at start and on /metrics. (A build
+    // that lost the shim — .cargo/config.toml not applied — fails here.)
+    let r = router(&["--cores", "2"]);
+    common::wait_for("the rings' log line", || {
+        r.log()
+            .contains("io_uring rings with IORING_SETUP_COOP_TASKRUN")
+    });
+    let samples = scrape(&r);
+    assert_eq!(
+        total(&samples, "switchyard_io_uring_coop_taskrun", &[]),
+        1.0
+    );
+    // Turned off at run time: the router notices and says what it costs.
+    let r = common::router_env(&["--cores", "1"], &[("SWITCHYARD_IO_URING_COOP", "0")]);
+    common::wait_for("the warning about plain rings", || {
+        r.log().contains("lack IORING_SETUP_COOP_TASKRUN")
+    });
+    assert_eq!(
+        total(&scrape(&r), "switchyard_io_uring_coop_taskrun", &[]),
+        0.0
+    );
+}

@@ -47,6 +47,17 @@ pub fn render(core: &Core) -> String {
     endpoints(core, &mut s);
     fleet(core, &mut s);
     state(core, &mut s);
+    family(
+        &mut s,
+        "switchyard_io_uring_coop_taskrun",
+        "Whether every io_uring ring of the executors was created with IORING_SETUP_COOP_TASKRUN (1), or some or all without it (0: slower under load; see router/uring-coop/README.md).",
+        "gauge",
+    );
+    let _ = writeln!(
+        s,
+        "switchyard_io_uring_coop_taskrun {}",
+        u8::from(crate::runtime::uring::cooperative())
+    );
     s
 }
 

@@ -12,3 +12,4 @@ pub mod net;
 pub mod offload;
 pub mod process;
 pub mod recycle;
+pub mod uring;

@@ -427,6 +427,7 @@ fn start_cores(
         "switchyard listening on {}://{addr}",
         if config.tls.is_some() { "https" } else { "http" }
     );
+    crate::runtime::uring::report();
     Ok(handles)
 }
 

@@ -10,6 +10,8 @@
     reason = "test harness; each test binary uses a different part of it"
 )]
 
+pub mod moto;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};

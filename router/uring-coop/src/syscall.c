@@ -8,6 +8,7 @@
  * SWITCHYARD_IO_URING_COOP=0 in the environment turns it off.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,18 @@
 #define IORING_SETUP_COOP_TASKRUN (1U << 8)
 #endif
 
+/* Rings created with the flag, and without it (knob, polled ring, or refused by the kernel).
+ * The router reads them at start (`switchyard_uring_coop_rings`, exported to its dynamic
+ * symbol table by router/build.rs) to log and expose which rings it got. */
+static atomic_int coop_rings;
+static atomic_int plain_rings;
+
+__attribute__((visibility("default"), used))
+int switchyard_uring_coop_rings(int coop)
+{
+	return atomic_load(coop ? &coop_rings : &plain_rings);
+}
+
 int __sys_io_uring_setup(unsigned entries, struct io_uring_params *p)
 {
 	const char *knob = getenv("SWITCHYARD_IO_URING_COOP");
@@ -26,13 +39,21 @@ int __sys_io_uring_setup(unsigned entries, struct io_uring_params *p)
 	int fd;
 
 	if ((knob && strcmp(knob, "0") == 0) ||
-	    (asked & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)))
-		return switchyard_original_io_uring_setup(entries, p);
+	    (asked & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL))) {
+		fd = switchyard_original_io_uring_setup(entries, p);
+		if (fd >= 0 && !(asked & (IORING_SETUP_IOPOLL | IORING_SETUP_SQPOLL)))
+			atomic_fetch_add(&plain_rings, 1);
+		return fd;
+	}
 	p->flags = asked | IORING_SETUP_COOP_TASKRUN;
 	fd = switchyard_original_io_uring_setup(entries, p);
-	if (fd < 0 && errno == EINVAL) {
+	if (fd >= 0) {
+		atomic_fetch_add(&coop_rings, 1);
+	} else if (errno == EINVAL) {
 		p->flags = asked;
 		fd = switchyard_original_io_uring_setup(entries, p);
+		if (fd >= 0)
+			atomic_fetch_add(&plain_rings, 1);
 	}
 	return fd;
 }
