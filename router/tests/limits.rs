@@ -255,6 +255,36 @@ fn keep_alive_pipelining_chunked_bodies_and_100_continue() {
     assert_eq!(status, 100);
     c.send(&body);
     assert_eq!(c.read_response().unwrap().status, 200);
+    // A keep-alive connection idle past the time it keeps its buffers (250 ms) serves its
+    // next request, whole or sent a byte at a time, and then still goes idle and closes at
+    // the idle timeout.
+    let mut c = Conn::open(p.addr);
+    for round in 0..3 {
+        std::thread::sleep(Duration::from_millis(400));
+        if round == 1 {
+            for b in &one {
+                c.send(std::slice::from_ref(b));
+            }
+        } else {
+            c.send(&one);
+        }
+        assert_eq!(c.read_response().unwrap().status, 200, "round {round}");
+    }
+    let closed_by_server = |c: &mut Conn| {
+        c.stream
+            .set_read_timeout(Some(Duration::from_millis(3000)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        match c.stream.read(&mut b) {
+            Ok(0) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset,
+            Ok(_) => false,
+        }
+    };
+    assert!(closed_by_server(&mut c), "not closed at the idle timeout");
+    // A connection that sends nothing is closed at the idle timeout too, having held nothing.
+    let mut c = Conn::open(p.addr);
+    assert!(closed_by_server(&mut c), "a silent connection not closed");
     // HTTP/1.0 without keep-alive: answered, then closed.
     let mut c = Conn::open(p.addr);
     c.send(b"GET /healthz HTTP/1.0\r\n\r\n");

@@ -34,6 +34,10 @@ use crate::runtime::core::{BodyBudget, Core};
 
 /// Initial connection buffer; grows up to the head limit, or to hold a body.
 const INITIAL_BUFFER: usize = 16 * 1024;
+/// How long an idle keep-alive connection keeps its buffers before giving them up (taken
+/// again when its next request's first byte arrives): a busy connection never pays for it,
+/// and thousands of idle ones hold almost nothing.
+const IDLE_HOLD: Duration = Duration::from_millis(250);
 /// How long a closing connection keeps reading (and dropping) what the client still sends.
 const LINGER: Duration = Duration::from_secs(1);
 /// Most bytes a closing connection drains.
@@ -93,18 +97,21 @@ pub async fn serve(stream: TcpStream, core: &Core) {
     let _ = stream.set_write_timeout(Some(core.config().write_timeout));
     let stream = match &core.config().tls {
         None => Stream::Plain(stream),
-        Some(tls) => match handshake(stream, tls, core.config().head_timeout).await {
+        // Boxed, as the request's future below: only the connection's idle state stays in
+        // its task.
+        Some(tls) => match Box::pin(handshake(stream, tls, core.config().head_timeout)).await {
             Some(s) => s,
             None => return,
         },
     };
+    // No buffer until the first byte arrives (`wait_idle`).
     let mut c = Conn {
         stream,
-        buf: vec![0; INITIAL_BUFFER],
+        buf: Vec::new(),
         filled: 0,
         headers: Vec::new(),
         body: Vec::new(),
-        out: Vec::with_capacity(4096),
+        out: Vec::new(),
         budget: &core.shared.body_budget,
         reserved: 0,
     };
@@ -117,7 +124,7 @@ pub async fn serve(stream: TcpStream, core: &Core) {
                 // refusal is in that path's dialect.
                 let line = c.buf.get(..c.filled).unwrap_or_default();
                 let wire = crate::dialect::of_path(request_line_path(line));
-                return c.refuse(core, &err, wire).await;
+                return Box::pin(c.refuse(core, &err, wire)).await;
             }
         };
         core.metrics().requests.fetch_add(1, Ordering::Relaxed);
@@ -132,14 +139,14 @@ pub async fn serve(stream: TcpStream, core: &Core) {
             )
         {
             let wire = crate::dialect::of_request(head.path(&c.buf), &c.buf, &c.headers);
-            return c.refuse(core, &err, wire).await;
+            return Box::pin(c.refuse(core, &err, wire)).await;
         }
         let consumed = match c.read_body(core, &head).await {
             Ok(Some(n)) => n,
             Ok(None) => return,
             Err(err) => {
                 let wire = crate::dialect::of_request(head.path(&c.buf), &c.buf, &c.headers);
-                return c.refuse(core, &err, wire).await;
+                return Box::pin(c.refuse(core, &err, wire)).await;
             }
         };
         let started = Instant::now();
@@ -172,9 +179,13 @@ pub async fn serve(stream: TcpStream, core: &Core) {
             must_close: !head.keep_alive || core.shutting_down(),
             sent: false,
         };
+        // Inline: the request's future (routing, the upstream exchange, the relay) is most of
+        // the task's ~11 KB, idle or not. Boxing it cut an idle connection's task to 1.2 KB,
+        // but moved and allocated 10 KB per request; not kept until measured free
+        // (benches/RESULTS.md, "Idle connections").
         let next = crate::gateway::paths::handle(core, &req, &mut client).await;
         if next == Next::Close || !head.keep_alive || core.shutting_down() {
-            return c.close().await;
+            return Box::pin(c.close()).await;
         }
         // Keep what follows this request (a pipelined one) at the front of the buffer.
         c.buf.copy_within(consumed..c.filled, 0);
@@ -216,10 +227,16 @@ impl Conn<'_> {
         let cfg = core.config();
         let limits = &cfg.limits;
         // Clocks are read only when the connection has to wait (a pipelined request already
-        // in the buffer needs none).
-        let mut idle_deadline = None;
+        // in the buffer needs none). An idle connection waits for its next request's first
+        // byte in `wait_idle`; the head clock starts then.
         let mut head_deadline = None;
         let mut pipelined = self.filled > 0;
+        if !pipelined {
+            if !self.wait_idle(core).await {
+                return Read::Gone;
+            }
+            head_deadline = Some(Instant::now() + cfg.head_timeout);
+        }
         loop {
             if self.filled > 0 {
                 match parse_head(
@@ -247,58 +264,88 @@ impl Conn<'_> {
                 head_deadline = Some(now + cfg.head_timeout);
                 pipelined = false;
             }
-            let wait = match head_deadline {
-                Some(d) => {
-                    if now >= d {
-                        return Read::Refuse(Error::new(
-                            ErrorKind::RequestTimeout,
-                            format!(
-                                "request head not received within {} ms",
-                                cfg.head_timeout.as_millis()
-                            ),
-                        ));
-                    }
-                    d - now
-                }
-                None => {
-                    let idle = *idle_deadline.get_or_insert(now + cfg.idle_timeout);
-                    if now >= idle || core.shutting_down() {
-                        return Read::Gone;
-                    }
-                    idle - now
-                }
-            };
-            self.stream.set_read_timeout(Some(wait));
+            let deadline = *head_deadline.get_or_insert(now + cfg.head_timeout);
+            if now >= deadline {
+                return Read::Refuse(Error::new(
+                    ErrorKind::RequestTimeout,
+                    format!(
+                        "request head not received within {} ms",
+                        cfg.head_timeout.as_millis()
+                    ),
+                ));
+            }
+            self.stream.set_read_timeout(Some(deadline - now));
             let spare = self.buf.get_mut(self.filled..).unwrap_or_default();
-            // An idle connection sleeps until a byte, its deadline or shutdown: nothing wakes
-            // it to poll.
-            let read = if head_deadline.is_none() {
-                use futures_lite::FutureExt as _;
-                let stream = &mut self.stream;
-                async { Some(stream.read(spare).await) }
-                    .or(async {
-                        core.shutdown_started().await;
-                        None
-                    })
-                    .await
-            } else {
-                Some(self.stream.read(spare).await)
-            };
-            let Some(read) = read else {
-                return Read::Gone;
-            };
+            let read = self.stream.read(spare).await;
             match read {
                 Ok(0) => return Read::Gone,
-                Ok(n) => {
-                    if self.filled == 0 {
-                        head_deadline = Some(Instant::now() + cfg.head_timeout);
-                    }
-                    self.filled += n;
-                }
+                Ok(n) => self.filled += n,
                 Err(e) if e.kind() == IoKind::TimedOut => {}
                 Err(_) => return Read::Gone,
             }
         }
+    }
+
+    /// Waits on an idle connection (nothing buffered) for its next request's first bytes,
+    /// until the idle timeout or shutdown (`false`: gone). The buffers are kept for
+    /// [`IDLE_HOLD`], then given up; the connection then waits on a one-byte read and takes
+    /// a buffer again when that byte arrives.
+    async fn wait_idle(&mut self, core: &Core) -> bool {
+        use futures_lite::FutureExt as _;
+        let idle = Instant::now() + core.config().idle_timeout;
+        let mut first = [0u8; 1];
+        loop {
+            let now = Instant::now();
+            if now >= idle || core.shutting_down() {
+                return false;
+            }
+            let holding = !self.buf.is_empty();
+            let wait = if holding {
+                (idle - now).min(IDLE_HOLD)
+            } else {
+                idle - now
+            };
+            self.stream.set_read_timeout(Some(wait));
+            let Self { stream, buf, .. } = self;
+            let into: &mut [u8] = if holding { buf } else { &mut first };
+            // Nothing wakes an idle connection to poll: a byte, its deadline or shutdown.
+            let read = async { Some(stream.read(into).await) }
+                .or(async {
+                    core.shutdown_started().await;
+                    None
+                })
+                .await;
+            match read {
+                None | Some(Ok(0)) => return false,
+                Some(Ok(n)) => {
+                    if !holding {
+                        self.buf = vec![0; INITIAL_BUFFER];
+                        if let Some(b) = self.buf.first_mut() {
+                            *b = first[0];
+                        }
+                    }
+                    self.filled = n;
+                    return true;
+                }
+                Some(Err(e)) if e.kind() == IoKind::TimedOut => {
+                    if holding {
+                        self.release();
+                    }
+                }
+                Some(Err(_)) => return false,
+            }
+        }
+    }
+
+    /// Gives up every buffer (an idle connection): what it held goes back to the allocator
+    /// and the body budget.
+    fn release(&mut self) {
+        self.buf = Vec::new();
+        self.out = Vec::new();
+        self.headers = Vec::new();
+        self.body = Vec::new();
+        self.budget.release(self.reserved);
+        self.reserved = 0;
     }
 
     /// Whether the whole body of `head` is already in the buffer (nothing to wait for).
@@ -498,6 +545,9 @@ impl Conn<'_> {
         self.stream.shutdown_write().await;
         let until = Instant::now() + LINGER;
         let mut drained = 0usize;
+        if self.buf.is_empty() {
+            self.buf = vec![0; 4096];
+        }
         let keep = INITIAL_BUFFER.min(self.buf.len());
         let sink = self.buf.get_mut(..keep).unwrap_or_default();
         while drained < LINGER_BYTES {
