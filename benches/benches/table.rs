@@ -14,62 +14,10 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use switchyard_table::{Request, Table};
+use switchyard_benches::Arena;
+use switchyard_table::Table;
 
 const SIZES: [usize; 4] = [10, 100, 1_000, 10_000];
-
-/// One request's values as spans into [`Arena::bytes`]: four string fields, then the
-/// numbers.
-type Spans = (
-    [Option<(usize, usize)>; 4],
-    Option<u64>,
-    Option<switchyard_table::Micros>,
-);
-
-/// Request attribute values copied into one buffer, with the spans of each request.
-struct Arena {
-    bytes: Vec<u8>,
-    spans: Vec<Spans>,
-}
-
-impl Arena {
-    fn of(attrs: &[policyc::interp::Attrs]) -> Self {
-        let mut bytes = Vec::new();
-        let mut spans = Vec::with_capacity(attrs.len());
-        for a in attrs {
-            let mut put = |v: &Option<String>| {
-                v.as_ref().map(|s| {
-                    let start = bytes.len();
-                    bytes.extend_from_slice(s.as_bytes());
-                    (start, bytes.len())
-                })
-            };
-            let strs = [
-                put(&a.tenant),
-                put(&a.data_class),
-                put(&a.user_role),
-                put(&a.model),
-            ];
-            spans.push((strs, a.latency_budget_ms, a.cost_cap_per_1k));
-        }
-        Self { bytes, spans }
-    }
-
-    fn requests(&self) -> Vec<Request<'_>> {
-        let get = |s: Option<(usize, usize)>| s.map(|(a, b)| &self.bytes[a..b]);
-        self.spans
-            .iter()
-            .map(|(s, latency, cost)| Request {
-                tenant: get(s[0]),
-                data_class: get(s[1]),
-                user_role: get(s[2]),
-                model: get(s[3]),
-                latency_budget_ms: *latency,
-                cost_cap_per_1k: *cost,
-            })
-            .collect()
-    }
-}
 
 fn compiled(rules: usize) -> policyc::Compiled {
     let text = switchyard_benches::policy(rules, 7);

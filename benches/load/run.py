@@ -1,21 +1,27 @@
 #!/usr/bin/env python3
-"""Load benchmark: mock upstream direct vs nginx vs switchyard in front of it, in one run.
+"""Load benchmark: nginx vs switchyard (audit off, buffered, strict) in front of the same mock
+upstream, in one command, alternating rounds.
 
-    benches/load/run.py [--duration 10] [--connections 64] [--out results.json] [--audit-rounds N]
-                        [--auth-rounds N] [--dialect-rounds N]
-                        [--baseline OTHER_SWITCHYARD [--baseline-rounds N] [--baseline-policyc P]]
+    benches/load/run.py [--rounds 5] [--duration 10] [--connections 32] [--body json|stream]
+                        [--out results.json]
+                        [--audit-rounds N | --auth-rounds N | --dialect-rounds N |
+                         --baseline OTHER_SWITCHYARD [--baseline-rounds N] [--baseline-policyc P]]
 
 Installs wrk and nginx from Debian when missing (root), builds the release binaries, then for
-each body (JSON, streaming SSE) measures, with wrk (one thread) and the mock upstream pinned
-to CPU 0 and the proxy under test (one worker / one core) pinned to CPU 1:
+each body (JSON, streaming SSE), --rounds times, runs every target in an order rotated each
+round (so this VM's slow drifts hit all alike), with wrk (one thread) and the mock upstream
+pinned to CPU 0 and the proxy under test (one nginx worker / `--cores 1`) pinned to CPU 1:
 
-  * throughput at --connections: requests/s, p50/p90/p99 latency, proxy CPU time per request
-    (utime+stime from /proc of every proxy process, divided by requests);
-  * latency at concurrency 1: p50/p90/p99, and the p50 added over the direct run.
+  * throughput at --connections: requests/s, p99 latency, proxy CPU time per request
+    (utime+stime from /proc of every proxy process, divided by requests), proxy RSS after
+    the run (VmRSS summed over its processes);
+  * latency at concurrency 1: p50 and p99, and the p50 added over the mock called directly.
 
-Every run must return only 2xx answers, or the harness fails. switchyard runs three ways:
-audit off (`--no-audit`), audit buffered (the default) and audit strict. The request body is a ~1 KB
-OpenAI chat request (`model: auto`, which switchyard rewrites to the endpoint's model).
+Every run must return only 2xx answers, or the harness fails. Prints one table row per
+target and round, then the medians over rounds: each switchyard's throughput ÷ nginx's,
+buffered p99 ÷ audit-off p99, strict ÷ buffered throughput, and the c=1 added p50/p99 of
+nginx and switchyard. The request body is a ~1 KB OpenAI chat request (`model: auto`, which
+switchyard rewrites to the endpoint's model).
 """
 
 import argparse
@@ -148,19 +154,53 @@ def wrk(url, body_file, connections, duration, headers=None):
     return {"rps": rps, "requests": total, "p50_us": pct(50), "p90_us": pct(90), "p99_us": pct(99)}
 
 
-def measure(name, url, pids, body_file, args):
-    before = cpu_seconds(pids)
-    load = wrk(url, body_file, args.connections, args.duration)
-    used = cpu_seconds(pids) - before
-    load["cpu_us_per_req"] = used / load["requests"] * 1e6 if pids else None
-    one = wrk(url, body_file, 1, args.duration)
-    return {"target": name, "load": load, "c1": one}
+def rss_mb(pids):
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        except (FileNotFoundError, StopIteration):
+            pass
+    return total / 1024
+
+
+def comparison_rounds(targets, mock_addr, tmp, args):
+    """Each body, --rounds rounds over `targets` (name, addr, pids), the order rotated each
+    round; in each round, every target under load then every target at concurrency 1 (the
+    mock called directly too, as the reference for added latency)."""
+    results = []
+    for stream in (False, True):
+        kind = "stream" if stream else "json"
+        if args.body not in (None, kind):
+            continue
+        body_file = os.path.join(tmp, f"body-{kind}.json")
+        with open(body_file, "w") as f:
+            f.write(body(stream))
+        for i in range(args.rounds):
+            shift = i % len(targets)
+            order = targets[shift:] + targets[:shift]
+            row = {"body": kind, "round": i + 1, "load": {}, "c1": {}}
+            for name, a, pids in order:
+                print(f"{kind:6} round {i + 1} {name:24} load ...", flush=True)
+                before = cpu_seconds(pids)
+                load = wrk(f"http://{a}/v1/chat/completions", body_file, args.connections, args.duration)
+                load["cpu_us_per_req"] = (cpu_seconds(pids) - before) / load["requests"] * 1e6
+                load["rss_mb"] = rss_mb(pids)
+                row["load"][name] = load
+            for name, a, _ in [("direct", mock_addr, [])] + order:
+                print(f"{kind:6} round {i + 1} {name:24} c=1 ...", flush=True)
+                row["c1"][name] = wrk(f"http://{a}/v1/chat/completions", body_file, 1, args.duration)
+            results.append(row)
+    return results
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=10)
-    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="alternating rounds of the full comparison (medians are reported)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--audit-rounds", type=int, default=0,
                     help="instead of the full comparison, run only switchyard audit off / buffered /"
@@ -258,20 +298,9 @@ http {{
         if args.dialect_rounds:
             dialect_rounds(mock_addr, tmp, args, procs)
             return
-        results = []
-        for stream in (False, True):
-            kind = "stream" if stream else "json"
-            body_file = os.path.join(tmp, f"body-{kind}.json")
-            with open(body_file, "w") as f:
-                f.write(body(stream))
-            for name, url, pids in [
-                ("direct", f"http://{mock_addr}/v1/chat/completions", []),
-                ("nginx", f"http://127.0.0.1:{nginx_port}/v1/chat/completions", ng_pids),
-            ] + [(n, f"http://{a}/v1/chat/completions", [p.pid]) for n, a, p in sy_targets]:
-                print(f"{kind:6} {name:10} ...", flush=True)
-                r = measure(name, url, pids, body_file, args)
-                r["body"] = kind
-                results.append(r)
+        targets = [("nginx", f"127.0.0.1:{nginx_port}", ng_pids)] + \
+            [(n, a, [p.pid]) for n, a, p in sy_targets]
+        results = comparison_rounds(targets, mock_addr, tmp, args)
         report(results, args)
         if args.out:
             with open(args.out, "w") as f:
@@ -544,26 +573,43 @@ rules:
 
 
 def report(results, args):
-    print(f"\n{args.connections} connections, {args.duration} s per run; c=1 rows: one connection\n")
-    print("| body | target | req/s | p50 µs | p90 µs | p99 µs | proxy CPU µs/req | c=1 p50 µs | c=1 p99 µs | added c=1 p50 µs |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    import statistics
+    med = statistics.median
+    sy = ("switchyard", "switchyard+audit", "switchyard+audit-strict")
+    print(f"\n{args.connections} connections, {args.duration} s per run, {args.rounds} rounds;"
+          " c=1: one connection, added = p50/p99 minus the mock's own\n")
+    print("| body | round | target | req/s | × nginx | p99 ms | CPU µs/req | RSS MB | c=1 added p50 µs | c=1 p99 µs |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in results:
+        ng = r["load"]["nginx"]["rps"]
+        direct = r["c1"]["direct"]
+        for name in ("nginx",) + sy:
+            l, c = r["load"][name], r["c1"][name]
+            print(f"| {r['body']} | {r['round']} | {name} | {l['rps']:.0f} | {l['rps'] / ng:.2f} | "
+                  f"{l['p99_us'] / 1000:.2f} | {l['cpu_us_per_req']:.1f} | {l['rss_mb']:.0f} | "
+                  f"{c['p50_us'] - direct['p50_us']:.0f} | {c['p99_us']:.0f} |")
+    print("\nMedians over rounds:\n")
+    print("| body | target | req/s × nginx | p99 ms | CPU µs/req (nginx) | RSS MB | c=1 added p50 µs | c=1 p99 ÷ nginx's |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for kind in ("json", "stream"):
         rows = [r for r in results if r["body"] == kind]
-        direct = next(r for r in rows if r["target"] == "direct")
-        for r in rows:
-            l, c = r["load"], r["c1"]
-            cpu = f"{l['cpu_us_per_req']:.1f}" if l["cpu_us_per_req"] is not None else "—"
-            added = "—" if r is direct else f"{c['p50_us'] - direct['c1']['p50_us']:.0f}"
-            print(f"| {kind} | {r['target']} | {l['rps']:.0f} | {l['p50_us']:.0f} | {l['p90_us']:.0f} | "
-                  f"{l['p99_us']:.0f} | {cpu} | {c['p50_us']:.0f} | {c['p99_us']:.0f} | {added} |")
-    for kind in ("json", "stream"):
-        rows = {r["target"]: r for r in results if r["body"] == kind}
-        ratio = rows["switchyard"]["load"]["rps"] / rows["nginx"]["load"]["rps"]
-        print(f"\n{kind}: switchyard / nginx throughput = {ratio:.2f}x; CPU/req "
-              f"{rows['switchyard']['load']['cpu_us_per_req']:.1f} vs {rows['nginx']['load']['cpu_us_per_req']:.1f} µs")
-        for audited in ("switchyard+audit", "switchyard+audit-strict"):
-            r = rows[audited]["load"]["rps"] / rows["switchyard"]["load"]["rps"]
-            print(f"{kind}: {audited} / switchyard (audit off) throughput = {r:.2f}x")
+        if not rows:
+            continue
+        for name in ("nginx",) + sy:
+            ratio = med(r["load"][name]["rps"] / r["load"]["nginx"]["rps"] for r in rows)
+            p99 = med(r["load"][name]["p99_us"] for r in rows) / 1000
+            cpu = med(r["load"][name]["cpu_us_per_req"] for r in rows)
+            ng_cpu = med(r["load"]["nginx"]["cpu_us_per_req"] for r in rows)
+            rss = med(r["load"][name]["rss_mb"] for r in rows)
+            added = med(r["c1"][name]["p50_us"] - r["c1"]["direct"]["p50_us"] for r in rows)
+            c1p99 = med(r["c1"][name]["p99_us"] / r["c1"]["nginx"]["p99_us"] for r in rows)
+            print(f"| {kind} | {name} | {ratio:.2f} | {p99:.2f} | {cpu:.1f} ({ng_cpu:.1f}) | {rss:.0f} | "
+                  f"{added:.0f} | {c1p99:.2f} |")
+        buf_p99 = med(r["load"][sy[1]]["p99_us"] / r["load"][sy[0]]["p99_us"] for r in rows)
+        strict = med(r["load"][sy[2]]["rps"] / r["load"][sy[1]]["rps"] for r in rows)
+        off = med(r["load"][sy[1]]["rps"] / r["load"][sy[0]]["rps"] for r in rows)
+        print(f"\n{kind}: buffered / off throughput {off:.2f}x; buffered p99 / off p99 {buf_p99:.2f}x;"
+              f" strict / buffered throughput {strict:.2f}x\n")
 
 
 if __name__ == "__main__":

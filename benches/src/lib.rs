@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 
 use policyc::interp::Attrs;
-use switchyard_table::Micros;
+use switchyard_table::{Micros, Request};
 
 /// A small deterministic PRNG (xorshift64*): no dependency, same sequence everywhere.
 #[derive(Clone, Debug)]
@@ -207,4 +207,57 @@ pub fn requests(rules: usize, n: usize, seed: u64) -> Vec<Attrs> {
             cost_cap_per_1k: rng.chance(40).then(|| Micros(rng.next_u64() % 20_000)),
         })
         .collect()
+}
+
+/// One request's values as spans into [`Arena`]'s buffer: four string fields, then the
+/// numbers.
+type Spans = ([Option<(usize, usize)>; 4], Option<u64>, Option<Micros>);
+
+/// Request attribute values copied into one buffer, as they are in a router's connection
+/// buffer (not in thousands of scattered heap strings), with the spans of each request.
+#[derive(Debug)]
+pub struct Arena {
+    bytes: Vec<u8>,
+    spans: Vec<Spans>,
+}
+
+impl Arena {
+    #[must_use]
+    pub fn of(attrs: &[Attrs]) -> Self {
+        let mut bytes = Vec::new();
+        let mut spans = Vec::with_capacity(attrs.len());
+        for a in attrs {
+            let mut put = |v: &Option<String>| {
+                v.as_ref().map(|s| {
+                    let start = bytes.len();
+                    bytes.extend_from_slice(s.as_bytes());
+                    (start, bytes.len())
+                })
+            };
+            let strs = [
+                put(&a.tenant),
+                put(&a.data_class),
+                put(&a.user_role),
+                put(&a.model),
+            ];
+            spans.push((strs, a.latency_budget_ms, a.cost_cap_per_1k));
+        }
+        Self { bytes, spans }
+    }
+
+    #[must_use]
+    pub fn requests(&self) -> Vec<Request<'_>> {
+        let get = |s: Option<(usize, usize)>| s.and_then(|(a, b)| self.bytes.get(a..b));
+        self.spans
+            .iter()
+            .map(|(s, latency, cost)| Request {
+                tenant: get(s[0]),
+                data_class: get(s[1]),
+                user_role: get(s[2]),
+                model: get(s[3]),
+                latency_budget_ms: *latency,
+                cost_cap_per_1k: *cost,
+            })
+            .collect()
+    }
 }

@@ -5,23 +5,25 @@
 use super::*;
 
 impl<'a> Table<'a> {
-    #[inline]
+    #[inline(always)]
     pub(super) fn lookup_literal(&self, rt: &FieldRt<'a>, value: &[u8]) -> Option<u32> {
-        if rt.lits.is_empty() {
+        let (slots, _) = rt.lits.as_chunks::<16>();
+        if slots.is_empty() {
             return None;
         }
         let hash = literal_hash(value);
         let mut slot = hash & rt.mask;
         // Bounded by the slot count: terminates even on a table with no empty slot.
         for _ in 0..=rt.mask {
-            let r = rec16(rt.lits, ix(slot));
-            let class = le32(&r, literal::CLASS);
+            // Validation made the slot count the mask plus one.
+            let r = slots.get(ix(slot))?;
+            let class = le32(r, literal::CLASS);
             if class == NONE {
                 return None;
             }
-            if le32(&r, literal::HASH) == hash
+            if le32(r, literal::HASH) == hash
                 && bytes_eq(
-                    self.str_at(le32(&r, literal::TEXT), le32(&r, literal::TEXT + 4)),
+                    self.str_at(le32(r, literal::TEXT), le32(r, literal::TEXT + 4)),
                     value,
                 )
             {
@@ -136,7 +138,9 @@ impl<'a> Table<'a> {
             is_default: false,
         };
         // Four words per step, accumulators in registers: one bounds check per column
-        // per step. The scan stops at the first block with a surviving rule.
+        // per step. A block is left as soon as it holds no rule (the sparsest columns come
+        // first, see `validate.rs`), and the scan stops at the first block with a
+        // surviving rule.
         let mut w = 0;
         while w + 4 <= words {
             let (mut a0, mut a1, mut a2, mut a3) = (!0u64, !0u64, !0u64, !0u64);
@@ -149,13 +153,16 @@ impl<'a> Table<'a> {
                     a1 = 0;
                     a2 = 0;
                     a3 = 0;
-                    continue;
+                    break;
                 };
                 let [b0, b1, b2, b3] = [0, 8, 16, 24].map(|o| word(&block, o / 8));
                 a0 &= b0;
                 a1 &= b1;
                 a2 &= b2;
                 a3 &= b3;
+                if a0 | a1 | a2 | a3 == 0 {
+                    break;
+                }
             }
             for (k, a) in [a0, a1, a2, a3].into_iter().enumerate() {
                 if a != 0 {

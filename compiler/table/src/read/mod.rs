@@ -70,9 +70,9 @@ fn rec16(section: &[u8], i: usize) -> [u8; 16] {
         .unwrap_or([0xff; 16])
 }
 
-/// Byte equality without a `memcmp` call for ids up to 32 bytes (the common case): four
-/// overlapping 8-byte reads per side cover every byte. Longer values fall back to the
-/// library compare.
+/// Byte equality without a `memcmp` call for ids up to 32 bytes (the common case): up to
+/// four overlapping reads per side cover every byte. Longer values fall back to the library
+/// compare.
 #[inline]
 fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
     let len = a.len();
@@ -85,13 +85,11 @@ fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
             .map_or(0, u64::from_le_bytes)
     };
     match len {
-        0 => true,
-        1..=7 => a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0,
-        8..=32 => {
-            let mid = (len / 2).saturating_sub(4).min(len - 8);
-            let at = [0, mid.min(8), len.saturating_sub(16).max(mid), len - 8];
-            at.iter().all(|&i| word(a, i) == word(b, i))
-        }
+        0..=8 => crate::partition::short_le(a) == crate::partition::short_le(b),
+        9..=16 => word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8),
+        17..=32 => [0, 8, len - 16, len - 8]
+            .into_iter()
+            .all(|at| word(a, at) == word(b, at)),
         _ => a == b,
     }
 }
