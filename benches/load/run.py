@@ -165,11 +165,8 @@ def rss_mb(pids):
     return total / 1024
 
 
-def comparison_rounds(targets, mock_addr, tmp, args):
-    """Each body, --rounds rounds over `targets` (name, addr, pids), the order rotated each
-    round; in each round, every target under load then every target at concurrency 1 (the
-    mock called directly too, as the reference for added latency)."""
-    results = []
+def bodies(tmp, args):
+    """(kind, path of the request body) for each body --body lets through."""
     for stream in (False, True):
         kind = "stream" if stream else "json"
         if args.body not in (None, kind):
@@ -177,6 +174,15 @@ def comparison_rounds(targets, mock_addr, tmp, args):
         body_file = os.path.join(tmp, f"body-{kind}.json")
         with open(body_file, "w") as f:
             f.write(body(stream))
+        yield kind, body_file
+
+
+def comparison_rounds(targets, mock_addr, tmp, args):
+    """Each body, --rounds rounds over `targets` (name, addr, pids), the order rotated each
+    round; in each round, every target under load then every target at concurrency 1 (the
+    mock called directly too, as the reference for added latency)."""
+    results = []
+    for kind, body_file in bodies(tmp, args):
         for i in range(args.rounds):
             shift = i % len(targets)
             order = targets[shift:] + targets[:shift]
@@ -319,13 +325,7 @@ def alternate(targets, tmp, args, rounds):
     """Each body, `rounds` rounds over `targets` (name, addr, proc, headers), the order rotated
     each round so this VM's slow drifts hit all alike. Returns (body, round, {name: load})."""
     rows = []
-    for stream in (False, True):
-        kind = "stream" if stream else "json"
-        if args.body not in (None, kind):
-            continue
-        body_file = os.path.join(tmp, f"body-{kind}.json")
-        with open(body_file, "w") as f:
-            f.write(body(stream))
+    for kind, body_file in bodies(tmp, args):
         for i in range(rounds):
             shift = i % len(targets)
             got = {}

@@ -211,6 +211,10 @@ pub struct WriterConfig {
     pub max_shard_age: Duration,
     /// Rows per row group (the writer also cuts one when a shard is sealed).
     pub row_group_rows: usize,
+    /// A row group is also cut when the records waiting for it hold this many bytes of
+    /// memory: what bounds the writer's memory (and the time one encoding takes) when
+    /// records are large.
+    pub row_group_bytes: usize,
     /// Identifies this process in shard names: host, pid, start time.
     pub node: String,
     /// How often write-ahead logs are fsynced.

@@ -99,10 +99,15 @@ pub(super) struct Writer {
 /// partitions cannot add up to unbounded memory.
 const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
-/// A record's size in memory, roughly: the fixed fields plus its strings.
+/// A record's size in memory, roughly: the struct plus its strings.
 fn record_bytes(r: &Record) -> usize {
     let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    160 + r.request_id.len()
+    std::mem::size_of::<Record>()
+        + r.request_id.len()
+        + r.retry_reasons.as_ref().map_or(0, String::len)
+        + r.upstream_model.as_ref().map_or(0, String::len)
+        + r.api.as_ref().map_or(0, String::len)
+        + r.stop_reason.as_ref().map_or(0, String::len)
         + [
             &r.tenant,
             &r.tenant_claimed,
@@ -241,7 +246,9 @@ impl Writer {
         let Some(shard) = self.open.get_mut(&partition) else {
             return true;
         };
-        if shard.pending.len() >= self.config.row_group_rows {
+        if shard.pending.len() >= self.config.row_group_rows
+            || shard.pending_bytes >= self.config.row_group_bytes
+        {
             self.flush_row_group(&partition);
             if self
                 .open
@@ -609,5 +616,51 @@ mod tests {
             super::super::text(&[b'a'; 1000]).len(),
             super::super::MAX_TEXT
         );
+    }
+
+    /// Row groups are cut by memory as well as by rows: records waiting for a row group
+    /// never hold more than `row_group_bytes` (plus one record).
+    #[test]
+    fn row_groups_are_cut_by_bytes() {
+        use parquet::file::reader::{FileReader, SerializedFileReader};
+        let dir = tempfile::tempdir().unwrap();
+        let record = |i: i64| Record {
+            ts_ms: 1_795_332_412_000 + i,
+            request_id: format!("req-{i:04}"),
+            tenant: Some("acme".into()),
+            error: Some("x".repeat(200)),
+            ..Record::default()
+        };
+        let per_record = record_bytes(&record(0));
+        let config = WriterConfig {
+            dir: dir.path().to_owned(),
+            max_shard_bytes: u64::MAX,
+            max_shard_age: Duration::from_secs(3600),
+            row_group_rows: 1000,
+            row_group_bytes: 10 * per_record,
+            node: "test".into(),
+            flush_interval: Duration::from_secs(1),
+            ship: None,
+        };
+        let schema = parquet::schema::parser::parse_message_type(super::super::SCHEMA).unwrap();
+        let mut w = Writer::new(config, Arc::default(), Arc::new(schema));
+        for i in 0..95 {
+            assert!(w.add(record(i)));
+        }
+        let partition = Partition::of(&record(0));
+        assert!(w.seal(&partition));
+        let shard = std::fs::read_dir(partition.dir(dir.path()))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        let reader = SerializedFileReader::new(File::open(shard).unwrap()).unwrap();
+        let rows: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(rows, [10, 10, 10, 10, 10, 10, 10, 10, 10, 5]);
     }
 }

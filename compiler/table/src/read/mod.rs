@@ -9,7 +9,9 @@
 //! class (hash lookup for literals, longest glob prefix, or a binary search over interval
 //! starts) and the class to a column: the set of rules that accept it. The AND of the
 //! columns, word by word, gives the matching rules; the lowest set bit is the first match
-//! in declaration order. The scan stops at the first non-zero word.
+//! in declaration order. The columns are ANDed sparsest field first (ordered at load), a
+//! block of words is left as soon as it is empty, and the scan stops at the first non-zero
+//! word.
 //!
 //! `validate.rs` holds [`Table::from_bytes`] and its checks, `eval.rs` the classifier,
 //! `views.rs` the typed views of records for tools; this file the table and its accessors.
