@@ -560,8 +560,6 @@ impl Drop for S3 {
     }
 }
 
-const TOOL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/s3_tool.py");
-
 fn s3s_fs_binary() -> std::path::PathBuf {
     let path = std::env::var_os("SWITCHYARD_S3S_FS").map_or_else(
         || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tools/bin/s3s-fs"),
@@ -667,19 +665,7 @@ impl S3 {
     }
 
     fn tool(&self, args: &[&str]) -> String {
-        let out = Command::new("python3")
-            .arg(TOOL)
-            .arg(args[0])
-            .arg(self.endpoint())
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "s3_tool {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        common::moto::s3_tool(&self.endpoint(), args)
     }
 
     fn create_bucket(&self, bucket: &str) {

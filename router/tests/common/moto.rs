@@ -63,19 +63,7 @@ impl Moto {
 
     /// Runs `s3_tool.py COMMAND ENDPOINT ARGS…`; its output.
     pub fn tool(&self, args: &[&str]) -> String {
-        let out = Command::new("python3")
-            .arg(TOOL)
-            .arg(args[0])
-            .arg(self.endpoint())
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "s3_tool {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        s3_tool(&self.endpoint(), args)
     }
 
     pub fn kill(&mut self) {
@@ -88,4 +76,22 @@ impl Drop for Moto {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Runs `s3_tool.py COMMAND ENDPOINT ARGS…` (botocore, an S3 client we did not write)
+/// against the S3 server at `endpoint`; its output. Panics with its stderr on failure.
+pub fn s3_tool(endpoint: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg(TOOL)
+        .arg(args[0])
+        .arg(endpoint)
+        .args(&args[1..])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "s3_tool {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
