@@ -392,7 +392,9 @@ impl<'a> Table<'a> {
     }
 
     /// Set bits per column of `f`, averaged over its columns, as a fixed-point number (the
-    /// sum scaled by 1,024 ÷ the column count). Reads the columns once, at load.
+    /// sum scaled by 1,024 ÷ the column count). An estimate for ordering: past 64 KiB of
+    /// columns only every 7th word is counted (no hardware popcount in the baseline x86-64
+    /// target; counting every word added 60% to loading a 10,000-rule table).
     fn average_density(&self, f: Field) -> u64 {
         let d = self.fields.get(f.index()).copied().unwrap_or_default();
         let col_bytes = ix(self.words) * 8;
@@ -401,11 +403,15 @@ impl<'a> Table<'a> {
             .columns
             .get(start..start + ix(d.col_count) * col_bytes)
             .unwrap_or_default();
+        let stride = if cols.len() > 64 * 1024 { 7 } else { 1 };
         let bits: u64 = cols
-            .chunks_exact(8)
-            .map(|w| u64::from(u64_at(w, 0).count_ones()))
+            .as_chunks::<8>()
+            .0
+            .iter()
+            .step_by(stride)
+            .map(|w| u64::from(u64::from_le_bytes(*w).count_ones()))
             .sum();
-        bits * 1024 / u64::from(d.col_count.max(1))
+        bits * 1024 * stride as u64 / u64::from(d.col_count.max(1))
     }
 
     pub(super) fn validate_string_field(&self, d: &FieldDesc) -> Result<(), &'static str> {
