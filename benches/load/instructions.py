@@ -2,7 +2,8 @@
 """Instructions per request on the router's request path, counted by Callgrind: a figure this
 noisy 2-vCPU VM cannot blur (throughput rounds here swing ±15%), for comparing two builds.
 
-    benches/load/instructions.py [--requests 1000,4000] [--stream]
+    benches/load/instructions.py [--requests 1000,4000] [--stream] [--whole]
+                                 [--audit buffered|strict|off]
                                  [--baseline OTHER_SWITCHYARD --baseline-policyc P]
 
 Runs each build's router (`--cores 1`, audit buffered) under `valgrind --tool=callgrind`,
@@ -11,7 +12,9 @@ upstream exchange, metrics, the audit hand-over — not the reactor, the audit w
 timers, whose work depends on wall time, which valgrind stretches). A client sends the
 requests one after another to a release `mock-upstream`; the per-request figure is the
 difference between the two request counts' totals divided by the difference in requests, so
-start-up work cancels out. Installs valgrind from Debian when missing (root).
+start-up work cancels out. `--whole` counts every thread instead (the reactor, timers, the
+audit writer's encoding and WAL, shutdown's final row group): the whole CPU a request costs,
+with a little wall-time-dependent work (timers) mixed in; `--audit` picks the durability. Installs valgrind from Debian when missing (root).
 """
 
 import argparse
@@ -38,16 +41,19 @@ def ensure_valgrind():
     run.sh("apt-get", "install", "-y", "-qq", "valgrind")
 
 
-def count(switchyard, swt, requests, stream, tmp, name):
-    """Callgrind's total inside `conn::serve` for `requests` requests."""
+def count(switchyard, swt, requests, stream, tmp, name, whole=False, audit="buffered"):
+    """Callgrind's total inside `conn::serve` (or in every thread, `whole`) for `requests`
+    requests."""
     out_dir = tempfile.mkdtemp(prefix=f"{name}-", dir=tmp)
     port = free_port()
+    collect = [] if whole else ["--collect-atstart=no", "--toggle-collect=*conn::serve*"]
+    audit_flags = ["--no-audit"] if audit == "off" else ["--audit-durability", audit]
     p = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out_dir}/cg.out",
-         "--collect-atstart=no", "--toggle-collect=*conn::serve*", "--separate-threads=yes",
+         *collect, "--separate-threads=yes",
          switchyard, "--table", swt, "--listen", f"127.0.0.1:{port}", "--cores", "1", "--no-auth",
          "--log", "warn", "--data-dir", os.path.join(out_dir, "data"),
-         "--admin-listen", "127.0.0.1:0"],
+         "--admin-listen", "127.0.0.1:0", *audit_flags],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     body = run.body(stream)
     deadline = time.time() + 120
@@ -78,7 +84,7 @@ def count(switchyard, swt, requests, stream, tmp, name):
             with open(os.path.join(out_dir, f)) as fh:
                 m = re.search(r"^summary: (\d+)", fh.read(), re.M)
                 totals.append(int(m.group(1)) if m else 0)
-    return max(totals)
+    return sum(totals) if whole else max(totals)
 
 
 def free_port():
@@ -93,6 +99,9 @@ def main():
     ap.add_argument("--requests", default="1000,4000",
                     help="two request counts; the figure is their totals' difference per request")
     ap.add_argument("--stream", action="store_true", help="streamed chat requests")
+    ap.add_argument("--whole", action="store_true",
+                    help="count every thread, not only the connection task")
+    ap.add_argument("--audit", default="buffered", choices=["buffered", "strict", "off"])
     ap.add_argument("--baseline", default=None, metavar="SWITCHYARD")
     ap.add_argument("--baseline-policyc", default=None, metavar="POLICYC")
     ap.add_argument("--no-build", action="store_true")
@@ -116,8 +125,8 @@ def main():
         per_request = {}
         for name, switchyard, policyc in builds:
             _, swt = run.bench_table(policyc, m.group(1), tmp, name)
-            a = count(switchyard, swt, low, args.stream, tmp, name)
-            b = count(switchyard, swt, high, args.stream, tmp, name)
+            a = count(switchyard, swt, low, args.stream, tmp, name, args.whole, args.audit)
+            b = count(switchyard, swt, high, args.stream, tmp, name, args.whole, args.audit)
             per_request[name] = (b - a) / (high - low)
             print(f"{name}: {a:,} instructions for {low} requests, {b:,} for {high}: "
                   f"{per_request[name]:,.0f} per request", flush=True)

@@ -37,158 +37,378 @@ pub(super) fn properties(metadata: Option<Vec<KeyValue>>) -> WriterProperties {
     props.build()
 }
 
-/// Encodes `rows` as one row group, columns in [`SCHEMA`] order.
-pub(super) fn write_row_group<W: std::io::Write + Send>(
-    writer: &mut SerializedFileWriter<W>,
-    rows: &mut [Record],
-) -> parquet::errors::Result<()> {
-    let mut rg = writer.next_row_group()?;
-    let mut index = 0usize;
-    while let Some(mut col) = rg.next_column()? {
-        match index {
-            0 => i64s(&mut col, rows, |r| Some(r.ts_ms), true)?,
-            1 => strings(
-                &mut col,
-                rows,
-                |r| Some(std::mem::take(&mut r.request_id)),
-                true,
-            )?,
-            2 => strings(&mut col, rows, |r| r.tenant.take(), false)?,
-            3 => strings(&mut col, rows, |r| r.data_class.take(), false)?,
-            4 => strings(&mut col, rows, |r| r.user_role.take(), false)?,
-            5 => i32s(&mut col, rows, |r| r.rule_index, false)?,
-            6 => strings(&mut col, rows, |r| r.rule_name.take(), false)?,
-            7 => strings(&mut col, rows, |r| r.endpoint_id.take(), false)?,
-            8 => strings(&mut col, rows, |r| r.model.take(), false)?,
-            9 => i32s(&mut col, rows, |r| Some(r.status), true)?,
-            10 => i64s(&mut col, rows, |r| Some(r.latency_ms), true)?,
-            11 => i64s(&mut col, rows, |r| r.upstream_latency_ms, false)?,
-            12 => i64s(&mut col, rows, |r| r.tokens_in, false)?,
-            13 => i64s(&mut col, rows, |r| r.tokens_out, false)?,
-            14 => bools(&mut col, rows, |r| r.tokens_estimated)?,
-            15 => i64s(&mut col, rows, |r| r.cost_micros, false)?,
-            16 => bools(&mut col, rows, |r| r.stream)?,
-            17 => strings(&mut col, rows, |r| r.error.take(), false)?,
-            18 => i64s(&mut col, rows, |r| Some(r.request_bytes), true)?,
-            19 => i64s(&mut col, rows, |r| Some(r.response_bytes), true)?,
-            20 => i32s(&mut col, rows, |r| r.upstream_status, false)?,
-            21 => strings(&mut col, rows, |r| r.fallback_from.take(), false)?,
-            22 => strings(&mut col, rows, |r| r.tenant_claimed.take(), false)?,
-            23 => strings(&mut col, rows, |r| r.key_id.take(), false)?,
-            24 => strings(&mut col, rows, |r| r.api.take(), false)?,
-            25 => strings(&mut col, rows, |r| r.upstream_model.take(), false)?,
-            26 => i64s(&mut col, rows, |r| r.cache_read_tokens, false)?,
-            27 => i64s(&mut col, rows, |r| r.cache_write_tokens, false)?,
-            28 => strings(&mut col, rows, |r| r.stop_reason.take(), false)?,
-            29 => i32s(&mut col, rows, |r| r.attempts, false)?,
-            30 => strings(&mut col, rows, |r| r.retry_reasons.take(), false)?,
-            31 => trace_ids(&mut col, rows)?,
-            32 => strings(&mut col, rows, |r| r.limit_mode.map(str::to_owned), false)?,
-            _ => {
-                return Err(parquet::errors::ParquetError::General(
+/// Records waiting for their row group, column by column: each record is copied into
+/// per-column buffers as it arrives (its strings' bytes into one buffer per column), so a
+/// waiting record costs its values and a few bytes of bookkeeping — not a struct and a heap
+/// string per field — and encoding walks flat arrays, with one allocation per string
+/// column per row group instead of one per value.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    rows: usize,
+    /// Bytes held by the buffers' contents (not their spare capacity).
+    bytes: usize,
+    ts: Vec<i64>,
+    request_id: Text,
+    tenant: Text,
+    data_class: Text,
+    user_role: Text,
+    rule_index: Opt<i32>,
+    rule_name: Text,
+    endpoint_id: Text,
+    model: Text,
+    status: Vec<i32>,
+    latency_ms: Vec<i64>,
+    upstream_latency_ms: Opt<i64>,
+    tokens_in: Opt<i64>,
+    tokens_out: Opt<i64>,
+    tokens_estimated: Vec<bool>,
+    cost_micros: Opt<i64>,
+    stream: Vec<bool>,
+    error: Text,
+    request_bytes: Vec<i64>,
+    response_bytes: Vec<i64>,
+    upstream_status: Opt<i32>,
+    fallback_from: Text,
+    tenant_claimed: Text,
+    key_id: Text,
+    api: Text,
+    upstream_model: Text,
+    cache_read_tokens: Opt<i64>,
+    cache_write_tokens: Opt<i64>,
+    stop_reason: Text,
+    attempts: Opt<i32>,
+    retry_reasons: Text,
+    trace_id: Text,
+    limit_mode: Text,
+}
+
+/// Bytes a row costs in [`Pending`] besides its strings' bytes: 8 per `i64`, 4 per `i32`,
+/// 1 per `bool`, 2 per optional column's level and 4 per string's end offset.
+const ROW_BYTES: usize = 8 * 10 + 4 * 4 + 2 + 2 * 26 + 4 * 17;
+
+impl Pending {
+    /// Rows waiting.
+    pub(super) fn len(&self) -> usize {
+        self.rows
+    }
+
+    /// Bytes the waiting rows take.
+    pub(super) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Appends `r` as the next row.
+    pub(super) fn push(&mut self, r: &Record) {
+        let before = self.text_bytes();
+        self.ts.push(r.ts_ms);
+        self.request_id.push(Some(&r.request_id));
+        self.tenant.push(r.tenant.as_deref());
+        self.data_class.push(r.data_class.as_deref());
+        self.user_role.push(r.user_role.as_deref());
+        self.rule_index.push(r.rule_index);
+        self.rule_name.push(r.rule_name.as_deref());
+        self.endpoint_id.push(r.endpoint_id.as_deref());
+        self.model.push(r.model.as_deref());
+        self.status.push(r.status);
+        self.latency_ms.push(r.latency_ms);
+        self.upstream_latency_ms.push(r.upstream_latency_ms);
+        self.tokens_in.push(r.tokens_in);
+        self.tokens_out.push(r.tokens_out);
+        self.tokens_estimated.push(r.tokens_estimated);
+        self.cost_micros.push(r.cost_micros);
+        self.stream.push(r.stream);
+        self.error.push(r.error.as_deref());
+        self.request_bytes.push(r.request_bytes);
+        self.response_bytes.push(r.response_bytes);
+        self.upstream_status.push(r.upstream_status);
+        self.fallback_from.push(r.fallback_from.as_deref());
+        self.tenant_claimed.push(r.tenant_claimed.as_deref());
+        self.key_id.push(r.key_id.as_deref());
+        self.api.push(r.api.as_deref());
+        self.upstream_model.push(r.upstream_model.as_deref());
+        self.cache_read_tokens.push(r.cache_read_tokens);
+        self.cache_write_tokens.push(r.cache_write_tokens);
+        self.stop_reason.push(r.stop_reason.as_deref());
+        self.attempts.push(r.attempts);
+        self.retry_reasons.push(r.retry_reasons.as_deref());
+        let hex = r.trace_id.map(|t| t.hex());
+        self.trace_id
+            .push_bytes(hex.as_ref().map(<[u8; 32]>::as_slice));
+        self.limit_mode.push(r.limit_mode);
+        self.rows += 1;
+        self.bytes += ROW_BYTES + (self.text_bytes() - before);
+    }
+
+    fn text_bytes(&self) -> usize {
+        self.texts().iter().map(|t| t.bytes.len()).sum()
+    }
+
+    fn texts(&self) -> [&Text; 17] {
+        [
+            &self.request_id,
+            &self.tenant,
+            &self.data_class,
+            &self.user_role,
+            &self.rule_name,
+            &self.endpoint_id,
+            &self.model,
+            &self.error,
+            &self.fallback_from,
+            &self.tenant_claimed,
+            &self.key_id,
+            &self.api,
+            &self.upstream_model,
+            &self.stop_reason,
+            &self.retry_reasons,
+            &self.trace_id,
+            &self.limit_mode,
+        ]
+    }
+
+    /// Encodes the waiting rows as one row group (columns in [`SCHEMA`](super::SCHEMA)
+    /// order) and empties `self` — written or not —, keeping its buffers' capacity for the
+    /// next group.
+    pub(super) fn write<W: std::io::Write + Send>(
+        &mut self,
+        writer: &mut SerializedFileWriter<W>,
+    ) -> parquet::errors::Result<()> {
+        let written = self.encode(writer);
+        self.clear();
+        written
+    }
+
+    fn encode<W: std::io::Write + Send>(
+        &mut self,
+        writer: &mut SerializedFileWriter<W>,
+    ) -> parquet::errors::Result<()> {
+        let mut rg = writer.next_row_group()?;
+        let mut index = 0usize;
+        while let Some(mut col) = rg.next_column()? {
+            let c = &mut col;
+            match index {
+                0 => c.typed::<Int64Type>().write_batch(&self.ts, None, None),
+                1 => self.request_id.write(c, true),
+                2 => self.tenant.write(c, false),
+                3 => self.data_class.write(c, false),
+                4 => self.user_role.write(c, false),
+                5 => self.rule_index.write::<Int32Type>(c),
+                6 => self.rule_name.write(c, false),
+                7 => self.endpoint_id.write(c, false),
+                8 => self.model.write(c, false),
+                9 => c.typed::<Int32Type>().write_batch(&self.status, None, None),
+                10 => c
+                    .typed::<Int64Type>()
+                    .write_batch(&self.latency_ms, None, None),
+                11 => self.upstream_latency_ms.write::<Int64Type>(c),
+                12 => self.tokens_in.write::<Int64Type>(c),
+                13 => self.tokens_out.write::<Int64Type>(c),
+                14 => c
+                    .typed::<BoolType>()
+                    .write_batch(&self.tokens_estimated, None, None),
+                15 => self.cost_micros.write::<Int64Type>(c),
+                16 => c.typed::<BoolType>().write_batch(&self.stream, None, None),
+                17 => self.error.write(c, false),
+                18 => c
+                    .typed::<Int64Type>()
+                    .write_batch(&self.request_bytes, None, None),
+                19 => c
+                    .typed::<Int64Type>()
+                    .write_batch(&self.response_bytes, None, None),
+                20 => self.upstream_status.write::<Int32Type>(c),
+                21 => self.fallback_from.write(c, false),
+                22 => self.tenant_claimed.write(c, false),
+                23 => self.key_id.write(c, false),
+                24 => self.api.write(c, false),
+                25 => self.upstream_model.write(c, false),
+                26 => self.cache_read_tokens.write::<Int64Type>(c),
+                27 => self.cache_write_tokens.write::<Int64Type>(c),
+                28 => self.stop_reason.write(c, false),
+                29 => self.attempts.write::<Int32Type>(c),
+                30 => self.retry_reasons.write(c, false),
+                31 => self.trace_id.write(c, false),
+                32 => self.limit_mode.write(c, false),
+                _ => Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),
-                ));
-            }
+                )),
+            }?;
+            col.close()?;
+            index += 1;
         }
-        col.close()?;
-        index += 1;
+        rg.close()?;
+        Ok(())
     }
-    rg.close()?;
-    Ok(())
-}
 
-type Col<'a, 'b> = parquet::file::writer::SerializedColumnWriter<'a>;
-
-/// Values and definition levels for an optional column (levels omitted when required).
-fn levels<T>(rows: &[Record], get: impl Fn(&Record) -> Option<T>) -> (Vec<T>, Vec<i16>) {
-    let mut values = Vec::with_capacity(rows.len());
-    let mut defs = Vec::with_capacity(rows.len());
-    for r in rows {
-        match get(r) {
-            Some(v) => {
-                values.push(v);
-                defs.push(1);
-            }
-            None => defs.push(0),
+    fn clear(&mut self) {
+        let Self {
+            rows,
+            bytes,
+            ts,
+            request_id,
+            tenant,
+            data_class,
+            user_role,
+            rule_index,
+            rule_name,
+            endpoint_id,
+            model,
+            status,
+            latency_ms,
+            upstream_latency_ms,
+            tokens_in,
+            tokens_out,
+            tokens_estimated,
+            cost_micros,
+            stream,
+            error,
+            request_bytes,
+            response_bytes,
+            upstream_status,
+            fallback_from,
+            tenant_claimed,
+            key_id,
+            api,
+            upstream_model,
+            cache_read_tokens,
+            cache_write_tokens,
+            stop_reason,
+            attempts,
+            retry_reasons,
+            trace_id,
+            limit_mode,
+        } = self;
+        *rows = 0;
+        *bytes = 0;
+        for v in [ts, latency_ms, request_bytes, response_bytes] {
+            v.clear();
+        }
+        status.clear();
+        tokens_estimated.clear();
+        stream.clear();
+        for o in [rule_index, upstream_status, attempts] {
+            o.clear();
+        }
+        for o in [
+            upstream_latency_ms,
+            tokens_in,
+            tokens_out,
+            cost_micros,
+            cache_read_tokens,
+            cache_write_tokens,
+        ] {
+            o.clear();
+        }
+        for t in [
+            request_id,
+            tenant,
+            data_class,
+            user_role,
+            rule_name,
+            endpoint_id,
+            model,
+            error,
+            fallback_from,
+            tenant_claimed,
+            key_id,
+            api,
+            upstream_model,
+            stop_reason,
+            retry_reasons,
+            trace_id,
+            limit_mode,
+        ] {
+            t.clear();
         }
     }
-    (values, defs)
 }
 
-fn i64s(
-    col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> Option<i64>,
-    required: bool,
-) -> parquet::errors::Result<()> {
-    let (values, defs) = levels(rows, get);
-    let defs = (!required).then_some(defs.as_slice());
-    col.typed::<Int64Type>().write_batch(&values, defs, None)?;
-    Ok(())
+type Col<'a> = parquet::file::writer::SerializedColumnWriter<'a>;
+
+/// An optional numeric column: the present values and every row's definition level.
+#[derive(Debug)]
+struct Opt<T> {
+    values: Vec<T>,
+    defs: Vec<i16>,
 }
 
-fn i32s(
-    col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> Option<i32>,
-    required: bool,
-) -> parquet::errors::Result<()> {
-    let (values, defs) = levels(rows, get);
-    let defs = (!required).then_some(defs.as_slice());
-    col.typed::<Int32Type>().write_batch(&values, defs, None)?;
-    Ok(())
-}
-
-fn bools(
-    col: &mut Col<'_, '_>,
-    rows: &[Record],
-    get: impl Fn(&Record) -> bool,
-) -> parquet::errors::Result<()> {
-    let values: Vec<bool> = rows.iter().map(get).collect();
-    col.typed::<BoolType>().write_batch(&values, None, None)?;
-    Ok(())
-}
-
-/// A string column; the strings are moved out of the records (no copy).
-fn strings(
-    col: &mut Col<'_, '_>,
-    rows: &mut [Record],
-    take: impl Fn(&mut Record) -> Option<String>,
-    required: bool,
-) -> parquet::errors::Result<()> {
-    let mut values = Vec::with_capacity(rows.len());
-    let mut defs = Vec::with_capacity(rows.len());
-    for r in rows.iter_mut() {
-        match take(r) {
-            Some(s) => {
-                values.push(ByteArray::from(s.into_bytes()));
-                defs.push(1);
-            }
-            None => defs.push(0),
+impl<T> Default for Opt<T> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            defs: Vec::new(),
         }
     }
-    let defs = (!required).then_some(defs.as_slice());
-    col.typed::<ByteArrayType>()
-        .write_batch(&values, defs, None)?;
-    Ok(())
 }
 
-/// The `trace_id` column: every id's hex in one buffer, each value a slice of it (one
-/// allocation per row group, not one per row).
-fn trace_ids(col: &mut Col<'_, '_>, rows: &[Record]) -> parquet::errors::Result<()> {
-    let mut hex = Vec::with_capacity(rows.len() * 32);
-    let mut defs = Vec::with_capacity(rows.len());
-    for r in rows {
-        if let Some(t) = r.trace_id {
-            hex.extend_from_slice(&t.hex());
+impl<T: Copy> Opt<T> {
+    fn push(&mut self, v: Option<T>) {
+        if let Some(v) = v {
+            self.values.push(v);
         }
-        defs.push(i16::from(r.trace_id.is_some()));
+        self.defs.push(i16::from(v.is_some()));
     }
-    let hex = bytes::Bytes::from(hex);
-    let values: Vec<ByteArray> = (0..hex.len() / 32)
-        .map(|i| ByteArray::from(hex.slice(i * 32..(i + 1) * 32)))
-        .collect();
-    col.typed::<ByteArrayType>()
-        .write_batch(&values, Some(&defs), None)?;
-    Ok(())
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.defs.clear();
+    }
+
+    fn write<D>(&self, col: &mut Col<'_>) -> parquet::errors::Result<usize>
+    where
+        D: parquet::data_type::DataType<T = T>,
+    {
+        col.typed::<D>()
+            .write_batch(&self.values, Some(&self.defs), None)
+    }
+}
+
+/// A string column: every present value's bytes in one buffer, where each ends, and every
+/// row's definition level.
+#[derive(Debug, Default)]
+struct Text {
+    bytes: Vec<u8>,
+    /// End of each present value in `bytes`. (A row group's strings stay far below 4 GiB:
+    /// the writer holds at most `MAX_PENDING_BYTES` of rows.)
+    ends: Vec<u32>,
+    defs: Vec<i16>,
+}
+
+impl Text {
+    fn push(&mut self, s: Option<&str>) {
+        self.push_bytes(s.map(str::as_bytes));
+    }
+
+    fn push_bytes(&mut self, s: Option<&[u8]>) {
+        if let Some(s) = s {
+            self.bytes.extend_from_slice(s);
+            self.ends
+                .push(u32::try_from(self.bytes.len()).unwrap_or(u32::MAX));
+        }
+        self.defs.push(i16::from(s.is_some()));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.defs.clear();
+    }
+
+    /// Writes the column: each value a slice of one shared buffer (the buffer moves into
+    /// it; the next row group starts a new one).
+    fn write(&mut self, col: &mut Col<'_>, required: bool) -> parquet::errors::Result<usize> {
+        let all = bytes::Bytes::from(std::mem::take(&mut self.bytes));
+        let mut start = 0;
+        let values: Vec<ByteArray> = self
+            .ends
+            .iter()
+            .map(|&end| {
+                let end = (end as usize).min(all.len());
+                let v = ByteArray::from(all.slice(start.min(end)..end));
+                start = end;
+                v
+            })
+            .collect();
+        let defs = (!required).then_some(self.defs.as_slice());
+        col.typed::<ByteArrayType>()
+            .write_batch(&values, defs, None)
+    }
 }

@@ -253,7 +253,7 @@ fn read_records(path: &Path, out: &mut Vec<Record>) -> Result<u64, String> {
     Ok(n)
 }
 
-fn write_merged(path: &Path, rows: &mut [Record], inputs: &[String]) -> Result<(), String> {
+fn write_merged(path: &Path, rows: &[Record], inputs: &[String]) -> Result<(), String> {
     let schema = parse_message_type(super::SCHEMA).map_err(|e| e.to_string())?;
     let props = super::columns::properties(Some(vec![parquet::file::metadata::KeyValue::new(
         COMPACTED_FROM.to_owned(),
@@ -266,8 +266,12 @@ fn write_merged(path: &Path, rows: &mut [Record], inputs: &[String]) -> Result<(
         std::sync::Arc::new(props),
     )
     .map_err(|e| e.to_string())?;
-    for group in rows.chunks_mut(GROUP_ROWS) {
-        super::columns::write_row_group(&mut writer, group).map_err(|e| e.to_string())?;
+    let mut pending = super::columns::Pending::default();
+    for group in rows.chunks(GROUP_ROWS) {
+        for r in group {
+            pending.push(r);
+        }
+        pending.write(&mut writer).map_err(|e| e.to_string())?;
     }
     let file = writer.into_inner().map_err(|e| e.to_string())?;
     file.sync_all().map_err(|e| e.to_string())
@@ -364,7 +368,7 @@ pub fn run(req: &Request) -> Result<Report, String> {
         Place::Local(dir) => dir.join(format!(".{name}.tmp")),
         Place::Remote { scratch, .. } => scratch.path().join(format!(".{name}.tmp")),
     };
-    write_merged(&merged, &mut records, &inputs)?;
+    write_merged(&merged, &records, &inputs)?;
     if !place.put_new(&name, &merged)? {
         tracing::info!(
             file = name,

@@ -3,8 +3,9 @@
 //! `strict` records) — encoded into row groups, and sealed (footer, fsync, rename, the
 //! directory fsynced) by size, age and at shutdown. At start it seals the logs a crash left.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
 use std::fs::File;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,11 +15,12 @@ use std::time::{Duration, Instant};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 
-use super::columns::write_row_group;
+use super::columns::Pending;
 use super::{AuditStats, Msg, Record, WriterConfig, ship, wal};
 use crate::clock::civil_from_days;
+use crate::hash::FxMap;
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug)]
 struct Partition {
     tenant: Option<String>,
     /// Days since the epoch and hour of day, UTC.
@@ -26,13 +28,76 @@ struct Partition {
     hour: i64,
 }
 
+/// A partition's identity, owned ([`Partition`]) or borrowed from a record, so the open
+/// shard of a record's partition is found without copying its tenant.
+trait PartitionKey {
+    fn key(&self) -> (Option<&str>, i64, i64);
+}
+
+impl PartitionKey for Partition {
+    fn key(&self) -> (Option<&str>, i64, i64) {
+        (self.tenant.as_deref(), self.day, self.hour)
+    }
+}
+
+impl PartitionKey for (Option<&str>, i64, i64) {
+    fn key(&self) -> (Option<&str>, i64, i64) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn PartitionKey + 'a> for Partition {
+    fn borrow(&self) -> &(dyn PartitionKey + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn PartitionKey + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.key().hash(h);
+    }
+}
+
+impl PartialEq for dyn PartitionKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for dyn PartitionKey + '_ {}
+
+// Hashed and compared as its key, so a borrowed key finds it.
+impl Hash for Partition {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.key().hash(h);
+    }
+}
+
+impl PartialEq for Partition {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Partition {}
+
 impl Partition {
-    fn of(r: &Record) -> Self {
+    /// The partition of `r`, borrowed from it.
+    fn key_of(r: &Record) -> (Option<&str>, i64, i64) {
         let secs = r.ts_ms.div_euclid(1000);
+        (
+            r.tenant.as_deref(),
+            secs.div_euclid(86_400),
+            secs.rem_euclid(86_400) / 3600,
+        )
+    }
+
+    fn of(r: &Record) -> Self {
+        let (tenant, day, hour) = Self::key_of(r);
         Self {
-            tenant: r.tenant.clone(),
-            day: secs.div_euclid(86_400),
-            hour: secs.rem_euclid(86_400) / 3600,
+            tenant: tenant.map(str::to_owned),
+            day,
+            hour,
         }
     }
 
@@ -64,9 +129,8 @@ struct Shard {
     tmp: PathBuf,
     path: PathBuf,
     writer: SerializedFileWriter<File>,
-    pending: Vec<Record>,
-    /// Estimated bytes of `pending`.
-    pending_bytes: usize,
+    /// Records waiting for the next row group.
+    pending: Pending,
     rows: u64,
     opened: Instant,
     wal_path: PathBuf,
@@ -80,7 +144,9 @@ struct Shard {
 pub(super) struct Writer {
     config: WriterConfig,
     stats: Arc<AuditStats>,
-    open: HashMap<Partition, Shard>,
+    /// Open shards by partition (Fx: partitions come from the table's tenants and the
+    /// clock, and the map is looked up once per record).
+    open: FxMap<Partition, Shard>,
     seq: u64,
     /// A write failed since the last sync: records acknowledged now would not be durable.
     failed_since_sync: bool,
@@ -99,32 +165,6 @@ pub(super) struct Writer {
 /// partitions cannot add up to unbounded memory.
 const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
 
-/// A record's size in memory, roughly: the struct plus its strings.
-fn record_bytes(r: &Record) -> usize {
-    let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-    std::mem::size_of::<Record>()
-        + r.request_id.len()
-        + r.retry_reasons.as_ref().map_or(0, String::len)
-        + r.upstream_model.as_ref().map_or(0, String::len)
-        + r.api.as_ref().map_or(0, String::len)
-        + r.stop_reason.as_ref().map_or(0, String::len)
-        + [
-            &r.tenant,
-            &r.tenant_claimed,
-            &r.data_class,
-            &r.user_role,
-            &r.rule_name,
-            &r.endpoint_id,
-            &r.model,
-            &r.error,
-            &r.fallback_from,
-            &r.key_id,
-        ]
-        .iter()
-        .map(|s| text(s))
-        .sum::<usize>()
-}
-
 impl Writer {
     pub(super) fn new(
         config: WriterConfig,
@@ -135,7 +175,7 @@ impl Writer {
         Self {
             config,
             stats,
-            open: HashMap::new(),
+            open: FxMap::default(),
             seq: 0,
             failed_since_sync: false,
             props: Arc::new(props),
@@ -227,28 +267,26 @@ impl Writer {
 
     /// Adds a record to its shard (and log); false if it could not be.
     fn add(&mut self, record: Record) -> bool {
-        let partition = Partition::of(&record);
-        if !self.open.contains_key(&partition) && !self.open_shard(&partition) {
+        let key = Partition::key_of(&record);
+        let key: &dyn PartitionKey = &key;
+        if !self.open.contains_key(key) && !self.open_shard(&Partition::of(&record)) {
             self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
             return false;
         }
-        let Some(shard) = self.open.get_mut(&partition) else {
+        let Some(shard) = self.open.get_mut(key) else {
             return false;
         };
         wal::append(&record, &mut shard.wal_buf);
-        let size = record_bytes(&record);
-        shard.pending_bytes += size;
-        self.pending_bytes += size;
-        shard.pending.push(record);
+        let before = shard.pending.bytes();
+        shard.pending.push(&record);
+        self.pending_bytes += shard.pending.bytes() - before;
+        let full = shard.pending.len() >= self.config.row_group_rows
+            || shard.pending.bytes() >= self.config.row_group_bytes;
         if self.pending_bytes > MAX_PENDING_BYTES {
             self.flush_fullest();
         }
-        let Some(shard) = self.open.get_mut(&partition) else {
-            return true;
-        };
-        if shard.pending.len() >= self.config.row_group_rows
-            || shard.pending_bytes >= self.config.row_group_bytes
-        {
+        if full {
+            let partition = Partition::of(&record);
             self.flush_row_group(&partition);
             if self
                 .open
@@ -297,8 +335,7 @@ impl Writer {
                         tmp,
                         path,
                         writer,
-                        pending: Vec::new(),
-                        pending_bytes: 0,
+                        pending: Pending::default(),
                         rows: 0,
                         opened: Instant::now(),
                         wal_path,
@@ -416,8 +453,8 @@ impl Writer {
             let Some(fullest) = self
                 .open
                 .iter()
-                .filter(|(_, s)| !s.pending.is_empty())
-                .max_by_key(|(_, s)| s.pending_bytes)
+                .filter(|(_, s)| s.pending.len() > 0)
+                .max_by_key(|(_, s)| s.pending.bytes())
                 .map(|(p, _)| p.clone())
             else {
                 return;
@@ -430,21 +467,18 @@ impl Writer {
         let Some(shard) = self.open.get_mut(partition) else {
             return;
         };
-        self.pending_bytes = self.pending_bytes.saturating_sub(shard.pending_bytes);
-        shard.pending_bytes = 0;
-        if shard.pending.is_empty() {
+        self.pending_bytes = self.pending_bytes.saturating_sub(shard.pending.bytes());
+        let rows = shard.pending.len() as u64;
+        if rows == 0 {
             return;
         }
-        let mut rows = std::mem::take(&mut shard.pending);
-        match write_row_group(&mut shard.writer, &mut rows) {
+        match shard.pending.write(&mut shard.writer) {
             Ok(()) => {
-                shard.rows += rows.len() as u64;
+                shard.rows += rows;
             }
             Err(e) => {
                 let tmp = shard.tmp.clone();
-                self.stats
-                    .records_failed
-                    .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                self.stats.records_failed.fetch_add(rows, Ordering::Relaxed);
                 self.write_error(&tmp, &e.to_string());
             }
         }
@@ -631,7 +665,9 @@ mod tests {
             error: Some("x".repeat(200)),
             ..Record::default()
         };
-        let per_record = record_bytes(&record(0));
+        let mut one = Pending::default();
+        one.push(&record(0));
+        let per_record = one.bytes();
         let config = WriterConfig {
             dir: dir.path().to_owned(),
             max_shard_bytes: u64::MAX,

@@ -242,7 +242,7 @@ impl AuditTrail {
             max_shard_bytes: config.audit_max_shard_bytes,
             max_shard_age: config.audit_max_shard_age,
             row_group_rows: 65_536,
-            row_group_bytes: 16 * 1024 * 1024,
+            row_group_bytes: 4 * 1024 * 1024,
             node: node_id(),
             flush_interval: config.audit_flush_interval,
         };
