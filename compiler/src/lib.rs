@@ -18,6 +18,8 @@ pub mod interp;
 pub mod ir;
 pub mod json;
 pub mod lower;
+#[cfg(feature = "replay")]
+pub mod replay;
 pub mod source;
 pub mod space;
 #[cfg(feature = "s3")]

@@ -20,6 +20,8 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_BAD_TABLE: u8 = 3;
 const EXIT_TESTS_FAILED: u8 = 4;
 const EXIT_PUBLISH: u8 = 5;
+/// `replay`: a `--fail-if` condition held.
+const EXIT_REPLAY_FAILED: u8 = 5;
 
 #[derive(Parser)]
 #[command(
@@ -27,7 +29,8 @@ const EXIT_PUBLISH: u8 = 5;
     version,
     about = "Compile and check Switchyard routing policies",
     after_help = "Exit codes: 0 ok (warnings allowed), 1 policy errors, 2 usage or unreadable input, \
-                  3 invalid table file, 4 test cases failed, 5 publishing refused or failed."
+                  3 invalid table file, 4 test cases failed, 5 publishing refused or failed \
+                  (publish) or a --fail-if condition held (replay)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -121,6 +124,42 @@ enum Command {
     },
     /// Print a table in readable form.
     Dump { table: PathBuf },
+    /// Judge a policy against recorded traffic: every audit record in the window is
+    /// evaluated under NEW (and OLD, else its recorded decision is the baseline) and the
+    /// routes compared — requests moved between endpoints, newly denied and allowed, pinned
+    /// models the new route does not serve, cost at the new endpoints' prices.
+    Replay {
+        /// The new policy or table.
+        new: PathBuf,
+        /// Audit shards: a directory (the router's `--data-dir`/audit, or a copy) or
+        /// `s3://bucket/prefix` (the shipping prefix; AWS environment as for `publish`).
+        #[arg(long, value_name = "DIR_OR_S3_URL")]
+        audit: String,
+        /// The old policy or table to compare with, instead of the recorded decisions.
+        #[arg(long, value_name = "POLICY_OR_TABLE")]
+        old: Option<PathBuf>,
+        /// Catalogue used for policies.
+        #[arg(long, value_name = "FILE")]
+        endpoints: Option<PathBuf>,
+        /// Records from this time on: `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]Z`, or an age
+        /// (`7d`, `12h`, `30m`: that long before now).
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        from: Option<i64>,
+        /// Records before this time (same forms).
+        #[arg(long, value_name = "T", value_parser = parse_time)]
+        to: Option<i64>,
+        /// Only this tenant's records.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Exit with code 5 when the condition holds, e.g. `denied > 0`, `rerouted_pct > 5`,
+        /// `cost_delta_usd > 100`; repeatable (any one failing fails). Metrics: records,
+        /// replayed, skipped, rerouted, rerouted_pct, denied, allowed, model_unserved,
+        /// cost_usd_recorded, cost_usd_new, cost_delta_usd.
+        #[arg(long = "fail-if", value_name = "EXPR", value_parser = parse_condition)]
+        fail_if: Vec<policyc::replay::Condition>,
+        #[arg(long, value_enum, default_value_t)]
+        format: Format,
+    },
     /// Publish a compiled table to object storage, where routers pick it up: a state
     /// prefix (`s3://bucket/prefix`, what `switchyard --state` reads: the table as a
     /// create-only object, then the manifest swapped) or one object (`s3://bucket/key.swt`,
@@ -147,6 +186,48 @@ fn parse_allow(s: &str) -> Result<String, String> {
             "unknown diagnostic code `{s}` (warnings are P1001..P1105)"
         )),
     }
+}
+
+fn parse_condition(s: &str) -> Result<policyc::replay::Condition, String> {
+    policyc::replay::Condition::parse(s)
+}
+
+/// A time for `--from`/`--to`, ms since the epoch.
+fn parse_time(s: &str) -> Result<i64, String> {
+    let bad = || {
+        format!(
+            "`{s}`: expected `YYYY-MM-DD`, `YYYY-MM-DDTHH:MM[:SS]Z` or an age like `7d`, `12h`, `30m`"
+        )
+    };
+    if let Some(unit) = s.chars().last().filter(|c| matches!(c, 'd' | 'h' | 'm'))
+        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+    {
+        let ms = match unit {
+            'd' => 86_400_000,
+            'h' => 3_600_000,
+            _ => 60_000,
+        };
+        return Ok(policyc::store::now_ms() - n.saturating_mul(ms));
+    }
+    let day = policyc::replay::source::parse_day(s.get(..10).ok_or_else(bad)?).ok_or_else(bad)?;
+    let rest = &s[10..];
+    if rest.is_empty() {
+        return Ok(day * 86_400_000);
+    }
+    let clock = rest
+        .strip_prefix('T')
+        .and_then(|r| r.strip_suffix('Z'))
+        .ok_or_else(bad)?;
+    let mut parts = clock.split(':');
+    let mut field = |max: i64| -> Result<i64, String> {
+        match parts.next() {
+            None => Ok(0),
+            Some(p) if p.len() == 2 => p.parse::<i64>().ok().filter(|v| *v < max).ok_or_else(bad),
+            Some(_) => Err(bad()),
+        }
+    };
+    let (h, m, sec) = (field(24)?, field(60)?, field(60)?);
+    Ok(day * 86_400_000 + h * 3_600_000 + m * 60_000 + sec * 1000)
 }
 
 fn parse_money(s: &str) -> Result<Micros, String> {
@@ -416,6 +497,59 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                 Format::Json => json(&report)?,
             }
             Ok(EXIT_OK)
+        }
+        Command::Replay {
+            new,
+            audit,
+            old,
+            endpoints,
+            from,
+            to,
+            tenant,
+            fail_if,
+            format,
+        } => {
+            let source = policyc::replay::Source::parse(&audit).map_err(|e| Fail(EXIT_USAGE, e))?;
+            let (new_bytes, _) = load_table_bytes(&new, endpoints.as_deref())?;
+            let new_table = validate(&new, &new_bytes)?;
+            let old_bytes = match &old {
+                Some(path) => Some((path, load_table_bytes(path, endpoints.as_deref())?.0)),
+                None => None,
+            };
+            let old_table = match &old_bytes {
+                Some((path, bytes)) => Some(validate(path, bytes)?),
+                None => None,
+            };
+            let filter = policyc::replay::Filter {
+                from_ms: from,
+                to_ms: to,
+                tenant,
+            };
+            let mut replay =
+                policyc::replay::Replay::new(&new_table, old_table.as_ref(), filter.clone());
+            let stats = source
+                .read(&filter, &mut |batch| replay.batch(batch))
+                .map_err(|e| Fail(EXIT_USAGE, e))?;
+            let mut report = replay.finish();
+            report.shards = stats.shards;
+            report.row_groups = stats.row_groups;
+            report.row_groups_pruned = stats.row_groups_pruned;
+            let held: Vec<(policyc::replay::Condition, bool)> = fail_if
+                .into_iter()
+                .map(|c| {
+                    let h = c.holds(&report);
+                    (c, h)
+                })
+                .collect();
+            match format {
+                Format::Human => out(&report.render_human(&held)),
+                Format::Json => json(&report.to_json(&held))?,
+            }
+            Ok(if held.iter().any(|(_, h)| *h) {
+                EXIT_REPLAY_FAILED
+            } else {
+                EXIT_OK
+            })
         }
         Command::Dump { table } => {
             let bytes = policyc::read_file(&table)?;

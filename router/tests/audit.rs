@@ -85,6 +85,8 @@ rules:
     ]);
     // (request id, tenant header, stream, extra header, expected status, endpoint, rule)
     let mut expected = BTreeMap::new();
+    // (budgets sent, body length) by request id.
+    let mut body_len = BTreeMap::new();
     let mut n = 0;
     for round in 0..6 {
         for (tenant, extra, status, endpoint, rule) in [
@@ -117,13 +119,14 @@ rules:
             if let Some(h) = extra {
                 headers.push(h);
             }
-            let resp = call(
-                r.addr,
-                "POST",
-                "/v1/chat/completions",
-                &headers,
-                &chat_body("auto", stream),
-            );
+            // The first round sends budgets, which the records keep for replay.
+            if round == 0 {
+                headers.push(("X-Latency-Budget-Ms", "250"));
+                headers.push(("X-Cost-Budget-Usd", "0.25"));
+            }
+            let body = chat_body("auto", stream);
+            body_len.insert(id.clone(), (round == 0, body.len()));
+            let resp = call(r.addr, "POST", "/v1/chat/completions", &headers, &body);
             assert_eq!(resp.status, status, "{id}: {}", resp.text());
             expected.insert(id, (tenant, stream, status, endpoint, rule));
         }
@@ -163,6 +166,8 @@ rules:
     assert_eq!(schema["status"], "INTEGER");
     assert_eq!(schema["tokens_in"], "BIGINT");
     assert_eq!(schema["cost_usd"], "DECIMAL(18,6)");
+    assert_eq!(schema["cost_cap_per_1k"], "DECIMAL(18,6)");
+    assert_eq!(schema["policy_revision"], "BIGINT");
     let rows = out["rows"].as_array().unwrap();
     assert_eq!(rows.len(), expected.len(), "one record per request");
     let now_ms = std::time::SystemTime::now()
@@ -180,6 +185,35 @@ rules:
         assert_eq!(row["stream"], stream, "{id}");
         assert_eq!(row["endpoint_id"].as_str(), endpoint, "{id}");
         assert_eq!(row["rule_index"].as_i64(), rule, "{id}");
+        // What a replay needs: the model as asked, the budgets, the cap as evaluated
+        // (budget × 1000 over the worst case: body bytes / 4, rounded up, plus the body's
+        // `max_tokens`, 64), the deciding table's revision.
+        if status == 400 {
+            assert!(row["requested_model"].is_null(), "{id}: {row}");
+            assert!(row["policy_revision"].is_null(), "{id}: {row}");
+        } else {
+            assert_eq!(row["requested_model"], "auto", "{id}");
+            assert_eq!(row["policy_revision"], 1, "{id}");
+            if status == 200 {
+                assert_ne!(row["model"], "auto", "{id}: the resolved model");
+            }
+            let (budgeted, len) = body_len[id];
+            if budgeted {
+                assert_eq!(row["latency_budget_ms"], 250, "{id}");
+                assert_eq!(row["cost_budget_usd"], "0.250000", "{id}");
+                let worst = (len as i64 + 3) / 4 + 64;
+                let cap = 250_000 * 1000 / worst;
+                assert_eq!(
+                    row["cost_cap_per_1k"],
+                    format!("{}.{:06}", cap / 1_000_000, cap % 1_000_000),
+                    "{id}"
+                );
+            } else {
+                assert!(row["latency_budget_ms"].is_null(), "{id}");
+                assert!(row["cost_budget_usd"].is_null(), "{id}");
+                assert!(row["cost_cap_per_1k"].is_null(), "{id}");
+            }
+        }
         let ts = row["ts_epoch_ms"].as_i64().unwrap();
         assert!(
             (now_ms - ts).abs() < 120_000,

@@ -36,7 +36,12 @@ CREATE EXTERNAL TABLE IF NOT EXISTS switchyard_audit (
   attempts            int,
   retry_reasons       string,
   trace_id            string,
-  limit_mode          string
+  limit_mode          string,
+  requested_model     string,
+  latency_budget_ms   bigint,
+  cost_budget_usd     decimal(18,6),
+  cost_cap_per_1k     decimal(18,6),
+  policy_revision     bigint
 )
 PARTITIONED BY (
   tenant string,
@@ -64,7 +69,9 @@ TBLPROPERTIES (
 -- Columns are matched by name: shards written before a column existed (`api`,
 -- `upstream_model`, `cache_read_tokens`, `cache_write_tokens`, `stop_reason` came with the
 -- Anthropic dialect; `attempts`, `retry_reasons`, `trace_id` with resilience; `limit_mode` with
--- the fleet) read it as NULL, so old and new shards share this one table.
+-- the fleet; `requested_model`, `latency_budget_ms`, `cost_budget_usd`, `cost_cap_per_1k`,
+-- `policy_revision` with policy replay) read it as NULL, so old and new shards share this one
+-- table.
 --
 -- The `tenant` column of the data files equals the partition value, so it is declared only
 -- as a partition key here. Example:

@@ -10,6 +10,7 @@
 //! that, no accessor and no evaluation can fail, panic or allocate.
 
 mod error;
+pub mod fx;
 pub mod layout;
 mod money;
 mod partition;

@@ -80,11 +80,16 @@ pub(super) struct Pending {
     retry_reasons: Text,
     trace_id: Text,
     limit_mode: Text,
+    requested_model: Text,
+    latency_budget_ms: Opt<i64>,
+    cost_budget_micros: Opt<i64>,
+    cost_cap_per_1k_micros: Opt<i64>,
+    policy_revision: Opt<i64>,
 }
 
 /// Bytes a row costs in [`Pending`] besides its strings' bytes: 8 per `i64`, 4 per `i32`,
 /// 1 per `bool`, 2 per optional column's level and 4 per string's end offset.
-const ROW_BYTES: usize = 8 * 10 + 4 * 4 + 2 + 2 * 26 + 4 * 17;
+const ROW_BYTES: usize = 8 * 14 + 4 * 4 + 2 + 2 * 31 + 4 * 18;
 
 impl Pending {
     /// Rows waiting.
@@ -135,6 +140,11 @@ impl Pending {
         self.trace_id
             .push_bytes(hex.as_ref().map(<[u8; 32]>::as_slice));
         self.limit_mode.push(r.limit_mode);
+        self.requested_model.push(r.requested_model.as_deref());
+        self.latency_budget_ms.push(r.latency_budget_ms);
+        self.cost_budget_micros.push(r.cost_budget_micros);
+        self.cost_cap_per_1k_micros.push(r.cost_cap_per_1k_micros);
+        self.policy_revision.push(r.policy_revision);
         self.rows += 1;
         self.bytes += ROW_BYTES + (self.text_bytes() - before);
     }
@@ -143,7 +153,7 @@ impl Pending {
         self.texts().iter().map(|t| t.bytes.len()).sum()
     }
 
-    fn texts(&self) -> [&Text; 17] {
+    fn texts(&self) -> [&Text; 18] {
         [
             &self.request_id,
             &self.tenant,
@@ -162,6 +172,7 @@ impl Pending {
             &self.retry_reasons,
             &self.trace_id,
             &self.limit_mode,
+            &self.requested_model,
         ]
     }
 
@@ -227,6 +238,11 @@ impl Pending {
                 30 => self.retry_reasons.write(c, false),
                 31 => self.trace_id.write(c, false),
                 32 => self.limit_mode.write(c, false),
+                33 => self.requested_model.write(c, false),
+                34 => self.latency_budget_ms.write::<Int64Type>(c),
+                35 => self.cost_budget_micros.write::<Int64Type>(c),
+                36 => self.cost_cap_per_1k_micros.write::<Int64Type>(c),
+                37 => self.policy_revision.write::<Int64Type>(c),
                 _ => Err(parquet::errors::ParquetError::General(
                     "audit schema has more columns than the writer".into(),
                 )),
@@ -275,6 +291,11 @@ impl Pending {
             retry_reasons,
             trace_id,
             limit_mode,
+            requested_model,
+            latency_budget_ms,
+            cost_budget_micros,
+            cost_cap_per_1k_micros,
+            policy_revision,
         } = self;
         *rows = 0;
         *bytes = 0;
@@ -294,6 +315,10 @@ impl Pending {
             cost_micros,
             cache_read_tokens,
             cache_write_tokens,
+            latency_budget_ms,
+            cost_budget_micros,
+            cost_cap_per_1k_micros,
+            policy_revision,
         ] {
             o.clear();
         }
@@ -315,6 +340,7 @@ impl Pending {
             retry_reasons,
             trace_id,
             limit_mode,
+            requested_model,
         ] {
             t.clear();
         }

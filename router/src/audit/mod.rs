@@ -80,6 +80,11 @@ message audit {
   OPTIONAL BYTE_ARRAY retry_reasons (STRING);
   OPTIONAL BYTE_ARRAY trace_id (STRING);
   OPTIONAL BYTE_ARRAY limit_mode (STRING);
+  OPTIONAL BYTE_ARRAY requested_model (STRING);
+  OPTIONAL INT64 latency_budget_ms;
+  OPTIONAL INT64 cost_budget_usd (DECIMAL(18,6));
+  OPTIONAL INT64 cost_cap_per_1k (DECIMAL(18,6));
+  OPTIONAL INT64 policy_revision;
 }
 ";
 
@@ -139,6 +144,20 @@ pub struct Record {
     /// `fleet` (Redis leases), `local` (this host alone: no `--redis`, or Redis down),
     /// `share` or `closed` (Redis down, as `--limits-on-store-down` says).
     pub limit_mode: Option<&'static str>,
+    /// The model the client asked for, as sent (`auto` before it was resolved; `model` is
+    /// the one used).
+    pub requested_model: Option<String>,
+    /// The request's `X-Latency-Budget-Ms`.
+    pub latency_budget_ms: Option<i64>,
+    /// The request's `X-Cost-Budget-Usd`, micro-dollars.
+    pub cost_budget_micros: Option<i64>,
+    /// The request's `cost_cap_per_1k` attribute as evaluated (its cost budget over its
+    /// worst-case tokens), micro-dollars per 1,000 tokens; present whenever a cost budget
+    /// was sent, whether or not the serving policy reads it.
+    pub cost_cap_per_1k_micros: Option<i64>,
+    /// The revision of the table that decided the request (absent when it was refused
+    /// before the table was consulted).
+    pub policy_revision: Option<i64>,
 }
 
 /// A `limit_mode` as read back (from a write-ahead log or a shard).
@@ -488,6 +507,6 @@ mod tests {
     #[test]
     fn schema_parses() {
         let t = parse_message_type(SCHEMA).unwrap();
-        assert_eq!(t.get_fields().len(), 33);
+        assert_eq!(t.get_fields().len(), 38);
     }
 }

@@ -268,6 +268,11 @@ pub(super) fn from_row(row: &parquet::record::Row) -> Record {
                 r.trace_id = text().and_then(|t| crate::observe::trace::TraceId::parse(&t));
             }
             "limit_mode" => r.limit_mode = text().as_deref().and_then(super::limit_mode),
+            "requested_model" => r.requested_model = text(),
+            "latency_budget_ms" => r.latency_budget_ms = long(),
+            "cost_budget_usd" => r.cost_budget_micros = long(),
+            "cost_cap_per_1k" => r.cost_cap_per_1k_micros = long(),
+            "policy_revision" => r.policy_revision = long(),
             _ => {}
         }
     }
@@ -296,10 +301,7 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "tokens_estimated": r.tokens_estimated,
         // Money stays exact: a decimal string (as billing APIs write it) and the integer
         // micro-dollars, never a binary float.
-        "cost_usd": r
-            .cost_micros
-            .and_then(|m| u64::try_from(m).ok())
-            .map(|m| switchyard_table::Micros(m).to_string()),
+        "cost_usd": usd(r.cost_micros),
         "cost_micros": r.cost_micros,
         "stream": r.stream,
         "error": r.error,
@@ -317,7 +319,19 @@ pub fn to_json(r: &Record) -> serde_json::Value {
         "retry_reasons": r.retry_reasons,
         "trace_id": r.trace_id,
         "limit_mode": r.limit_mode,
+        "requested_model": r.requested_model,
+        "latency_budget_ms": r.latency_budget_ms,
+        "cost_budget_usd": usd(r.cost_budget_micros),
+        "cost_cap_per_1k": usd(r.cost_cap_per_1k_micros),
+        "policy_revision": r.policy_revision,
     })
+}
+
+/// Micro-dollars as an exact decimal string.
+fn usd(micros: Option<i64>) -> Option<String> {
+    micros
+        .and_then(|m| u64::try_from(m).ok())
+        .map(|m| switchyard_table::Micros(m).to_string())
 }
 
 /// Days since the epoch of a `YYYY-MM-DD` date.

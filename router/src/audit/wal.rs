@@ -14,8 +14,9 @@ use super::Record;
 
 /// Frame payload version: 2 added `key_id`, 3 added `api`, `upstream_model`, the cache
 /// counts and `stop_reason`, 4 `attempts`, `retry_reasons` and `trace_id`, 5 `limit_mode`
+/// 6 `requested_model`, the budgets, `cost_cap_per_1k` and `policy_revision`
 /// (older frames, left by an older router, are still read, without them).
-const VERSION: u8 = 5;
+const VERSION: u8 = 6;
 /// Largest frame accepted when reading (a record is a few hundred bytes).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -61,6 +62,11 @@ pub(super) fn append(r: &Record, out: &mut Vec<u8>) {
         trace_id.as_ref().and_then(|h| std::str::from_utf8(h).ok()),
     );
     opt_string(out, r.limit_mode);
+    opt_string(out, r.requested_model.as_deref());
+    opt_i64(out, r.latency_budget_ms);
+    opt_i64(out, r.cost_budget_micros);
+    opt_i64(out, r.cost_cap_per_1k_micros);
+    opt_i64(out, r.policy_revision);
     let payload = out.get(start + 8..).unwrap_or_default();
     let len = u32::try_from(payload.len())
         .unwrap_or(u32::MAX)
@@ -243,6 +249,18 @@ fn decode(payload: &[u8]) -> Option<Record> {
     } else {
         r
     };
+    let r = if version >= 6 {
+        Record {
+            requested_model: c.opt_string()?,
+            latency_budget_ms: c.opt_i64()?,
+            cost_budget_micros: c.opt_i64()?,
+            cost_cap_per_1k_micros: c.opt_i64()?,
+            policy_revision: c.opt_i64()?,
+            ..r
+        }
+    } else {
+        r
+    };
     (c.i == payload.len()).then_some(r)
 }
 
@@ -272,12 +290,17 @@ mod tests {
             retry_reasons: (i == 2).then(|| "gpu-a:overloaded".into()),
             trace_id: crate::observe::trace::TraceId::parse("4bf92f3577b34da6a3ce929d0e0e4736"),
             limit_mode: (i % 2 == 0).then_some("fleet"),
+            requested_model: Some("auto".into()),
+            latency_budget_ms: (i == 1).then_some(250),
+            cost_budget_micros: (i == 2).then_some(10_000),
+            cost_cap_per_1k_micros: (i == 2).then_some(2_050),
+            policy_revision: Some(7),
             ..Record::default()
         }
     }
 
     #[test]
-    fn version_1_frames_from_an_older_router_are_read() {
+    fn frames_from_an_older_router_are_read() {
         let r = Record {
             key_id: None,
             api: None,
@@ -289,20 +312,33 @@ mod tests {
             retry_reasons: None,
             trace_id: None,
             limit_mode: None,
+            requested_model: None,
+            latency_budget_ms: None,
+            cost_budget_micros: None,
+            cost_cap_per_1k_micros: None,
+            policy_revision: None,
             ..sample(1)
         };
+        assert_eq!(read(&older(&r, 1, 15)), vec![r.clone()]);
+        // Version 5: without the five fields of version 6.
+        assert_eq!(read(&older(&r, 5, 5)), vec![r]);
+    }
+
+    /// `r`'s frame as version `version` wrote it: the current payload without its last
+    /// `dropped` fields (all absent in `r`: one zero byte each).
+    fn older(r: &Record, version: u8, dropped: usize) -> Vec<u8> {
         let mut frame = Vec::new();
-        append(&r, &mut frame);
-        // A version 1 payload is the version 5 one without its last ten fields (`key_id`,
-        // the five of version 3, the three of version 4 and the one of version 5, all absent:
-        // one zero byte each).
-        let mut payload = frame[8..frame.len() - 10].to_vec();
-        payload[0] = 1;
-        let mut v1 = Vec::new();
-        v1.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_le_bytes());
-        v1.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        v1.extend_from_slice(&payload);
-        assert_eq!(read(&v1), vec![r]);
+        append(r, &mut frame);
+        // A version 1 payload is the current one without its last fifteen fields
+        // (`key_id`, the five of version 3, the three of version 4, the one of version 5
+        // and the five of version 6).
+        let mut payload = frame[8..frame.len() - dropped].to_vec();
+        payload[0] = version;
+        let mut old = Vec::new();
+        old.extend_from_slice(&u32::try_from(payload.len()).unwrap_or(0).to_le_bytes());
+        old.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        old.extend_from_slice(&payload);
+        old
     }
 
     #[test]

@@ -195,11 +195,12 @@ impl Writer {
         self.queued
             .fetch_sub(msg.records() as u64, Ordering::AcqRel);
         match msg {
-            Msg::Record(record, ack) => self.take(*record, ack, acks),
+            Msg::Record(record, ack) => self.take(&record, ack, acks),
             Msg::Batch(mut records) => {
-                for r in records.drain(..) {
+                for r in &records {
                     self.add(r);
                 }
+                records.clear();
                 self.spares.give_back(records);
             }
             Msg::Stop => return true,
@@ -255,7 +256,7 @@ impl Writer {
 
     fn take(
         &mut self,
-        record: Record,
+        record: &Record,
         ack: Option<futures_channel::oneshot::Sender<bool>>,
         acks: &mut Vec<(futures_channel::oneshot::Sender<bool>, bool)>,
     ) {
@@ -266,19 +267,19 @@ impl Writer {
     }
 
     /// Adds a record to its shard (and log); false if it could not be.
-    fn add(&mut self, record: Record) -> bool {
-        let key = Partition::key_of(&record);
+    fn add(&mut self, record: &Record) -> bool {
+        let key = Partition::key_of(record);
         let key: &dyn PartitionKey = &key;
-        if !self.open.contains_key(key) && !self.open_shard(&Partition::of(&record)) {
+        if !self.open.contains_key(key) && !self.open_shard(&Partition::of(record)) {
             self.stats.records_failed.fetch_add(1, Ordering::Relaxed);
             return false;
         }
         let Some(shard) = self.open.get_mut(key) else {
             return false;
         };
-        wal::append(&record, &mut shard.wal_buf);
+        wal::append(record, &mut shard.wal_buf);
         let before = shard.pending.bytes();
-        shard.pending.push(&record);
+        shard.pending.push(record);
         self.pending_bytes += shard.pending.bytes() - before;
         let full = shard.pending.len() >= self.config.row_group_rows
             || shard.pending.bytes() >= self.config.row_group_bytes;
@@ -286,7 +287,7 @@ impl Writer {
             self.flush_fullest();
         }
         if full {
-            let partition = Partition::of(&record);
+            let partition = Partition::of(record);
             self.flush_row_group(&partition);
             if self
                 .open
@@ -417,7 +418,7 @@ impl Writer {
                 }
             };
             recovered += records.len();
-            for r in records {
+            for r in &records {
                 self.add(r);
             }
             self.write_wals();
@@ -681,7 +682,7 @@ mod tests {
         let schema = parquet::schema::parser::parse_message_type(super::super::SCHEMA).unwrap();
         let mut w = Writer::new(config, Arc::default(), Arc::new(schema));
         for i in 0..95 {
-            assert!(w.add(record(i)));
+            assert!(w.add(&record(i)));
         }
         let partition = Partition::of(&record(0));
         assert!(w.seal(&partition));

@@ -23,6 +23,14 @@ pub(super) struct Draft {
     pub(super) rule_name: Option<String>,
     pub(super) endpoint_id: Option<String>,
     pub(super) model: Option<String>,
+    /// The model as the client sent it (`model` becomes the resolved one).
+    pub(super) requested_model: Option<String>,
+    /// The request's budgets as sent, and its `cost_cap_per_1k` as evaluated.
+    pub(super) latency_budget_ms: Option<u64>,
+    pub(super) cost_budget: Option<Micros>,
+    pub(super) cost_cap_per_1k: Option<Micros>,
+    /// The revision of the table that decided the request.
+    pub(super) policy_revision: Option<u64>,
     /// The model id sent upstream.
     pub(super) upstream_model: Option<String>,
     pub(super) stream: bool,
@@ -58,6 +66,11 @@ impl Draft {
             endpoint_id: None,
             model: None,
             upstream_model: None,
+            requested_model: None,
+            latency_budget_ms: None,
+            cost_budget: None,
+            cost_cap_per_1k: None,
+            policy_revision: None,
             stream: false,
             fallback_from: None,
             key_id: None,

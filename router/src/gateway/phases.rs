@@ -231,6 +231,11 @@ fn record(
         retry_reasons: (!d.retry_reasons.is_empty()).then_some(d.retry_reasons),
         trace_id: d.trace.map(|t| t.id()),
         limit_mode: d.limit_mode,
+        requested_model: d.requested_model,
+        latency_budget_ms: d.latency_budget_ms.map(signed),
+        cost_budget_micros: d.cost_budget.map(|m| signed(m.0)),
+        cost_cap_per_1k_micros: d.cost_cap_per_1k.map(|m| signed(m.0)),
+        policy_revision: d.policy_revision.map(signed),
     }
 }
 
@@ -346,6 +351,8 @@ fn admit(
     draft.tenant = tenant.map(|t| t.id().to_owned());
     draft.data_class = attrs.data_class.map(audit::text);
     draft.user_role = attrs.user_role.map(audit::text);
+    draft.latency_budget_ms = attrs.latency_budget_ms;
+    draft.cost_budget = attrs.cost_budget;
     let Some(t) = tenant else {
         if let Some(key) = who {
             // Removed from the policy after the key was issued: an undeclared tenant has no
@@ -473,7 +480,9 @@ fn body_fields<'r>(req: &Request<'r>, draft: &mut Draft) -> Result<body::Fields<
         )
         .with_param("model"));
     };
-    draft.model = Some(audit::text(model.value.as_bytes()));
+    let model = audit::text(model.value.as_bytes());
+    draft.requested_model = Some(model.clone());
+    draft.model = Some(model);
     Ok(fields)
 }
 
@@ -487,6 +496,14 @@ fn decide<'t>(
 ) -> Result<route::Choice<'t>, route::Refusal> {
     let requested = requested(fields);
     let treq = route::attributes(table, attrs, fields, requested, req.body.len());
+    draft.policy_revision = Some(table.revision());
+    // Recorded whether or not this table reads it, so a replay under a policy that does
+    // can evaluate it.
+    draft.cost_cap_per_1k = treq.cost_cap_per_1k.or_else(|| {
+        attrs
+            .cost_budget
+            .map(|b| route::cost_cap_per_1k(b, req.body.len(), fields.max_tokens))
+    });
     match route::choose(table, &treq, requested) {
         Ok(choice) => {
             draft.rule_index = Some(choice.rule_index);

@@ -1,0 +1,821 @@
+//! `policyc replay`: a policy judged against recorded traffic.
+//!
+//! Every audit record in the window is a request whose routing attributes were recorded
+//! (tenant, data class, role, the model as asked, the latency budget, `cost_cap_per_1k` as
+//! evaluated). Each is evaluated by the table evaluator the router uses, under the new
+//! table (and the old one, with `--old`; else the recorded decision is the baseline), and
+//! the two routes compared: counts by (old → new) route and by tenant, newly denied and
+//! newly allowed requests, requests whose pinned model the new route does not serve, and
+//! the cost at the new endpoints' prices from the recorded tokens. Records are streamed a
+//! row group at a time; decisions are memoized by attribute tuple, so memory is bounded by
+//! the number of distinct tuples and route classes, not by the number of records.
+
+pub mod source;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use parquet::data_type::ByteArray;
+use serde::Serialize;
+use switchyard_table::fx::FxMap as HashMap;
+use switchyard_table::{Action, Field, Micros, Request, Table};
+
+pub use source::{Filter, Source};
+
+/// Example request ids kept per changed class.
+const EXAMPLES: usize = 3;
+/// Attribute tuples whose decisions are remembered (about 100 bytes each).
+const MEMO_MAX: usize = 1 << 20;
+
+/// Where a request goes under one policy: [`DENY`], or an endpoint id's number in the
+/// [`Names`] (with a balanced `route_to`, the set's first member; a recorded endpoint that
+/// is a member of the new set counts as unchanged).
+type Route = u32;
+
+/// The route of a denied request.
+const DENY: Route = 0;
+
+/// Endpoint ids numbered (0 is `deny`), so routes are compared and counted without strings.
+#[derive(Debug)]
+struct Names {
+    names: Vec<String>,
+    numbers: HashMap<Vec<u8>, u32>,
+}
+
+impl Names {
+    fn new() -> Self {
+        Self {
+            names: vec!["deny".to_owned()],
+            numbers: HashMap::default(),
+        }
+    }
+
+    fn number(&mut self, name: &[u8]) -> u32 {
+        if let Some(&n) = self.numbers.get(name) {
+            return n;
+        }
+        let n = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(String::from_utf8_lossy(name).into_owned());
+        self.numbers.insert(name.to_vec(), n);
+        n
+    }
+
+    fn name(&self, route: Route) -> &str {
+        self.names.get(route as usize).map_or("?", String::as_str)
+    }
+}
+
+/// A table's decision for one attribute tuple.
+#[derive(Clone, Debug)]
+struct Decided {
+    deny: bool,
+    /// The endpoints of the rule's route set (the primary first).
+    set: Vec<Route>,
+    /// A pinned model that neither the set nor the fallbacks serve, or the tenant's
+    /// allowlist refuses: the router would refuse the request.
+    unserved: bool,
+}
+
+/// One table, with its decisions memoized by attribute tuple — the attributes it reads,
+/// plus the tenant and the model (which the allowlist and the served-model check read).
+#[derive(Debug)]
+struct Judge<'t> {
+    table: &'t Table<'t>,
+    memo: HashMap<Vec<u8>, Decided>,
+    reads: Reads,
+    key: Vec<u8>,
+}
+
+/// Which optional attributes a table's rules read.
+#[derive(Clone, Copy, Debug)]
+struct Reads {
+    data_class: bool,
+    user_role: bool,
+    latency: bool,
+    cost: bool,
+}
+
+impl<'t> Judge<'t> {
+    fn new(table: &'t Table<'t>) -> Self {
+        Self {
+            table,
+            memo: HashMap::default(),
+            reads: Reads {
+                data_class: table.reads(Field::DataClass),
+                user_role: table.reads(Field::UserRole),
+                latency: table.reads(Field::LatencyBudgetMs),
+                cost: table.reads(Field::CostCapPer1k),
+            },
+            key: Vec::new(),
+        }
+    }
+
+    fn decide(&mut self, attrs: &Attrs<'_>, names: &mut Names) -> &Decided {
+        attrs.key(self.reads, &mut self.key);
+        let key = self.key.as_slice();
+        if !self.memo.contains_key(key) {
+            if self.memo.len() >= MEMO_MAX {
+                // Bounded memory whatever the traffic's variety: start over.
+                self.memo.clear();
+            }
+            let d = self.evaluate(attrs, names);
+            self.memo.insert(key.to_vec(), d);
+        }
+        &self.memo[self.key.as_slice()]
+    }
+
+    fn evaluate(&self, a: &Attrs<'_>, names: &mut Names) -> Decided {
+        let t = self.table;
+        let req = Request {
+            tenant: a.tenant,
+            data_class: a.data_class,
+            user_role: a.user_role,
+            model: Some(a.model),
+            latency_budget_ms: a.latency_budget_ms.and_then(|v| u64::try_from(v).ok()),
+            cost_cap_per_1k: a
+                .cost_cap_per_1k
+                .and_then(|v| u64::try_from(v).ok())
+                .map(Micros),
+        };
+        let rule = t.decided(t.evaluate(&req));
+        let deny = rule.action() == Action::Deny;
+        let set: Vec<Route> = rule
+            .route_set()
+            .map(|e| names.number(e.id().as_bytes()))
+            .collect();
+        let model = std::str::from_utf8(a.model).unwrap_or("");
+        let pinned = model != "auto";
+        let served = !pinned
+            || rule
+                .route_set()
+                .chain(rule.fallback())
+                .any(|e| e.serves(model));
+        let allowed = !pinned
+            || a.tenant
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .and_then(|id| self.table.tenant_by_id(id))
+                .is_none_or(|tenant| tenant.allows(model));
+        Decided {
+            deny,
+            set,
+            unserved: !(deny || served && allowed),
+        }
+    }
+}
+
+/// The attributes a rule can read, as recorded.
+#[derive(Debug)]
+struct Attrs<'a> {
+    tenant: Option<&'a [u8]>,
+    data_class: Option<&'a [u8]>,
+    user_role: Option<&'a [u8]>,
+    model: &'a [u8],
+    latency_budget_ms: Option<i64>,
+    cost_cap_per_1k: Option<i64>,
+}
+
+impl Attrs<'_> {
+    /// The memo key: the attributes `reads` names, the tenant and the model,
+    /// length-prefixed.
+    fn key(&self, reads: Reads, out: &mut Vec<u8>) {
+        out.clear();
+        let unread = |read: bool, v| if read { v } else { None };
+        for v in [
+            self.tenant,
+            unread(reads.data_class, self.data_class),
+            unread(reads.user_role, self.user_role),
+            Some(self.model),
+        ] {
+            match v {
+                Some(v) => {
+                    out.extend_from_slice(
+                        &u32::try_from(v.len()).unwrap_or(u32::MAX).to_le_bytes(),
+                    );
+                    out.extend_from_slice(v);
+                }
+                None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+            }
+        }
+        for v in [
+            self.latency_budget_ms.filter(|_| reads.latency),
+            self.cost_cap_per_1k.filter(|_| reads.cost),
+        ] {
+            match v {
+                Some(v) => {
+                    out.push(1);
+                    out.extend_from_slice(&v.to_le_bytes());
+                }
+                None => out.push(0),
+            }
+        }
+    }
+}
+
+/// Why records were not replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Skip {
+    /// Written before the audit kept every routing attribute (no `requested_model` or
+    /// `policy_revision` column).
+    OlderShard,
+    /// Refused before the table was consulted (bad request, authentication, limits).
+    RefusedBeforeRouting,
+    /// Decided, but no endpoint was tried and the policy did not deny it (every candidate
+    /// over the cost budget, a pinned model no candidate serves, …): no recorded route.
+    NotRouted,
+}
+
+impl Skip {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::OlderShard => "older_shard_without_replay_columns",
+            Self::RefusedBeforeRouting => "refused_before_routing",
+            Self::NotRouted => "decided_without_a_route",
+        }
+    }
+}
+
+/// A route class: how many, and a few examples.
+#[derive(Debug, Default)]
+struct Class {
+    count: u64,
+    examples: Vec<String>,
+}
+
+impl Class {
+    fn add(&mut self, id: Option<&ByteArray>, keep: bool) {
+        self.count += 1;
+        if keep && self.examples.len() < EXAMPLES {
+            self.examples.push(
+                id.map(|b| String::from_utf8_lossy(b.data()).into_owned())
+                    .unwrap_or_default(),
+            );
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TenantRow {
+    pub tenant: String,
+    pub replayed: u64,
+    pub rerouted: u64,
+    pub denied: u64,
+    pub allowed: u64,
+}
+
+/// The replay's result.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Records in the window (and tenant).
+    pub records: u64,
+    pub replayed: u64,
+    pub skipped: BTreeMap<Skip, u64>,
+    routes: HashMap<(Route, Route), Class>,
+    names: Option<Names>,
+    denied: Class,
+    allowed: Class,
+    unserved: Class,
+    tenants: HashMap<Vec<u8>, TenantRow>,
+    pub cost_recorded: i128,
+    pub cost_new: i128,
+    pub shards: u64,
+    pub row_groups: u64,
+    pub row_groups_pruned: u64,
+    /// Distinct attribute tuples evaluated.
+    pub tuples: u64,
+}
+
+impl Report {
+    pub fn rerouted(&self) -> u64 {
+        self.routes
+            .iter()
+            .filter(|((from, to), _)| from != to && *from != DENY && *to != DENY)
+            .map(|(_, c)| c.count)
+            .sum()
+    }
+
+    /// Rerouted records in hundredths of a percent of those replayed, rounded half up: the
+    /// figure printed (two decimals) is the figure `--fail-if` compares.
+    pub fn rerouted_hundredths(&self) -> u64 {
+        if self.replayed == 0 {
+            return 0;
+        }
+        let n = u128::from(self.rerouted()) * 10_000;
+        let d = u128::from(self.replayed);
+        u64::try_from((n + d / 2) / d).unwrap_or(u64::MAX)
+    }
+
+    pub fn rerouted_pct(&self) -> f64 {
+        self.rerouted_hundredths() as f64 / 100.0
+    }
+
+    pub fn skipped_total(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// A metric `--fail-if` can name.
+    pub fn metric(&self, name: &str) -> Option<Metric> {
+        Some(match name {
+            "records" => Metric::Count(self.records),
+            "replayed" => Metric::Count(self.replayed),
+            "skipped" => Metric::Count(self.skipped_total()),
+            "rerouted" => Metric::Count(self.rerouted()),
+            "rerouted_pct" => Metric::Hundredths(self.rerouted_hundredths()),
+            "denied" => Metric::Count(self.denied.count),
+            "allowed" => Metric::Count(self.allowed.count),
+            "model_unserved" => Metric::Count(self.unserved.count),
+            "cost_usd_recorded" => Metric::Usd(self.cost_recorded),
+            "cost_usd_new" => Metric::Usd(self.cost_new),
+            "cost_delta_usd" => Metric::Usd(self.cost_new - self.cost_recorded),
+            _ => return None,
+        })
+    }
+}
+
+/// A metric's value, exact.
+#[derive(Clone, Copy, Debug)]
+pub enum Metric {
+    Count(u64),
+    /// A percentage in hundredths.
+    Hundredths(u64),
+    /// Micro-dollars.
+    Usd(i128),
+}
+
+pub const METRICS: &[&str] = &[
+    "records",
+    "replayed",
+    "skipped",
+    "rerouted",
+    "rerouted_pct",
+    "denied",
+    "allowed",
+    "model_unserved",
+    "cost_usd_recorded",
+    "cost_usd_new",
+    "cost_delta_usd",
+];
+
+/// A `--fail-if` condition: `METRIC OP NUMBER`.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    pub text: String,
+    metric: String,
+    op: Op,
+    /// The number in micro-units (exact for money, counts and two-decimal percentages).
+    micro: i128,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+    Ne,
+}
+
+impl Condition {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let at = t.find(['<', '>', '=', '!']).ok_or_else(|| {
+            format!("`--fail-if {text}`: expected `METRIC OP NUMBER`, e.g. `denied > 0`")
+        })?;
+        let metric = t[..at].trim().to_owned();
+        let rest = &t[at..];
+        let (op, len) = [
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            (">", Op::Gt),
+            ("<", Op::Lt),
+            ("=", Op::Eq),
+        ]
+        .into_iter()
+        .find(|(s, _)| rest.starts_with(s))
+        .map(|(s, op)| (op, s.len()))
+        .ok_or_else(|| format!("`--fail-if {text}`: unknown operator"))?;
+        if !METRICS.contains(&metric.as_str()) {
+            return Err(format!(
+                "`--fail-if {text}`: unknown metric `{metric}` (one of: {})",
+                METRICS.join(", ")
+            ));
+        }
+        let number = rest[len..].trim();
+        let (negative, digits) = match number.strip_prefix('-') {
+            Some(d) => (true, d),
+            None => (false, number.strip_prefix('+').unwrap_or(number)),
+        };
+        let micro = Micros::parse(digits)
+            .map_err(|_| {
+                format!("`--fail-if {text}`: `{number}` is not a number (at most 6 decimals)")
+            })?
+            .0;
+        let micro = i128::from(micro) * if negative { -1 } else { 1 };
+        Ok(Self {
+            text: t.to_owned(),
+            metric,
+            op,
+            micro,
+        })
+    }
+
+    /// Whether the condition holds for `report`.
+    pub fn holds(&self, report: &Report) -> bool {
+        let value = match report.metric(&self.metric) {
+            Some(Metric::Count(n)) => i128::from(n) * 1_000_000,
+            Some(Metric::Hundredths(h)) => i128::from(h) * 10_000,
+            Some(Metric::Usd(m)) => m,
+            None => return false,
+        };
+        match self.op {
+            Op::Gt => value > self.micro,
+            Op::Ge => value >= self.micro,
+            Op::Lt => value < self.micro,
+            Op::Le => value <= self.micro,
+            Op::Eq => value == self.micro,
+            Op::Ne => value != self.micro,
+        }
+    }
+}
+
+/// The replay: `new` judged against `old` (or, without it, the recorded decisions).
+#[derive(Debug)]
+pub struct Replay<'t> {
+    new: Judge<'t>,
+    old: Option<Judge<'t>>,
+    new_table: &'t Table<'t>,
+    filter: Filter,
+    names: Names,
+    pub report: Report,
+}
+
+fn text(col: Option<&[Option<ByteArray>]>, row: usize) -> Option<&[u8]> {
+    col.and_then(|c| c.get(row))
+        .and_then(Option::as_ref)
+        .map(ByteArray::data)
+}
+
+fn int(col: Option<&[Option<i64>]>, row: usize) -> Option<i64> {
+    col.and_then(|c| c.get(row)).copied().flatten()
+}
+
+/// Micro-dollars for `tokens_in`/`tokens_out` at per-1k prices, rounded as the router rounds.
+fn cost(tokens_in: i64, tokens_out: i64, input: Micros, output: Micros) -> i128 {
+    let micros = i128::from(tokens_in.max(0)) * i128::from(input.0)
+        + i128::from(tokens_out.max(0)) * i128::from(output.0);
+    (micros + 500) / 1000
+}
+
+impl<'t> Replay<'t> {
+    pub fn new(new: &'t Table<'t>, old: Option<&'t Table<'t>>, filter: Filter) -> Self {
+        Self {
+            new: Judge::new(new),
+            old: old.map(Judge::new),
+            new_table: new,
+            filter,
+            names: Names::new(),
+            report: Report::default(),
+        }
+    }
+
+    /// Replays one row group.
+    pub fn batch(&mut self, b: &source::Batch<'_>) {
+        let older = b.requested_model.is_none() || b.policy_revision.is_none();
+        for row in 0..b.rows {
+            let ts = b.ts.get(row).copied().unwrap_or(0);
+            if !self.filter.keeps_ts(ts) {
+                continue;
+            }
+            let declared = text(b.tenant, row);
+            let tenant = declared.or_else(|| text(b.tenant_claimed, row));
+            if let Some(want) = &self.filter.tenant
+                && declared != Some(want.as_bytes())
+            {
+                continue;
+            }
+            self.report.records += 1;
+            if older {
+                *self.report.skipped.entry(Skip::OlderShard).or_default() += 1;
+                continue;
+            }
+            let (Some(_), Some(model)) =
+                (int(b.policy_revision, row), text(b.requested_model, row))
+            else {
+                *self
+                    .report
+                    .skipped
+                    .entry(Skip::RefusedBeforeRouting)
+                    .or_default() += 1;
+                continue;
+            };
+            let attrs = Attrs {
+                tenant,
+                data_class: text(b.data_class, row),
+                user_role: text(b.user_role, row),
+                model,
+                latency_budget_ms: int(b.latency_budget_ms, row),
+                cost_cap_per_1k: int(b.cost_cap_per_1k, row),
+            };
+            let recorded = text(b.fallback_from, row).or_else(|| text(b.endpoint_id, row));
+            let status = int(Some(b.status), row).unwrap_or(0);
+            let from = match &mut self.old {
+                Some(old) => {
+                    let d = old.decide(&attrs, &mut self.names);
+                    if d.deny {
+                        DENY
+                    } else {
+                        d.set.first().copied().unwrap_or(DENY)
+                    }
+                }
+                None => match recorded {
+                    Some(e) => self.names.number(e),
+                    None if status == 403 => DENY,
+                    None => {
+                        *self.report.skipped.entry(Skip::NotRouted).or_default() += 1;
+                        continue;
+                    }
+                },
+            };
+            let d = self.new.decide(&attrs, &mut self.names);
+            let unserved = d.unserved;
+            let to = if d.deny {
+                DENY
+            } else if from != DENY && d.set.contains(&from) {
+                // A member of the new rule's balanced set: where the new policy may send
+                // it too.
+                from
+            } else {
+                d.set.first().copied().unwrap_or(DENY)
+            };
+            self.report.replayed += 1;
+            let id = b.request_id.get(row).and_then(Option::as_ref);
+            let changed = from != to;
+            let tenant_key = tenant.unwrap_or(b"(none)");
+            let row_stats = match self.report.tenants.get_mut(tenant_key) {
+                Some(t) => t,
+                None => self
+                    .report
+                    .tenants
+                    .entry(tenant_key.to_vec())
+                    .or_insert_with(|| TenantRow {
+                        tenant: String::from_utf8_lossy(tenant_key).into_owned(),
+                        ..TenantRow::default()
+                    }),
+            };
+            row_stats.replayed += 1;
+            if changed {
+                if to == DENY {
+                    row_stats.denied += 1;
+                    self.report.denied.add(id, true);
+                } else if from == DENY {
+                    row_stats.allowed += 1;
+                    self.report.allowed.add(id, true);
+                } else {
+                    row_stats.rerouted += 1;
+                }
+            }
+            if unserved {
+                self.report.unserved.add(id, true);
+            }
+            // Cost: recorded, and at the new route's prices from the recorded tokens.
+            self.report.cost_recorded += i128::from(int(b.cost_usd, row).unwrap_or(0));
+            if to != DENY
+                && !unserved
+                && let Some(endpoint) = self.new_table.endpoint_by_id(self.names.name(to))
+            {
+                self.report.cost_new += cost(
+                    int(b.tokens_in, row).unwrap_or(0),
+                    int(b.tokens_out, row).unwrap_or(0),
+                    endpoint.input_per_1k(),
+                    endpoint.output_per_1k(),
+                );
+            }
+            self.report
+                .routes
+                .entry((from, to))
+                .or_default()
+                .add(id, changed);
+        }
+        self.report.tuples = self.new.memo.len() as u64;
+    }
+
+    /// The report, with the endpoint names it refers to.
+    pub fn finish(mut self) -> Report {
+        self.report.names = Some(self.names);
+        self.report
+    }
+}
+
+/// Exact USD text of micro-dollars (signed).
+pub fn usd(micros: i128) -> String {
+    let sign = if micros < 0 { "-" } else { "" };
+    let m = micros.unsigned_abs();
+    format!("{sign}{}.{:06}", m / 1_000_000, m % 1_000_000)
+}
+
+/// USD as a JSON number (shortest text that reads back to the same double; exact for the
+/// amounts a report holds) — `usd` strings sit beside it for exactness.
+fn usd_number(micros: i128) -> f64 {
+    micros as f64 / 1e6
+}
+
+#[derive(Serialize)]
+struct RouteJson<'a> {
+    from: &'a str,
+    to: &'a str,
+    count: u64,
+    examples: &'a [String],
+}
+
+impl Report {
+    /// Routes by name, most requests first.
+    fn sorted_routes(&self) -> Vec<(&str, &str, &Class)> {
+        let name = |r: Route| self.names.as_ref().map_or("?", |n| n.name(r));
+        let mut v: Vec<_> = self
+            .routes
+            .iter()
+            .map(|((from, to), c)| (name(*from), name(*to), c))
+            .collect();
+        v.sort_by(|a, b| {
+            b.2.count
+                .cmp(&a.2.count)
+                .then(a.0.cmp(b.0))
+                .then(a.1.cmp(b.1))
+        });
+        v
+    }
+
+    fn sorted_tenants(&self) -> Vec<&TenantRow> {
+        let mut v: Vec<_> = self.tenants.values().collect();
+        v.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        v
+    }
+
+    pub fn to_json(&self, conditions: &[(Condition, bool)]) -> serde_json::Value {
+        let routes: Vec<RouteJson<'_>> = self
+            .sorted_routes()
+            .into_iter()
+            .map(|(from, to, c)| RouteJson {
+                from,
+                to,
+                count: c.count,
+                examples: &c.examples,
+            })
+            .collect();
+        serde_json::json!({
+            "records": self.records,
+            "replayed": self.replayed,
+            "skipped": self.skipped_total(),
+            "skipped_by_reason": self.skipped.iter().map(|(k, v)| (k.as_str(), v)).collect::<BTreeMap<_, _>>(),
+            "rerouted": self.rerouted(),
+            "rerouted_pct": self.rerouted_pct(),
+            "denied": self.denied.count,
+            "denied_examples": self.denied.examples,
+            "allowed": self.allowed.count,
+            "allowed_examples": self.allowed.examples,
+            "model_unserved": self.unserved.count,
+            "model_unserved_examples": self.unserved.examples,
+            "cost_usd_recorded": usd_number(self.cost_recorded),
+            "cost_usd_new": usd_number(self.cost_new),
+            "cost_delta_usd": usd_number(self.cost_new - self.cost_recorded),
+            "cost_exact": {
+                "recorded": usd(self.cost_recorded),
+                "new": usd(self.cost_new),
+                "delta": usd(self.cost_new - self.cost_recorded),
+            },
+            "routes": routes,
+            "tenants": self.sorted_tenants(),
+            "read": {
+                "shards": self.shards,
+                "row_groups": self.row_groups,
+                "row_groups_pruned": self.row_groups_pruned,
+                "distinct_attribute_tuples": self.tuples,
+            },
+            "fail_if": conditions.iter().map(|(c, held)| serde_json::json!({
+                "condition": c.text,
+                "held": held,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn render_human(&self, conditions: &[(Condition, bool)]) -> String {
+        let mut s = String::new();
+        let _ = write!(s, "replayed {} of {} records", self.replayed, self.records);
+        if self.skipped_total() > 0 {
+            let reasons: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("{v} {}", k.as_str().replace('_', " ")))
+                .collect();
+            let _ = write!(
+                s,
+                " ({} skipped: {})",
+                self.skipped_total(),
+                reasons.join(", ")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nrerouted {} ({:.2}%), newly denied {}, newly allowed {}, pinned model no longer served {}",
+            self.rerouted(),
+            self.rerouted_pct(),
+            self.denied.count,
+            self.allowed.count,
+            self.unserved.count
+        );
+        let _ = writeln!(
+            s,
+            "cost: recorded ${}, at the new routes ${} (delta {}{})",
+            usd(self.cost_recorded),
+            usd(self.cost_new),
+            if self.cost_new >= self.cost_recorded {
+                "+$"
+            } else {
+                "-$"
+            },
+            usd((self.cost_new - self.cost_recorded).abs())
+        );
+        let routes = self.sorted_routes();
+        let changed: Vec<_> = routes.iter().filter(|(a, b, _)| a != b).collect();
+        if changed.is_empty() {
+            s.push_str("\nno request changes route\n");
+        } else {
+            s.push_str("\nroutes that change (from -> to: requests; examples)\n");
+            for (from, to, c) in changed {
+                let _ = writeln!(
+                    s,
+                    "  {from} -> {to}: {}; {}",
+                    c.count,
+                    c.examples.join(", ")
+                );
+            }
+        }
+        if self.unserved.count > 0 {
+            let _ = writeln!(
+                s,
+                "\npinned model not served by the new route: {}; {}",
+                self.unserved.count,
+                self.unserved.examples.join(", ")
+            );
+        }
+        let unchanged: Vec<_> = routes.iter().filter(|(a, b, _)| a == b).collect();
+        if !unchanged.is_empty() {
+            s.push_str("\nunchanged\n");
+            for (from, _, c) in unchanged {
+                let _ = writeln!(s, "  {from}: {}", c.count);
+            }
+        }
+        if !self.tenants.is_empty() {
+            s.push_str("\nby tenant (replayed, rerouted, newly denied, newly allowed)\n");
+            for t in self.sorted_tenants() {
+                let _ = writeln!(
+                    s,
+                    "  {}: {}, {}, {}, {}",
+                    t.tenant, t.replayed, t.rerouted, t.denied, t.allowed
+                );
+            }
+        }
+        for (c, held) in conditions {
+            let _ = writeln!(
+                s,
+                "\n--fail-if {}: {}",
+                c.text,
+                if *held {
+                    "HOLDS (failing)"
+                } else {
+                    "does not hold"
+                }
+            );
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conditions_parse_and_compare_exactly() {
+        let mut r = Report {
+            replayed: 3,
+            cost_recorded: 1_000_000,
+            cost_new: 101_000_001,
+            ..Report::default()
+        };
+        r.denied.count = 1;
+        let c = |t: &str| Condition::parse(t).map(|c| c.holds(&r));
+        assert_eq!(c("denied > 0"), Ok(true));
+        assert_eq!(c("denied>1"), Ok(false));
+        assert_eq!(c("cost_delta_usd > 100"), Ok(true));
+        assert_eq!(c("cost_delta_usd > 100.000001"), Ok(false));
+        assert_eq!(c("cost_delta_usd >= -5"), Ok(true));
+        assert_eq!(c("rerouted_pct > 5"), Ok(false));
+        assert!(c("bogus > 1").is_err_and(|e| e.contains("unknown metric")));
+        assert!(c("denied ~ 1").is_err());
+        assert!(c("denied > x").is_err());
+        assert_eq!(usd(-1_500_000), "-1.500000");
+    }
+}
