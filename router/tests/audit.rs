@@ -1031,6 +1031,11 @@ fn the_audit_api_filters_limits_and_names_bad_parameters() {
         if let Some(c) = class {
             headers.push(("X-Data-Class", c));
         }
+        // Budgets on a fifth, read back from sealed shards and open logs alike.
+        if i % 5 == 0 {
+            headers.push(("X-Latency-Budget-Ms", "900"));
+            headers.push(("X-Cost-Budget-Usd", "5"));
+        }
         let resp = call(
             r.addr,
             "POST",
@@ -1106,6 +1111,18 @@ fn the_audit_api_filters_limits_and_names_bad_parameters() {
     for row in &all {
         assert!(row["ts"].as_str().unwrap().ends_with('Z'), "{row}");
         assert_eq!(row["status"], 200);
+        assert_eq!(row["requested_model"], "auto", "{row}");
+        assert_eq!(row["policy_revision"], 1, "{row}");
+        let n: u32 = row["request_id"].as_str().unwrap()[2..].parse().unwrap();
+        if n % 5 == 0 {
+            assert_eq!(row["latency_budget_ms"], 900, "{row}");
+            assert_eq!(row["cost_budget_usd"], "5", "{row}");
+            assert!(row["cost_cap_per_1k"].is_string(), "{row}");
+        } else {
+            assert!(row["latency_budget_ms"].is_null(), "{row}");
+            assert!(row["cost_budget_usd"].is_null(), "{row}");
+            assert!(row["cost_cap_per_1k"].is_null(), "{row}");
+        }
         assert!(
             row["rule_name"].is_string() && row["model"].is_string(),
             "{row}"
