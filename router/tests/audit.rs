@@ -1114,7 +1114,7 @@ fn the_audit_api_filters_limits_and_names_bad_parameters() {
         assert_eq!(row["requested_model"], "auto", "{row}");
         assert_eq!(row["policy_revision"], 1, "{row}");
         let n: u32 = row["request_id"].as_str().unwrap()[2..].parse().unwrap();
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             assert_eq!(row["latency_budget_ms"], 900, "{row}");
             assert_eq!(row["cost_budget_usd"], "5", "{row}");
             assert!(row["cost_cap_per_1k"].is_string(), "{row}");
