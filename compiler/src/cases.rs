@@ -392,3 +392,34 @@ pub fn run(table: &Table<'_>, policy: Option<&Policy>, cases: &[Case]) -> Vec<Ca
         })
         .collect()
 }
+
+/// The rule id failing cases carry in CI findings.
+#[must_use]
+pub fn finding_rule() -> crate::ci::RuleInfo {
+    crate::ci::RuleInfo {
+        id: "test/failed".to_owned(),
+        name: "case-failed".to_owned(),
+        summary: "a request → expected decision case does not hold".to_owned(),
+        level: crate::ci::Level::Error,
+    }
+}
+
+/// A failed case as a CI finding on its line of the cases file: what failed, then the
+/// explanation of the decision.
+#[must_use]
+pub fn finding(r: &CaseResult, cases_file: &str) -> crate::ci::Finding {
+    let mut message = format!("case `{}` failed: {}", r.name, r.failures.join("; "));
+    for line in explain::render_human(&r.explanation).lines() {
+        message.push_str("\n| ");
+        message.push_str(line);
+    }
+    crate::ci::Finding {
+        level: crate::ci::Level::Error,
+        rule: "test/failed".to_owned(),
+        title: format!("policyc test: {}", r.name),
+        message,
+        location: Some(crate::ci::Location::line(cases_file, r.line)),
+        related: Vec::new(),
+        properties: serde_json::Map::new(),
+    }
+}

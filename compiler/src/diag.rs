@@ -3,7 +3,7 @@
 //!
 //! Message style (after Cedar's guide): lowercase, user input in backticks, the problem in
 //! the message, the fix in `help`. Codes never change meaning; new checks get new codes.
-//! `docs/diagnostics.md` lists them all.
+//! README.md's "Diagnostics" table lists them all.
 
 use std::fmt::Write as _;
 

@@ -9,6 +9,7 @@
 pub mod analysis;
 pub mod cases;
 pub mod check;
+pub mod ci;
 pub mod condition;
 pub mod diag;
 pub mod diff;

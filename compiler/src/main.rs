@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use policyc::diag::{self, Diagnostic};
 use policyc::interp::Attrs;
 use policyc::source::Sources;
-use policyc::{Compiled, Error, cases, diff, dump, explain};
+use policyc::{Compiled, Error, cases, ci, diff, dump, explain};
 use switchyard_table::{Micros, Table};
 
 const EXIT_OK: u8 = 0;
@@ -44,6 +44,20 @@ enum Format {
     Json,
 }
 
+/// Output of the commands a CI pipeline runs (`check`, `compile`, `test`, `replay`).
+#[derive(Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+enum CiFormat {
+    /// Text for people (diagnostics on stderr).
+    #[default]
+    Human,
+    Json,
+    /// GitHub Actions workflow commands: an annotation per finding on its file, line and
+    /// column.
+    Github,
+    /// A SARIF 2.1.0 log (GitHub code scanning, review tools).
+    Sarif,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Report every error and warning in a policy; write nothing.
@@ -59,7 +73,7 @@ enum Command {
         #[arg(long, value_name = "CODE", value_parser = parse_allow)]
         allow: Vec<String>,
         #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        format: CiFormat,
     },
     /// Compile a policy into a decision table (written atomically).
     Compile {
@@ -76,7 +90,7 @@ enum Command {
         #[arg(long, value_name = "CODE", value_parser = parse_allow)]
         allow: Vec<String>,
         #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        format: CiFormat,
     },
     /// Show which rule a described request hits, and why each earlier rule did not.
     Explain {
@@ -109,7 +123,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         endpoints: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        format: CiFormat,
     },
     /// Show every region of the request space whose route changes between two policies
     /// or tables, with an example request for each.
@@ -158,7 +172,7 @@ enum Command {
         #[arg(long = "fail-if", value_name = "EXPR", value_parser = parse_condition)]
         fail_if: Vec<policyc::replay::Condition>,
         #[arg(long, value_enum, default_value_t)]
-        format: Format,
+        format: CiFormat,
     },
     /// Publish a compiled table to object storage, where routers pick it up: a state
     /// prefix (`s3://bucket/prefix`, what `switchyard --state` reads: the table as a
@@ -270,6 +284,21 @@ fn err(text: &str) {
     let _ = e.write_all(text.as_bytes());
 }
 
+/// Appends `text` to a file (a CI summary page).
+fn append(path: &Path, text: &str) -> Result<(), Fail> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| {
+            Fail(
+                EXIT_USAGE,
+                format!("cannot append to `{}`: {e}", path.display()),
+            )
+        })
+}
+
 fn load_text(sources: &mut Sources, path: &Path) -> Result<policyc::source::FileId, Fail> {
     let bytes = policyc::read_file(path)?;
     let text = String::from_utf8(bytes).map_err(|_| Error::NotText {
@@ -278,12 +307,32 @@ fn load_text(sources: &mut Sources, path: &Path) -> Result<policyc::source::File
     Ok(sources.add(path.display().to_string(), text))
 }
 
-/// Compiles a policy; prints its diagnostics to stderr (human) or stdout (json).
+/// Prints findings as workflow commands or a SARIF log (nothing for the other formats),
+/// paths relative to `$GITHUB_WORKSPACE` when it is set.
+fn emit(
+    format: CiFormat,
+    rules: &[ci::RuleInfo],
+    mut findings: Vec<ci::Finding>,
+    properties: Option<serde_json::Value>,
+) -> Result<(), Fail> {
+    if let Ok(root) = std::env::var("GITHUB_WORKSPACE") {
+        ci::strip_root(&mut findings, &root);
+    }
+    match format {
+        CiFormat::Github => out(&ci::github::render(&findings)),
+        CiFormat::Sarif => json(&ci::sarif::render(rules, &findings, properties))?,
+        CiFormat::Human | CiFormat::Json => {}
+    }
+    Ok(())
+}
+
+/// Compiles a policy; prints its diagnostics to stderr (human), or stdout (json — with
+/// `quiet_ok`, only when there are errors — github, sarif).
 fn compile_policy(
     path: &Path,
     endpoints: Option<&Path>,
     revision: u64,
-    format: Format,
+    format: CiFormat,
     quiet_ok: bool,
     allow: &[String],
 ) -> Result<(Sources, Option<Compiled>, Vec<Diagnostic>), Fail> {
@@ -295,29 +344,38 @@ fn compile_policy(
         .diagnostics
         .retain(|d| !allow.iter().any(|a| a == d.code.as_str()));
     match format {
-        Format::Human => err(&diag::render_human(&sources, &output.diagnostics)),
-        Format::Json if !quiet_ok || output.has_errors() => {
+        CiFormat::Human => err(&diag::render_human(&sources, &output.diagnostics)),
+        CiFormat::Json if !quiet_ok || output.has_errors() => {
             out(&diag::render_json(&sources, &output.diagnostics));
             out("\n");
         }
-        Format::Json => {}
+        CiFormat::Json => {}
+        CiFormat::Github | CiFormat::Sarif => emit(
+            format,
+            &ci::diagnostic_rules(),
+            ci::of_diagnostics(&sources, &output.diagnostics),
+            None,
+        )?,
     }
     Ok((sources, output.compiled, output.diagnostics))
 }
 
-/// Loads a table file, or compiles a policy file, into table bytes (and the policy IR
-/// when there was one).
+/// A policy compiled in memory, with its sources (to point at its rules).
+type LoadedPolicy = (Sources, policyc::ir::Policy);
+
+/// Loads a table file, or compiles a policy file, into table bytes (and the policy IR and
+/// its sources when there was one). Diagnostics go to stderr.
 fn load_table_bytes(
     path: &Path,
     endpoints: Option<&Path>,
-) -> Result<(Vec<u8>, Option<policyc::ir::Policy>), Fail> {
+) -> Result<(Vec<u8>, Option<LoadedPolicy>), Fail> {
     let bytes = policyc::read_file(path)?;
     if policyc::is_table(&bytes) {
         return Ok((bytes, None));
     }
-    let (_, compiled, _) = compile_policy(path, endpoints, 0, Format::Human, true, &[])?;
+    let (sources, compiled, _) = compile_policy(path, endpoints, 0, CiFormat::Human, true, &[])?;
     match compiled {
-        Some(c) => Ok((c.table, Some(c.policy))),
+        Some(c) => Ok((c.table, Some((sources, c.policy)))),
         None => Err(Fail(
             EXIT_DIAGNOSTICS,
             format!("`{}` has errors; nothing to do", path.display()),
@@ -384,8 +442,8 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                 compiled.table.len()
             );
             match format {
-                Format::Human => err(&message),
-                Format::Json => json(&serde_json::json!({
+                CiFormat::Human | CiFormat::Github | CiFormat::Sarif => err(&message),
+                CiFormat::Json => json(&serde_json::json!({
                     "output": output.display().to_string(),
                     "rules": compiled.policy.rules.len(),
                     "bytes": compiled.table.len(),
@@ -440,15 +498,28 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                     format!("`{}` is not a valid cases file", cases_path.display()),
                 )
             })?;
-            let results = cases::run(&t, ir.as_ref(), &parsed);
+            let results = cases::run(&t, ir.as_ref().map(|(_, p)| p), &parsed);
             let failed = results.iter().filter(|r| !r.passed).count();
+            let cases_name = cases_path.display().to_string();
             match format {
-                Format::Json => json(&serde_json::json!({
+                CiFormat::Github | CiFormat::Sarif => {
+                    err(&format!(
+                        "{} passed, {failed} failed\n",
+                        results.len() - failed
+                    ));
+                    let findings = results
+                        .iter()
+                        .filter(|r| !r.passed)
+                        .map(|r| cases::finding(r, &cases_name))
+                        .collect();
+                    emit(format, &[cases::finding_rule()], findings, None)?;
+                }
+                CiFormat::Json => json(&serde_json::json!({
                     "passed": results.len() - failed,
                     "failed": failed,
                     "cases": results,
                 }))?,
-                Format::Human => {
+                CiFormat::Human => {
                     let mut text = String::new();
                     for r in &results {
                         if r.passed {
@@ -510,7 +581,7 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             format,
         } => {
             let source = policyc::replay::Source::parse(&audit).map_err(|e| Fail(EXIT_USAGE, e))?;
-            let (new_bytes, _) = load_table_bytes(&new, endpoints.as_deref())?;
+            let (new_bytes, new_policy) = load_table_bytes(&new, endpoints.as_deref())?;
             let new_table = validate(&new, &new_bytes)?;
             let old_bytes = match &old {
                 Some(path) => Some((path, load_table_bytes(path, endpoints.as_deref())?.0)),
@@ -542,8 +613,43 @@ fn run(cli: Cli) -> Result<u8, Fail> {
                 })
                 .collect();
             match format {
-                Format::Human => out(&report.render_human(&held)),
-                Format::Json => json(&report.to_json(&held))?,
+                CiFormat::Human => out(&report.render_human(&held)),
+                CiFormat::Json => json(&report.to_json(&held))?,
+                CiFormat::Github | CiFormat::Sarif => {
+                    // Each change at the new policy's rule that decides it.
+                    let locate = |rule: u32| {
+                        let (sources, policy) = new_policy.as_ref()?;
+                        let r = policy.rules.get(rule as usize).unwrap_or(&policy.default);
+                        ci::Location::of(sources, r.head)
+                    };
+                    let whole = ci::Location::line(&new.display().to_string(), 1);
+                    let mut findings = report.findings(&held, &locate, &whole);
+                    if format == CiFormat::Github {
+                        // The report on the job's summary page, when there is one.
+                        if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                            append(
+                                Path::new(&path),
+                                &report.render_markdown(&new.display().to_string(), &held),
+                            )?;
+                        }
+                        // The summary on the run's page (no place in a file).
+                        findings.push(ci::Finding {
+                            level: ci::Level::Notice,
+                            rule: String::new(),
+                            title: "policyc replay".to_owned(),
+                            message: report.summary(),
+                            location: None,
+                            related: Vec::new(),
+                            properties: serde_json::Map::new(),
+                        });
+                    }
+                    emit(
+                        format,
+                        &policyc::replay::finding_rules(),
+                        findings,
+                        Some(report.to_json(&held)),
+                    )?;
+                }
             }
             Ok(if held.iter().any(|(_, h)| *h) {
                 EXIT_REPLAY_FAILED

@@ -99,6 +99,54 @@ fn replay(args: &[&str], env: &[(&str, String)]) -> (i32, serde_json::Value) {
     (code, report)
 }
 
+/// Runs `policyc replay ARGS --format FORMAT`; (exit code, stdout).
+fn replay_as(format: &str, args: &[&str], env: &[(&str, String)]) -> (i32, String) {
+    let out = Command::new(binary("policyc"))
+        .arg("replay")
+        .args(args)
+        .args(["--format", format])
+        .env_remove("GITHUB_WORKSPACE")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !stdout.is_empty(),
+        "policyc replay {args:?} --format {format}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// The 1-based line of the first line of `text` containing `needle`.
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+/// The workflow command lines of `level` (`notice`, `warning`, `error`).
+fn commands<'a>(stdout: &'a str, level: &str) -> Vec<&'a str> {
+    let prefix = format!("::{level} ");
+    stdout.lines().filter(|l| l.starts_with(&prefix)).collect()
+}
+
+/// Validates a SARIF log with the OASIS schema (tools/ci/test/validate_sarif.py).
+fn assert_valid_sarif(path: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("python3")
+        .arg(root.join("tools/ci/test/validate_sarif.py"))
+        .arg(root.join("testdata/sarif/sarif-schema-2.1.0.json"))
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "invalid SARIF (`python3 -m pip install -r tools/sdk/requirements.txt` installs jsonschema): {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -294,6 +342,69 @@ fn replay_judges_policy_changes_against_recorded_traffic() {
     );
     assert_eq!(code, 5, "rerouted_pct > 5 holds");
 
+    // The same for CI: an annotation on the rule that moves them, the gate as an error,
+    // a Markdown report on the job's summary page.
+    let p2_text = std::fs::read_to_string(&p2).unwrap();
+    let rule_line = line_of(&p2_text, "name: beta-gpu");
+    let summary = dir.path().join("summary.md");
+    let (code, gh) = replay_as(
+        "github",
+        &[
+            p2.to_str().unwrap(),
+            "--audit",
+            audit_arg,
+            "--fail-if",
+            "rerouted_pct > 5",
+        ],
+        &[("GITHUB_STEP_SUMMARY", summary.to_str().unwrap().to_owned())],
+    );
+    assert_eq!(code, 5, "{gh}");
+    let moved_notes: Vec<_> = commands(&gh, "notice")
+        .into_iter()
+        .filter(|l| l.contains("beta-gpu"))
+        .collect();
+    assert_eq!(moved_notes.len(), 1, "{gh}");
+    let note = moved_notes[0];
+    assert!(
+        note.contains(&format!(",file={},line={rule_line},", p2.to_str().unwrap())),
+        "{note}"
+    );
+    assert!(
+        note.contains(&format!(
+            "moves {beta_cloud} recorded requests from `cloud` to `gpu`"
+        )),
+        "{note}"
+    );
+    let errors = commands(&gh, "error");
+    assert_eq!(errors.len(), 1, "{gh}");
+    assert!(errors[0].contains("rerouted_pct > 5"), "{}", errors[0]);
+    let md = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        md.contains(&format!("| `cloud` | `gpu` | {beta_cloud} |")),
+        "{md}"
+    );
+    assert!(
+        md.contains("❌ holds: `--fail-if rerouted_pct > 5`"),
+        "{md}"
+    );
+    let (code, sarif) = replay_as("sarif", &[p2.to_str().unwrap(), "--audit", audit_arg], &[]);
+    assert_eq!(code, 0);
+    let sarif_file = write(dir.path(), "replay.sarif", &sarif);
+    assert_valid_sarif(&sarif_file);
+    let log: serde_json::Value = serde_json::from_str(&sarif).unwrap();
+    let run = &log["runs"][0];
+    let results = run["results"].as_array().unwrap();
+    let moved_result = results
+        .iter()
+        .find(|r| r["ruleId"] == "replay/rerouted")
+        .unwrap();
+    assert_eq!(moved_result["properties"]["count"], beta_cloud);
+    assert_eq!(
+        moved_result["locations"][0]["physicalLocation"]["region"]["startLine"],
+        rule_line
+    );
+    assert_eq!(run["properties"]["rerouted"], beta_cloud);
+
     // `--old`: both policies evaluated; the same moves.
     let (_, both) = replay(
         &[
@@ -350,6 +461,22 @@ fn replay_judges_policy_changes_against_recorded_traffic() {
     assert_eq!(denied["denied"], expected, "{denied:#}");
     assert_eq!(route(&denied, "cloud", "deny"), expected);
     assert_eq!(denied["rerouted"], 0);
+    // In CI: a warning on the `default: deny` line with that count.
+    let (code, gh) = replay_as("github", &[p3.to_str().unwrap(), "--audit", audit_arg], &[]);
+    assert_eq!(code, 0);
+    let default_line = line_of(&std::fs::read_to_string(&p3).unwrap(), "- default: deny");
+    let warnings = commands(&gh, "warning");
+    assert_eq!(warnings.len(), 1, "{gh}");
+    assert!(
+        warnings[0].contains(&format!(",line={default_line},")),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains(&format!("denies {expected} recorded requests")),
+        "{}",
+        warnings[0]
+    );
 
     // A window after the traffic: nothing read.
     let (_, later) = replay(

@@ -20,6 +20,7 @@ use serde::Serialize;
 use switchyard_table::fx::FxMap as HashMap;
 use switchyard_table::{Action, Field, Micros, Request, Table};
 
+pub use report::rules as finding_rules;
 pub use source::{Filter, Source};
 
 /// Example request ids kept per changed class.
@@ -68,6 +69,8 @@ impl Names {
 /// A table's decision for one attribute tuple.
 #[derive(Clone, Debug)]
 struct Decided {
+    /// The deciding rule's index in its table (the default's is the rule count).
+    rule: u32,
     deny: bool,
     /// The endpoints of the rule's route set (the primary first).
     set: Vec<Route>,
@@ -156,6 +159,7 @@ impl<'t> Judge<'t> {
                 .and_then(|id| self.table.tenant_by_id(id))
                 .is_none_or(|tenant| tenant.allows(model));
         Decided {
+            rule: rule.index(),
             deny,
             set,
             unserved: !(deny || served && allowed),
@@ -270,7 +274,13 @@ pub struct Report {
     pub replayed: u64,
     pub skipped: BTreeMap<Skip, u64>,
     routes: HashMap<(Route, Route), Class>,
+    /// Changed records by (old route, new route, the new table's deciding rule).
+    changes: HashMap<(Route, Route, u32), Class>,
+    /// Records whose pinned model is unserved, by the new table's deciding rule.
+    unserved_by_rule: HashMap<u32, Class>,
     names: Option<Names>,
+    /// How the report names the new table's rules it mentions.
+    rule_labels: HashMap<u32, String>,
     denied: Class,
     allowed: Class,
     unserved: Class,
@@ -540,6 +550,7 @@ impl<'t> Replay<'t> {
             };
             let d = self.new.decide(&attrs, &mut self.names);
             let unserved = d.unserved;
+            let rule = d.rule;
             let to = if d.deny {
                 DENY
             } else if from != DENY && d.set.contains(&from) {
@@ -576,8 +587,20 @@ impl<'t> Replay<'t> {
                     row_stats.rerouted += 1;
                 }
             }
+            if changed {
+                self.report
+                    .changes
+                    .entry((from, to, rule))
+                    .or_default()
+                    .add(id, true);
+            }
             if unserved {
                 self.report.unserved.add(id, true);
+                self.report
+                    .unserved_by_rule
+                    .entry(rule)
+                    .or_default()
+                    .add(id, true);
             }
             // Cost: recorded, and at the new route's prices from the recorded tokens.
             self.report.cost_recorded += i128::from(int(b.cost_usd, row).unwrap_or(0));
@@ -604,6 +627,18 @@ impl<'t> Replay<'t> {
     /// The report, with the endpoint names it refers to.
     pub fn finish(mut self) -> Report {
         self.report.names = Some(self.names);
+        let rules = self.report.changes.keys().map(|k| k.2);
+        for i in rules
+            .chain(self.report.unserved_by_rule.keys().copied())
+            .collect::<Vec<_>>()
+        {
+            let label = match self.new_table.rule(i) {
+                Some(r) if r.is_default() => "the default rule".to_owned(),
+                Some(r) if !r.name().is_empty() => format!("rule {i} `{}`", r.name()),
+                _ => format!("rule {i}"),
+            };
+            self.report.rule_labels.insert(i, label);
+        }
         self.report
     }
 }
