@@ -98,17 +98,34 @@ struct Reads {
     cost: bool,
 }
 
+impl Reads {
+    fn of(table: &Table<'_>) -> Self {
+        Self {
+            data_class: table.reads(Field::DataClass),
+            user_role: table.reads(Field::UserRole),
+            latency: table.reads(Field::LatencyBudgetMs),
+            cost: table.reads(Field::CostCapPer1k),
+        }
+    }
+
+    /// What `new` or `old` reads.
+    fn either(new: &Table<'_>, old: Option<&Table<'_>>) -> Self {
+        let (a, b) = (Self::of(new), old.map_or(Self::of(new), Self::of));
+        Self {
+            data_class: a.data_class || b.data_class,
+            user_role: a.user_role || b.user_role,
+            latency: a.latency || b.latency,
+            cost: a.cost || b.cost,
+        }
+    }
+}
+
 impl<'t> Judge<'t> {
     fn new(table: &'t Table<'t>) -> Self {
         Self {
             table,
             memo: HashMap::default(),
-            reads: Reads {
-                data_class: table.reads(Field::DataClass),
-                user_role: table.reads(Field::UserRole),
-                latency: table.reads(Field::LatencyBudgetMs),
-                cost: table.reads(Field::CostCapPer1k),
-            },
+            reads: Reads::of(table),
             key: Vec::new(),
         }
     }
@@ -284,7 +301,8 @@ pub struct Report {
     denied: Class,
     allowed: Class,
     unserved: Class,
-    tenants: HashMap<Vec<u8>, TenantRow>,
+    tenants: Vec<TenantRow>,
+    tenant_index: HashMap<Vec<u8>, u32>,
     pub cost_recorded: i128,
     pub cost_new: i128,
     pub shards: u64,
@@ -450,6 +468,47 @@ impl Condition {
     }
 }
 
+/// What one record's attributes decide: its old and new routes, and what the report needs
+/// about them. `None` in the cache: decided without a route (skipped).
+#[derive(Clone, Copy, Debug)]
+struct Outcome {
+    from: Route,
+    to: Route,
+    /// The new table's deciding rule.
+    rule: u32,
+    unserved: bool,
+    /// The record's row in `Report::tenants`.
+    tenant: u32,
+    /// The new route's prices per 1k tokens (in, out), when it is served there.
+    price: Option<(Micros, Micros)>,
+}
+
+/// A record's attribute values by identity: each string's address and length (+1; 0 when
+/// absent), each number with a presence word, and whether it was refused. Within one row group every value lives in
+/// the column buffers until the group is done, so equal identities are equal values; a
+/// dictionary-encoded column (the router's are) hands every occurrence of a value the same
+/// bytes, so records with the same attributes share a key without their bytes being
+/// compared or hashed.
+type Identity = [u64; 15];
+
+fn identity(values: [Option<&[u8]>; 5], numbers: [Option<i64>; 2], refused: bool) -> Identity {
+    let mut key = [0; 15];
+    for (i, v) in values.iter().enumerate() {
+        if let Some(v) = v {
+            key[2 * i] = v.as_ptr() as usize as u64;
+            key[2 * i + 1] = v.len() as u64 + 1;
+        }
+    }
+    for (i, n) in numbers.iter().enumerate() {
+        if let Some(n) = n {
+            key[10 + 2 * i] = 1;
+            key[11 + 2 * i] = u64::from_ne_bytes(n.to_ne_bytes());
+        }
+    }
+    key[14] = u64::from(refused);
+    key
+}
+
 /// The replay: `new` judged against `old` (or, without it, the recorded decisions).
 #[derive(Debug)]
 pub struct Replay<'t> {
@@ -458,6 +517,10 @@ pub struct Replay<'t> {
     new_table: &'t Table<'t>,
     filter: Filter,
     names: Names,
+    /// Outcomes by attribute identity, for the current row group only.
+    seen: HashMap<Identity, Option<Outcome>>,
+    /// The optional attributes either table reads (the others are left out of identities).
+    reads: Reads,
     pub report: Report,
 }
 
@@ -486,6 +549,8 @@ impl<'t> Replay<'t> {
             new_table: new,
             filter,
             names: Names::new(),
+            seen: HashMap::default(),
+            reads: Reads::either(new, old),
             report: Report::default(),
         }
     }
@@ -520,108 +585,157 @@ impl<'t> Replay<'t> {
                     .or_default() += 1;
                 continue;
             };
-            let attrs = Attrs {
-                tenant,
-                data_class: text(b.data_class, row),
-                user_role: text(b.user_role, row),
-                model,
-                latency_budget_ms: int(b.latency_budget_ms, row),
-                cost_cap_per_1k: int(b.cost_cap_per_1k, row),
-            };
+            let data_class = text(b.data_class, row);
+            let user_role = text(b.user_role, row);
+            let latency_budget_ms = int(b.latency_budget_ms, row);
+            let cost_cap_per_1k = int(b.cost_cap_per_1k, row);
             let recorded = text(b.fallback_from, row).or_else(|| text(b.endpoint_id, row));
-            let status = int(Some(b.status), row).unwrap_or(0);
-            let from = match &mut self.old {
-                Some(old) => {
-                    let d = old.decide(&attrs, &mut self.names);
-                    if d.deny {
-                        DENY
-                    } else {
-                        d.set.first().copied().unwrap_or(DENY)
-                    }
+            // Denied (403 with no endpoint) or not: all the status says about a route.
+            let refused = recorded.is_none() && int(Some(b.status), row) == Some(403);
+            // Only what a table reads, and the recorded route only when it is the baseline.
+            let r = self.reads;
+            let key = identity(
+                [
+                    tenant,
+                    data_class.filter(|_| r.data_class),
+                    user_role.filter(|_| r.user_role),
+                    Some(model),
+                    recorded.filter(|_| self.old.is_none()),
+                ],
+                [
+                    latency_budget_ms.filter(|_| r.latency),
+                    cost_cap_per_1k.filter(|_| r.cost),
+                ],
+                refused && self.old.is_none(),
+            );
+            let outcome = match self.seen.get(&key) {
+                Some(o) => *o,
+                None => {
+                    let attrs = Attrs {
+                        tenant,
+                        data_class,
+                        user_role,
+                        model,
+                        latency_budget_ms,
+                        cost_cap_per_1k,
+                    };
+                    let o = self.judge(&attrs, recorded, refused);
+                    self.seen.insert(key, o);
+                    o
                 }
-                None => match recorded {
-                    Some(e) => self.names.number(e),
-                    None if status == 403 => DENY,
-                    None => {
-                        *self.report.skipped.entry(Skip::NotRouted).or_default() += 1;
-                        continue;
-                    }
-                },
             };
-            let d = self.new.decide(&attrs, &mut self.names);
-            let unserved = d.unserved;
-            let rule = d.rule;
-            let to = if d.deny {
-                DENY
-            } else if from != DENY && d.set.contains(&from) {
-                // A member of the new rule's balanced set: where the new policy may send
-                // it too.
-                from
-            } else {
-                d.set.first().copied().unwrap_or(DENY)
+            let Some(o) = outcome else {
+                *self.report.skipped.entry(Skip::NotRouted).or_default() += 1;
+                continue;
             };
             self.report.replayed += 1;
             let id = b.request_id.get(row).and_then(Option::as_ref);
-            let changed = from != to;
-            let tenant_key = tenant.unwrap_or(b"(none)");
-            let row_stats = match self.report.tenants.get_mut(tenant_key) {
-                Some(t) => t,
-                None => self
-                    .report
-                    .tenants
-                    .entry(tenant_key.to_vec())
-                    .or_insert_with(|| TenantRow {
-                        tenant: String::from_utf8_lossy(tenant_key).into_owned(),
-                        ..TenantRow::default()
-                    }),
-            };
+            let changed = o.from != o.to;
+            let row_stats = &mut self.report.tenants[o.tenant as usize];
             row_stats.replayed += 1;
             if changed {
-                if to == DENY {
+                if o.to == DENY {
                     row_stats.denied += 1;
                     self.report.denied.add(id, true);
-                } else if from == DENY {
+                } else if o.from == DENY {
                     row_stats.allowed += 1;
                     self.report.allowed.add(id, true);
                 } else {
                     row_stats.rerouted += 1;
                 }
-            }
-            if changed {
                 self.report
                     .changes
-                    .entry((from, to, rule))
+                    .entry((o.from, o.to, o.rule))
                     .or_default()
                     .add(id, true);
             }
-            if unserved {
+            if o.unserved {
                 self.report.unserved.add(id, true);
                 self.report
                     .unserved_by_rule
-                    .entry(rule)
+                    .entry(o.rule)
                     .or_default()
                     .add(id, true);
             }
             // Cost: recorded, and at the new route's prices from the recorded tokens.
             self.report.cost_recorded += i128::from(int(b.cost_usd, row).unwrap_or(0));
-            if to != DENY
-                && !unserved
-                && let Some(endpoint) = self.new_table.endpoint_by_id(self.names.name(to))
-            {
+            if let Some((input, output)) = o.price {
                 self.report.cost_new += cost(
                     int(b.tokens_in, row).unwrap_or(0),
                     int(b.tokens_out, row).unwrap_or(0),
-                    endpoint.input_per_1k(),
-                    endpoint.output_per_1k(),
+                    input,
+                    output,
                 );
             }
             self.report
                 .routes
-                .entry((from, to))
+                .entry((o.from, o.to))
                 .or_default()
                 .add(id, changed);
         }
+        // The identities named this group's buffers, which the next group reuses.
+        self.seen.clear();
         self.report.tuples = self.new.memo.len() as u64;
+    }
+
+    /// Decides one attribute tuple under both sides; `None` when the record has no
+    /// baseline route (decided without one, and not denied).
+    fn judge(
+        &mut self,
+        attrs: &Attrs<'_>,
+        recorded: Option<&[u8]>,
+        refused: bool,
+    ) -> Option<Outcome> {
+        let from = match &mut self.old {
+            Some(old) => {
+                let d = old.decide(attrs, &mut self.names);
+                if d.deny {
+                    DENY
+                } else {
+                    d.set.first().copied().unwrap_or(DENY)
+                }
+            }
+            None => match recorded {
+                Some(e) => self.names.number(e),
+                None if refused => DENY,
+                None => return None,
+            },
+        };
+        let d = self.new.decide(attrs, &mut self.names);
+        let to = if d.deny {
+            DENY
+        } else if from != DENY && d.set.contains(&from) {
+            // A member of the new rule's balanced set: where the new policy may send it too.
+            from
+        } else {
+            d.set.first().copied().unwrap_or(DENY)
+        };
+        let (rule, unserved) = (d.rule, d.unserved);
+        let price = (to != DENY && !unserved)
+            .then(|| self.new_table.endpoint_by_id(self.names.name(to)))
+            .flatten()
+            .map(|e| (e.input_per_1k(), e.output_per_1k()));
+        let tenant_key = attrs.tenant.unwrap_or(b"(none)");
+        let tenant = match self.report.tenant_index.get(tenant_key) {
+            Some(&i) => i,
+            None => {
+                let i = u32::try_from(self.report.tenants.len()).unwrap_or(u32::MAX);
+                self.report.tenants.push(TenantRow {
+                    tenant: String::from_utf8_lossy(tenant_key).into_owned(),
+                    ..TenantRow::default()
+                });
+                self.report.tenant_index.insert(tenant_key.to_vec(), i);
+                i
+            }
+        };
+        Some(Outcome {
+            from,
+            to,
+            rule,
+            unserved,
+            tenant,
+            price,
+        })
     }
 
     /// The report, with the endpoint names it refers to.

@@ -94,7 +94,7 @@ impl Report {
     }
 
     fn sorted_tenants(&self) -> Vec<&TenantRow> {
-        let mut v: Vec<_> = self.tenants.values().collect();
+        let mut v: Vec<_> = self.tenants.iter().collect();
         v.sort_by(|a, b| a.tenant.cmp(&b.tenant));
         v
     }
