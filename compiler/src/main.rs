@@ -599,7 +599,7 @@ fn run(cli: Cli) -> Result<u8, Fail> {
             let mut replay =
                 policyc::replay::Replay::new(&new_table, old_table.as_ref(), filter.clone());
             let stats = source
-                .read(&filter, &mut |batch| replay.batch(batch))
+                .read(&filter, &mut replay)
                 .map_err(|e| Fail(EXIT_USAGE, e))?;
             let mut report = replay.finish();
             report.shards = stats.shards;

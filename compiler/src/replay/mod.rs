@@ -21,7 +21,7 @@ use switchyard_table::fx::FxMap as HashMap;
 use switchyard_table::{Action, Field, Micros, Request, Table};
 
 pub use report::rules as finding_rules;
-pub use source::{Filter, Source};
+pub use source::{Filter, Sink, Source};
 
 /// Example request ids kept per changed class.
 const EXAMPLES: usize = 3;
@@ -263,15 +263,34 @@ struct Class {
 }
 
 impl Class {
-    fn add(&mut self, id: Option<&ByteArray>, keep: bool) {
+    /// Counts a record; with `keep`, while the class has fewer than [`EXAMPLES`], reserves
+    /// an example slot for its request id and returns the slot.
+    fn add(&mut self, keep: bool) -> Option<usize> {
         self.count += 1;
-        if keep && self.examples.len() < EXAMPLES {
-            self.examples.push(
-                id.map(|b| String::from_utf8_lossy(b.data()).into_owned())
-                    .unwrap_or_default(),
-            );
-        }
+        (keep && self.examples.len() < EXAMPLES).then(|| {
+            self.examples.push(String::new());
+            self.examples.len() - 1
+        })
     }
+}
+
+/// Which class an example slot belongs to.
+#[derive(Clone, Copy, Debug)]
+enum ClassRef {
+    Route(Route, Route),
+    Change(Route, Route, u32),
+    Denied,
+    Allowed,
+    Unserved,
+    UnservedRule(u32),
+}
+
+/// An example slot waiting for its row's request id.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    row: usize,
+    class: ClassRef,
+    slot: usize,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -479,34 +498,52 @@ struct Outcome {
     unserved: bool,
     /// The record's row in `Report::tenants`.
     tenant: u32,
-    /// The new route's prices per 1k tokens (in, out), when it is served there.
-    price: Option<(Micros, Micros)>,
+    /// The new route's prices per 1k tokens (in, out) in `Replay::prices`, when it is
+    /// served there; [`NO_PRICE`] otherwise. (An index keeps the cached outcome small.)
+    price: u32,
 }
 
-/// A record's attribute values by identity: each string's address and length (+1; 0 when
-/// absent), each number with a presence word, and whether it was refused. Within one row group every value lives in
-/// the column buffers until the group is done, so equal identities are equal values; a
-/// dictionary-encoded column (the router's are) hands every occurrence of a value the same
-/// bytes, so records with the same attributes share a key without their bytes being
-/// compared or hashed.
-type Identity = [u64; 15];
+/// A record's attribute values by identity: each string's address with its length in the
+/// top bits (0 when absent), each number with a presence bit, and whether it was refused.
+/// Within one row group every value lives in the column buffers until the group is done, so
+/// equal identities are equal values; a dictionary-encoded column (the router's are) hands
+/// every occurrence of a value the same bytes, so records with the same attributes share a
+/// key without their bytes being compared or hashed. Fields, not an array: compared inline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Identity {
+    values: (u64, u64, u64, u64, u64),
+    latency: u64,
+    cost: u64,
+    flags: u8,
+}
 
-fn identity(values: [Option<&[u8]>; 5], numbers: [Option<i64>; 2], refused: bool) -> Identity {
-    let mut key = [0; 15];
-    for (i, v) in values.iter().enumerate() {
-        if let Some(v) = v {
-            key[2 * i] = v.as_ptr() as usize as u64;
-            key[2 * i + 1] = v.len() as u64 + 1;
-        }
-    }
-    for (i, n) in numbers.iter().enumerate() {
-        if let Some(n) = n {
-            key[10 + 2 * i] = 1;
-            key[11 + 2 * i] = u64::from_ne_bytes(n.to_ne_bytes());
-        }
-    }
-    key[14] = u64::from(refused);
-    key
+/// Addresses below 2^47 (user space on the 64-bit systems we run on) and lengths below
+/// 2^17 pack into one word; anything else is not cached.
+const ADDRESS_BITS: u32 = 47;
+
+fn pack(v: Option<&[u8]>) -> Option<u64> {
+    let Some(v) = v else { return Some(0) };
+    let address = v.as_ptr() as usize as u64;
+    let len = v.len() as u64;
+    (address >> ADDRESS_BITS == 0 && len >> (64 - ADDRESS_BITS) == 0)
+        .then_some(address | len << ADDRESS_BITS)
+}
+
+fn identity(
+    values: [Option<&[u8]>; 5],
+    numbers: [Option<i64>; 2],
+    refused: bool,
+) -> Option<Identity> {
+    let [a, b, c, d, e] = values;
+    let number = |n: Option<i64>| u64::from_ne_bytes(n.unwrap_or(0).to_ne_bytes());
+    Some(Identity {
+        values: (pack(a)?, pack(b)?, pack(c)?, pack(d)?, pack(e)?),
+        latency: number(numbers[0]),
+        cost: number(numbers[1]),
+        flags: u8::from(numbers[0].is_some())
+            | u8::from(numbers[1].is_some()) << 1
+            | u8::from(refused) << 2,
+    })
 }
 
 /// The replay: `new` judged against `old` (or, without it, the recorded decisions).
@@ -517,6 +554,10 @@ pub struct Replay<'t> {
     new_table: &'t Table<'t>,
     filter: Filter,
     names: Names,
+    /// Example slots of the current row group waiting for its request ids.
+    pending: Vec<Pending>,
+    /// Distinct (input, output) prices per 1k tokens of the new routes.
+    prices: Vec<(Micros, Micros)>,
     /// Outcomes by attribute identity, for the current row group only.
     seen: HashMap<Identity, Option<Outcome>>,
     /// The optional attributes either table reads (the others are left out of identities).
@@ -534,6 +575,9 @@ fn int(col: Option<&[Option<i64>]>, row: usize) -> Option<i64> {
     col.and_then(|c| c.get(row)).copied().flatten()
 }
 
+/// The price of an outcome with no cost at the new route.
+const NO_PRICE: u32 = u32::MAX;
+
 /// Micro-dollars for `tokens_in`/`tokens_out` at per-1k prices, rounded as the router rounds.
 fn cost(tokens_in: i64, tokens_out: i64, input: Micros, output: Micros) -> i128 {
     let micros = i128::from(tokens_in.max(0)) * i128::from(input.0)
@@ -550,13 +594,15 @@ impl<'t> Replay<'t> {
             filter,
             names: Names::new(),
             seen: HashMap::default(),
+            pending: Vec::new(),
+            prices: Vec::new(),
             reads: Reads::either(new, old),
             report: Report::default(),
         }
     }
 
-    /// Replays one row group.
-    pub fn batch(&mut self, b: &source::Batch<'_>) {
+    /// Replays one row group; `true` when example slots wait for its request ids.
+    fn replay_batch(&mut self, b: &source::Batch<'_>) -> bool {
         let older = b.requested_model.is_none() || b.policy_revision.is_none();
         for row in 0..b.rows {
             let ts = b.ts.get(row).copied().unwrap_or(0);
@@ -608,8 +654,9 @@ impl<'t> Replay<'t> {
                 ],
                 refused && self.old.is_none(),
             );
-            let outcome = match self.seen.get(&key) {
-                Some(o) => *o,
+            let cached = key.and_then(|k| self.seen.get(&k).copied());
+            let outcome = match cached {
+                Some(o) => o,
                 None => {
                     let attrs = Attrs {
                         tenant,
@@ -620,7 +667,9 @@ impl<'t> Replay<'t> {
                         cost_cap_per_1k,
                     };
                     let o = self.judge(&attrs, recorded, refused);
-                    self.seen.insert(key, o);
+                    if let Some(k) = key {
+                        self.seen.insert(k, o);
+                    }
                     o
                 }
             };
@@ -629,37 +678,42 @@ impl<'t> Replay<'t> {
                 continue;
             };
             self.report.replayed += 1;
-            let id = b.request_id.get(row).and_then(Option::as_ref);
             let changed = o.from != o.to;
+            let pending = &mut self.pending;
+            let mut wait = |class: ClassRef, slot: Option<usize>| {
+                if let Some(slot) = slot {
+                    pending.push(Pending { row, class, slot });
+                }
+            };
             let row_stats = &mut self.report.tenants[o.tenant as usize];
             row_stats.replayed += 1;
             if changed {
                 if o.to == DENY {
                     row_stats.denied += 1;
-                    self.report.denied.add(id, true);
+                    wait(ClassRef::Denied, self.report.denied.add(true));
                 } else if o.from == DENY {
                     row_stats.allowed += 1;
-                    self.report.allowed.add(id, true);
+                    wait(ClassRef::Allowed, self.report.allowed.add(true));
                 } else {
                     row_stats.rerouted += 1;
                 }
-                self.report
-                    .changes
-                    .entry((o.from, o.to, o.rule))
-                    .or_default()
-                    .add(id, true);
+                let key = (o.from, o.to, o.rule);
+                let slot = self.report.changes.entry(key).or_default().add(true);
+                wait(ClassRef::Change(key.0, key.1, key.2), slot);
             }
             if o.unserved {
-                self.report.unserved.add(id, true);
-                self.report
+                wait(ClassRef::Unserved, self.report.unserved.add(true));
+                let slot = self
+                    .report
                     .unserved_by_rule
                     .entry(o.rule)
                     .or_default()
-                    .add(id, true);
+                    .add(true);
+                wait(ClassRef::UnservedRule(o.rule), slot);
             }
             // Cost: recorded, and at the new route's prices from the recorded tokens.
             self.report.cost_recorded += i128::from(int(b.cost_usd, row).unwrap_or(0));
-            if let Some((input, output)) = o.price {
+            if let Some(&(input, output)) = self.prices.get(o.price as usize) {
                 self.report.cost_new += cost(
                     int(b.tokens_in, row).unwrap_or(0),
                     int(b.tokens_out, row).unwrap_or(0),
@@ -667,15 +721,38 @@ impl<'t> Replay<'t> {
                     output,
                 );
             }
-            self.report
+            let slot = self
+                .report
                 .routes
                 .entry((o.from, o.to))
                 .or_default()
-                .add(id, changed);
+                .add(changed);
+            wait(ClassRef::Route(o.from, o.to), slot);
         }
         // The identities named this group's buffers, which the next group reuses.
         self.seen.clear();
         self.report.tuples = self.new.memo.len() as u64;
+        !self.pending.is_empty()
+    }
+
+    /// Fills the example slots the last batch reserved with their request ids.
+    fn fill_examples(&mut self, ids: &[Option<ByteArray>]) {
+        for p in std::mem::take(&mut self.pending) {
+            let r = &mut self.report;
+            let class = match p.class {
+                ClassRef::Route(a, b) => r.routes.get_mut(&(a, b)),
+                ClassRef::Change(a, b, rule) => r.changes.get_mut(&(a, b, rule)),
+                ClassRef::Denied => Some(&mut r.denied),
+                ClassRef::Allowed => Some(&mut r.allowed),
+                ClassRef::Unserved => Some(&mut r.unserved),
+                ClassRef::UnservedRule(rule) => r.unserved_by_rule.get_mut(&rule),
+            };
+            if let Some(example) = class.and_then(|c| c.examples.get_mut(p.slot))
+                && let Some(Some(id)) = ids.get(p.row)
+            {
+                *example = String::from_utf8_lossy(id.data()).into_owned();
+            }
+        }
     }
 
     /// Decides one attribute tuple under both sides; `None` when the record has no
@@ -714,7 +791,14 @@ impl<'t> Replay<'t> {
         let price = (to != DENY && !unserved)
             .then(|| self.new_table.endpoint_by_id(self.names.name(to)))
             .flatten()
-            .map(|e| (e.input_per_1k(), e.output_per_1k()));
+            .map_or(NO_PRICE, |e| {
+                let p = (e.input_per_1k(), e.output_per_1k());
+                let at = self.prices.iter().position(|q| *q == p).unwrap_or_else(|| {
+                    self.prices.push(p);
+                    self.prices.len() - 1
+                });
+                u32::try_from(at).unwrap_or(NO_PRICE)
+            });
         let tenant_key = attrs.tenant.unwrap_or(b"(none)");
         let tenant = match self.report.tenant_index.get(tenant_key) {
             Some(&i) => i,
@@ -754,6 +838,29 @@ impl<'t> Replay<'t> {
             self.report.rule_labels.insert(i, label);
         }
         self.report
+    }
+}
+
+impl Sink for Replay<'_> {
+    fn batch(&mut self, b: &source::Batch<'_>) -> bool {
+        self.replay_batch(b)
+    }
+
+    fn ids(&mut self, ids: &[Option<ByteArray>]) {
+        self.fill_examples(ids);
+    }
+
+    /// Attributes no table reads are not decoded, nor the recorded route when `--old`
+    /// is the baseline.
+    fn needs(&self, column: &str) -> bool {
+        match column {
+            "data_class" => self.reads.data_class,
+            "user_role" => self.reads.user_role,
+            "latency_budget_ms" => self.reads.latency,
+            "cost_cap_per_1k" => self.reads.cost,
+            "endpoint_id" | "fallback_from" => self.old.is_none(),
+            _ => true,
+        }
     }
 }
 

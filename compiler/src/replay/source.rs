@@ -132,13 +132,10 @@ impl Source {
         Ok(Self::Dir(path))
     }
 
-    /// Reads every matching shard, calling `each` with every row group's batch of rows.
+    /// Reads every matching shard, handing `sink` every row group's batch of rows (and its
+    /// request ids when it asks for them).
     /// Returns the number of shards read.
-    pub fn read(
-        &self,
-        filter: &Filter,
-        each: &mut dyn FnMut(&Batch<'_>),
-    ) -> Result<ReadStats, String> {
+    pub fn read(&self, filter: &Filter, sink: &mut dyn Sink) -> Result<ReadStats, String> {
         let mut stats = ReadStats::default();
         match self {
             Self::Dir(root) => {
@@ -148,7 +145,7 @@ impl Source {
                 for path in files {
                     let file = std::fs::File::open(&path)
                         .map_err(|e| format!("`{}`: {e}", path.display()))?;
-                    read_shard(file, &path.display().to_string(), filter, each, &mut stats)?;
+                    read_shard(file, &path.display().to_string(), filter, sink, &mut stats)?;
                 }
             }
             #[cfg(feature = "s3")]
@@ -207,7 +204,7 @@ impl Source {
                             .map_err(|e| format!("cannot read s3://{}/{key}: {e}", location.bucket))
                     })?;
                     let name = format!("s3://{}/{key}", location.bucket);
-                    read_shard(bytes, &name, filter, each, &mut stats)?;
+                    read_shard(bytes, &name, filter, sink, &mut stats)?;
                 }
             }
         }
@@ -259,12 +256,27 @@ fn list_dir(
     Ok(())
 }
 
+/// What reads the batches: [`Sink::batch`] for every row group, and when it answers that
+/// it wants them, [`Sink::ids`] with the group's request ids (unique per record, so the
+/// most expensive column to decode: read only for the groups where an example is missing).
+pub trait Sink {
+    /// One row group; `true` to be given its request ids.
+    fn batch(&mut self, b: &Batch<'_>) -> bool;
+    /// The request ids of the group last given to `batch`, by row (`None` when absent).
+    fn ids(&mut self, ids: &[Option<ByteArray>]);
+    /// Whether the optional column is needed; one that is not is never decoded and is
+    /// handed over as absent. (`ts`, `status`, `tenant`, `tenant_claimed`,
+    /// `requested_model` and `policy_revision` are always read.)
+    fn needs(&self, _column: &str) -> bool {
+        true
+    }
+}
+
 /// One row group's rows, column by column; `None` for a column the shard does not have.
 #[derive(Debug)]
 pub struct Batch<'a> {
     pub rows: usize,
     pub ts: &'a [i64],
-    pub request_id: &'a [Option<ByteArray>],
     pub tenant: Option<&'a [Option<ByteArray>]>,
     pub tenant_claimed: Option<&'a [Option<ByteArray>]>,
     pub data_class: Option<&'a [Option<ByteArray>]>,
@@ -285,7 +297,7 @@ fn read_shard<R: ChunkReader + 'static>(
     data: R,
     name: &str,
     filter: &Filter,
-    each: &mut dyn FnMut(&Batch<'_>),
+    sink: &mut dyn Sink,
     stats: &mut ReadStats,
 ) -> Result<(), String> {
     let fail = |e: parquet::errors::ParquetError| format!("`{name}`: {e}");
@@ -307,6 +319,11 @@ fn read_shard<R: ChunkReader + 'static>(
         },
         _ => 1,
     };
+    let declined: Vec<&str> = OPTIONAL
+        .iter()
+        .copied()
+        .filter(|n| !sink.needs(n))
+        .collect();
     let mut scratch = Scratch::default();
     for g in 0..reader.num_row_groups() {
         let group = reader.get_row_group(g).map_err(fail)?;
@@ -330,9 +347,9 @@ fn read_shard<R: ChunkReader + 'static>(
                 .iter()
                 .map(|v| v.unwrap_or(0).div_euclid(per_ms)),
         );
-        let text = |col: &mut TextCol, n: &str| col.fill(g, index(n), rows, name, n);
-        let long = |col: &mut IntCol, n: &str| col.fill(g, index(n), rows, name, n);
-        text(&mut c.request_id, "request_id")?;
+        let wanted = |n: &str| index(n).filter(|_| !declined.contains(&n));
+        let text = |col: &mut TextCol, n: &str| col.fill(g, wanted(n), rows, name, n);
+        let long = |col: &mut IntCol, n: &str| col.fill(g, wanted(n), rows, name, n);
         long(&mut c.status, "status")?;
         text(&mut c.tenant, "tenant")?;
         text(&mut c.tenant_claimed, "tenant_claimed")?;
@@ -347,18 +364,13 @@ fn read_shard<R: ChunkReader + 'static>(
         long(&mut c.tokens_in, "tokens_in")?;
         long(&mut c.tokens_out, "tokens_out")?;
         long(&mut c.cost_usd, "cost_usd")?;
-        if !c.request_id.present {
-            c.request_id.out.clear();
-            c.request_id.out.resize(rows, None);
-        }
         if !c.status.present {
             c.status.out.clear();
             c.status.out.resize(rows, None);
         }
-        each(&Batch {
+        let wants_ids = sink.batch(&Batch {
             rows,
             ts: &c.ts,
-            request_id: &c.request_id.out,
             tenant: c.tenant.get(),
             tenant_claimed: c.tenant_claimed.get(),
             data_class: c.data_class.get(),
@@ -374,9 +386,30 @@ fn read_shard<R: ChunkReader + 'static>(
             tokens_out: c.tokens_out.get(),
             cost_usd: c.cost_usd.get(),
         });
+        if wants_ids {
+            text(&mut c.request_id, "request_id")?;
+            if !c.request_id.present {
+                c.request_id.out.clear();
+                c.request_id.out.resize(rows, None);
+            }
+            sink.ids(&c.request_id.out);
+        }
     }
     Ok(())
 }
+
+/// The columns a [`Sink`] may decline.
+const OPTIONAL: &[&str] = &[
+    "data_class",
+    "user_role",
+    "latency_budget_ms",
+    "cost_cap_per_1k",
+    "endpoint_id",
+    "fallback_from",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+];
 
 /// The columns of one row group, kept from group to group so their buffers are reused
 /// (a fresh multi-megabyte vector per column per group costs more in page faults than the
