@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """Replay throughput: `policyc replay` over synthetic audit shards, in records per second.
 
-    benches/replay.py [--records 5000000] [--shards 8] [--keep DIR]
+    benches/replay.py [--records 5000000] [--shards 8] [--layout mixed|per-tenant] [--keep DIR]
 
 Writes `--shards` Parquet shards with DuckDB in the router's audit schema (the replay's
 columns typed as the router writes them; the other columns absent, as a replay never reads
 them) under Hive partitions, with traffic shaped like a fleet's: 200 tenants, 4 data
 classes, 5 roles, 6 models (`auto` a third of the time), latency budgets on a quarter of
-the requests, cost caps on a fifth, unique request ids, row groups of 65,536. Then times
+the requests, cost caps on a fifth, unique request ids, row groups of 65,536. `--layout
+mixed` (the default, the harder case) mixes every tenant in every shard; `per-tenant` writes
+one shard per tenant, as the router does (`tenant=…` partitions), `--shards` ignored. Then times
 the release `policyc replay` (one thread) against a 1,000-rule policy from the policy
 generator, and prints records/s and peak RSS (from /usr/bin/time's `%M`; installs `time`
 when missing).
@@ -61,12 +63,17 @@ def policy(path, rules, moved=0):
         f.write(POLICY % (tenants, "".join(body)))
 
 
-def shards(out, records, count):
+def shards(out, records, count, per_tenant=False):
     import duckdb
     con = duckdb.connect()
+    if per_tenant:
+        count = 200
     per = records // count
     for s in range(count):
-        part = os.path.join(out, f"tenant=mixed/dt=2026-11-{1 + s % 28:02}/hour={s % 24:02}")
+        tenant_dir = f"t{s:03}" if per_tenant else "mixed"
+        tenant = f"'t{s:03}'" if per_tenant else \
+            "'t' || lpad((hash(i * 7 + {s}) % 200)::VARCHAR, 3, '0')".format(s=s)
+        part = os.path.join(out, f"tenant={tenant_dir}/dt=2026-11-{1 + s % 28:02}/hour={s % 24:02}")
         os.makedirs(part, exist_ok=True)
         path = os.path.join(part, f"part-bench-{s:06}.parquet")
         con.execute(f"""
@@ -74,7 +81,7 @@ COPY (
   SELECT
     make_timestamp(1795000000000000 + (i + {s * per}) * 1000)::TIMESTAMPTZ AS ts,
     'req-' || (i + {s * per})::VARCHAR AS request_id,
-    't' || lpad((hash(i * 7 + {s}) % 200)::VARCHAR, 3, '0') AS tenant,
+    {tenant} AS tenant,
     NULL::VARCHAR AS tenant_claimed,
     ['public', 'internal', 'pii', 'secret'][(1 + hash(i * 13) % 4)::INTEGER] AS data_class,
     ['dev', 'analyst', 'admin', 'owner', 'intern'][(1 + hash(i * 17) % 5)::INTEGER] AS user_role,
@@ -100,6 +107,7 @@ def main():
     ap.add_argument("--records", type=int, default=5_000_000)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--rules", type=int, default=1000)
+    ap.add_argument("--layout", choices=["mixed", "per-tenant"], default="mixed")
     ap.add_argument("--keep", default=None, help="write the shards here and keep them")
     args = ap.parse_args()
     if shutil.which("time") is None and not os.path.exists("/usr/bin/time"):
@@ -109,8 +117,8 @@ def main():
     try:
         audit = os.path.join(tmp, "audit")
         t0 = time.time()
-        n = shards(audit, args.records, args.shards)
-        print(f"wrote {n:,} records in {args.shards} shards in {time.time() - t0:.1f} s", flush=True)
+        n = shards(audit, args.records, args.shards, args.layout == "per-tenant")
+        print(f"wrote {n:,} records ({args.layout}) in {time.time() - t0:.1f} s", flush=True)
         new = os.path.join(tmp, "new.yaml")
         policy(new, args.rules, moved=20)
         cmd = ["/usr/bin/time", "-f", "%e %M", os.path.join(TARGET, "policyc"), "replay", new,
