@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 #[cfg(feature = "s3")]
 use object_store::ObjectStoreExt as _;
 use parquet::basic::{LogicalType, TimeUnit, Type as Physical};
-use parquet::column::reader::ColumnReader;
-use parquet::data_type::ByteArray;
+use parquet::column::reader::{ColumnReader, ColumnReaderImpl};
+use parquet::data_type::{ByteArray, DataType};
 use parquet::file::reader::{ChunkReader, FileReader, RowGroupReader, SerializedFileReader};
 use parquet::file::statistics::Statistics;
 
@@ -452,6 +452,26 @@ fn spread<T>(
     }
 }
 
+/// Reads up to `rows` records of a column chunk: the present values into `values`, the
+/// definition levels appended to `defs`.
+fn read_all<T: DataType>(
+    reader: &mut ColumnReaderImpl<T>,
+    rows: usize,
+    defs: &mut Vec<i16>,
+    values: &mut Vec<T::T>,
+) -> parquet::errors::Result<()> {
+    values.clear();
+    let mut read = 0;
+    while read < rows {
+        let (n, _, _) = reader.read_records(rows - read, Some(&mut *defs), None, values)?;
+        if n == 0 {
+            break;
+        }
+        read += n;
+    }
+    Ok(())
+}
+
 /// A string column's buffers.
 #[derive(Default)]
 struct TextCol {
@@ -487,18 +507,8 @@ impl TextCol {
                 "`{file}`: column `{column}` is not a string column"
             ));
         };
-        self.values.clear();
         self.defs.clear();
-        let mut read = 0;
-        while read < rows {
-            let (n, _, _) = reader
-                .read_records(rows - read, Some(&mut self.defs), None, &mut self.values)
-                .map_err(fail)?;
-            if n == 0 {
-                break;
-            }
-            read += n;
-        }
+        read_all(&mut reader, rows, &mut self.defs, &mut self.values).map_err(fail)?;
         spread(self.values.drain(..), &self.defs, max_def, &mut self.out);
         self.out.resize(rows, None);
         Ok(())
@@ -537,31 +547,16 @@ impl IntCol {
         let descr = group.metadata().column(i).column_descr();
         let max_def = descr.max_def_level();
         self.defs.clear();
-        macro_rules! read_all {
-            ($reader:expr, $values:expr) => {{
-                $values.clear();
-                let mut read = 0;
-                while read < rows {
-                    let (n, _, _) = $reader
-                        .read_records(rows - read, Some(&mut self.defs), None, &mut $values)
-                        .map_err(fail)?;
-                    if n == 0 {
-                        break;
-                    }
-                    read += n;
-                }
-            }};
-        }
         match (
             descr.physical_type(),
             group.get_column_reader(i).map_err(fail)?,
         ) {
             (Physical::INT64, ColumnReader::Int64ColumnReader(mut reader)) => {
-                read_all!(reader, self.v64);
+                read_all(&mut reader, rows, &mut self.defs, &mut self.v64).map_err(fail)?;
                 spread(self.v64.iter().copied(), &self.defs, max_def, &mut self.out);
             }
             (Physical::INT32, ColumnReader::Int32ColumnReader(mut reader)) => {
-                read_all!(reader, self.v32);
+                read_all(&mut reader, rows, &mut self.defs, &mut self.v32).map_err(fail)?;
                 spread(
                     self.v32.iter().map(|&v| i64::from(v)),
                     &self.defs,
@@ -573,7 +568,7 @@ impl IntCol {
                 Physical::FIXED_LEN_BYTE_ARRAY,
                 ColumnReader::FixedLenByteArrayColumnReader(mut reader),
             ) => {
-                read_all!(reader, self.fixed);
+                read_all(&mut reader, rows, &mut self.defs, &mut self.fixed).map_err(fail)?;
                 // Big-endian two's complement, as Parquet stores a decimal's unscaled value.
                 let ints = self.fixed.iter().map(|v| {
                     let b = v.data();
