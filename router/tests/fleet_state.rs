@@ -204,7 +204,11 @@ fn admin_changes_on_any_host_reach_every_host_with_one_history() {
         chat_with(&hosts[2], &key) == 401
     });
     eprintln!("revocation on a refused by c after {took:?}");
-    assert_eq!(chat_with(&hosts[1], &key), 401);
+    // b polls on its own clock: it refuses within the same bound, not at the same instant
+    // (asserting the instant failed once in CI: c had polled, b not yet).
+    within(Duration::from_secs(5), "b refuses the revoked key", || {
+        chat_with(&hosts[1], &key) == 401
+    });
 
     // CI publishes a table through the same manifest: every host serves it, keys stay.
     let (_, key2) = common::issue_key(&hosts[1], "acme", "{}");
